@@ -1,0 +1,28 @@
+// Standalone elementwise GELU: y = gelu(x). Exists as the unfused baseline that the fused
+// GEMM epilogue is measured against.
+
+struct Params {
+    len: u32,  // elements
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override GELU_FORM: u32 = 0u; // 0 exact (erf), 1 tanh approximation
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+const WORKGROUP: u32 = 256u;
+
+@compute @workgroup_size(256)
+fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    if i >= params.len {
+        return;
+    }
+    let v = x[i];
+    y[i] = select(gelu_erf(v), gelu_tanh(v), GELU_FORM == 1u);
+}

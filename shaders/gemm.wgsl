@@ -1,0 +1,100 @@
+// y[m, n] = epilogue(Σ_k x[m, k] · w[n, k] + bias[n]): nn.Linear with PyTorch's weight layout
+// [out, in], f32 accumulation. Needs SUBGROUP with subgroups of at least 8 lanes, and k % 4 == 0
+// (rows are read as vec4); `gemm_portable.wgsl` covers the rest.
+//
+// Register-blocked, no workgroup memory (slower on llvmpipe, where this was tuned; GPUs prefer
+// shared-memory tiles, so tile shapes are a per-adapter choice). Each invocation owns 16 rows
+// × 4 adjacent columns. The 16 rows are shared by its subgroup: lane l loads rows l % 8 and
+// 8 + l % 8, then `subgroupBroadcast` hands each row to every lane. On llvmpipe that beat
+// workgroup-uniform loads by 2-3×; it also needs no barrier.
+
+struct Params {
+    m: u32,  // rows of x (tokens, batch folded in)
+    n: u32,  // output features (rows of w)
+    k: u32,  // input features, a multiple of 4
+    _pad: u32,
+}
+
+// See apply_epilogue.
+override EPILOGUE: u32 = 1u;
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+const WORKGROUP: u32 = 64u;
+const TILE_M: u32 = 16u;
+const TILE_N: u32 = 4u;
+
+@compute @workgroup_size(64)
+fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
+    let tiles_m = (params.m + TILE_M - 1u) / TILE_M;
+    let tiles_n = (params.n + WORKGROUP * TILE_N - 1u) / (WORKGROUP * TILE_N);
+    // Uniform per workgroup, so every lane takes the same branch (subgroup ops stay legal).
+    let tile = wid.y * groups.x + wid.x;
+    if tile >= tiles_m * tiles_n {
+        return;
+    }
+    // m varies fastest so consecutive workgroups reuse the same slab of w from cache.
+    let m0 = (tile % tiles_m) * TILE_M;
+    let n0 = (tile / tiles_m) * WORKGROUP * TILE_N + lid * TILE_N;
+    let k4 = params.k / 4u;
+
+    // Out-of-range rows and columns read a clamped valid row and are never stored.
+    let x_lo = min(m0 + (lane & 7u), params.m - 1u) * k4;
+    let x_hi = min(m0 + 8u + (lane & 7u), params.m - 1u) * k4;
+    let w0 = min(n0, params.n - 1u) * k4;
+    let w1 = min(n0 + 1u, params.n - 1u) * k4;
+    let w2 = min(n0 + 2u, params.n - 1u) * k4;
+    let w3 = min(n0 + 3u, params.n - 1u) * k4;
+
+    // Row i of the tile accumulates in c_i: 4 columns. Named registers, not an array: llvmpipe
+    // keeps dynamically indexed arrays in memory.
+    var c0 = vec4(0.0); var c1 = vec4(0.0); var c2 = vec4(0.0); var c3 = vec4(0.0);
+    var c4 = vec4(0.0); var c5 = vec4(0.0); var c6 = vec4(0.0); var c7 = vec4(0.0);
+    var c8 = vec4(0.0); var c9 = vec4(0.0); var c10 = vec4(0.0); var c11 = vec4(0.0);
+    var c12 = vec4(0.0); var c13 = vec4(0.0); var c14 = vec4(0.0); var c15 = vec4(0.0);
+    for (var kk = 0u; kk < k4; kk++) {
+        // Columns of b are the 4 weight rows: (x row) * b gives the 4 dot products.
+        let b = mat4x4(w[w0 + kk], w[w1 + kk], w[w2 + kk], w[w3 + kk]);
+        let lo = x[x_lo + kk];
+        let hi = x[x_hi + kk];
+        c0 += subgroupBroadcast(lo, 0u) * b;
+        c1 += subgroupBroadcast(lo, 1u) * b;
+        c2 += subgroupBroadcast(lo, 2u) * b;
+        c3 += subgroupBroadcast(lo, 3u) * b;
+        c4 += subgroupBroadcast(lo, 4u) * b;
+        c5 += subgroupBroadcast(lo, 5u) * b;
+        c6 += subgroupBroadcast(lo, 6u) * b;
+        c7 += subgroupBroadcast(lo, 7u) * b;
+        c8 += subgroupBroadcast(hi, 0u) * b;
+        c9 += subgroupBroadcast(hi, 1u) * b;
+        c10 += subgroupBroadcast(hi, 2u) * b;
+        c11 += subgroupBroadcast(hi, 3u) * b;
+        c12 += subgroupBroadcast(hi, 4u) * b;
+        c13 += subgroupBroadcast(hi, 5u) * b;
+        c14 += subgroupBroadcast(hi, 6u) * b;
+        c15 += subgroupBroadcast(hi, 7u) * b;
+    }
+
+    let rows = array(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15);
+    for (var j = 0u; j < TILE_N; j++) {
+        let col = n0 + j;
+        if col >= params.n {
+            break;
+        }
+        var b = 0.0;
+        if EPILOGUE != 0u {
+            b = bias[col];
+        }
+        for (var i = 0u; i < TILE_M; i++) {
+            let row = m0 + i;
+            if row < params.m {
+                y[row * params.n + col] = apply_epilogue(EPILOGUE, rows[i][j], b);
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+// y[m, n] = epilogue(Σ_k x[m, k] · w[n, k] + bias[n]), like gemm.wgsl but for any k and any
+// device: scalar loads, no subgroup operations. Each invocation owns a 4 × 4 output block.
+
+struct Params {
+    m: u32,  // rows of x (tokens, batch folded in)
+    n: u32,  // output features (rows of w)
+    k: u32,  // input features
+    _pad: u32,
+}
+
+// See apply_epilogue.
+override EPILOGUE: u32 = 1u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+const WORKGROUP: u32 = 64u;
+const BLOCK: u32 = 4u;
+
+@compute @workgroup_size(64)
+fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    // Blocks are numbered row-major over a (m/4) × (n/4) grid, 64 per workgroup.
+    let blocks_n = (params.n + BLOCK - 1u) / BLOCK;
+    let block = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let m0 = (block / blocks_n) * BLOCK;
+    let n0 = (block % blocks_n) * BLOCK;
+    if m0 >= params.m {
+        return;
+    }
+    let k = params.k;
+    var acc: array<vec4<f32>, 4>;
+    for (var kk = 0u; kk < k; kk++) {
+        let b = vec4(w[min(n0, params.n - 1u) * k + kk], w[min(n0 + 1u, params.n - 1u) * k + kk],
+                     w[min(n0 + 2u, params.n - 1u) * k + kk], w[min(n0 + 3u, params.n - 1u) * k + kk]);
+        for (var i = 0u; i < BLOCK; i++) {
+            acc[i] += x[min(m0 + i, params.m - 1u) * k + kk] * b;
+        }
+    }
+    for (var i = 0u; i < BLOCK; i++) {
+        for (var j = 0u; j < BLOCK; j++) {
+            let row = m0 + i;
+            let col = n0 + j;
+            if row < params.m && col < params.n {
+                var b = 0.0;
+                if EPILOGUE != 0u {
+                    b = bias[col];
+                }
+                y[row * params.n + col] = apply_epilogue(EPILOGUE, acc[i][j], b);
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The LLaVA MLP projector: `linear_2(gelu(linear_1(x)))`, with GELU fused into the first GEMM.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan, TensorId};
+use crate::kernels::Op;
+use crate::kernels::gelu::GeluForm;
+use crate::kernels::gemm::Epilogue;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+/// Names under which checkpoints store the projector: llava-hf on disk, transformers >= 4.52 in
+/// memory, and the original LLaVA repository (`mm_projector` is an `nn.Sequential`).
+const PREFIXES_1: [&str; 3] =
+    ["multi_modal_projector.linear_1", "model.multi_modal_projector.linear_1", "model.mm_projector.0"];
+const PREFIXES_2: [&str; 3] =
+    ["multi_modal_projector.linear_2", "model.multi_modal_projector.linear_2", "model.mm_projector.2"];
+
+/// The LLaVA-1.5 style projector with its weights on the GPU.
+#[derive(Debug, Clone)]
+pub struct LlavaProjector {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    act: GeluForm,
+}
+
+/// A planned projector for a fixed `[batch, tokens]`: run it many times.
+pub struct ProjectorPlan {
+    pub plan: Plan,
+    pub input: TensorId,
+    pub output: TensorId,
+    pub output_shape: Vec<usize>,
+}
+
+impl ProjectorPlan {
+    /// Projects `features` (`[batch, tokens, vision_dim]`, row-major) and returns
+    /// `[batch, tokens, text_dim]`.
+    pub fn project(&self, gpu: &Gpu, features: &[f32]) -> Result<Vec<f32>> {
+        self.plan.run(gpu, &[features])?;
+        self.plan.read(gpu, self.output)
+    }
+}
+
+impl LlavaProjector {
+    /// Maps a HF `projector_hidden_act` string to the GELU form.
+    pub fn activation(name: &str) -> Result<GeluForm> {
+        match name {
+            "gelu" => Ok(GeluForm::Erf),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(GeluForm::Tanh),
+            other => Err(Error::Weights {
+                name: "projector_hidden_act".into(),
+                problem: format!("unsupported activation `{other}`"),
+            }),
+        }
+    }
+
+    /// Loads from a checkpoint by upstream names (see the module docs for the aliases).
+    pub fn from_weights(gpu: &Gpu, weights: &Weights, act: GeluForm) -> Result<Self> {
+        let names = |prefixes: &[&str; 3], leaf: &str| prefixes.map(|p| format!("{p}.{leaf}"));
+        let [w1, b1, w2, b2] = [
+            names(&PREFIXES_1, "weight"),
+            names(&PREFIXES_1, "bias"),
+            names(&PREFIXES_2, "weight"),
+            names(&PREFIXES_2, "bias"),
+        ];
+        let w1_name = weights.resolve(&refs(&w1))?;
+        let w2_name = weights.resolve(&refs(&w2))?;
+        let (s1, s2) = (weights.shape(w1_name)?, weights.shape(w2_name)?);
+        if s1.len() != 2 {
+            return Err(Error::Weights {
+                name: w1_name.into(),
+                problem: format!("shape {s1:?}, expected [hidden, vision_dim]"),
+            });
+        }
+        let (hidden, vision) = (s1[0], s1[1]);
+        if s2.len() != 2 || s2[1] != hidden {
+            return Err(Error::Weights {
+                name: w2_name.into(),
+                problem: format!("shape {s2:?}, expected [text_dim, {hidden}]"),
+            });
+        }
+        let text = s2[0];
+        let projector = Self {
+            w1: weights.upload(gpu, &[w1_name], &[hidden, vision])?,
+            b1: weights.upload(gpu, &refs(&b1), &[hidden])?,
+            w2: weights.upload(gpu, &[w2_name], &[text, hidden])?,
+            b2: weights.upload(gpu, &refs(&b2), &[text])?,
+            act,
+        };
+        gpu.flush("uploading projector weights")?;
+        Ok(projector)
+    }
+
+    /// Builds from host arrays in nn.Linear layout: `w1 [hidden, vision]`, `w2 [text, hidden]`.
+    pub fn from_f32(
+        gpu: &Gpu,
+        dims: [usize; 3],
+        w1: &[f32],
+        b1: &[f32],
+        w2: &[f32],
+        b2: &[f32],
+        act: GeluForm,
+    ) -> Result<Self> {
+        let [vision, hidden, text] = dims;
+        let projector = Self {
+            w1: Tensor::from_f32(gpu, &[hidden, vision], w1)?,
+            b1: Tensor::from_f32(gpu, &[hidden], b1)?,
+            w2: Tensor::from_f32(gpu, &[text, hidden], w2)?,
+            b2: Tensor::from_f32(gpu, &[text], b2)?,
+            act,
+        };
+        gpu.flush("uploading projector weights")?;
+        Ok(projector)
+    }
+
+    /// `[vision_dim, hidden, text_dim]`.
+    pub fn dims(&self) -> [usize; 3] {
+        [self.w1.shape()[1], self.w1.shape()[0], self.w2.shape()[0]]
+    }
+
+    /// The GELU form.
+    pub fn act(&self) -> GeluForm {
+        self.act
+    }
+
+    /// The fused graph: GEMM(+bias+GELU) then GEMM(+bias). Returns (graph, input, output).
+    pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
+        let epilogue = match self.act {
+            GeluForm::Erf => Epilogue::BiasGeluErf,
+            GeluForm::Tanh => Epilogue::BiasGeluTanh,
+        };
+        self.build(batch, tokens, |g, x, w1, b1| g.add(Op::Linear(epilogue), &[x, w1, b1]))
+    }
+
+    /// The unfused baseline: GEMM(+bias), a standalone GELU pass, GEMM(+bias).
+    pub fn unfused_graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
+        let act = self.act;
+        self.build(batch, tokens, |g, x, w1, b1| {
+            let h = g.add(Op::Linear(Epilogue::Bias), &[x, w1, b1])?;
+            g.add(Op::Gelu(act), &[h])
+        })
+    }
+
+    fn build(
+        &self,
+        batch: usize,
+        tokens: usize,
+        first: impl FnOnce(&mut Graph, TensorId, TensorId, TensorId) -> Result<TensorId>,
+    ) -> Result<(Graph, TensorId, TensorId)> {
+        let mut g = Graph::new();
+        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
+        let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
+        let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
+        let h = first(&mut g, x, w1, b1)?;
+        let y = g.add(Op::Linear(Epilogue::Bias), &[h, w2, b2])?;
+        g.output(y)?;
+        Ok((g, x, y))
+    }
+
+    /// Plans the fused projector for `[batch, tokens]`.
+    pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ProjectorPlan> {
+        Self::finish(gpu, self.graph(batch, tokens)?)
+    }
+
+    /// Plans the unfused baseline for `[batch, tokens]`.
+    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ProjectorPlan> {
+        Self::finish(gpu, self.unfused_graph(batch, tokens)?)
+    }
+
+    fn finish(gpu: &Gpu, (graph, input, output): (Graph, TensorId, TensorId)) -> Result<ProjectorPlan> {
+        let output_shape = graph.shape(output).map(<[usize]>::to_vec).unwrap_or_default();
+        Ok(ProjectorPlan { plan: Plan::new(gpu, &graph)?, input, output, output_shape })
+    }
+}
+
+fn refs(names: &[String; 3]) -> [&str; 3] {
+    names.each_ref().map(String::as_str)
+}
+
+impl LlavaProjector {
+    /// Reads the weights back to the host as `[w1, b1, w2, b2]` (for reference checks).
+    pub fn download(&self, gpu: &Gpu) -> Result<[Vec<f32>; 4]> {
+        Ok([self.w1.to_f32(gpu)?, self.b1.to_f32(gpu)?, self.w2.to_f32(gpu)?, self.b2.to_f32(gpu)?])
+    }
+}

@@ -1,0 +1,82 @@
+//! One error type for the whole crate: every failure names what went wrong and where.
+
+use std::fmt;
+
+/// Everything vlbridge can report. Variants are structured so callers can match on them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No adapter matched the requested backend / name filter.
+    #[error("no GPU adapter found ({wanted})")]
+    NoAdapter { wanted: String },
+
+    /// wgpu refused to create a device on the chosen adapter.
+    #[error("could not open a device on adapter `{adapter}`: {reason}")]
+    RequestDevice { adapter: String, reason: String },
+
+    /// A WGSL shader failed to parse, validate or build into a pipeline.
+    #[error("shader for kernel `{kernel}` failed to compile: {diagnostic}")]
+    ShaderCompile { kernel: &'static str, diagnostic: String },
+
+    /// A tensor's shape does not fit what the kernel or connector expects.
+    #[error("{kernel}: {what}: expected {expected}, got {got}")]
+    Shape { kernel: &'static str, what: String, expected: String, got: String },
+
+    /// A tensor has a dtype the kernel cannot read.
+    #[error("{kernel}: {what} has dtype {got}, expected {expected}")]
+    DType { kernel: &'static str, what: String, expected: String, got: String },
+
+    /// A size exceeds a limit of the device.
+    #[error("{kernel}: {limit} of {requested} exceeds the device maximum {max}")]
+    Limit { kernel: &'static str, limit: &'static str, requested: u64, max: u64 },
+
+    /// A weight is missing, misnamed, or has the wrong dtype/shape in a checkpoint.
+    #[error("weight `{name}`: {problem}")]
+    Weights { name: String, problem: String },
+
+    /// A file could not be read or parsed (checkpoints, manifests).
+    #[error("{path}: {problem}")]
+    File { path: String, problem: String },
+
+    /// The GPU reported an error (validation, out of memory, device loss) during an operation.
+    #[error("GPU error during {during}: {source}")]
+    Device { during: &'static str, source: DeviceError },
+
+    /// The device computed something provably wrong (a known driver defect).
+    #[error("driver defect on `{adapter}` (driver {driver}): {problem}")]
+    Driver { adapter: String, driver: String, problem: String },
+
+    /// A graph referenced a tensor id or input that does not exist or was not supplied.
+    #[error("graph: {0}")]
+    Graph(String),
+}
+
+/// A GPU-side error message captured from wgpu (validation, out of memory, internal, lost).
+#[derive(Debug, Clone)]
+pub struct DeviceError(pub String);
+
+impl fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(
+        kernel: &'static str,
+        what: impl Into<String>,
+        expected: impl fmt::Display,
+        got: impl fmt::Display,
+    ) -> Self {
+        Error::Shape { kernel, what: what.into(), expected: expected.to_string(), got: got.to_string() }
+    }
+
+    pub(crate) fn device(during: &'static str, message: impl Into<String>) -> Self {
+        Error::Device { during, source: DeviceError(message.into()) }
+    }
+}

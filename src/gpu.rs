@@ -1,0 +1,231 @@
+//! The GPU context: adapter selection, device creation with the optional features we use,
+//! and capture of wgpu errors as [`Error`]s instead of panics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, Result};
+use crate::pipeline::{Pipeline, PipelineKey};
+
+/// Optional device features vlbridge uses when the adapter has them and works without.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
+
+/// How to choose an adapter. [`GpuOptions::from_env`] reads `VLBRIDGE_BACKEND` and
+/// `VLBRIDGE_ADAPTER`.
+#[derive(Debug, Clone)]
+pub struct GpuOptions {
+    /// Backends to consider.
+    pub backends: wgpu::Backends,
+    /// Keep only adapters whose name contains this (case-insensitive).
+    pub adapter_name: Option<String>,
+    /// Request no optional features (tests use this to exercise the fallback paths).
+    pub minimal_features: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { backends: wgpu::Backends::PRIMARY | wgpu::Backends::GL, adapter_name: None, minimal_features: false }
+    }
+}
+
+impl GpuOptions {
+    /// Options from `VLBRIDGE_BACKEND=vulkan|metal|dx12|gl|auto` and `VLBRIDGE_ADAPTER=<substring>`.
+    pub fn from_env() -> Result<Self> {
+        let mut options = Self::default();
+        if let Ok(name) = std::env::var("VLBRIDGE_BACKEND") {
+            options.backends = parse_backends(&name)?;
+        }
+        options.adapter_name = std::env::var("VLBRIDGE_ADAPTER").ok().filter(|s| !s.is_empty());
+        Ok(options)
+    }
+}
+
+/// Parses a backend name as accepted by `VLBRIDGE_BACKEND` and the CLI.
+pub fn parse_backends(name: &str) -> Result<wgpu::Backends> {
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "" | "auto" => GpuOptions::default().backends,
+        "vulkan" | "vk" => wgpu::Backends::VULKAN,
+        "metal" | "mtl" => wgpu::Backends::METAL,
+        "dx12" | "d3d12" => wgpu::Backends::DX12,
+        "gl" | "gles" | "opengl" => wgpu::Backends::GL,
+        "all" => wgpu::Backends::all(),
+        other => {
+            return Err(Error::NoAdapter {
+                wanted: format!("unknown backend `{other}` (use vulkan, metal, dx12, gl or auto)"),
+            });
+        }
+    })
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the given backends expose, for `vlbridge info`.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    pollster::block_on(new_instance(backends).enumerate_adapters(backends))
+}
+
+/// A device and queue plus what vlbridge needs to know about them. Cheap to share by reference;
+/// all methods take `&self`.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`, preferring
+    /// discrete, then integrated, then software adapters.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&GpuOptions::from_env()?)
+    }
+
+    /// Opens an adapter chosen by `options`.
+    pub fn with_options(options: &GpuOptions) -> Result<Self> {
+        let mut adapters = list_adapters(options.backends);
+        if let Some(name) = &options.adapter_name {
+            let name = name.to_ascii_lowercase();
+            adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&name));
+        }
+        adapters.sort_by_key(|a| device_type_rank(a.get_info().device_type));
+        let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
+            wanted: format!("backends {:?}, name filter {:?}", options.backends, options.adapter_name),
+        })?;
+        let features =
+            if options.minimal_features { wgpu::Features::empty() } else { adapter.features() & WANTED_FEATURES };
+        let info = adapter.get_info();
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("vlbridge"),
+            required_features: features,
+            // Ask for everything the adapter offers: projector weights exceed the default
+            // 128 MiB storage binding limit.
+            required_limits: adapter.limits(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
+        Ok(Self::assemble(device, queue, info))
+    }
+
+    /// Wraps a device and queue owned by a host engine. vlbridge installs no global state on
+    /// the device besides an uncaptured-error handler, which the host may replace afterwards.
+    pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        let info = device.adapter_info();
+        Self::assemble(device, queue, info)
+    }
+
+    fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut errors) = sink.lock() {
+                errors.push(e.to_string());
+            }
+        }));
+        Self { device, queue, info, uncaptured, pipelines: Mutex::new(HashMap::new()) }
+    }
+
+    /// The wgpu device, for a host engine that shares it.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Adapter name, backend, driver.
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.device.features()
+    }
+
+    /// Limits of the device.
+    pub fn limits(&self) -> wgpu::Limits {
+        self.device.limits()
+    }
+
+    /// One line naming the adapter: `name (backend, driver)`; used in bench ids and reports.
+    pub fn describe(&self) -> String {
+        format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and returns any error wgpu
+    /// reports as [`Error::Device`].
+    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if let Some(e) = validation.or(oom) {
+            return Err(Error::device(during, e.to_string()));
+        }
+        self.check_uncaptured(during)?;
+        Ok(value)
+    }
+
+    /// Blocks until all submitted work is done, then reports any error the device raised.
+    pub fn wait(&self, during: &'static str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::device(during, e.to_string()))?;
+        self.check_uncaptured(during)
+    }
+
+    /// Submits pending buffer writes (weight uploads) and waits for them, so the next run is
+    /// not charged for them.
+    pub fn flush(&self, during: &'static str) -> Result<()> {
+        self.queue.submit([]);
+        self.wait(during)
+    }
+
+    fn check_uncaptured(&self, during: &'static str) -> Result<()> {
+        let mut errors = self.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let message = errors.join("; ");
+        errors.clear();
+        Err(Error::device(during, message))
+    }
+
+    /// Device capabilities that pick kernel variants.
+    pub fn caps(&self) -> crate::kernels::Caps {
+        crate::kernels::Caps { subgroups: self.has_subgroups(), subgroup_min_size: self.info.subgroup_min_size }
+    }
+
+    /// Whether subgroup operations are enabled on this device.
+    pub fn has_subgroups(&self) -> bool {
+        self.features().contains(wgpu::Features::SUBGROUP)
+    }
+
+    /// Whether timestamp queries may be written inside compute passes.
+    pub fn has_pass_timestamps(&self) -> bool {
+        self.features().contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    }
+}
+
+fn device_type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}

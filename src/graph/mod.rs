@@ -1,0 +1,113 @@
+//! Graph executor: build a graph of kernel nodes once, [`Plan`] it (shape checks, pipelines,
+//! buffer reuse by liveness, one uniform arena, prebuilt bind groups), run it many times.
+
+mod plan;
+
+pub use plan::Plan;
+
+use crate::error::{Error, Result};
+use crate::kernels::{Meta, Op};
+use crate::tensor::Tensor;
+
+/// Handle to a tensor of a [`Graph`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TensorId(pub(crate) usize);
+
+#[derive(Debug, Clone)]
+pub(crate) enum Role {
+    /// Written by the caller before each run.
+    Input,
+    /// A tensor that already lives on the GPU (weights); bound as-is.
+    Constant(Tensor),
+    /// Produced by a node.
+    Computed,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TensorDecl {
+    pub(crate) name: String,
+    pub(crate) meta: Meta,
+    pub(crate) role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) op: Op,
+    pub(crate) inputs: Vec<TensorId>,
+    pub(crate) output: TensorId,
+}
+
+/// A dataflow graph of kernel nodes. Shapes are checked as nodes are added, so a graph that
+/// builds is a graph whose every shape fits.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    pub(crate) tensors: Vec<TensorDecl>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) outputs: Vec<TensorId>,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares an f32 input the caller writes before every run.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        crate::kernels::check_u32_elements("graph", &format!("input `{name}`"), shape)?;
+        Ok(self.push(name, Meta::f32(shape), Role::Input))
+    }
+
+    /// Declares a tensor already on the GPU (a weight), bound without copying.
+    pub fn constant(&mut self, name: &str, tensor: &Tensor) -> TensorId {
+        let meta = Meta { shape: tensor.shape().to_vec(), dtype: tensor.dtype() };
+        self.push(name, meta, Role::Constant(tensor.clone()))
+    }
+
+    /// Adds a node running `op` on `inputs`; returns its output. Fails if shapes do not fit.
+    pub fn add(&mut self, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
+        let metas = inputs
+            .iter()
+            .map(|id| {
+                self.tensors
+                    .get(id.0)
+                    .map(|t| &t.meta)
+                    .ok_or_else(|| Error::Graph(format!("unknown tensor id {}", id.0)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let meta = op.check(&metas)?;
+        let output = self.push(&format!("{}#{}", op.name(), self.nodes.len()), meta, Role::Computed);
+        self.nodes.push(Node { op, inputs: inputs.to_vec(), output });
+        Ok(output)
+    }
+
+    /// Marks a computed tensor as an output: it keeps its own buffer and can be read back.
+    pub fn output(&mut self, id: TensorId) -> Result<()> {
+        match self.tensors.get(id.0).map(|t| &t.role) {
+            Some(Role::Computed) => {
+                self.outputs.push(id);
+                Ok(())
+            }
+            Some(_) => Err(Error::Graph(format!("tensor `{}` is not computed by a node", self.tensors[id.0].name))),
+            None => Err(Error::Graph(format!("unknown tensor id {}", id.0))),
+        }
+    }
+
+    /// Shape of a tensor.
+    pub fn shape(&self, id: TensorId) -> Option<&[usize]> {
+        self.tensors.get(id.0).map(|t| t.meta.shape.as_slice())
+    }
+
+    /// Number of kernel nodes (dispatches per run).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn push(&mut self, name: &str, meta: Meta, role: Role) -> TensorId {
+        self.tensors.push(TensorDecl { name: name.to_string(), meta, role });
+        TensorId(self.tensors.len() - 1)
+    }
+}

@@ -1,0 +1,84 @@
+use std::fmt;
+
+/// Result of holding a computed tensor to a reference: NaN/Inf parity first, then
+/// `|got - want| <= atol + rtol·|want|` element-wise.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    pub len: usize,
+    pub max_abs: f64,
+    /// Largest `|got - want| / |want|` over elements with `|want| > atol` (relative error is
+    /// meaningless near zero).
+    pub max_rel: f64,
+    /// Normalised mean squared error `Σ(got-want)² / Σwant²`.
+    pub nmse: f64,
+    pub atol: f64,
+    pub rtol: f64,
+    /// Up to 8 failing elements: (flat index, got, want).
+    pub mismatches: Vec<(usize, f64, f64)>,
+    pub failures: usize,
+}
+
+impl Comparison {
+    pub fn passed(&self) -> bool {
+        self.failures == 0
+    }
+}
+
+impl fmt::Display for Comparison {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} elements, max abs {:.3e}, max rel {:.3e}, nmse {:.3e} (atol {:.1e}, rtol {:.1e}): {} failures",
+            self.len, self.max_abs, self.max_rel, self.nmse, self.atol, self.rtol, self.failures
+        )?;
+        for (i, got, want) in &self.mismatches {
+            write!(f, "\n  [{i}] got {got:e}, want {want:e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Compares `got` to `want`. A length mismatch counts every element as failing.
+pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
+    let mut c = Comparison {
+        len: want.len(),
+        max_abs: 0.0,
+        max_rel: 0.0,
+        nmse: 0.0,
+        atol,
+        rtol,
+        mismatches: Vec::new(),
+        failures: 0,
+    };
+    if got.len() != want.len() {
+        c.failures = want.len().max(got.len());
+        c.max_abs = f64::INFINITY;
+        return c;
+    }
+    let (mut err2, mut ref2) = (0.0, 0.0);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = f64::from(g);
+        let ok = if w.is_nan() || g.is_nan() {
+            w.is_nan() && g.is_nan()
+        } else if w.is_infinite() || g.is_infinite() {
+            g == w
+        } else {
+            let abs = (g - w).abs();
+            c.max_abs = c.max_abs.max(abs);
+            if w.abs() > atol {
+                c.max_rel = c.max_rel.max(abs / w.abs());
+            }
+            err2 += abs * abs;
+            ref2 += w * w;
+            abs <= atol + rtol * w.abs()
+        };
+        if !ok {
+            c.failures += 1;
+            if c.mismatches.len() < 8 {
+                c.mismatches.push((i, g, w));
+            }
+        }
+    }
+    c.nmse = if ref2 > 0.0 { err2 / ref2 } else { err2 };
+    c
+}

@@ -1,0 +1,53 @@
+use crate::kernels::gelu::GeluForm;
+
+/// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
+pub fn gelu_erf(x: f64) -> f64 {
+    0.5 * x * libm::erfc(-x / std::f64::consts::SQRT_2)
+}
+
+/// Tanh GELU, `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+pub fn gelu_tanh(x: f64) -> f64 {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+}
+
+/// GELU of the given form.
+pub fn gelu(form: GeluForm, x: f64) -> f64 {
+    match form {
+        GeluForm::Erf => gelu_erf(x),
+        GeluForm::Tanh => gelu_tanh(x),
+    }
+}
+
+/// `x·Wᵀ + b` for x `[m, k]`, W `[n, k]` (nn.Linear layout), b `[n]`; returns `[m, n]`.
+pub fn linear(x: &[f64], w: &[f64], b: Option<&[f64]>, m: usize, n: usize, k: usize) -> Vec<f64> {
+    assert_eq!(x.len(), m * k, "x must be [m, k]");
+    assert_eq!(w.len(), n * k, "w must be [n, k]");
+    let mut y = vec![0.0; m * n];
+    for i in 0..m {
+        let row = &x[i * k..(i + 1) * k];
+        for j in 0..n {
+            let col = &w[j * k..(j + 1) * k];
+            let dot: f64 = row.iter().zip(col).map(|(a, b)| a * b).sum();
+            y[i * n + j] = dot + b.map_or(0.0, |b| b[j]);
+        }
+    }
+    y
+}
+
+/// The LLaVA projector: `linear_2(gelu(linear_1(x)))`.
+#[allow(clippy::too_many_arguments)]
+pub fn mlp(
+    x: &[f64],
+    w1: &[f64],
+    b1: &[f64],
+    w2: &[f64],
+    b2: &[f64],
+    form: GeluForm,
+    m: usize,
+    dims: [usize; 3],
+) -> Vec<f64> {
+    let [k, hidden, n] = dims;
+    let h: Vec<f64> = linear(x, w1, Some(b1), m, hidden, k).into_iter().map(|v| gelu(form, v)).collect();
+    linear(&h, w2, Some(b2), m, n, hidden)
+}

@@ -1,0 +1,28 @@
+//! WGSL sources. Each kernel family is one file in `shaders/`; the small shared functions in
+//! `shaders/common/` are prepended by plain concatenation, so every file stays valid WGSL
+//! that naga parses as-is (the kernels validate once their prelude is in front).
+
+/// GELU in both forms and an overflow-safe tanh.
+pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl");
+/// Tiled, register-blocked `x·Wᵀ + b` with a fused epilogue.
+pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
+/// The same for any `k` and any device.
+pub const GEMM_PORTABLE: &str = include_str!("../shaders/gemm_portable.wgsl");
+/// Standalone elementwise GELU (the unfused baseline).
+pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
+/// A long counted loop that detects drivers which truncate loops.
+pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
+
+/// Every file under `shaders/common/`, with its path, for the no-GPU shader tests.
+pub const COMMON: &[(&str, &str)] = &[("common/activations.wgsl", ACTIVATIONS)];
+
+/// The full source a pipeline is built from: prelude files, then the kernel file.
+pub fn assemble(prelude: &[&str], kernel: &str) -> String {
+    let mut source = String::with_capacity(prelude.iter().map(|p| p.len()).sum::<usize>() + kernel.len());
+    for part in prelude {
+        source.push_str(part);
+        source.push('\n');
+    }
+    source.push_str(kernel);
+    source
+}

@@ -1,0 +1,236 @@
+//! Tensors: a GPU buffer with a row-major shape and an element type.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// Element type of a tensor's storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16 (needs `SHADER_F16` for kernels to read it).
+    F16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 => 2,
+        }
+    }
+
+    /// Name as in safetensors / numpy.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A row-major tensor living in a GPU buffer. Cloning shares the buffer.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    buffer: wgpu::Buffer,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+/// Usage every vlbridge tensor buffer has: bound as storage, copied in and out.
+pub(crate) const TENSOR_USAGE: wgpu::BufferUsages =
+    wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_SRC).union(wgpu::BufferUsages::COPY_DST);
+
+impl Tensor {
+    /// A zero-filled tensor.
+    pub fn zeros(gpu: &Gpu, shape: &[usize], dtype: DType) -> Result<Self> {
+        let bytes = checked_bytes(gpu, "tensor", shape, dtype)?;
+        let buffer = gpu.scoped("allocating a tensor", || {
+            gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("vlbridge tensor"),
+                size: bytes,
+                usage: TENSOR_USAGE,
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(Self { buffer, shape: shape.to_vec(), dtype })
+    }
+
+    /// Uploads f32 data.
+    pub fn from_f32(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
+        let t = Self::zeros(gpu, shape, DType::F32)?;
+        t.write_f32(gpu, data)?;
+        Ok(t)
+    }
+
+    /// Uploads f16 data.
+    pub fn from_f16(gpu: &Gpu, shape: &[usize], data: &[half::f16]) -> Result<Self> {
+        let t = Self::zeros(gpu, shape, DType::F16)?;
+        t.write_bytes(gpu, "f16 data", data.len(), bytemuck::cast_slice(data))?;
+        Ok(t)
+    }
+
+    /// Wraps a buffer the caller owns (a host engine's activations). The buffer needs
+    /// `STORAGE` usage, plus `COPY_SRC`/`COPY_DST` for [`Tensor::to_f32`] / writes.
+    pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Self> {
+        let need = element_count("tensor", shape)? as u64 * dtype.size() as u64;
+        if buffer.size() < need {
+            return Err(Error::shape("tensor", "buffer size in bytes", format!(">= {need}"), buffer.size()));
+        }
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(Error::shape("tensor", "buffer usage", "STORAGE", format!("{:?}", buffer.usage())));
+        }
+        Ok(Self { buffer, shape: shape.to_vec(), dtype })
+    }
+
+    /// Overwrites the contents with f32 data of the same element count.
+    pub fn write_f32(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
+        if self.dtype != DType::F32 {
+            return Err(Error::DType {
+                kernel: "tensor",
+                what: "write_f32 target".into(),
+                expected: "f32".into(),
+                got: self.dtype.to_string(),
+            });
+        }
+        self.write_bytes(gpu, "f32 data", data.len(), bytemuck::cast_slice(data))
+    }
+
+    fn write_bytes(&self, gpu: &Gpu, what: &str, len: usize, bytes: &[u8]) -> Result<()> {
+        if len != self.len() {
+            return Err(Error::shape("tensor", format!("{what} length for shape {:?}", self.shape), self.len(), len));
+        }
+        // write_buffer needs a multiple of 4 bytes; an odd f16 count gets one padding element.
+        if bytes.len() % 4 == 0 {
+            gpu.queue.write_buffer(&self.buffer, 0, bytes);
+        } else {
+            let mut padded = bytes.to_vec();
+            padded.resize(bytes.len().next_multiple_of(4), 0);
+            gpu.queue.write_buffer(&self.buffer, 0, &padded);
+        }
+        Ok(())
+    }
+
+    /// Downloads as f32 (f16 storage is widened exactly).
+    pub fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let bytes = read_buffer(gpu, &self.buffer, self.byte_len())?;
+        Ok(match self.dtype {
+            DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..self.len() * 4]),
+            DType::F16 => {
+                let halves: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes[..self.len() * 2]);
+                halves.iter().map(|h| h.to_f32()).collect()
+            }
+        })
+    }
+
+    /// Downloads as f16 (f32 storage is rounded to nearest).
+    pub fn to_f16(&self, gpu: &Gpu) -> Result<Vec<half::f16>> {
+        Ok(match self.dtype {
+            DType::F16 => {
+                let bytes = read_buffer(gpu, &self.buffer, self.byte_len())?;
+                bytemuck::pod_collect_to_vec(&bytes[..self.len() * 2])
+            }
+            DType::F32 => self.to_f32(gpu)?.into_iter().map(half::f16::from_f32).collect(),
+        })
+    }
+
+    /// Shape, row-major.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor has no elements (never for tensors vlbridge creates).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The underlying buffer, for a host engine to bind.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    fn byte_len(&self) -> u64 {
+        (self.len() * self.dtype.size()).next_multiple_of(4) as u64
+    }
+}
+
+/// Element count of `shape`, rejecting empty shapes and zero-size dimensions.
+pub(crate) fn element_count(kernel: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(Error::shape(kernel, "tensor shape", "non-empty with every dimension >= 1", format!("{shape:?}")));
+    }
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| Error::Limit {
+        kernel,
+        limit: "element count",
+        requested: u64::MAX,
+        max: usize::MAX as u64,
+    })
+}
+
+/// Byte size of a buffer for `shape`, checked against the device's buffer and binding limits.
+pub(crate) fn checked_bytes(gpu: &Gpu, kernel: &'static str, shape: &[usize], dtype: DType) -> Result<u64> {
+    let bytes = (element_count(kernel, shape)? as u64 * dtype.size() as u64).next_multiple_of(4);
+    let limits = gpu.limits();
+    if bytes > limits.max_buffer_size {
+        return Err(Error::Limit {
+            kernel,
+            limit: "buffer size in bytes",
+            requested: bytes,
+            max: limits.max_buffer_size,
+        });
+    }
+    let max_binding = u64::from(limits.max_storage_buffer_binding_size);
+    if bytes > max_binding {
+        return Err(Error::Limit {
+            kernel,
+            limit: "storage binding size in bytes",
+            requested: bytes,
+            max: max_binding,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Copies `bytes` bytes of `buffer` to the host.
+pub(crate) fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let staging = gpu.scoped("reading back", || {
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("vlbridge readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
+        gpu.queue.submit([encoder.finish()]);
+        staging
+    })?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    staging.map_async(wgpu::MapMode::Read, .., move |r| {
+        let _ = tx.send(r);
+    });
+    gpu.wait("reading back")?;
+    rx.recv()
+        .map_err(|_| Error::device("reading back", "map callback never ran"))?
+        .map_err(|e| Error::device("reading back", e.to_string()))?;
+    let data = staging.get_mapped_range(..).map_err(|e| Error::device("reading back", e.to_string()))?.to_vec();
+    staging.unmap();
+    Ok(data)
+}

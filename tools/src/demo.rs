@@ -1,0 +1,159 @@
+//! `vlbridge demo`: every connector at its real size, timed and checked against the CPU reference.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+use vlbridge::connectors::LlavaProjector;
+use vlbridge::reference;
+use vlbridge::weights::Weights;
+use vlbridge::{Gpu, Result};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// LLaVA projector checkpoint (safetensors); random weights when absent.
+    #[arg(long)]
+    weights: Option<std::path::PathBuf>,
+    /// `projector_hidden_act`: gelu or gelu_pytorch_tanh.
+    #[arg(long, default_value = "gelu")]
+    act: String,
+    /// Vision tokens per image (576 = 24×24 patches of a 336 px image).
+    #[arg(long, default_value_t = 576)]
+    tokens: usize,
+    /// Timed runs after the first.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Rows checked against the f64 CPU reference (spread evenly; 0 = all).
+    #[arg(long, default_value_t = 48)]
+    check_rows: usize,
+}
+
+/// One row of the demo table.
+struct Row {
+    connector: String,
+    tokens_in: usize,
+    tokens_out: usize,
+    first_ms: f64,
+    median_ms: f64,
+    gflops: f64,
+    max_abs: f64,
+    max_rel: f64,
+    passed: bool,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let gpu = Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let rows = vec![llava(&gpu, args)?];
+    print_table(&rows);
+    Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+pub(crate) fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
+    let d = Normal::new(0.0, std).unwrap_or_else(|_| unreachable!("std is finite and positive"));
+    (0..n).map(|_| d.sample(rng)).collect()
+}
+
+fn llava(gpu: &Gpu, args: &Args) -> Result<Row> {
+    let act = LlavaProjector::activation(&args.act)?;
+    let mut rng = StdRng::seed_from_u64(0x11a7a);
+    // LLaVA-1.5: CLIP ViT-L/14 (1024) -> 4096 -> Vicuna-7B (4096).
+    let host;
+    let projector = match &args.weights {
+        Some(path) => {
+            host = None;
+            LlavaProjector::from_weights(gpu, &Weights::open(path)?, act)?
+        }
+        None => {
+            let [v, h, t] = [1024, 4096, 4096];
+            let w = [
+                normal(&mut rng, h * v, (1.0 / v as f32).sqrt()),
+                normal(&mut rng, h, 0.1),
+                normal(&mut rng, t * h, (1.0 / h as f32).sqrt()),
+                normal(&mut rng, t, 0.1),
+            ];
+            let p = LlavaProjector::from_f32(gpu, [v, h, t], &w[0], &w[1], &w[2], &w[3], act)?;
+            host = Some(w);
+            p
+        }
+    };
+    let [v, h, t] = projector.dims();
+    let x = normal(&mut rng, args.tokens * v, 1.0);
+
+    let start = Instant::now();
+    let plan = projector.plan(gpu, 1, args.tokens)?;
+    let y = plan.project(gpu, &x)?;
+    let first_ms = start.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        let start = Instant::now();
+        plan.plan.run(gpu, &[&x])?;
+        gpu.wait("timing the projector")?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let median_ms = median(&mut times).unwrap_or(first_ms);
+
+    // The reference needs the weights on the host: ours, or read back from the GPU.
+    let w = match host {
+        Some(w) => w,
+        None => projector.download(gpu)?,
+    };
+    let rows: Vec<usize> = sample_rows(args.tokens, args.check_rows);
+    let xs: Vec<f64> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().map(|&a| f64::from(a))).collect();
+    let f = |a: &Vec<f32>| a.iter().map(|&b| f64::from(b)).collect::<Vec<f64>>();
+    let want = reference::mlp(&xs, &f(&w[0]), &f(&w[1]), &f(&w[2]), &f(&w[3]), act, rows.len(), [v, h, t]);
+    let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
+    let c = reference::compare(&got, &want, 1e-3, 1e-3);
+
+    Ok(Row {
+        connector: format!("LLaVA MLP {v}->{h}->{t} ({})", args.act),
+        tokens_in: args.tokens,
+        tokens_out: args.tokens,
+        first_ms,
+        median_ms,
+        gflops: plan.plan.cost().flops / (median_ms * 1e6),
+        max_abs: c.max_abs,
+        max_rel: c.max_rel,
+        passed: c.passed(),
+    })
+}
+
+fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {
+    if wanted == 0 || wanted >= total {
+        return (0..total).collect();
+    }
+    let mut rows: Vec<usize> = (0..wanted).map(|i| i * (total - 1) / (wanted - 1).max(1)).collect();
+    rows.dedup();
+    rows
+}
+
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<40} {:>9} {:>10} {:>10} {:>11} {:>9} {:>10} {:>10}  {}",
+        "connector", "tokens in", "tokens out", "first ms", "median ms", "GFLOP/s", "max abs", "max rel", "check"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:>9} {:>10} {:>10.1} {:>11.1} {:>9.2} {:>10.2e} {:>10.2e}  {}",
+            r.connector,
+            r.tokens_in,
+            r.tokens_out,
+            r.first_ms,
+            r.median_ms,
+            r.gflops,
+            r.max_abs,
+            r.max_rel,
+            if r.passed { "ok" } else { "FAIL" }
+        );
+    }
+}

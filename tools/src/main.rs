@@ -1,0 +1,91 @@
+//! `vlbridge`: adapter info, the connector demo, golden parity checks.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "vlbridge", version, about = "WGSL connector kernels for vision-language models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List adapters, backends, features and limits.
+    Info {
+        /// Backend to list: vulkan, metal, dx12, gl, all.
+        #[arg(long, default_value = "all")]
+        backend: String,
+    },
+    /// Run every connector at real size on the default adapter and check it against the CPU
+    /// reference.
+    Demo(demo::Args),
+    /// Run every case of a golden manifest and compare with its stored outputs.
+    Check {
+        /// Path to manifest.json.
+        #[arg(long)]
+        manifest: std::path::PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info { backend } => info(&backend),
+        Command::Demo(args) => demo::run(&args),
+        Command::Check { manifest } => check(&manifest),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn info(backend: &str) -> vlbridge::Result<ExitCode> {
+    let adapters = vlbridge::gpu::list_adapters(vlbridge::gpu::parse_backends(backend)?);
+    if adapters.is_empty() {
+        println!("no adapters for backend `{backend}`");
+        return Ok(ExitCode::FAILURE);
+    }
+    for adapter in adapters {
+        let i = adapter.get_info();
+        let l = adapter.limits();
+        println!("{} [{:?}, {:?}]", i.name, i.backend, i.device_type);
+        println!("  driver: {} {}", i.driver, i.driver_info);
+        println!("  subgroup size: {}..{}", i.subgroup_min_size, i.subgroup_max_size);
+        let f = adapter.features();
+        for (name, flag) in [
+            ("SHADER_F16", vlbridge::wgpu::Features::SHADER_F16),
+            ("SUBGROUP", vlbridge::wgpu::Features::SUBGROUP),
+            ("TIMESTAMP_QUERY", vlbridge::wgpu::Features::TIMESTAMP_QUERY),
+            ("TIMESTAMP_QUERY_INSIDE_PASSES", vlbridge::wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        ] {
+            println!("  {name}: {}", if f.contains(flag) { "yes" } else { "no" });
+        }
+        println!("  max buffer size: {} MiB", l.max_buffer_size >> 20);
+        println!("  max storage binding: {} MiB", l.max_storage_buffer_binding_size >> 20);
+        println!("  max workgroups per dimension: {}", l.max_compute_workgroups_per_dimension);
+        println!("  max invocations per workgroup: {}", l.max_compute_invocations_per_workgroup);
+        println!("  max workgroup storage: {} KiB", l.max_compute_workgroup_storage_size >> 10);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(manifest: &std::path::Path) -> vlbridge::Result<ExitCode> {
+    let gpu = vlbridge::Gpu::new()?;
+    println!("adapter: {}", gpu.describe());
+    let reports = vlbridge::golden::check_manifest(&gpu, manifest)?;
+    let summary = vlbridge::golden::Summary::of(&reports);
+    for r in &reports {
+        println!("{r}");
+    }
+    println!("{summary}");
+    Ok(if summary.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
