@@ -1,1 +1,82 @@
-fn main() {}
+//! `mlp` group: the fused LLaVA projector against the unfused three-dispatch version (GEMM, GELU
+//! pass, GEMM) on the same adapter, at the LLaVA-1.5 size and a small size; and the GEMM alone
+//! at the projector's two shapes. Throughput is reported in FLOP (criterion's "elements").
+//! The adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`.
+
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use vlbridge::connectors::LlavaProjector;
+use vlbridge::kernels::Op;
+use vlbridge::kernels::gelu::GeluForm;
+use vlbridge::kernels::gemm::Epilogue;
+use vlbridge::{Gpu, Graph, Plan, Tensor};
+
+/// Deterministic values in [-scale, scale] (no RNG needed for timing).
+fn ramp(n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|i| (((i * 7919) % 2001) as f32 / 1000.0 - 1.0) * scale).collect()
+}
+
+fn adapter_tag(gpu: &Gpu) -> String {
+    gpu.info().name.split_whitespace().next().unwrap_or("gpu").to_lowercase()
+}
+
+fn timed_run(gpu: &Gpu, plan: &Plan, input: &[f32]) {
+    plan.run(gpu, &[input]).expect("run");
+    gpu.wait("bench").expect("wait");
+}
+
+fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: usize, label: &str) {
+    let projector = LlavaProjector::from_f32(
+        gpu,
+        [v, h, t],
+        &ramp(h * v, (1.0 / v as f32).sqrt()),
+        &ramp(h, 0.1),
+        &ramp(t * h, (1.0 / h as f32).sqrt()),
+        &ramp(t, 0.1),
+        GeluForm::Erf,
+    )
+    .expect("projector");
+    let x = ramp(tokens * v, 1.0);
+    let tag = adapter_tag(gpu);
+    let mut group = c.benchmark_group("mlp");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    for (name, plan) in [
+        ("fused", projector.plan(gpu, 1, tokens).expect("plan")),
+        ("unfused", projector.plan_unfused(gpu, 1, tokens).expect("plan")),
+    ] {
+        group.throughput(Throughput::Elements(plan.plan.cost().flops as u64));
+        group.bench_function(format!("{name}/{label}/{tag}"), |b| b.iter(|| timed_run(gpu, &plan.plan, &x)));
+    }
+    group.finish();
+}
+
+fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize) {
+    let mut g = Graph::new();
+    let x = g.input("x", &[m, k]).expect("input");
+    let w = g.constant("w", &Tensor::from_f32(gpu, &[n, k], &ramp(n * k, 0.03)).expect("w"));
+    let b = g.constant("b", &Tensor::from_f32(gpu, &[n], &ramp(n, 0.1)).expect("b"));
+    let y = g.add(Op::Linear(Epilogue::Bias), &[x, w, b]).expect("linear");
+    g.output(y).expect("output");
+    let plan = Plan::new(gpu, &g).expect("plan");
+    gpu.flush("uploading weights").expect("flush");
+    let input = ramp(m * k, 1.0);
+    let mut group = c.benchmark_group("mlp");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(6));
+    group.throughput(Throughput::Elements(plan.cost().flops as u64));
+    group
+        .bench_function(format!("gemm/{m}x{k}x{n}/{}", adapter_tag(gpu)), |b| b.iter(|| timed_run(gpu, &plan, &input)));
+    group.finish();
+}
+
+fn mlp(c: &mut Criterion) {
+    let gpu = Gpu::new().expect("a GPU adapter (run scripts/setup.sh)");
+    eprintln!("adapter: {}", gpu.describe());
+    bench_projector(c, &gpu, [1024, 4096, 4096], 576, "llava15_576x1024-4096-4096");
+    bench_projector(c, &gpu, [64, 128, 128], 74, "small_74x64-128-128");
+    bench_gemm(c, &gpu, 576, 1024, 4096);
+    bench_gemm(c, &gpu, 576, 4096, 4096);
+}
+
+criterion_group!(benches, mlp);
+criterion_main!(benches);

@@ -43,8 +43,13 @@ if ! dpkg -s "${need_pkgs[@]}" >/dev/null 2>&1 || { [ ${#backports[@]} -gt 0 ] &
   sudo_ apt-get install -y -qq --no-install-recommends "${backports[@]}" "${need_pkgs[@]}" >/dev/null
 fi
 
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null; then
-  echo "setup: cargo not found; install a Rust toolchain (rustup) first" >&2
-  exit 1
+  # Debian's packaged Rust is too old for edition 2024: use rustup's stable toolchain.
+  sudo_ apt-get install -y -qq --no-install-recommends curl ca-certificates build-essential >/dev/null
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy -c rustfmt
+  echo "setup: Rust installed under ~/.cargo; open a new shell or run: . ~/.cargo/env" >&2
 fi
 echo "setup: mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?')"

@@ -108,7 +108,7 @@ impl Tensor {
             return Err(Error::shape("tensor", format!("{what} length for shape {:?}", self.shape), self.len(), len));
         }
         // write_buffer needs a multiple of 4 bytes; an odd f16 count gets one padding element.
-        if bytes.len() % 4 == 0 {
+        if bytes.len().is_multiple_of(4) {
             gpu.queue.write_buffer(&self.buffer, 0, bytes);
         } else {
             let mut padded = bytes.to_vec();
@@ -176,7 +176,7 @@ pub(crate) fn element_count(kernel: &'static str, shape: &[usize]) -> Result<usi
     if shape.is_empty() || shape.contains(&0) {
         return Err(Error::shape(kernel, "tensor shape", "non-empty with every dimension >= 1", format!("{shape:?}")));
     }
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| Error::Limit {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or(Error::Limit {
         kernel,
         limit: "element count",
         requested: u64::MAX,
@@ -196,7 +196,7 @@ pub(crate) fn checked_bytes(gpu: &Gpu, kernel: &'static str, shape: &[usize], dt
             max: limits.max_buffer_size,
         });
     }
-    let max_binding = u64::from(limits.max_storage_buffer_binding_size);
+    let max_binding = limits.max_storage_buffer_binding_size;
     if bytes > max_binding {
         return Err(Error::Limit {
             kernel,

@@ -1,0 +1,40 @@
+//! Shared by the GPU test binaries: one device per process, and data helpers.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use vlbridge::{Gpu, GpuOptions};
+
+/// The default adapter (lavapipe in CI), opened once per test binary.
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter (run scripts/setup.sh): {e}")))
+}
+
+/// The same adapter with no optional features: exercises the portable kernel variants.
+pub fn minimal_gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let options = GpuOptions { minimal_features: true, ..GpuOptions::from_env().expect("VLBRIDGE_BACKEND") };
+        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
+    })
+}
+
+/// Sizes skewed toward the edges that break index math: 1, primes, tile sizes ± 1.
+pub fn edge_size(max: usize) -> impl Strategy<Value = usize> {
+    let edges: Vec<usize> = [1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255, 256, 257]
+        .into_iter()
+        .filter(|&e| e <= max)
+        .collect();
+    prop_oneof![prop::sample::select(edges), 1..=max]
+}
+
+/// `n` values uniform in [-scale, scale].
+pub fn values(n: usize, scale: f32) -> impl Strategy<Value = Vec<f32>> {
+    prop::collection::vec(-scale..=scale, n)
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}

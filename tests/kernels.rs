@@ -1,0 +1,226 @@
+//! GPU kernels against the f64 reference on random shapes and values.
+//!
+//! Tolerance for a K-term f32 dot product of O(1) terms: |err| <= 2e-6·√K + 1e-5 absolute plus
+//! 1e-4 relative, well above f32 rounding (~6e-8·√K) and far below what a wrong index,
+//! a dropped tail or a swapped GELU form produce (>= 1e-3).
+
+mod common;
+
+use common::{edge_size, gpu, minimal_gpu, to_f64, values};
+use ntest::timeout;
+use proptest::prelude::*;
+use vlbridge::kernels::Op;
+use vlbridge::kernels::gelu::GeluForm;
+use vlbridge::kernels::gemm::Epilogue;
+use vlbridge::reference;
+use vlbridge::{Gpu, Graph, Plan, Tensor};
+
+fn tolerance(k: usize) -> (f64, f64) {
+    (2e-6 * (k as f64).sqrt() + 1e-5, 1e-4)
+}
+
+fn epilogue() -> impl Strategy<Value = Epilogue> {
+    prop::sample::select(vec![Epilogue::None, Epilogue::Bias, Epilogue::BiasGeluErf, Epilogue::BiasGeluTanh])
+}
+
+#[derive(Debug, Clone)]
+struct LinearCase {
+    m: usize,
+    n: usize,
+    k: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    epilogue: Epilogue,
+}
+
+/// Shapes across both tile grids (16 × 256 outputs per workgroup for `gemm`, 4 × 4 blocks for
+/// `gemm_portable`), k both a multiple of 4 (fast path) and not (portable path).
+fn linear_case() -> impl Strategy<Value = LinearCase> {
+    (edge_size(40), edge_size(300), edge_size(96), epilogue()).prop_flat_map(|(m, n, k, epilogue)| {
+        let scale = 1.0 / (k as f32).sqrt();
+        (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| LinearCase {
+            m,
+            n,
+            k,
+            x,
+            w,
+            b,
+            epilogue,
+        })
+    })
+}
+
+fn run_linear(gpu: &Gpu, c: &LinearCase) -> Vec<f32> {
+    let mut g = Graph::new();
+    let x = g.input("x", &[c.m, c.k]).unwrap();
+    let w = g.constant("w", &Tensor::from_f32(gpu, &[c.n, c.k], &c.w).unwrap());
+    let mut inputs = vec![x, w];
+    if c.epilogue.has_bias() {
+        inputs.push(g.constant("b", &Tensor::from_f32(gpu, &[c.n], &c.b).unwrap()));
+    }
+    let y = g.add(Op::Linear(c.epilogue), &inputs).unwrap();
+    g.output(y).unwrap();
+    Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&c.x]).unwrap().remove(0)
+}
+
+fn reference_linear(c: &LinearCase) -> Vec<f64> {
+    let bias = to_f64(&c.b);
+    let y = reference::linear(&to_f64(&c.x), &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
+    match c.epilogue {
+        Epilogue::BiasGeluErf => y.into_iter().map(reference::gelu_erf).collect(),
+        Epilogue::BiasGeluTanh => y.into_iter().map(reference::gelu_tanh).collect(),
+        Epilogue::None | Epilogue::Bias => y,
+    }
+}
+
+fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
+    let got = run_linear(gpu, c);
+    let (atol, rtol) = tolerance(c.k);
+    let cmp = reference::compare(&got, &reference_linear(c), atol, rtol);
+    prop_assert!(cmp.passed(), "{}x{}x{} {:?}: {cmp}", c.m, c.n, c.k, c.epilogue);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    #[timeout(300_000)]
+    fn linear_matches_reference(c in linear_case()) {
+        check_linear(gpu(), &c)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn portable_linear_matches_reference(c in linear_case()) {
+        check_linear(minimal_gpu(), &c)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn gelu_pass_matches_reference(len in edge_size(5000), tanh in any::<bool>(), seed in any::<u64>()) {
+        let form = if tanh { GeluForm::Tanh } else { GeluForm::Erf };
+        // Deterministic spread over [-12, 12], covering both tails.
+        let x: Vec<f32> = (0..len).map(|i| ((i as u64 * 2654435761 + seed) % 24001) as f32 / 1000.0 - 12.0).collect();
+        let gpu = gpu();
+        let mut g = Graph::new();
+        let input = g.input("x", &[len]).unwrap();
+        let y = g.add(Op::Gelu(form), &[input]).unwrap();
+        g.output(y).unwrap();
+        let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+        let want: Vec<f64> = x.iter().map(|&v| reference::gelu(form, f64::from(v))).collect();
+        let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
+        prop_assert!(cmp.passed(), "{form:?}: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn fused_projector_matches_unfused_and_reference(
+        (m, dims, tanh, data) in (edge_size(40), (edge_size(64), edge_size(80), edge_size(70)), any::<bool>())
+            .prop_flat_map(|(m, (v, h, t), tanh)| {
+                let data = (values(m * v, 1.0), values(h * v, 1.0 / (v as f32).sqrt()), values(h, 0.3),
+                            values(t * h, 1.0 / (h as f32).sqrt()), values(t, 0.3));
+                (Just(m), Just([v, h, t]), Just(tanh), data)
+            })
+    ) {
+        let (x, w1, b1, w2, b2) = data;
+        let form = if tanh { GeluForm::Tanh } else { GeluForm::Erf };
+        let gpu = gpu();
+        let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, dims, &w1, &b1, &w2, &b2, form).unwrap();
+        let fused = p.plan(gpu, 1, m).unwrap();
+        // GELU rides in the first GEMM's epilogue: two dispatches, no activation pass.
+        prop_assert_eq!(fused.plan.dispatches().len(), 2);
+        let got = fused.project(gpu, &x).unwrap();
+        let unfused = p.plan_unfused(gpu, 1, m).unwrap().project(gpu, &x).unwrap();
+        let want = reference::mlp(&to_f64(&x), &to_f64(&w1), &to_f64(&b1), &to_f64(&w2), &to_f64(&b2), form, m, dims);
+        let (atol, rtol) = tolerance(dims[0].max(dims[1]));
+        let cmp = reference::compare(&got, &want, atol, rtol);
+        prop_assert!(cmp.passed(), "fused vs reference: {cmp}");
+        let cmp = reference::compare(&got, &to_f64(&unfused), atol, rtol);
+        prop_assert!(cmp.passed(), "fused vs unfused: {cmp}");
+    }
+}
+
+#[test]
+#[timeout(300_000)]
+fn grids_beyond_65535_workgroups_fold_into_2d() {
+    // 256 elements per GELU workgroup: this needs 65,537 workgroups.
+    let len = 65_537 * 256 - 3;
+    let x: Vec<f32> = (0..len).map(|i| (i % 2001) as f32 / 100.0 - 10.0).collect();
+    let gpu = gpu();
+    let mut g = Graph::new();
+    let input = g.input("x", &[len]).unwrap();
+    let y = g.add(Op::Gelu(GeluForm::Erf), &[input]).unwrap();
+    g.output(y).unwrap();
+    let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+    // Every element, so a skipped or doubled workgroup anywhere is caught.
+    let want: Vec<f64> = x.iter().map(|&v| reference::gelu_erf(f64::from(v))).collect();
+    let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
+    assert!(cmp.passed(), "{cmp}");
+}
+
+#[test]
+fn fold_grid_covers_every_workgroup_within_limits() {
+    use vlbridge::kernels::fold_grid;
+    for count in [1u64, 65_535, 65_536, 65_537, 1 << 20, 65_535 * 65_535] {
+        let [x, y, z] = fold_grid("test", count, 65_535).unwrap();
+        assert!(x <= 65_535 && y <= 65_535 && z == 1);
+        let launched = u64::from(x) * u64::from(y);
+        assert!(launched >= count && launched - count < u64::from(x), "count {count}: grid {x}x{y}");
+    }
+    assert!(fold_grid("test", 65_535 * 65_535 + 1, 65_535).is_err());
+}
+
+#[test]
+#[timeout(120_000)]
+fn plan_runs_again_with_new_inputs_and_reuses_buffers() {
+    let gpu = gpu();
+    let (v, h, t, m) = (12, 20, 8, 5);
+    let ramp = |n: usize, s: f32| (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) * s).collect::<Vec<f32>>();
+    let (w1, b1, w2, b2) = (ramp(h * v, 0.05), ramp(h, 0.1), ramp(t * h, 0.05), ramp(t, 0.1));
+    let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, [v, h, t], &w1, &b1, &w2, &b2, GeluForm::Erf).unwrap();
+    let plan = p.plan_unfused(gpu, 1, m).unwrap();
+    assert_eq!(
+        plan.plan.dispatches(),
+        ["linear", "gelu", "linear"].map(|n| if n == "linear" { plan.plan.dispatches()[0] } else { n })
+    );
+    for round in 0..3 {
+        let x = ramp(m * v, 0.1 * (round + 1) as f32);
+        let got = plan.project(gpu, &x).unwrap();
+        let want = reference::mlp(
+            &to_f64(&x),
+            &to_f64(&w1),
+            &to_f64(&b1),
+            &to_f64(&w2),
+            &to_f64(&b2),
+            GeluForm::Erf,
+            m,
+            [v, h, t],
+        );
+        let cmp = reference::compare(&got, &want, 1e-5, 1e-4);
+        assert!(cmp.passed(), "round {round}: {cmp}");
+    }
+}
+
+#[test]
+#[timeout(120_000)]
+fn intermediates_share_buffers_once_dead() {
+    // x -> g1 -> g2 -> g3 -> y: three intermediates, but at most two are alive at once.
+    let gpu = gpu();
+    let len = 1000;
+    let mut g = Graph::new();
+    let mut t = g.input("x", &[len]).unwrap();
+    for _ in 0..4 {
+        t = g.add(Op::Gelu(GeluForm::Erf), &[t]).unwrap();
+    }
+    g.output(t).unwrap();
+    let plan = Plan::new(gpu, &g).unwrap();
+    let bytes = (len * 4) as u64;
+    assert_eq!(plan.activation_bytes(), 2 * bytes + 2 * bytes, "input + output + two pooled buffers");
+    let x: Vec<f32> = (0..len).map(|i| i as f32 / 100.0 - 5.0).collect();
+    let got = plan.run_and_read(gpu, &[&x]).unwrap().remove(0);
+    let want: Vec<f64> = x.iter().map(|&v| (0..4).fold(f64::from(v), |a, _| reference::gelu_erf(a))).collect();
+    let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
+    assert!(cmp.passed(), "{cmp}");
+}

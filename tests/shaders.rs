@@ -1,0 +1,131 @@
+//! No GPU needed: every WGSL file parses and validates with naga, translates to SPIR-V, MSL,
+//! HLSL and GLSL, and its entry point matches the Rust `KernelSpec` (workgroup size, binding
+//! access, `Params` size), so WGSL and Rust cannot drift apart silently.
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vlbridge::kernels::{Access, KernelId, KernelSpec};
+
+fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module =
+        naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(source)));
+    (module, info)
+}
+
+#[test]
+fn common_files_are_valid_wgsl_on_their_own() {
+    for (path, source) in vlbridge::shader::COMMON {
+        validate(source, path);
+    }
+}
+
+#[test]
+fn every_kernel_validates_and_translates_to_every_backend() {
+    for id in KernelId::ALL {
+        let spec = id.spec();
+        let source = spec.source();
+        let (module, info) = validate(&source, spec.file);
+        // Overrides keep their defaults; backends other than SPIR-V need them resolved.
+        let (module, info) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            Some((naga::ShaderStage::Compute, spec.entry)),
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: overrides: {e}", spec.file));
+
+        let spv_options = naga::back::spv::Options { lang_version: (1, 3), ..Default::default() };
+        naga::back::spv::write_vec(&module, &info, &spv_options, None)
+            .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", spec.file));
+
+        let msl_options = naga::back::msl::Options { lang_version: (2, 4), ..Default::default() };
+        let msl_pipeline = naga::back::msl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, spec.entry.to_string())),
+            ..Default::default()
+        };
+        naga::back::msl::write_string(&module, &info, &msl_options, &msl_pipeline)
+            .unwrap_or_else(|e| panic!("{}: MSL: {e}", spec.file));
+
+        let hlsl_options =
+            naga::back::hlsl::Options { shader_model: naga::back::hlsl::ShaderModel::V6_0, ..Default::default() };
+        let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
+            entry_point: Some((naga::ShaderStage::Compute, spec.entry.to_string())),
+        };
+        let mut hlsl = String::new();
+        naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline)
+            .write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("{}: HLSL: {e}", spec.file));
+
+        let glsl_options =
+            naga::back::glsl::Options { version: naga::back::glsl::Version::Desktop(430), ..Default::default() };
+        let glsl_pipeline = naga::back::glsl::PipelineOptions {
+            shader_stage: naga::ShaderStage::Compute,
+            entry_point: spec.entry.to_string(),
+            multiview: None,
+        };
+        let mut glsl = String::new();
+        naga::back::glsl::Writer::new(&mut glsl, &module, &info, &glsl_options, &glsl_pipeline, Default::default())
+            .and_then(|mut w| w.write())
+            .unwrap_or_else(|e| panic!("{}: GLSL: {e}", spec.file));
+    }
+}
+
+#[test]
+fn entry_points_match_their_specs() {
+    for id in KernelId::ALL {
+        let spec = id.spec();
+        let (module, _) = validate(&spec.source(), spec.file);
+        check_reflection(spec, &module);
+    }
+}
+
+fn check_reflection(spec: &KernelSpec, module: &naga::Module) {
+    let entry = module
+        .entry_points
+        .iter()
+        .find(|e| e.name == spec.entry)
+        .unwrap_or_else(|| panic!("{}: no entry point `{}`", spec.file, spec.entry));
+    assert_eq!(entry.stage, naga::ShaderStage::Compute, "{}", spec.file);
+    assert_eq!(entry.workgroup_size, spec.workgroup_size, "{}: @workgroup_size", spec.file);
+
+    let mut bindings: Vec<(u32, Access, u32)> = module
+        .global_variables
+        .iter()
+        .filter_map(|(_, var)| {
+            let binding = var.binding.as_ref()?;
+            assert_eq!(binding.group, 0, "{}: `{:?}` must be in group 0", spec.file, var.name);
+            let access = match var.space {
+                naga::AddressSpace::Uniform => Access::Uniform,
+                naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => {
+                    Access::ReadWrite
+                }
+                naga::AddressSpace::Storage { .. } => Access::Read,
+                other => panic!("{}: unexpected address space {other:?}", spec.file),
+            };
+            let size = module.types[var.ty].inner.size(module.to_ctx());
+            Some((binding.binding, access, size))
+        })
+        .collect();
+    bindings.sort_by_key(|b| b.0);
+    let indices: Vec<u32> = bindings.iter().map(|b| b.0).collect();
+    assert_eq!(indices, (0..spec.bindings.len() as u32).collect::<Vec<_>>(), "{}: binding indices", spec.file);
+    let accesses: Vec<Access> = bindings.iter().map(|b| b.1).collect();
+    assert_eq!(accesses, spec.bindings, "{}: binding access", spec.file);
+    for &(binding, access, size) in &bindings {
+        if access == Access::Uniform {
+            assert_eq!(u64::from(size), spec.params_size, "{}: Params size (binding {binding})", spec.file);
+        }
+    }
+}
+
+#[test]
+fn reflection_catches_a_drifted_spec() {
+    // The check above must fail when the Rust side disagrees with the WGSL.
+    let real = KernelId::Gemm.spec();
+    let drifted = KernelSpec { params_size: real.params_size + 4, ..*real };
+    let (module, _) = validate(&real.source(), real.file);
+    let caught = std::panic::catch_unwind(|| check_reflection(&drifted, &module));
+    assert!(caught.is_err(), "a wrong Params size went unnoticed");
+}
