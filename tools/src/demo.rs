@@ -46,6 +46,8 @@ struct Row {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
+    // A driver that truncates loops would make every number below wrong: refuse it up front.
+    vlbridge::kernels::loop_probe::check(&gpu)?;
     let rows = vec![llava(&gpu, args)?];
     print_table(&rows);
     Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -94,6 +96,13 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<Row> {
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
     let median_ms = median(&mut times).unwrap_or(first_ms);
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "llava plan: dispatches {:?}, activation buffers {:.1} MiB (peak), weights {:.1} MiB",
+        plan.plan.dispatches(),
+        mib(plan.plan.activation_bytes()),
+        mib(plan.plan.constant_bytes())
+    );
 
     // The reference needs the weights on the host: ours, or read back from the GPU.
     let w = match host {
