@@ -181,10 +181,9 @@ fn plan_runs_again_with_new_inputs_and_reuses_buffers() {
     let (w1, b1, w2, b2) = (ramp(h * v, 0.05), ramp(h, 0.1), ramp(t * h, 0.05), ramp(t, 0.1));
     let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, [v, h, t], &w1, &b1, &w2, &b2, GeluForm::Erf).unwrap();
     let plan = p.plan_unfused(gpu, 1, m).unwrap();
-    assert_eq!(
-        plan.plan.dispatches(),
-        ["linear", "gelu", "linear"].map(|n| if n == "linear" { plan.plan.dispatches()[0] } else { n })
-    );
+    // GEMM, standalone GELU pass, GEMM.
+    let dispatches = plan.plan.dispatches();
+    assert_eq!((dispatches.len(), dispatches[1]), (3, "gelu"));
     for round in 0..3 {
         let x = ramp(m * v, 0.1 * (round + 1) as f32);
         let got = plan.project(gpu, &x).unwrap();
