@@ -132,7 +132,8 @@ pub(crate) fn check(epilogue: Epilogue, inputs: &[&Meta]) -> Result<Meta> {
 }
 
 pub(crate) fn workgroups(spec: &KernelSpec, inputs: &[&Meta]) -> u64 {
-    let (m, n) = (u64::from(Params::new(inputs).m), u64::from(Params::new(inputs).n));
+    let p = Params::new(inputs);
+    let (m, n) = (u64::from(p.m), u64::from(p.n));
     if spec.id == KernelId::Gemm {
         m.div_ceil(TILE_M) * n.div_ceil(TILE_N)
     } else {
