@@ -56,7 +56,7 @@ fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize) {
     let x = g.input("x", &[m, k]).expect("input");
     let w = g.constant("w", &Tensor::from_f32(gpu, &[n, k], &ramp(n * k, 0.03)).expect("w"));
     let b = g.constant("b", &Tensor::from_f32(gpu, &[n], &ramp(n, 0.1)).expect("b"));
-    let y = g.add(Op::Linear(Epilogue::Bias), &[x, w, b]).expect("linear");
+    let y = g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]).expect("linear");
     g.output(y).expect("output");
     let plan = Plan::new(gpu, &g).expect("plan");
     gpu.flush("uploading weights").expect("flush");

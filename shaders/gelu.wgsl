@@ -8,7 +8,7 @@ struct Params {
     _pad2: u32,
 }
 
-override GELU_FORM: u32 = 0u; // 0 exact (erf), 1 tanh approximation
+override GELU_FORM: u32 = 1u; // see activate(): 1 exact (erf), 2 tanh approximation
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
@@ -24,5 +24,5 @@ fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         return;
     }
     let v = x[i];
-    y[i] = select(gelu_erf(v), gelu_tanh(v), GELU_FORM == 1u);
+    y[i] = activate(GELU_FORM, v);
 }

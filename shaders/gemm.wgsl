@@ -15,14 +15,11 @@ struct Params {
     _pad: u32,
 }
 
-// See apply_epilogue.
-override EPILOGUE: u32 = 1u;
-
+// Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
 const TILE_M: u32 = 16u;
@@ -86,14 +83,10 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         if col >= params.n {
             break;
         }
-        var b = 0.0;
-        if EPILOGUE != 0u {
-            b = bias[col];
-        }
         for (var i = 0u; i < TILE_M; i++) {
             let row = m0 + i;
             if row < params.m {
-                y[row * params.n + col] = apply_epilogue(EPILOGUE, rows[i][j], b);
+                y[row * params.n + col] = epilogue(rows[i][j], row, col, params.n);
             }
         }
     }

@@ -8,14 +8,11 @@ struct Params {
     _pad: u32,
 }
 
-// See apply_epilogue.
-override EPILOGUE: u32 = 1u;
-
+// Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
 const BLOCK: u32 = 4u;
@@ -45,11 +42,7 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let row = m0 + i;
             let col = n0 + j;
             if row < params.m && col < params.n {
-                var b = 0.0;
-                if EPILOGUE != 0u {
-                    b = bias[col];
-                }
-                y[row * params.n + col] = apply_epilogue(EPILOGUE, acc[i][j], b);
+                y[row * params.n + col] = epilogue(acc[i][j], row, col, params.n);
             }
         }
     }

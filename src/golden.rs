@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::connectors::LlavaProjector;
+use crate::connectors::{
+    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
+};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::reference::{Comparison, compare};
@@ -117,12 +119,79 @@ pub fn check_manifest(gpu: &Gpu, manifest: &Path) -> Result<Vec<CaseReport>> {
 /// `Ok(None)` for ops not implemented yet.
 fn run_case(gpu: &Gpu, dir: &Path, case: &Value, op: &str) -> Result<Option<Comparison>> {
     match op {
-        "mlp2x_gelu" | "mlp2x_gelu_tanh" => {
-            let weights = Weights::open(dir.join(case["file"].as_str().unwrap_or_default()))?;
-            llava_mlp(gpu, &weights, case).map(Some)
-        }
-        _ => Ok(None),
+        "mlp2x_gelu" | "mlp2x_gelu_tanh" | "qformer" | "perceiver_resampler" | "gated_xattn_dense" => {}
+        _ => return Ok(None),
     }
+    let weights = Weights::open(dir.join(case["file"].as_str().unwrap_or_default()))?;
+    match op {
+        "qformer" => qformer(gpu, &weights, case),
+        "perceiver_resampler" => perceiver(gpu, &weights, case),
+        "gated_xattn_dense" => gated_xattn(gpu, &weights, case),
+        _ => llava_mlp(gpu, &weights, case),
+    }
+    .map(Some)
+}
+
+/// The deep attention blocks: README's suggested atol/rtol for f32.
+const BLOCK_TOLERANCE: f64 = 1e-4;
+
+fn config_usize(case: &Value, key: &str) -> Result<usize> {
+    case["config"][key].as_u64().map(|v| v as usize).ok_or_else(|| Error::Weights {
+        name: format!("config.{key}"),
+        problem: "missing from the manifest case".into(),
+    })
+}
+
+fn config_f32(case: &Value, key: &str) -> Result<f32> {
+    case["config"][key].as_f64().map(|v| v as f32).ok_or_else(|| Error::Weights {
+        name: format!("config.{key}"),
+        problem: "missing from the manifest case".into(),
+    })
+}
+
+/// Shape of `name`, which must have `rank` dims.
+fn shape_of<const N: usize>(weights: &Weights, name: &str) -> Result<[usize; N]> {
+    let shape = weights.shape(name)?;
+    shape.clone().try_into().map_err(|_| Error::shape("golden", format!("{name} rank"), N, shape.len()))
+}
+
+fn expected(weights: &Weights, name: &str) -> Result<Vec<f64>> {
+    Ok(weights.f32(name, None)?.into_iter().map(f64::from).collect())
+}
+
+fn qformer(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison> {
+    let config = QFormerConfig::from_json(&case["config"])?;
+    let model = QFormer::from_weights(gpu, weights, config)?;
+    let [batch, tokens, _] = shape_of(weights, "encoder_hidden_states")?;
+    let x = weights.f32("encoder_hidden_states", None)?;
+    let got = model.plan(gpu, batch, tokens)?.project(gpu, &x)?;
+    Ok(compare(&got, &expected(weights, "last_hidden_state")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+fn perceiver(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison> {
+    let config =
+        PerceiverConfig { heads: config_usize(case, "heads")?, layer_norm_eps: config_f32(case, "layer_norm_eps")? };
+    let model = PerceiverResampler::from_weights(gpu, weights, config)?;
+    // [b, T, F, v, D]: every (b, T) item is resampled on its own over F·v tokens.
+    let [b, media, frames, tokens, _] = shape_of(weights, "x")?;
+    let x = weights.f32("x", None)?;
+    let got = model.plan(gpu, b * media, frames * tokens)?.project(gpu, &x)?;
+    Ok(compare(&got, &expected(weights, "latents_out")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+fn gated_xattn(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison> {
+    let config = GatedXAttnConfig {
+        heads: config_usize(case, "heads")?,
+        only_attend_immediate_media: case["config"]["only_attend_immediate_media"].as_bool().unwrap_or(true),
+        layer_norm_eps: config_f32(case, "layer_norm_eps")?,
+    };
+    let block = GatedXAttnBlock::from_weights(gpu, weights, "lang_encoder.gated_cross_attn_layers.0.", config)?;
+    let [batch, text, _] = shape_of(weights, "x")?;
+    let [_, media, latents, _] = shape_of(weights, "media")?;
+    let locations: Vec<u8> = weights.i64("media_locations")?.into_iter().map(|v| u8::from(v != 0)).collect();
+    let plan = block.plan(gpu, batch, text, media, latents)?;
+    let got = plan.run(gpu, &weights.f32("x", None)?, &weights.f32("media", None)?, &locations)?;
+    Ok(compare(&got, &expected(weights, "y")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
 }
 
 fn config_str<'a>(case: &'a Value, key: &str) -> Result<&'a str> {

@@ -4,17 +4,27 @@
 
 /// GELU in both forms and an overflow-safe tanh.
 pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl");
+/// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
+pub const GEMM_EPILOGUE: &str = include_str!("../shaders/common/gemm_epilogue.wgsl");
 /// Tiled, register-blocked `x·Wᵀ + b` with a fused epilogue.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
 /// The same for any `k` and any device.
 pub const GEMM_PORTABLE: &str = include_str!("../shaders/gemm_portable.wgsl");
+/// Flash attention and the naive three-pass baseline.
+pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+/// LayerNorm over the last dimension.
+pub const LAYER_NORM: &str = include_str!("../shaders/layer_norm.wgsl");
+/// Broadcast along a new leading dimension.
+pub const REPEAT: &str = include_str!("../shaders/repeat.wgsl");
 /// Standalone elementwise GELU (the unfused baseline).
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 /// A long counted loop that detects drivers which truncate loops.
 pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
 
-/// Every file under `shaders/common/`, with its path, for the no-GPU shader tests.
-pub const COMMON: &[(&str, &str)] = &[("common/activations.wgsl", ACTIVATIONS)];
+/// Every file under `shaders/common/`, with its path, for the no-GPU shader tests; each may use
+/// the ones before it.
+pub const COMMON: &[(&str, &str)] =
+    &[("common/activations.wgsl", ACTIVATIONS), ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE)];
 
 /// The full source a pipeline is built from: prelude files, then the kernel file.
 pub fn assemble(prelude: &[&str], kernel: &str) -> String {

@@ -47,7 +47,7 @@ fn mismatched_inner_dimension_is_a_shape_error() {
     let x = g.input("x", &[3, 8]).unwrap();
     let w = g.constant("w", &f32_tensor(&[4, 9]));
     let b = g.constant("b", &f32_tensor(&[4]));
-    match g.add(Op::Linear(Epilogue::Bias), &[x, w, b]) {
+    match g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]) {
         Err(Error::Shape { kernel: "linear", what, expected, got }) => {
             assert!(what.contains("in-features"), "{what}");
             assert_eq!((expected.as_str(), got.as_str()), ("8", "9"));
@@ -64,7 +64,7 @@ fn wrong_bias_length_is_a_shape_error() {
     let w = g.constant("w", &f32_tensor(&[4, 8]));
     let b = g.constant("b", &f32_tensor(&[5]));
     assert!(
-        matches!(g.add(Op::Linear(Epilogue::BiasGeluErf), &[x, w, b]), Err(Error::Shape { what, .. }) if what.contains("bias"))
+        matches!(g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x, w, b]), Err(Error::Shape { what, .. }) if what.contains("bias"))
     );
 }
 
@@ -85,7 +85,7 @@ fn f16_tensor_into_an_f32_kernel_is_a_dtype_error() {
     let x = g.input("x", &[2, 4]).unwrap();
     let w16 = Tensor::from_f16(gpu, &[3, 4], &[half::f16::ONE; 12]).unwrap();
     let w = g.constant("w", &w16);
-    match g.add(Op::Linear(Epilogue::None), &[x, w]) {
+    match g.add(Op::Linear(Epilogue::NONE), &[x, w]) {
         Err(Error::DType { what, got, .. }) => {
             assert_eq!(got, "f16");
             assert!(what.contains("input 1"), "{what}");

@@ -9,7 +9,7 @@ use ntest::timeout;
 use vlbridge::golden::{Outcome, Summary, check_manifest};
 
 /// The ops implemented so far; every other op must be reported `unsupported`, never passed.
-const IMPLEMENTED: &[&str] = &["mlp2x_gelu", "mlp2x_gelu_tanh"];
+const IMPLEMENTED: &[&str] = &["mlp2x_gelu", "mlp2x_gelu_tanh", "qformer", "perceiver_resampler", "gated_xattn_dense"];
 
 fn check(manifest: &Path) {
     let reports = check_manifest(common::gpu(), manifest).unwrap();
@@ -22,7 +22,15 @@ fn check(manifest: &Path) {
             Outcome::Error(e) => panic!("{}: {e}", r.name),
         }
     }
-    for must in ["llava_mlp", "llava_mlp_gelu_tanh"] {
+    for must in [
+        "llava_mlp",
+        "llava_mlp_gelu_tanh",
+        "qformer",
+        "perceiver_resampler",
+        "gated_xattn",
+        "gated_xattn_all_previous",
+        "gated_xattn_zero_gates",
+    ] {
         assert!(
             reports.iter().any(|r| r.name == must && matches!(r.outcome, Outcome::Compared(_))),
             "{must} did not run"

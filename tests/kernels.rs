@@ -20,7 +20,12 @@ fn tolerance(k: usize) -> (f64, f64) {
 }
 
 fn epilogue() -> impl Strategy<Value = Epilogue> {
-    prop::sample::select(vec![Epilogue::None, Epilogue::Bias, Epilogue::BiasGeluErf, Epilogue::BiasGeluTanh])
+    prop::sample::select(vec![
+        Epilogue::NONE,
+        Epilogue::BIAS,
+        Epilogue::bias_gelu(GeluForm::Erf),
+        Epilogue::bias_gelu(GeluForm::Tanh),
+    ])
 }
 
 #[derive(Debug, Clone)]
@@ -67,10 +72,9 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Vec<f32> {
 fn reference_linear(c: &LinearCase) -> Vec<f64> {
     let bias = to_f64(&c.b);
     let y = reference::linear(&to_f64(&c.x), &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
-    match c.epilogue {
-        Epilogue::BiasGeluErf => y.into_iter().map(reference::gelu_erf).collect(),
-        Epilogue::BiasGeluTanh => y.into_iter().map(reference::gelu_tanh).collect(),
-        Epilogue::None | Epilogue::Bias => y,
+    match c.epilogue.activation {
+        Some(form) => y.into_iter().map(|v| reference::gelu(form, v)).collect(),
+        None => y,
     }
 }
 

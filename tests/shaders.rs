@@ -15,9 +15,11 @@ fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo)
 }
 
 #[test]
-fn common_files_are_valid_wgsl_on_their_own() {
-    for (path, source) in vlbridge::shader::COMMON {
-        validate(source, path);
+fn common_files_are_valid_wgsl_after_the_ones_they_build_on() {
+    let common = vlbridge::shader::COMMON;
+    for (i, (path, source)) in common.iter().enumerate() {
+        let before: Vec<&str> = common[..i].iter().map(|c| c.1).collect();
+        validate(&vlbridge::shader::assemble(&before, source), path);
     }
 }
 

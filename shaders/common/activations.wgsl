@@ -29,13 +29,12 @@ fn gelu_tanh(x: f32) -> f32 {
     return 0.5 * x * (1.0 + tanh_safe(inner));
 }
 
-// GEMM epilogues, selected by the kernels' EPILOGUE override:
-// 0: none, 1: + bias, 2: + bias then exact GELU, 3: + bias then tanh GELU.
-fn apply_epilogue(kind: u32, v: f32, b: f32) -> f32 {
+// Activation by code, for kernels that pick one with an override constant:
+// 0: identity, 1: exact GELU, 2: tanh GELU.
+fn activate(kind: u32, v: f32) -> f32 {
     switch kind {
-        case 0u: { return v; }
-        case 2u: { return gelu_erf(v + b); }
-        case 3u: { return gelu_tanh(v + b); }
-        default: { return v + b; }
+        case 1u: { return gelu_erf(v); }
+        case 2u: { return gelu_tanh(v); }
+        default: { return v; }
     }
 }

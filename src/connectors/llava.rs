@@ -1,8 +1,9 @@
 //! The LLaVA MLP projector: `linear_2(gelu(linear_1(x)))`, with GELU fused into the first GEMM.
 
+use super::{ConnectorPlan, finish};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan, TensorId};
+use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::gelu::GeluForm;
 use crate::kernels::gemm::Epilogue;
@@ -24,23 +25,6 @@ pub struct LlavaProjector {
     w2: Tensor,
     b2: Tensor,
     act: GeluForm,
-}
-
-/// A planned projector for a fixed `[batch, tokens]`: run it many times.
-pub struct ProjectorPlan {
-    pub plan: Plan,
-    pub input: TensorId,
-    pub output: TensorId,
-    pub output_shape: Vec<usize>,
-}
-
-impl ProjectorPlan {
-    /// Projects `features` (`[batch, tokens, vision_dim]`, row-major) and returns
-    /// `[batch, tokens, text_dim]`.
-    pub fn project(&self, gpu: &Gpu, features: &[f32]) -> Result<Vec<f32>> {
-        self.plan.run(gpu, &[features])?;
-        self.plan.read(gpu, self.output)
-    }
 }
 
 impl LlavaProjector {
@@ -127,10 +111,7 @@ impl LlavaProjector {
 
     /// The fused graph: GEMM(+bias+GELU) then GEMM(+bias). Returns (graph, input, output).
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
-        let epilogue = match self.act {
-            GeluForm::Erf => Epilogue::BiasGeluErf,
-            GeluForm::Tanh => Epilogue::BiasGeluTanh,
-        };
+        let epilogue = Epilogue::bias_gelu(self.act);
         self.build(batch, tokens, |g, x, w1, b1| g.add(Op::Linear(epilogue), &[x, w1, b1]))
     }
 
@@ -138,7 +119,7 @@ impl LlavaProjector {
     pub fn unfused_graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let act = self.act;
         self.build(batch, tokens, |g, x, w1, b1| {
-            let h = g.add(Op::Linear(Epilogue::Bias), &[x, w1, b1])?;
+            let h = g.add(Op::Linear(Epilogue::BIAS), &[x, w1, b1])?;
             g.add(Op::Gelu(act), &[h])
         })
     }
@@ -154,24 +135,19 @@ impl LlavaProjector {
         let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
         let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
         let h = first(&mut g, x, w1, b1)?;
-        let y = g.add(Op::Linear(Epilogue::Bias), &[h, w2, b2])?;
+        let y = g.add(Op::Linear(Epilogue::BIAS), &[h, w2, b2])?;
         g.output(y)?;
         Ok((g, x, y))
     }
 
     /// Plans the fused projector for `[batch, tokens]`.
-    pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ProjectorPlan> {
-        Self::finish(gpu, self.graph(batch, tokens)?)
+    pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish(gpu, self.graph(batch, tokens)?)
     }
 
     /// Plans the unfused baseline for `[batch, tokens]`.
-    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ProjectorPlan> {
-        Self::finish(gpu, self.unfused_graph(batch, tokens)?)
-    }
-
-    fn finish(gpu: &Gpu, (graph, input, output): (Graph, TensorId, TensorId)) -> Result<ProjectorPlan> {
-        let output_shape = graph.shape(output).map(<[usize]>::to_vec).unwrap_or_default();
-        Ok(ProjectorPlan { plan: Plan::new(gpu, &graph)?, input, output, output_shape })
+    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish(gpu, self.unfused_graph(batch, tokens)?)
     }
 }
 

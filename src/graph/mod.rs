@@ -111,3 +111,49 @@ impl Graph {
         TensorId(self.tensors.len() - 1)
     }
 }
+
+impl Graph {
+    /// Evaluates the graph on the CPU with every op's f64 reference: the truth a plan of this
+    /// graph is compared with. Weights are read back from the GPU; `inputs` are in the order
+    /// the graph declared them. Returns the outputs in the order they were marked.
+    pub fn reference(&self, gpu: &crate::Gpu, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>> {
+        let declared = self.tensors.iter().filter(|t| matches!(t.role, Role::Input)).count();
+        if inputs.len() != declared {
+            return Err(Error::shape("graph reference", "number of inputs", declared, inputs.len()));
+        }
+        let mut given = inputs.iter();
+        let mut values: Vec<Option<Vec<f64>>> = Vec::with_capacity(self.tensors.len());
+        for t in &self.tensors {
+            values.push(match &t.role {
+                Role::Input => {
+                    let data = given.next().copied().unwrap_or_default();
+                    if data.len() != t.meta.shape.iter().product::<usize>() {
+                        return Err(Error::shape(
+                            "graph reference",
+                            format!("input `{}` elements", t.name),
+                            t.meta.shape.iter().product::<usize>(),
+                            data.len(),
+                        ));
+                    }
+                    Some(data.iter().map(|&v| f64::from(v)).collect())
+                }
+                Role::Constant(tensor) => Some(tensor.to_f32(gpu)?.into_iter().map(f64::from).collect()),
+                Role::Computed => None,
+            });
+        }
+        for node in &self.nodes {
+            let metas: Vec<&Meta> = node.inputs.iter().map(|id| &self.tensors[id.0].meta).collect();
+            let data = node
+                .inputs
+                .iter()
+                .map(|id| {
+                    values[id.0]
+                        .as_deref()
+                        .ok_or_else(|| Error::Graph(format!("tensor id {} read before it is computed", id.0)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            values[node.output.0] = Some(node.op.reference(&data, &metas));
+        }
+        Ok(self.outputs.iter().map(|id| values[id.0].clone().unwrap_or_default()).collect())
+    }
+}

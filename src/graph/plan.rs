@@ -189,10 +189,10 @@ impl Plan {
         let mut cost = Cost::default();
         for (((node, (spec, pipeline)), grid), offset) in graph.nodes.iter().zip(pipelines).zip(grids).zip(offsets) {
             cost = cost + node.op.cost(&node_inputs(graph, &node.inputs));
-            let mut reads = node.inputs.iter().map(|id| &tensors[id.0]);
-            // Optional inputs an op leaves out (a bias under `Epilogue::None`) are bound to
-            // the last input; the override constant makes the shader never read them.
-            let placeholder = &tensors[node.inputs.last().map_or(node.output.0, |id| id.0)];
+            // Which input each read binding gets. Bindings an op leaves out (a bias under
+            // `Epilogue::NONE`) are bound to the first input; override constants make the
+            // shader never read them.
+            let mut slots = node.op.read_slots(spec).into_iter();
             let entries: Vec<wgpu::BindGroupEntry> = spec
                 .bindings
                 .iter()
@@ -200,7 +200,11 @@ impl Plan {
                 .map(|(binding, access)| wgpu::BindGroupEntry {
                     binding: binding as u32,
                     resource: match access {
-                        Access::Read => reads.next().unwrap_or(placeholder).buffer().as_entire_binding(),
+                        Access::Read => {
+                            let input = slots.next().flatten().unwrap_or(0);
+                            let id = node.inputs.get(input).copied().unwrap_or(node.output);
+                            tensors[id.0].buffer().as_entire_binding()
+                        }
                         Access::ReadWrite => tensors[node.output.0].buffer().as_entire_binding(),
                         Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                             buffer: &uniforms,

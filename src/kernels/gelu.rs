@@ -44,8 +44,17 @@ pub const SPEC: KernelSpec = KernelSpec {
     features: wgpu::Features::empty(),
 };
 
+/// The code `activate()` in `shaders/common/activations.wgsl` takes.
+pub(crate) fn activation_code(form: Option<GeluForm>) -> f64 {
+    match form {
+        None => 0.0,
+        Some(GeluForm::Erf) => 1.0,
+        Some(GeluForm::Tanh) => 2.0,
+    }
+}
+
 pub(crate) fn overrides(form: GeluForm) -> Vec<(&'static str, f64)> {
-    vec![("GELU_FORM", if form == GeluForm::Tanh { 1.0 } else { 0.0 })]
+    vec![("GELU_FORM", activation_code(Some(form)))]
 }
 
 pub(crate) fn check(inputs: &[&Meta]) -> Result<Meta> {

@@ -1,36 +1,74 @@
 //! GEMM with a fused epilogue (`shaders/gemm.wgsl`): `y = act(x·Wᵀ + b)` with `W` in
 //! PyTorch's `nn.Linear` layout `[out, in]`.
 
+use super::gelu::GeluForm;
 use super::{Access, Caps, Cost, KernelId, KernelSpec, Meta, rows_cols};
 use crate::error::{Error, Result};
 use crate::shader;
 
-/// What happens to each accumulated output before it is stored.
+/// What is added to the output after the activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Epilogue {
-    /// `x·Wᵀ`
+pub enum Residual {
+    /// Nothing.
     None,
-    /// `x·Wᵀ + b`
-    Bias,
-    /// `gelu_erf(x·Wᵀ + b)`
-    BiasGeluErf,
-    /// `gelu_tanh(x·Wᵀ + b)`
-    BiasGeluTanh,
+    /// `residual + v`: pre- and post-LN residual streams.
+    Add,
+    /// `residual + tanh(gate)·v` with a 1-element `gate` tensor: Flamingo's gated blocks.
+    Gated,
+}
+
+/// What happens to each accumulated output `acc` before it is stored:
+/// `residual (+ tanh(gate)·) activation(acc + bias)`. The optional inputs follow x and the
+/// weight in this order: bias `[N]`, residual (the output's shape), gate `[1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epilogue {
+    pub bias: bool,
+    pub activation: Option<GeluForm>,
+    pub residual: Residual,
 }
 
 impl Epilogue {
-    /// Whether the op takes a bias input.
-    pub fn has_bias(self) -> bool {
-        self != Epilogue::None
+    /// `x·Wᵀ`
+    pub const NONE: Epilogue = Epilogue { bias: false, activation: None, residual: Residual::None };
+    /// `x·Wᵀ + b`
+    pub const BIAS: Epilogue = Epilogue { bias: true, ..Self::NONE };
+
+    /// `gelu(x·Wᵀ + b)`
+    pub const fn bias_gelu(form: GeluForm) -> Epilogue {
+        Epilogue { bias: true, activation: Some(form), residual: Residual::None }
     }
 
-    fn code(self) -> u32 {
-        match self {
-            Epilogue::None => 0,
-            Epilogue::Bias => 1,
-            Epilogue::BiasGeluErf => 2,
-            Epilogue::BiasGeluTanh => 3,
+    /// The same epilogue followed by `residual`.
+    pub const fn with_residual(self, residual: Residual) -> Epilogue {
+        Epilogue { residual, ..self }
+    }
+
+    /// Whether the op takes a bias input.
+    pub fn has_bias(self) -> bool {
+        self.bias
+    }
+
+    /// Number of inputs the op takes: x, weight, then the optional ones.
+    pub fn arity(self) -> usize {
+        2 + usize::from(self.bias) + self.residual_inputs()
+    }
+
+    fn residual_inputs(self) -> usize {
+        match self.residual {
+            Residual::None => 0,
+            Residual::Add => 1,
+            Residual::Gated => 2,
         }
+    }
+
+    /// For each optional binding (bias, residual, gate), the input index bound to it.
+    pub(crate) fn read_slots(self) -> Vec<Option<usize>> {
+        let mut next = 2..;
+        let mut take = |present: bool| if present { next.next() } else { None };
+        let bias = take(self.bias);
+        let residual = take(self.residual != Residual::None);
+        let gate = take(self.residual == Residual::Gated);
+        vec![Some(0), Some(1), bias, residual, gate]
     }
 }
 
@@ -64,14 +102,16 @@ const TILE_N: u64 = 64 * 4;
 /// `gemm_portable.wgsl`: 4 × 4 blocks, 64 per workgroup.
 const BLOCK: u64 = 4;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+/// x, weight, bias, residual, gate, y, params.
+const BINDINGS: &[Access] =
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
 
 /// Subgroup-broadcast, vec4-load GEMM: the fast path.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::Gemm,
     name: "gemm",
     file: "gemm.wgsl",
-    prelude: &[shader::ACTIVATIONS],
+    prelude: &[shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
     body: shader::GEMM,
     entry: "gemm",
     bindings: BINDINGS,
@@ -85,7 +125,7 @@ pub const PORTABLE_SPEC: KernelSpec = KernelSpec {
     id: KernelId::GemmPortable,
     name: "gemm_portable",
     file: "gemm_portable.wgsl",
-    prelude: &[shader::ACTIVATIONS],
+    prelude: &[shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
     body: shader::GEMM_PORTABLE,
     entry: "gemm_portable",
     bindings: BINDINGS,
@@ -101,14 +141,23 @@ pub(crate) fn select(caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
 }
 
 pub(crate) fn overrides(epilogue: Epilogue) -> Vec<(&'static str, f64)> {
-    vec![("EPILOGUE", f64::from(epilogue.code()))]
+    let residual = match epilogue.residual {
+        Residual::None => 0.0,
+        Residual::Add => 1.0,
+        Residual::Gated => 2.0,
+    };
+    vec![
+        ("HAS_BIAS", f64::from(u8::from(epilogue.bias))),
+        ("ACTIVATION", super::gelu::activation_code(epilogue.activation)),
+        ("RESIDUAL", residual),
+    ]
 }
 
 /// Inputs: x `[.., K]`, weight `[N, K]`, and bias `[N]` when the epilogue has one.
 /// Output: `[.., N]`.
 pub(crate) fn check(epilogue: Epilogue, inputs: &[&Meta]) -> Result<Meta> {
     let name = NAME;
-    super::check_arity(name, inputs, if epilogue.has_bias() { 3 } else { 2 })?;
+    super::check_arity(name, inputs, epilogue.arity())?;
     let (x, w) = (&inputs[0].shape, &inputs[1].shape);
     super::check_u32_elements(name, "x", x)?;
     super::check_u32_elements(name, "weight", w)?;
@@ -128,6 +177,22 @@ pub(crate) fn check(epilogue: Epilogue, inputs: &[&Meta]) -> Result<Meta> {
     let mut out = x.clone();
     *out.last_mut().unwrap_or(&mut 0) = w[0];
     super::check_u32_elements(name, "output", &out)?;
+    let slots = epilogue.read_slots();
+    if let Some(r) = slots[3]
+        && inputs[r].shape != out
+    {
+        return Err(Error::shape(
+            name,
+            "residual shape (the output's)",
+            format!("{out:?}"),
+            format!("{:?}", inputs[r].shape),
+        ));
+    }
+    if let Some(g) = slots[4]
+        && inputs[g].shape.iter().product::<usize>() != 1
+    {
+        return Err(Error::shape(name, "gate elements", 1, format!("{:?}", inputs[g].shape)));
+    }
     Ok(Meta { shape: out, dtype: inputs[0].dtype })
 }
 
@@ -145,5 +210,6 @@ pub(crate) fn cost(epilogue: Epilogue, inputs: &[&Meta]) -> Cost {
     let p = Params::new(inputs);
     let (m, n, k) = (f64::from(p.m), f64::from(p.n), f64::from(p.k));
     let bias = if epilogue.has_bias() { n } else { 0.0 };
-    Cost { flops: 2.0 * m * n * k, bytes: 4.0 * (m * k + n * k + bias + m * n) }
+    let residual = if epilogue.residual == Residual::None { 0.0 } else { m * n };
+    Cost { flops: 2.0 * m * n * k, bytes: 4.0 * (m * k + n * k + bias + residual + m * n) }
 }

@@ -1,9 +1,12 @@
 //! The kernel registry: one module per shader file, each with its `Params` (mirroring the WGSL
 //! struct), `SPEC`, shape `check`, `cost` and dispatch size. [`Op`] is what graph nodes hold.
 
+pub mod attention;
 pub mod gelu;
 pub mod gemm;
+pub mod layer_norm;
 pub mod loop_probe;
+pub mod repeat;
 
 use crate::error::{Error, Result};
 use crate::shader;
@@ -29,13 +32,36 @@ pub enum KernelId {
     GemmPortable,
     /// Elementwise GELU.
     Gelu,
+    /// LayerNorm over the last dimension.
+    LayerNorm,
+    /// Broadcast along a new leading dimension.
+    Repeat,
+    /// Flash multi-head attention.
+    Attention,
+    /// Naive attention, pass 1: scores.
+    AttentionScores,
+    /// Naive attention, pass 2: row softmax.
+    AttentionSoftmax,
+    /// Naive attention, pass 3: weights · V.
+    AttentionWeightedSum,
     /// Driver loop-count probe.
     LoopProbe,
 }
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 4] = [KernelId::Gemm, KernelId::GemmPortable, KernelId::Gelu, KernelId::LoopProbe];
+    pub const ALL: [KernelId; 10] = [
+        KernelId::Gemm,
+        KernelId::GemmPortable,
+        KernelId::Gelu,
+        KernelId::LayerNorm,
+        KernelId::Repeat,
+        KernelId::Attention,
+        KernelId::AttentionScores,
+        KernelId::AttentionSoftmax,
+        KernelId::AttentionWeightedSum,
+        KernelId::LoopProbe,
+    ];
 
     /// The kernel's static description.
     pub fn spec(self) -> &'static KernelSpec {
@@ -43,6 +69,12 @@ impl KernelId {
             KernelId::Gemm => &gemm::SPEC,
             KernelId::GemmPortable => &gemm::PORTABLE_SPEC,
             KernelId::Gelu => &gelu::SPEC,
+            KernelId::LayerNorm => &layer_norm::SPEC,
+            KernelId::Repeat => &repeat::SPEC,
+            KernelId::Attention => &attention::FLASH_SPEC,
+            KernelId::AttentionScores => &attention::SCORES_SPEC,
+            KernelId::AttentionSoftmax => &attention::SOFTMAX_SPEC,
+            KernelId::AttentionWeightedSum => &attention::WEIGHTED_SUM_SPEC,
             KernelId::LoopProbe => &loop_probe::SPEC,
         }
     }
@@ -121,10 +153,17 @@ impl Meta {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Op {
     /// `nn.Linear` with a fused epilogue. Inputs: x `[.., K]`, weight `[N, K]`, bias `[N]`
-    /// unless the epilogue is [`gemm::Epilogue::None`].
+    /// when the epilogue has one, then residual
+    /// and gate as the epilogue asks (see [`gemm::Epilogue`]).
     Linear(gemm::Epilogue),
     /// Elementwise GELU. Input: any shape.
     Gelu(gelu::GeluForm),
+    /// `nn.LayerNorm` over the last dim with this eps. Inputs: x, weight, bias.
+    LayerNorm { eps: f32 },
+    /// `[times, ..x.shape]` copies of x.
+    Repeat { times: usize },
+    /// Multi-head attention, one pass of it (see [`attention::Attention`] for the inputs).
+    Attention(attention::Pass, attention::Attention),
 }
 
 /// What the planner knows of a device when it picks a kernel variant.
@@ -142,6 +181,9 @@ impl Op {
         match self {
             Op::Linear(_) => gemm::NAME,
             Op::Gelu(_) => gelu::SPEC.name,
+            Op::LayerNorm { .. } => layer_norm::SPEC.name,
+            Op::Repeat { .. } => repeat::SPEC.name,
+            Op::Attention(pass, _) => attention::spec_of(*pass).name,
         }
     }
 
@@ -150,6 +192,22 @@ impl Op {
         match self {
             Op::Linear(_) => gemm::select(caps, inputs),
             Op::Gelu(_) => &gelu::SPEC,
+            Op::LayerNorm { .. } => &layer_norm::SPEC,
+            Op::Repeat { .. } => &repeat::SPEC,
+            Op::Attention(pass, _) => attention::spec_of(*pass),
+        }
+    }
+
+    /// For each read-only binding of `spec`, in binding order, the index of the input bound
+    /// to it; `None` where the op has no such input (the shader never reads it).
+    pub(crate) fn read_slots(&self, spec: &KernelSpec) -> Vec<Option<usize>> {
+        match self {
+            Op::Linear(e) => e.read_slots(),
+            Op::Attention(pass, cfg) => attention::read_slots(*pass, cfg),
+            Op::Gelu(_) | Op::LayerNorm { .. } | Op::Repeat { .. } => {
+                let reads = spec.bindings.iter().filter(|a| **a == Access::Read).count();
+                (0..reads).map(Some).collect()
+            }
         }
     }
 
@@ -158,6 +216,8 @@ impl Op {
         match self {
             Op::Linear(e) => gemm::overrides(*e),
             Op::Gelu(f) => gelu::overrides(*f),
+            Op::Attention(_, cfg) => attention::overrides(cfg),
+            Op::LayerNorm { .. } | Op::Repeat { .. } => Vec::new(),
         }
     }
 
@@ -167,6 +227,9 @@ impl Op {
         match self {
             Op::Linear(e) => gemm::check(*e, inputs),
             Op::Gelu(_) => gelu::check(inputs),
+            Op::LayerNorm { eps } => layer_norm::check(*eps, inputs),
+            Op::Repeat { times } => repeat::check(*times, inputs),
+            Op::Attention(pass, cfg) => attention::check(*pass, cfg, inputs),
         }
     }
 
@@ -175,6 +238,9 @@ impl Op {
         match self {
             Op::Linear(_) => bytemuck::bytes_of(&gemm::Params::new(inputs)).to_vec(),
             Op::Gelu(_) => bytemuck::bytes_of(&gelu::Params::new(inputs)).to_vec(),
+            Op::LayerNorm { eps } => bytemuck::bytes_of(&layer_norm::Params::new(*eps, inputs)).to_vec(),
+            Op::Repeat { times } => bytemuck::bytes_of(&repeat::Params::new(*times, inputs)).to_vec(),
+            Op::Attention(pass, cfg) => bytemuck::bytes_of(&attention::params(*pass, cfg, inputs)).to_vec(),
         }
     }
 
@@ -183,6 +249,48 @@ impl Op {
         match self {
             Op::Linear(_) => gemm::workgroups(spec, inputs),
             Op::Gelu(_) => gelu::workgroups(inputs),
+            Op::LayerNorm { .. } => layer_norm::workgroups(inputs),
+            Op::Repeat { times } => repeat::workgroups(*times, inputs),
+            Op::Attention(pass, cfg) => attention::workgroups(*pass, cfg, inputs),
+        }
+    }
+
+    /// The f64 reference of this op on host data (inputs as the node takes them, already
+    /// checked with [`Op::check`]).
+    pub fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        use crate::reference;
+        match self {
+            Op::Linear(e) => {
+                let p = gemm::Params::new(metas);
+                let slots = e.read_slots();
+                let input = |slot: usize| slots[slot].map(|i| inputs[i]);
+                let mut y = reference::linear(inputs[0], inputs[1], input(2), p.m as usize, p.n as usize, p.k as usize);
+                reference::epilogue(&mut y, e.activation, input(3), input(4).map(|g| g[0]));
+                y
+            }
+            Op::Gelu(form) => inputs[0].iter().map(|&v| reference::gelu(*form, v)).collect(),
+            Op::LayerNorm { eps } => {
+                let dim = rows_cols(&metas[0].shape).1;
+                reference::layer_norm(inputs[0], inputs[1], inputs[2], dim, f64::from(*eps))
+            }
+            Op::Repeat { times } => inputs[0].repeat(*times),
+            Op::Attention(pass, cfg) => {
+                use attention::Pass;
+                let p = attention::params(*pass, cfg, metas);
+                let d = cfg.head_dim as usize;
+                let zero = cfg.masked_rows == attention::MaskedRows::Zero;
+                let mask = cfg.mask.then(|| inputs[inputs.len() - 1]);
+                let kv = |first: usize| [inputs[first], if cfg.two_sources { inputs[first + 1] } else { &[] }];
+                match pass {
+                    Pass::Flash => reference::attention(&p, d, zero, inputs[0], kv(1), mask),
+                    Pass::Scores => reference::attention_scores(&p, d, inputs[0], kv(1), mask),
+                    Pass::Softmax => {
+                        let s = &metas[0].shape;
+                        reference::softmax_rows(inputs[0], s[3], s[2], s[1], mask, zero)
+                    }
+                    Pass::WeightedSum => reference::weighted_sum(&p, d, inputs[0], kv(1)),
+                }
+            }
         }
     }
 
@@ -190,6 +298,9 @@ impl Op {
         match self {
             Op::Linear(e) => gemm::cost(*e, inputs),
             Op::Gelu(_) => gelu::cost(inputs),
+            Op::LayerNorm { .. } => layer_norm::cost(inputs),
+            Op::Repeat { times } => repeat::cost(*times, inputs),
+            Op::Attention(pass, cfg) => attention::cost(*pass, cfg, inputs),
         }
     }
 }

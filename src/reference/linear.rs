@@ -20,19 +20,43 @@ pub fn gelu(form: GeluForm, x: f64) -> f64 {
 }
 
 /// `x·Wᵀ + b` for x `[m, k]`, W `[n, k]` (nn.Linear layout), b `[n]`; returns `[m, n]`.
+/// Rows are split over the machine's cores: real-size connector references are tens of
+/// GFLOP.
 pub fn linear(x: &[f64], w: &[f64], b: Option<&[f64]>, m: usize, n: usize, k: usize) -> Vec<f64> {
     assert_eq!(x.len(), m * k, "x must be [m, k]");
     assert_eq!(w.len(), n * k, "w must be [n, k]");
     let mut y = vec![0.0; m * n];
-    for i in 0..m {
-        let row = &x[i * k..(i + 1) * k];
-        for j in 0..n {
-            let col = &w[j * k..(j + 1) * k];
-            let dot: f64 = row.iter().zip(col).map(|(a, b)| a * b).sum();
-            y[i * n + j] = dot + b.map_or(0.0, |b| b[j]);
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(m.max(1));
+    let rows_per_thread = m.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (chunk, out) in y.chunks_mut(rows_per_thread * n.max(1)).enumerate() {
+            scope.spawn(move || {
+                for (r, out_row) in out.chunks_mut(n.max(1)).enumerate() {
+                    let i = chunk * rows_per_thread + r;
+                    let row = &x[i * k..(i + 1) * k];
+                    for (j, y) in out_row.iter_mut().enumerate() {
+                        let col = &w[j * k..(j + 1) * k];
+                        let dot: f64 = row.iter().zip(col).map(|(a, b)| a * b).sum();
+                        *y = dot + b.map_or(0.0, |b| b[j]);
+                    }
+                }
+            });
+        }
+    });
+    y
+}
+
+/// The GEMM epilogue after the bias: activation, then `residual + v` or, with a gate,
+/// `residual + tanh(gate)·v`.
+pub fn epilogue(y: &mut [f64], activation: Option<GeluForm>, residual: Option<&[f64]>, gate: Option<f64>) {
+    for (i, v) in y.iter_mut().enumerate() {
+        if let Some(form) = activation {
+            *v = gelu(form, *v);
+        }
+        if let Some(r) = residual {
+            *v = r[i] + gate.map_or(1.0, f64::tanh) * *v;
         }
     }
-    y
 }
 
 /// The LLaVA projector: `linear_2(gelu(linear_1(x)))`.

@@ -1,8 +1,10 @@
 //! CPU reference implementations: plain loops, f64 accumulation, no GPU types. Every kernel is
 //! tested against these.
 
+mod attention;
 mod compare;
 mod linear;
 
+pub use attention::{MASK_FILL, attention, attention_scores, layer_norm, softmax_rows, weighted_sum};
 pub use compare::{Comparison, compare};
-pub use linear::{gelu, gelu_erf, gelu_tanh, linear, mlp};
+pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp};

@@ -1,0 +1,30 @@
+// What the GEMM kernels (gemm.wgsl, gemm_portable.wgsl) do to each accumulated output before
+// storing it, chosen by override constants so one module serves every fused variant:
+//   v = activation(acc + bias[col])                        (bias optional)
+//   y = v | residual + v | residual + tanh(gate[0]) · v     (RESIDUAL 0 | 1 | 2)
+// The gate is read from a 1-element buffer, not baked in, so changing it needs no re-plan;
+// tanh(0) = 0 makes a zero gate an exact identity, as upstream's init intends.
+// Needs activations.wgsl in front.
+
+override HAS_BIAS: u32 = 1u;    // 1: add bias[col]
+override ACTIVATION: u32 = 0u;  // see activate()
+override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-gated residual
+
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> residual: array<f32>;
+@group(0) @binding(4) var<storage, read> gate: array<f32>;
+
+// Output (row, col) of a [rows, n] result.
+fn epilogue(acc: f32, row: u32, col: u32, n: u32) -> f32 {
+    var v = acc;
+    if HAS_BIAS != 0u {
+        v += bias[col];
+    }
+    v = activate(ACTIVATION, v);
+    switch RESIDUAL {
+        case 1u: { v = residual[row * n + col] + v; }
+        case 2u: { v = residual[row * n + col] + tanh_safe(gate[0]) * v; }
+        default: {}
+    }
+    return v;
+}

@@ -1,0 +1,150 @@
+//! Layers the connectors share: `nn.Linear` and `nn.LayerNorm` with their weights on the GPU,
+//! loaded by upstream name, and their graph nodes.
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, TensorId};
+use crate::kernels::Op;
+use crate::kernels::gelu::GeluForm;
+use crate::kernels::gemm::{Epilogue, Residual};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+/// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+/// What a linear node adds after its activation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Skip {
+    None,
+    /// `+ residual`
+    Add(TensorId),
+    /// `+ tanh(gate)·` with the residual and the 1-element gate.
+    Gated(TensorId, TensorId),
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`), checking the input width.
+    pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, in_features: usize, bias: bool) -> Result<Self> {
+        Self::concat(gpu, weights, &[prefix], in_features, bias)
+    }
+
+    /// Several `nn.Linear`s over the same input stacked into one (fused Q/K/V projections):
+    /// their rows are concatenated in order, once, at load time.
+    pub(crate) fn concat(
+        gpu: &Gpu,
+        weights: &Weights,
+        prefixes: &[&str],
+        in_features: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let (mut w, mut b, mut rows) = (Vec::new(), Vec::new(), 0);
+        for prefix in prefixes {
+            let name = format!("{prefix}.weight");
+            let shape = weights.shape(&name)?;
+            if shape.len() != 2 || shape[1] != in_features {
+                return Err(Error::Weights {
+                    name,
+                    problem: format!("shape {shape:?}, expected [out, {in_features}]"),
+                });
+            }
+            w.extend(weights.f32(&name, None)?);
+            if bias {
+                b.extend(weights.f32(&format!("{prefix}.bias"), Some(&[shape[0]]))?);
+            }
+            rows += shape[0];
+        }
+        Ok(Self {
+            weight: Tensor::from_f32(gpu, &[rows, in_features], &w)?,
+            bias: if bias { Some(Tensor::from_f32(gpu, &[rows], &b)?) } else { None },
+        })
+    }
+
+    pub(crate) fn out_features(&self) -> usize {
+        self.weight.shape()[0]
+    }
+
+    /// Adds `skip(activation(x·Wᵀ + b))` to `g` as one GEMM.
+    pub(crate) fn add(
+        &self,
+        g: &mut Graph,
+        name: &str,
+        x: TensorId,
+        activation: Option<GeluForm>,
+        skip: Skip,
+    ) -> Result<TensorId> {
+        let mut inputs = vec![x, g.constant(&format!("{name}.weight"), &self.weight)];
+        if let Some(b) = &self.bias {
+            inputs.push(g.constant(&format!("{name}.bias"), b));
+        }
+        let residual = match skip {
+            Skip::None => Residual::None,
+            Skip::Add(r) => {
+                inputs.push(r);
+                Residual::Add
+            }
+            Skip::Gated(r, gate) => {
+                inputs.extend([r, gate]);
+                Residual::Gated
+            }
+        };
+        g.add(Op::Linear(Epilogue { bias: self.bias.is_some(), activation, residual }), &inputs)
+    }
+}
+
+/// `nn.LayerNorm` over the last dim with affine weight and bias.
+#[derive(Debug, Clone)]
+pub(crate) struct Norm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl Norm {
+    /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[dim]`.
+    pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, eps: f32) -> Result<Self> {
+        let load = |leaf: &str| {
+            let name = format!("{prefix}.{leaf}");
+            Tensor::from_f32(gpu, &[dim], &weights.f32(&name, Some(&[dim]))?)
+        };
+        Ok(Self { weight: load("weight")?, bias: load("bias")?, eps })
+    }
+
+    pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId> {
+        let w = g.constant(&format!("{name}.weight"), &self.weight);
+        let b = g.constant(&format!("{name}.bias"), &self.bias);
+        g.add(Op::LayerNorm { eps: self.eps }, &[x, w, b])
+    }
+}
+
+/// Number of consecutive layers `0, 1, ..` for which `probe(i)` names a tensor in `weights`.
+pub(crate) fn count_layers(weights: &Weights, probe: impl Fn(usize) -> String) -> Result<usize> {
+    let names = weights.names()?;
+    Ok((0..).take_while(|&i| names.binary_search(&probe(i)).is_ok()).count())
+}
+
+/// `heads` that divide `width` evenly, as the head dimension.
+pub(crate) fn head_dim(connector: &'static str, width: usize, heads: usize) -> Result<u32> {
+    if heads == 0 || !width.is_multiple_of(heads) {
+        return Err(Error::shape(
+            connector,
+            "attention width divisible by heads",
+            format!("a multiple of {heads}"),
+            width,
+        ));
+    }
+    Ok((width / heads) as u32)
+}
+
+/// The first `candidates` prefix under which `leaf` exists (`""` allowed): checkpoints store
+/// the same module under different parents.
+pub(crate) fn find_prefix(weights: &Weights, candidates: &[&str], leaf: &str) -> Result<String> {
+    let names: Vec<String> = candidates.iter().map(|p| format!("{p}{leaf}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let found = weights.resolve(&refs)?;
+    Ok(found[..found.len() - leaf.len()].to_string())
+}

@@ -1,0 +1,207 @@
+//! Flamingo's gated cross-attention block (open_flamingo `GatedCrossAttentionBlock`):
+//! `y = x + tanh(attn_gate)·XAttn(LN(x), media)`, then `y = y + tanh(ff_gate)·FF(y)`. Both gated
+//! residuals ride in the epilogue of the output GEMMs; the gates are 1-element GPU tensors, so
+//! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
+
+use super::blocks::{Linear, Norm, Skip, head_dim};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan, TensorId};
+use crate::kernels::Op;
+use crate::kernels::attention::{Attention, MaskedRows, Pass};
+use crate::kernels::gelu::GeluForm;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+const NAME: &str = "gated_xattn";
+
+/// The hyper-parameters weights do not carry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GatedXAttnConfig {
+    pub heads: usize,
+    /// Text attends only to the latest image before it (OpenFlamingo's setting), else to
+    /// every image before it.
+    pub only_attend_immediate_media: bool,
+    pub layer_norm_eps: f32,
+}
+
+impl Default for GatedXAttnConfig {
+    /// OpenFlamingo's: 8 heads, immediate media only, eps 1e-5.
+    fn default() -> Self {
+        Self { heads: 8, only_attend_immediate_media: true, layer_norm_eps: 1e-5 }
+    }
+}
+
+/// A gated cross-attention block with its weights on the GPU.
+#[derive(Debug, Clone)]
+pub struct GatedXAttnBlock {
+    norm: Norm,
+    to_q: Linear,
+    to_kv: Linear,
+    to_out: Linear,
+    ff_norm: Norm,
+    ff_in: Linear,
+    ff_out: Linear,
+    attn_gate: Tensor,
+    ff_gate: Tensor,
+    config: GatedXAttnConfig,
+    dim: usize,
+    dim_visual: usize,
+    inner: usize,
+}
+
+/// A planned block for fixed `[batch, text]` and `[batch, media, latents]` sizes.
+pub struct GatedXAttnPlan {
+    pub plan: Plan,
+    pub graph: Graph,
+    pub output: TensorId,
+    batch: usize,
+    text: usize,
+    media: usize,
+    latents: usize,
+    immediate: bool,
+}
+
+impl GatedXAttnPlan {
+    /// Runs on text `x` `[batch, text, dim]`, `media` `[batch, media, latents, dim_visual]` and
+    /// `media_locations` `[batch, text]` (non-zero where a media token sits) and downloads
+    /// `[batch, text, dim]`.
+    pub fn run(&self, gpu: &Gpu, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f32>> {
+        let mask = self.mask(media_locations)?;
+        self.plan.run(gpu, &[x, media, &mask])?;
+        self.plan.read(gpu, self.output)
+    }
+
+    /// The f64 CPU reference of the same block.
+    pub fn reference(&self, gpu: &Gpu, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f64>> {
+        let mask = self.mask(media_locations)?;
+        Ok(self.graph.reference(gpu, &[x, media, &mask])?.remove(0))
+    }
+
+    /// The keep mask `[batch, text, media·latents]` from `media_locations`, as upstream:
+    /// `text_time = cumsum(media_locations)` (a media token counts itself), `media_time =
+    /// 1 + j / latents`, keep `text_time == media_time` (immediate) or `>=`.
+    pub fn mask(&self, media_locations: &[u8]) -> Result<Vec<f32>> {
+        if media_locations.len() != self.batch * self.text {
+            return Err(Error::shape(
+                NAME,
+                "media_locations length ([batch, text])",
+                self.batch * self.text,
+                media_locations.len(),
+            ));
+        }
+        let keys = self.media * self.latents;
+        let mut mask = Vec::with_capacity(self.batch * self.text * keys);
+        for row in media_locations.chunks(self.text) {
+            let mut text_time = 0;
+            for &location in row {
+                text_time += usize::from(location != 0);
+                if text_time > self.media {
+                    return Err(Error::shape(
+                        NAME,
+                        "media tokens in a media_locations row (at most the media items)",
+                        self.media,
+                        text_time,
+                    ));
+                }
+                mask.extend((0..keys).map(|j| {
+                    let media_time = 1 + j / self.latents;
+                    let keep = if self.immediate { text_time == media_time } else { text_time >= media_time };
+                    if keep { 1.0 } else { 0.0 }
+                }));
+            }
+        }
+        Ok(mask)
+    }
+}
+
+impl GatedXAttnBlock {
+    /// Loads `{prefix}attn_gate`, `{prefix}ff_gate`, `{prefix}attn.{norm,to_q,to_kv,to_out}`
+    /// and `{prefix}ff.{0,1,3}`; OpenFlamingo's prefix for layer i is
+    /// `lang_encoder.gated_cross_attn_layers.{i}.`.
+    pub fn from_weights(gpu: &Gpu, weights: &Weights, prefix: &str, config: GatedXAttnConfig) -> Result<Self> {
+        let q_name = format!("{prefix}attn.to_q.weight");
+        let q_shape = weights.shape(&q_name)?;
+        let [inner, dim] = q_shape[..] else {
+            return Err(Error::Weights { name: q_name, problem: format!("shape {q_shape:?}, expected [inner, dim]") });
+        };
+        head_dim(NAME, inner, config.heads)?;
+        let kv_name = format!("{prefix}attn.to_kv.weight");
+        let kv_shape = weights.shape(&kv_name)?;
+        let [kv_rows, dim_visual] = kv_shape[..] else {
+            return Err(Error::Weights {
+                name: kv_name,
+                problem: format!("shape {kv_shape:?}, expected [2·inner, dim_visual]"),
+            });
+        };
+        if kv_rows != 2 * inner {
+            return Err(Error::Weights {
+                name: kv_name,
+                problem: format!("{kv_rows} rows, expected 2·{inner} ([K; V])"),
+            });
+        }
+        let eps = config.layer_norm_eps;
+        let gate = |leaf: &str| {
+            let name = format!("{prefix}{leaf}");
+            Tensor::from_f32(gpu, &[1], &weights.f32(&name, Some(&[1]))?)
+        };
+        let ff_in = Linear::load(gpu, weights, &format!("{prefix}ff.1"), dim, false)?;
+        let block = Self {
+            norm: Norm::load(gpu, weights, &format!("{prefix}attn.norm"), dim, eps)?,
+            to_q: Linear::load(gpu, weights, &format!("{prefix}attn.to_q"), dim, false)?,
+            to_kv: Linear::load(gpu, weights, &format!("{prefix}attn.to_kv"), dim_visual, false)?,
+            to_out: Linear::load(gpu, weights, &format!("{prefix}attn.to_out"), inner, false)?,
+            ff_norm: Norm::load(gpu, weights, &format!("{prefix}ff.0"), dim, eps)?,
+            ff_out: Linear::load(gpu, weights, &format!("{prefix}ff.3"), ff_in.out_features(), false)?,
+            ff_in,
+            attn_gate: gate("attn_gate")?,
+            ff_gate: gate("ff_gate")?,
+            config,
+            dim,
+            dim_visual,
+            inner,
+        };
+        gpu.flush("uploading gated cross-attention weights")?;
+        Ok(block)
+    }
+
+    /// `[dim, dim_visual, inner]`.
+    pub fn dims(&self) -> [usize; 3] {
+        [self.dim, self.dim_visual, self.inner]
+    }
+
+    /// Overwrites the two gates (raw values; the block applies tanh). Plans made earlier see
+    /// the new values on their next run.
+    pub fn set_gates(&self, gpu: &Gpu, attn_gate: f32, ff_gate: f32) -> Result<()> {
+        self.attn_gate.write_f32(gpu, &[attn_gate])?;
+        self.ff_gate.write_f32(gpu, &[ff_gate])?;
+        gpu.flush("writing gates")
+    }
+
+    /// Plans the block for `batch` sequences of `text` tokens over `media` items of `latents`
+    /// visual tokens each. Inputs: x, media (flattened `(t n)`), keep mask.
+    pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, media: usize, latents: usize) -> Result<GatedXAttnPlan> {
+        let mut g = Graph::new();
+        let x = g.input("x", &[batch, text, self.dim])?;
+        let visual = g.input("media", &[batch, media * latents, self.dim_visual])?;
+        let mask = g.input("mask", &[batch, text, media * latents])?;
+        let d = head_dim(NAME, self.inner, self.config.heads)?;
+        let immediate = self.config.only_attend_immediate_media;
+        // Upstream zeroes the rows of text before the first image only in immediate mode.
+        let rows = if immediate { MaskedRows::Zero } else { MaskedRows::Uniform };
+        let attention = Attention::new(self.config.heads as u32, d).masked(rows);
+
+        let normed = self.norm.add(&mut g, "attn.norm", x)?;
+        let q = self.to_q.add(&mut g, "attn.to_q", normed, None, Skip::None)?;
+        let kv = self.to_kv.add(&mut g, "attn.to_kv", visual, None, Skip::None)?;
+        let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv, mask])?;
+        let attn_gate = g.constant("attn_gate", &self.attn_gate);
+        let y = self.to_out.add(&mut g, "attn.to_out", attended, None, Skip::Gated(x, attn_gate))?;
+        let f = self.ff_norm.add(&mut g, "ff.0", y)?;
+        let f = self.ff_in.add(&mut g, "ff.1", f, Some(GeluForm::Erf), Skip::None)?;
+        let ff_gate = g.constant("ff_gate", &self.ff_gate);
+        let out = self.ff_out.add(&mut g, "ff.3", f, None, Skip::Gated(y, ff_gate))?;
+        g.output(out)?;
+        Ok(GatedXAttnPlan { plan: Plan::new(gpu, &g)?, graph: g, output: out, batch, text, media, latents, immediate })
+    }
+}

@@ -1,0 +1,146 @@
+//! Flamingo's Perceiver Resampler (open_flamingo `PerceiverResampler`): learnable latents
+//! attend to `concat(norm_media(x), norm_latents(latents))`, then a no-bias FFN, both with
+//! residuals, and a final LayerNorm; every media item is resampled independently to the same
+//! number of latents whatever its token count.
+
+use super::blocks::{Linear, Norm, Skip, count_layers, find_prefix, head_dim};
+use super::{ConnectorPlan, finish};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, TensorId};
+use crate::kernels::Op;
+use crate::kernels::attention::{Attention, Pass};
+use crate::kernels::gelu::GeluForm;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+const NAME: &str = "perceiver_resampler";
+
+/// The hyper-parameters weights do not carry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PerceiverConfig {
+    pub heads: usize,
+    pub layer_norm_eps: f32,
+}
+
+impl Default for PerceiverConfig {
+    /// open_flamingo's: 8 heads, eps 1e-5.
+    fn default() -> Self {
+        Self { heads: 8, layer_norm_eps: 1e-5 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    norm_media: Norm,
+    norm_latents: Norm,
+    to_q: Linear,
+    to_kv: Linear,
+    to_out: Linear,
+    ff_norm: Norm,
+    ff_in: Linear,
+    ff_out: Linear,
+}
+
+/// A Perceiver Resampler with its weights on the GPU.
+#[derive(Debug, Clone)]
+pub struct PerceiverResampler {
+    latents: Tensor,
+    layers: Vec<Layer>,
+    norm: Norm,
+    heads: usize,
+    dim: usize,
+    inner: usize,
+}
+
+impl PerceiverResampler {
+    /// Loads by open_flamingo names, under `perceiver.` (a Flamingo checkpoint) or bare (the
+    /// module's own state dict). The depth is the number of `layers.{i}` present.
+    pub fn from_weights(gpu: &Gpu, weights: &Weights, config: PerceiverConfig) -> Result<Self> {
+        let prefix = find_prefix(weights, &["perceiver.", ""], "latents")?;
+        let latents_name = format!("{prefix}latents");
+        let shape = weights.shape(&latents_name)?;
+        let [num_latents, dim] = shape[..] else {
+            return Err(Error::Weights {
+                name: latents_name,
+                problem: format!("shape {shape:?}, expected [latents, dim]"),
+            });
+        };
+        let eps = config.layer_norm_eps;
+        let depth = count_layers(weights, |i| format!("{prefix}layers.{i}.0.to_q.weight"))?;
+        if depth == 0 {
+            return Err(Error::Weights {
+                name: format!("{prefix}layers.0.0.to_q.weight"),
+                problem: "no resampler layers in the checkpoint".into(),
+            });
+        }
+        let mut layers = Vec::with_capacity(depth);
+        let mut inner = 0;
+        for i in 0..depth {
+            let (attn, ff) = (format!("{prefix}layers.{i}.0"), format!("{prefix}layers.{i}.1"));
+            let to_q = Linear::load(gpu, weights, &format!("{attn}.to_q"), dim, false)?;
+            inner = to_q.out_features();
+            head_dim(NAME, inner, config.heads)?;
+            let to_kv = Linear::load(gpu, weights, &format!("{attn}.to_kv"), dim, false)?;
+            if to_kv.out_features() != 2 * inner {
+                return Err(Error::Weights {
+                    name: format!("{attn}.to_kv.weight"),
+                    problem: format!("{} rows, expected 2·{inner} ([K; V])", to_kv.out_features()),
+                });
+            }
+            let ff_in = Linear::load(gpu, weights, &format!("{ff}.1"), dim, false)?;
+            layers.push(Layer {
+                norm_media: Norm::load(gpu, weights, &format!("{attn}.norm_media"), dim, eps)?,
+                norm_latents: Norm::load(gpu, weights, &format!("{attn}.norm_latents"), dim, eps)?,
+                to_q,
+                to_kv,
+                to_out: Linear::load(gpu, weights, &format!("{attn}.to_out"), inner, false)?,
+                ff_norm: Norm::load(gpu, weights, &format!("{ff}.0"), dim, eps)?,
+                ff_out: Linear::load(gpu, weights, &format!("{ff}.3"), ff_in.out_features(), false)?,
+                ff_in,
+            });
+        }
+        let latents = Tensor::from_f32(gpu, &[num_latents, dim], &weights.f32(&latents_name, None)?)?;
+        let norm = Norm::load(gpu, weights, &format!("{prefix}norm"), dim, eps)?;
+        gpu.flush("uploading resampler weights")?;
+        Ok(Self { latents, layers, norm, heads: config.heads, dim, inner })
+    }
+
+    /// `[latents, dim, depth]`.
+    pub fn dims(&self) -> [usize; 3] {
+        [self.latents.shape()[0], self.dim, self.layers.len()]
+    }
+
+    /// The graph for `x` `[items, tokens, dim]` (items = batch · media, tokens = frames ·
+    /// tokens per frame, upstream's `[b, T, F, v, D]` flattened) → `[items, latents, dim]`.
+    pub fn graph(&self, items: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
+        let mut g = Graph::new();
+        let x = g.input("x", &[items, tokens, self.dim])?;
+        let latents = g.constant("latents", &self.latents);
+        let mut latents = g.add(Op::Repeat { times: items }, &[latents])?;
+        let d = head_dim(NAME, self.inner, self.heads)?;
+        let attention = Attention::new(self.heads as u32, d).two_sources();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = format!("layers.{i}");
+            let media = layer.norm_media.add(&mut g, &format!("{name}.norm_media"), x)?;
+            let normed = layer.norm_latents.add(&mut g, &format!("{name}.norm_latents"), latents)?;
+            let q = layer.to_q.add(&mut g, &format!("{name}.to_q"), normed, None, Skip::None)?;
+            // K/V of the media and of the latents, attended as one sequence without a concat.
+            let kv_media = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), media, None, Skip::None)?;
+            let kv_latents = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), normed, None, Skip::None)?;
+            let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv_media, kv_latents])?;
+            latents = layer.to_out.add(&mut g, &format!("{name}.to_out"), attended, None, Skip::Add(latents))?;
+            let f = layer.ff_norm.add(&mut g, &format!("{name}.ff.norm"), latents)?;
+            let f = layer.ff_in.add(&mut g, &format!("{name}.ff.1"), f, Some(GeluForm::Erf), Skip::None)?;
+            latents = layer.ff_out.add(&mut g, &format!("{name}.ff.3"), f, None, Skip::Add(latents))?;
+        }
+        let out = self.norm.add(&mut g, "norm", latents)?;
+        g.output(out)?;
+        Ok((g, x, out))
+    }
+
+    /// Plans the resampler for `items` media items of `tokens` tokens each.
+    pub fn plan(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish(gpu, self.graph(items, tokens)?)
+    }
+}

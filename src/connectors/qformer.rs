@@ -1,0 +1,203 @@
+//! BLIP-2's Q-Former (`transformers` `Blip2QFormerModel` fed with the learnable
+//! `query_tokens`): LayerNorm on the queries, then BERT-style post-LN layers with
+//! self-attention, cross-attention to the image features every `cross_attention_frequency`
+//! layers (layer 0 included), and the query FFN.
+
+use super::blocks::{Linear, Norm, Skip, count_layers, head_dim};
+use super::{ConnectorPlan, finish};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, TensorId};
+use crate::kernels::Op;
+use crate::kernels::attention::{Attention, Pass};
+use crate::kernels::gelu::GeluForm;
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+const NAME: &str = "qformer";
+
+/// The hyper-parameters weights do not carry (`Blip2QFormerConfig`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QFormerConfig {
+    pub num_attention_heads: usize,
+    pub cross_attention_frequency: usize,
+    pub layer_norm_eps: f32,
+    pub hidden_act: GeluForm,
+}
+
+impl Default for QFormerConfig {
+    /// BLIP-2's: 12 heads, cross-attention every 2 layers, eps 1e-12, exact GELU.
+    fn default() -> Self {
+        Self { num_attention_heads: 12, cross_attention_frequency: 2, layer_norm_eps: 1e-12, hidden_act: GeluForm::Erf }
+    }
+}
+
+impl QFormerConfig {
+    /// Reads the keys of a HF `qformer_config` JSON object; missing keys keep BLIP-2's values.
+    pub fn from_json(config: &serde_json::Value) -> Result<Self> {
+        let d = Self::default();
+        let usize_key = |key: &str, default: usize| config[key].as_u64().map_or(default, |v| v as usize);
+        let act = match config["hidden_act"].as_str() {
+            None => d.hidden_act,
+            Some(name) => super::LlavaProjector::activation(name)?,
+        };
+        Ok(Self {
+            num_attention_heads: usize_key("num_attention_heads", d.num_attention_heads),
+            cross_attention_frequency: usize_key("cross_attention_frequency", d.cross_attention_frequency),
+            layer_norm_eps: config["layer_norm_eps"].as_f64().map_or(d.layer_norm_eps, |v| v as f32),
+            hidden_act: act,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Sublayer {
+    /// Self: Q, K, V fused into one `[3H, H]` projection. Cross: the query projection.
+    query: Linear,
+    /// Cross only: K and V fused into `[2H, encoder_width]`.
+    key_value: Option<Linear>,
+    output: Linear,
+    norm: Norm,
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    attention: Sublayer,
+    cross: Option<Sublayer>,
+    intermediate: Linear,
+    output: Linear,
+    norm: Norm,
+}
+
+/// A BLIP-2 Q-Former with its weights on the GPU.
+#[derive(Debug, Clone)]
+pub struct QFormer {
+    query_tokens: Tensor,
+    embed_norm: Norm,
+    layers: Vec<Layer>,
+    config: QFormerConfig,
+    hidden: usize,
+    encoder_width: usize,
+}
+
+impl QFormer {
+    /// Loads `query_tokens` and `qformer.*` (the `Blip2ForConditionalGeneration` names). The
+    /// layer count is the number of `qformer.encoder.layer.{i}` present.
+    pub fn from_weights(gpu: &Gpu, weights: &Weights, config: QFormerConfig) -> Result<Self> {
+        let tokens_shape = weights.shape("query_tokens")?;
+        let (&hidden, queries) = tokens_shape
+            .split_last()
+            .map(|(h, rest)| (h, rest.iter().product::<usize>()))
+            .ok_or_else(|| Error::Weights { name: "query_tokens".into(), problem: "rank 0".into() })?;
+        head_dim(NAME, hidden, config.num_attention_heads)?;
+        let eps = config.layer_norm_eps;
+        let layer_count =
+            count_layers(weights, |i| format!("qformer.encoder.layer.{i}.attention.attention.query.weight"))?;
+        if layer_count == 0 {
+            return Err(Error::Weights {
+                name: "qformer.encoder.layer.0.attention.attention.query.weight".into(),
+                problem: "no Q-Former layers in the checkpoint".into(),
+            });
+        }
+        let mut encoder_width = 0;
+        let mut layers = Vec::with_capacity(layer_count);
+        for i in 0..layer_count {
+            let p = format!("qformer.encoder.layer.{i}");
+            let attention = Sublayer {
+                query: Linear::concat(
+                    gpu,
+                    weights,
+                    &[
+                        &format!("{p}.attention.attention.query"),
+                        &format!("{p}.attention.attention.key"),
+                        &format!("{p}.attention.attention.value"),
+                    ],
+                    hidden,
+                    true,
+                )?,
+                key_value: None,
+                output: Linear::load(gpu, weights, &format!("{p}.attention.output.dense"), hidden, true)?,
+                norm: Norm::load(gpu, weights, &format!("{p}.attention.output.LayerNorm"), hidden, eps)?,
+            };
+            let cross = if i % config.cross_attention_frequency.max(1) == 0 {
+                let c = format!("{p}.crossattention");
+                let key = weights.shape(&format!("{c}.attention.key.weight"))?;
+                encoder_width = key.get(1).copied().unwrap_or(0);
+                Some(Sublayer {
+                    query: Linear::load(gpu, weights, &format!("{c}.attention.query"), hidden, true)?,
+                    key_value: Some(Linear::concat(
+                        gpu,
+                        weights,
+                        &[&format!("{c}.attention.key"), &format!("{c}.attention.value")],
+                        encoder_width,
+                        true,
+                    )?),
+                    output: Linear::load(gpu, weights, &format!("{c}.output.dense"), hidden, true)?,
+                    norm: Norm::load(gpu, weights, &format!("{c}.output.LayerNorm"), hidden, eps)?,
+                })
+            } else {
+                None
+            };
+            let intermediate = Linear::load(gpu, weights, &format!("{p}.intermediate_query.dense"), hidden, true)?;
+            let output =
+                Linear::load(gpu, weights, &format!("{p}.output_query.dense"), intermediate.out_features(), true)?;
+            let norm = Norm::load(gpu, weights, &format!("{p}.output_query.LayerNorm"), hidden, eps)?;
+            layers.push(Layer { attention, cross, intermediate, output, norm });
+        }
+        let query_tokens = Tensor::from_f32(gpu, &[queries, hidden], &weights.f32("query_tokens", None)?)?;
+        let embed_norm = Norm::load(gpu, weights, "qformer.layernorm", hidden, eps)?;
+        gpu.flush("uploading Q-Former weights")?;
+        Ok(Self { query_tokens, embed_norm, layers, config, hidden, encoder_width })
+    }
+
+    /// `[queries, hidden, encoder_width, layers]`.
+    pub fn dims(&self) -> [usize; 4] {
+        [self.query_tokens.shape()[0], self.hidden, self.encoder_width, self.layers.len()]
+    }
+
+    /// The graph for `image_embeds` `[batch, tokens, encoder_width]` → `[batch, queries,
+    /// hidden]`. Returns (graph, input, output).
+    pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
+        let mut g = Graph::new();
+        let image = g.input("encoder_hidden_states", &[batch, tokens, self.encoder_width])?;
+        let tokens = g.constant("query_tokens", &self.query_tokens);
+        let tokens = g.add(Op::Repeat { times: batch }, &[tokens])?;
+        let mut h = self.embed_norm.add(&mut g, "qformer.layernorm", tokens)?;
+        let heads = self.config.num_attention_heads as u32;
+        let d = head_dim(NAME, self.hidden, self.config.num_attention_heads)?;
+        let width = heads * d;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = format!("layer.{i}");
+            let a = &layer.attention;
+            let qkv = a.query.add(&mut g, &format!("{name}.qkv"), h, None, Skip::None)?;
+            let attended =
+                g.add(Op::Attention(Pass::Flash, Attention::new(heads, d).offsets(0, width, 2 * width)), &[qkv, qkv])?;
+            let sum = a.output.add(&mut g, &format!("{name}.attention.output"), attended, None, Skip::Add(h))?;
+            h = a.norm.add(&mut g, &format!("{name}.attention.LayerNorm"), sum)?;
+            if let Some(c) = &layer.cross {
+                let q = c.query.add(&mut g, &format!("{name}.cross.query"), h, None, Skip::None)?;
+                let kv_proj = c.key_value.as_ref().ok_or_else(|| Error::Graph("cross-attention without K/V".into()))?;
+                let kv = kv_proj.add(&mut g, &format!("{name}.cross.key_value"), image, None, Skip::None)?;
+                let attended = g.add(Op::Attention(Pass::Flash, Attention::new(heads, d)), &[q, kv])?;
+                let sum = c.output.add(&mut g, &format!("{name}.cross.output"), attended, None, Skip::Add(h))?;
+                h = c.norm.add(&mut g, &format!("{name}.cross.LayerNorm"), sum)?;
+            }
+            let f = layer.intermediate.add(
+                &mut g,
+                &format!("{name}.intermediate_query"),
+                h,
+                Some(self.config.hidden_act),
+                Skip::None,
+            )?;
+            let sum = layer.output.add(&mut g, &format!("{name}.output_query"), f, None, Skip::Add(h))?;
+            h = layer.norm.add(&mut g, &format!("{name}.output_query.LayerNorm"), sum)?;
+        }
+        g.output(h)?;
+        Ok((g, image, h))
+    }
+
+    /// Plans the Q-Former for `[batch, tokens]` image features.
+    pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish(gpu, self.graph(batch, tokens)?)
+    }
+}

@@ -1,0 +1,228 @@
+//! Attention, LayerNorm and the gated GEMM epilogue against the f64 reference on random shapes,
+//! layouts and values.
+//!
+//! Attention outputs are convex combinations of values in [-1, 1]; f32 logits of magnitude L
+//! carry ~1e-7·L of rounding that exp turns into relative weight error, so the tolerance is
+//! 2e-5 + 1e-6·L absolute (L up to ~90 in the extreme-logit cases) and 1e-4 relative. A wrong
+//! key, head or offset moves outputs by ~0.1.
+
+mod common;
+
+use common::{edge_size, gpu, minimal_gpu, to_f64, values};
+use ntest::timeout;
+use proptest::prelude::*;
+use vlbridge::kernels::Op;
+use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
+use vlbridge::kernels::gelu::GeluForm;
+use vlbridge::kernels::gemm::{Epilogue, Residual};
+use vlbridge::reference;
+use vlbridge::{Gpu, Graph, Plan, TensorId};
+
+#[derive(Debug, Clone)]
+struct AttentionCase {
+    batch: usize,
+    queries: usize,
+    keys: [usize; 2],
+    cfg: Attention,
+    /// Self-attention over one fused QKV tensor (queries and keys are the same rows).
+    fused_qkv: bool,
+    q_width: usize,
+    kv_width: usize,
+    q: Vec<f32>,
+    kv: [Vec<f32>; 2],
+    mask: Vec<f32>,
+    magnitude: f32,
+}
+
+fn attention_case() -> impl Strategy<Value = AttentionCase> {
+    let head_dim = prop_oneof![prop::sample::select(vec![16u32, 32, 64, 128]), 1u32..=128];
+    let layout = (edge_size(70), edge_size(70), prop_oneof![Just(0usize), edge_size(40)], any::<bool>());
+    let masking = prop::sample::select(vec![None, Some(MaskedRows::Uniform), Some(MaskedRows::Zero)]);
+    (1usize..=2, 1u32..=4, head_dim, layout, masking, prop::sample::select(vec![1.0f32, 9.0]), 0u32..3).prop_flat_map(
+        |(batch, heads, head_dim, (queries, keys_a, keys_b, fused), masking, magnitude, pad)| {
+            let w = heads * head_dim;
+            let mut cfg = Attention::new(heads, head_dim);
+            // Self-attention reads q, k and v out of one [.., 3W] row; cross-attention reads
+            // q at an offset in a padded row and k / v from a padded `[K; V]`-or-`[V; K]` row.
+            let fused = fused && keys_b == 0;
+            let (queries, q_width, kv_width) = if fused {
+                cfg = cfg.offsets(0, w, 2 * w);
+                (keys_a, 3 * w, 3 * w)
+            } else if pad == 1 {
+                cfg = cfg.offsets(pad, w + pad, pad);
+                (queries, w + 2 * pad, 2 * w + 2 * pad)
+            } else {
+                cfg = cfg.offsets(pad, pad, w + pad);
+                (queries, w + pad, 2 * w + pad)
+            };
+            if keys_b > 0 {
+                cfg = cfg.two_sources();
+            }
+            if let Some(rows) = masking {
+                cfg = cfg.masked(rows);
+            }
+            let (q_width, kv_width) = (q_width as usize, kv_width as usize);
+            let keys = keys_a + keys_b;
+            let mask = prop::collection::vec(prop::bool::weighted(0.7), batch * queries * keys).prop_map(move |keep| {
+                // Every third query row keeps nothing: the fully masked case.
+                keep.iter()
+                    .enumerate()
+                    .map(|(i, &k)| if (i / keys) % 3 == 2 || !k { 0.0 } else { 1.0 })
+                    .collect::<Vec<f32>>()
+            });
+            let data = (
+                values(batch * queries * q_width, magnitude),
+                values(batch * keys_a * kv_width, magnitude),
+                values(batch * keys_b * kv_width, 1.0),
+                mask,
+            );
+            data.prop_map(move |(q, kv_a, kv_b, mask)| AttentionCase {
+                batch,
+                queries,
+                keys: [keys_a, keys_b],
+                cfg,
+                fused_qkv: fused,
+                q_width,
+                kv_width,
+                q,
+                kv: [kv_a, kv_b],
+                mask,
+                magnitude,
+            })
+        },
+    )
+}
+
+/// Builds the flash node, or the three naive passes, over the case's inputs.
+fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<Vec<f32>>) {
+    let mut g = Graph::new();
+    let mut data = Vec::new();
+    let mut input = |g: &mut Graph, name: &str, shape: &[usize], values: &[f32]| -> TensorId {
+        data.push(values.to_vec());
+        g.input(name, shape).unwrap()
+    };
+    let q = input(&mut g, "q", &[c.batch, c.queries, c.q_width], &c.q);
+    let mut kv = vec![if c.fused_qkv { q } else { input(&mut g, "kv_a", &[c.batch, c.keys[0], c.kv_width], &c.kv[0]) }];
+    if c.cfg.two_sources {
+        kv.push(input(&mut g, "kv_b", &[c.batch, c.keys[1], c.kv_width], &c.kv[1]));
+    }
+    let mask = c.cfg.mask.then(|| input(&mut g, "mask", &[c.batch, c.queries, c.keys[0] + c.keys[1]], &c.mask));
+    let with_mask = |mut v: Vec<TensorId>| {
+        v.extend(mask);
+        v
+    };
+    let out = if naive {
+        let scores = g.add(Op::Attention(Pass::Scores, c.cfg), &with_mask([vec![q], kv.clone()].concat())).unwrap();
+        let weights = g.add(Op::Attention(Pass::Softmax, c.cfg), &with_mask(vec![scores])).unwrap();
+        g.add(Op::Attention(Pass::WeightedSum, c.cfg), &[vec![weights], kv].concat()).unwrap()
+    } else {
+        g.add(Op::Attention(Pass::Flash, c.cfg), &with_mask([vec![q], kv].concat())).unwrap()
+    };
+    g.output(out).unwrap();
+    (g, data)
+}
+
+fn check_attention(gpu: &Gpu, c: &AttentionCase, naive: bool) -> Result<(), TestCaseError> {
+    let (g, data) = attention_graph(c, naive);
+    let inputs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+    let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &inputs).unwrap().remove(0);
+    let want = g.reference(gpu, &inputs).unwrap().remove(0);
+    // Largest |logit|: magnitude² per term · head_dim terms · head_dim^-0.5, bounded loosely.
+    let logit = f64::from(c.magnitude * c.magnitude) * f64::from(c.cfg.head_dim).sqrt();
+    let atol = 2e-5 + 1e-6 * logit.min(200.0);
+    let cmp = reference::compare(&got, &want, atol, 1e-4);
+    prop_assert!(cmp.passed(), "naive {naive}: {cmp}");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    #[timeout(300_000)]
+    fn flash_attention_matches_reference(c in attention_case()) {
+        check_attention(gpu(), &c, false)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn naive_attention_matches_reference(c in attention_case()) {
+        check_attention(gpu(), &c, true)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn layer_norm_matches_reference(
+        (rows, dim, offset, x, w, b, eps) in (edge_size(40), edge_size(300), prop::sample::select(vec![0.0f32, 100.0]),
+            prop::sample::select(vec![1e-12f32, 1e-5]))
+            .prop_flat_map(|(rows, dim, offset, eps)| (Just(rows), Just(dim), Just(offset), values(rows * dim, 1.0),
+                values(dim, 1.5), values(dim, 0.5), Just(eps)))
+    ) {
+        // A large common offset per row checks the two-pass variance (one pass loses it).
+        let x: Vec<f32> = x.iter().map(|v| v + offset).collect();
+        let gpu = gpu();
+        let mut g = Graph::new();
+        let input = g.input("x", &[rows, dim]).unwrap();
+        let weight = g.constant("w", &vlbridge::Tensor::from_f32(gpu, &[dim], &w).unwrap());
+        let bias = g.constant("b", &vlbridge::Tensor::from_f32(gpu, &[dim], &b).unwrap());
+        let y = g.add(Op::LayerNorm { eps }, &[input, weight, bias]).unwrap();
+        g.output(y).unwrap();
+        let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+        let want = reference::layer_norm(&to_f64(&x), &to_f64(&w), &to_f64(&b), dim, f64::from(eps));
+        // A row of one element (or equal elements) normalises to the bias exactly.
+        let atol = if offset > 0.0 { 2e-4 } else { 2e-5 };
+        let cmp = reference::compare(&got, &want, atol, 1e-4);
+        prop_assert!(cmp.passed(), "{rows}x{dim} offset {offset}: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn residual_epilogues_match_the_composed_reference(
+        (m, n, k, bias, act, gated, gate, data) in (edge_size(40), edge_size(300), edge_size(96), any::<bool>(),
+            prop::sample::select(vec![None, Some(GeluForm::Erf), Some(GeluForm::Tanh)]), any::<bool>(),
+            prop::sample::select(vec![0.0f32, 0.3, -0.7, 25.0]))
+            .prop_flat_map(|(m, n, k, bias, act, gated, gate)| {
+                let data = (values(m * k, 1.0), values(n * k, 1.7 / (k as f32).sqrt()), values(n, 0.5), values(m * n, 2.0));
+                (Just(m), Just(n), Just(k), Just(bias), Just(act), Just(gated), Just(gate), data)
+            }),
+        portable in any::<bool>(),
+    ) {
+        let (x, w, b, r) = data;
+        let gpu = if portable { minimal_gpu() } else { gpu() };
+        let residual = if gated { Residual::Gated } else { Residual::Add };
+        let plain = Epilogue { bias, activation: act, residual: Residual::None };
+        // Fused: one GEMM. Unfused: the GEMM, then the residual composed on the host.
+        let build = |epilogue: Epilogue| {
+            let mut g = Graph::new();
+            let xi = g.input("x", &[m, k]).unwrap();
+            let ri = g.input("residual", &[m, n]).unwrap();
+            let mut inputs = vec![xi, g.constant("w", &vlbridge::Tensor::from_f32(gpu, &[n, k], &w).unwrap())];
+            if bias {
+                inputs.push(g.constant("b", &vlbridge::Tensor::from_f32(gpu, &[n], &b).unwrap()));
+            }
+            if epilogue.residual != Residual::None {
+                inputs.push(ri);
+            }
+            if epilogue.residual == Residual::Gated {
+                inputs.push(g.constant("gate", &vlbridge::Tensor::from_f32(gpu, &[1], &[gate]).unwrap()));
+            }
+            let y = g.add(Op::Linear(epilogue), &inputs).unwrap();
+            g.output(y).unwrap();
+            Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x, &r]).unwrap().remove(0)
+        };
+        let fused = build(plain.with_residual(residual));
+        let unfused = build(plain);
+        let t = if gated { f64::from(gate).tanh() } else { 1.0 };
+        let composed: Vec<f64> = unfused.iter().zip(&r).map(|(&v, &r)| f64::from(r) + t * f64::from(v)).collect();
+        let mut want = reference::linear(&to_f64(&x), &to_f64(&w), bias.then_some(&to_f64(&b)[..]), m, n, k);
+        reference::epilogue(&mut want, act, Some(&to_f64(&r)), gated.then_some(f64::from(gate)));
+        let atol = 2e-6 * (k as f64).sqrt() + 2e-5;
+        let cmp = reference::compare(&fused, &want, atol, 1e-4);
+        prop_assert!(cmp.passed(), "fused vs reference: {cmp}");
+        let cmp = reference::compare(&fused, &composed, atol, 1e-4);
+        prop_assert!(cmp.passed(), "fused vs composed unfused: {cmp}");
+        if gated && gate == 0.0 {
+            prop_assert_eq!(&fused, &r, "a zero gate must be an exact identity");
+        }
+    }
+}
