@@ -14,77 +14,12 @@
 // `flash` never stores the queries × keys scores: one invocation per (batch, head, query)
 // streams the keys with an online softmax. `scores`, `softmax_rows` and `weighted_sum` are
 // the naive three-pass version that materialises them, kept as the measured baseline.
+//
+// The Params, bindings and row helpers come from common/attention_layout.wgsl.
 
-struct Params {
-    batch: u32,
-    queries: u32,
-    keys_a: u32,       // rows of kv_a per batch item
-    keys_b: u32,       // rows of kv_b per batch item (0: one source)
-    heads: u32,
-    q_stride: u32,     // floats per query row
-    q_offset: u32,     // column of head 0's query
-    kv_stride_a: u32,  // floats per kv_a row
-    kv_stride_b: u32,  // floats per kv_b row
-    k_offset: u32,     // column of head 0's key in a kv row
-    v_offset: u32,     // column of head 0's value in a kv row
-    scale: f32,        // applied to q before the dot product, as open_flamingo does
-}
-
-override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
-override MASK: u32 = 0u;        // 1: `mask` holds a keep flag (non-zero) per (query, key)
-override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
-
-// Binding 0 is the queries for `flash` and `scores`, the scores or weights for the others.
-@group(0) @binding(0) var<storage, read> lhs: array<f32>;
-@group(0) @binding(1) var<storage, read> kv_a: array<f32>;
-@group(0) @binding(2) var<storage, read> kv_b: array<f32>;
-@group(0) @binding(3) var<storage, read> mask: array<f32>;  // [batch, queries, keys]
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
-
-const WORKGROUP: u32 = 64u;
-const MAX_HEAD_DIM: u32 = 128u;
-// -finfo(float32).max: open_flamingo's masked_fill value.
-const FILL: f32 = -3.40282347e+38;
-
-fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
-
-fn keys() -> u32 {
-    return params.keys_a + params.keys_b;
-}
-
-// Start of key j's row (batch item b) in its source; keys below keys_a live in kv_a.
-fn kv_row(b: u32, j: u32) -> u32 {
-    if j < params.keys_a {
-        return (b * params.keys_a + j) * params.kv_stride_a;
-    }
-    return (b * params.keys_b + j - params.keys_a) * params.kv_stride_b;
-}
-
-fn kv_read(j: u32, i: u32) -> f32 {
-    if j < params.keys_a {
-        return kv_a[i];
-    }
-    return kv_b[i];
-}
-
-fn kept(b: u32, qi: u32, j: u32) -> bool {
-    return MASK == 0u || mask[(b * params.queries + qi) * keys() + j] != 0.0;
-}
-
-fn q_start(b: u32, h: u32, qi: u32) -> u32 {
-    return (b * params.queries + qi) * params.q_stride + params.q_offset + h * HEAD_DIM;
-}
-
-fn out_start(b: u32, h: u32, qi: u32) -> u32 {
-    return (b * params.queries + qi) * params.heads * HEAD_DIM + h * HEAD_DIM;
-}
-
-// Per-invocation state of `flash`.
-var<private> q_row: array<f32, MAX_HEAD_DIM>;
-var<private> acc: array<f32, MAX_HEAD_DIM>;
+// Per-invocation state of `flash`, four dims per vec4 (see D4).
+var<private> q4: array<vec4<f32>, MAX_D4>;
+var<private> acc4: array<vec4<f32>, MAX_D4>;
 var<private> run_max: f32;
 var<private> run_sum: f32;
 
@@ -94,8 +29,8 @@ fn online_softmax_step(s: f32) -> f32 {
     let m = max(run_max, s);
     let correction = exp(run_max - m);
     if correction != 1.0 {
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            acc[d] *= correction;
+        for (var d4 = 0u; d4 < D4; d4++) {
+            acc4[d4] *= correction;
         }
     }
     let p = exp(s - m);
@@ -116,9 +51,9 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let h = (index / params.queries) % params.heads;
     let b = index / (params.queries * params.heads);
     let q0 = q_start(b, h, qi);
-    for (var d = 0u; d < HEAD_DIM; d++) {
-        q_row[d] = lhs[q0 + d] * params.scale;
-        acc[d] = 0.0;
+    for (var d4 = 0u; d4 < D4; d4++) {
+        q4[d4] = query4(q0, d4);
+        acc4[d4] = vec4(0.0);
     }
     // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
     run_max = FILL;
@@ -129,20 +64,21 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         var s = FILL;
         if kept(b, qi, j) {
             any_kept = true;
-            s = 0.0;
-            for (var d = 0u; d < HEAD_DIM; d++) {
-                s += q_row[d] * kv_read(j, row + params.k_offset + d);
+            var dots = vec4(0.0);
+            for (var d4 = 0u; d4 < D4; d4++) {
+                dots += q4[d4] * kv4(j, row + params.k_offset, d4);
             }
+            s = dots.x + dots.y + dots.z + dots.w;
         }
         let p = online_softmax_step(s);
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            acc[d] += p * kv_read(j, row + params.v_offset + d);
+        for (var d4 = 0u; d4 < D4; d4++) {
+            acc4[d4] += p * kv4(j, row + params.v_offset, d4);
         }
     }
     let zero = MASKED_ROWS == 1u && !any_kept;
     let o = out_start(b, h, qi);
     for (var d = 0u; d < HEAD_DIM; d++) {
-        out[o + d] = select(acc[d] / run_sum, 0.0, zero);
+        out[o + d] = select(acc4[d / 4u][d % 4u] / run_sum, 0.0, zero);
     }
 }
 

@@ -10,8 +10,12 @@ pub const GEMM_EPILOGUE: &str = include_str!("../shaders/common/gemm_epilogue.wg
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
 /// The same for any `k` and any device.
 pub const GEMM_PORTABLE: &str = include_str!("../shaders/gemm_portable.wgsl");
+/// Params, bindings and row helpers of the attention kernels.
+pub const ATTENTION_LAYOUT: &str = include_str!("../shaders/common/attention_layout.wgsl");
 /// Flash attention and the naive three-pass baseline.
 pub const ATTENTION: &str = include_str!("../shaders/attention.wgsl");
+/// Flash attention sharing keys across a subgroup.
+pub const ATTENTION_SUBGROUP: &str = include_str!("../shaders/attention_subgroup.wgsl");
 /// LayerNorm over the last dimension.
 pub const LAYER_NORM: &str = include_str!("../shaders/layer_norm.wgsl");
 /// Broadcast along a new leading dimension.
@@ -23,8 +27,11 @@ pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
 
 /// Every file under `shaders/common/`, with its path, for the no-GPU shader tests; each may use
 /// the ones before it.
-pub const COMMON: &[(&str, &str)] =
-    &[("common/activations.wgsl", ACTIVATIONS), ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE)];
+pub const COMMON: &[(&str, &str)] = &[
+    ("common/activations.wgsl", ACTIVATIONS),
+    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE),
+    ("common/attention_layout.wgsl", ATTENTION_LAYOUT),
+];
 
 /// The full source a pipeline is built from: prelude files, then the kernel file.
 pub fn assemble(prelude: &[&str], kernel: &str) -> String {

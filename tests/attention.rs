@@ -144,6 +144,22 @@ proptest! {
         check_attention(gpu(), &c, false)?;
     }
 
+}
+
+proptest! {
+    // The portable kernel is the slow one on llvmpipe: fewer cases keep the suite quick.
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    #[test]
+    #[timeout(300_000)]
+    fn portable_flash_attention_matches_reference(c in attention_case()) {
+        check_attention(minimal_gpu(), &c, false)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
     #[test]
     #[timeout(300_000)]
     fn naive_attention_matches_reference(c in attention_case()) {

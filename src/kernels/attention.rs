@@ -1,7 +1,7 @@
 //! Multi-head attention (`shaders/attention.wgsl`): the flash kernel and the naive three-pass
 //! baseline that materialises the scores.
 
-use super::{Access, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
+use super::{Access, Caps, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
 use crate::error::{Error, Result};
 use crate::shader;
 
@@ -121,13 +121,33 @@ const fn spec(id: KernelId, name: &'static str, entry: &'static str) -> KernelSp
         id,
         name,
         file: "attention.wgsl",
-        prelude: &[],
+        prelude: &[shader::ATTENTION_LAYOUT],
         body: shader::ATTENTION,
         entry,
         bindings: BINDINGS,
         workgroup_size: [WORKGROUP, 1, 1],
         params_size: std::mem::size_of::<Params>() as u64,
         features: wgpu::Features::empty(),
+    }
+}
+
+/// Flash attention sharing each key across 8 lanes by subgroup broadcast: the fast path.
+pub const FLASH_SUBGROUP_SPEC: KernelSpec = KernelSpec {
+    id: KernelId::AttentionSubgroup,
+    name: "attention_subgroup",
+    file: "attention_subgroup.wgsl",
+    body: shader::ATTENTION_SUBGROUP,
+    entry: "flash_subgroup",
+    features: wgpu::Features::SUBGROUP,
+    ..spec(KernelId::AttentionSubgroup, "", "")
+};
+
+/// The flash kernel for a device: subgroup broadcast when it has subgroups of 8+ lanes.
+pub(crate) fn select(pass: Pass, caps: &Caps) -> &'static KernelSpec {
+    if pass == Pass::Flash && caps.subgroups && caps.subgroup_min_size >= 8 {
+        &FLASH_SUBGROUP_SPEC
+    } else {
+        spec_of(pass)
     }
 }
 
@@ -335,8 +355,12 @@ pub(crate) fn params(pass: Pass, cfg: &Attention, inputs: &[&Meta]) -> Params {
     }
 }
 
-pub(crate) fn workgroups(pass: Pass, cfg: &Attention, inputs: &[&Meta]) -> u64 {
+pub(crate) fn workgroups(spec: &KernelSpec, pass: Pass, cfg: &Attention, inputs: &[&Meta]) -> u64 {
     let p = params(pass, cfg, inputs);
+    if spec.id == KernelId::AttentionSubgroup {
+        // One workgroup per (batch, head, block of 64 queries).
+        return u64::from(p.batch) * u64::from(p.heads) * u64::from(p.queries).div_ceil(u64::from(WORKGROUP));
+    }
     let rows = u64::from(p.batch) * u64::from(p.heads) * u64::from(p.queries);
     let invocations = match pass {
         Pass::Flash | Pass::Softmax => rows,

@@ -38,6 +38,8 @@ pub enum KernelId {
     Repeat,
     /// Flash multi-head attention.
     Attention,
+    /// The same, keys shared across a subgroup.
+    AttentionSubgroup,
     /// Naive attention, pass 1: scores.
     AttentionScores,
     /// Naive attention, pass 2: row softmax.
@@ -50,13 +52,14 @@ pub enum KernelId {
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 10] = [
+    pub const ALL: [KernelId; 11] = [
         KernelId::Gemm,
         KernelId::GemmPortable,
         KernelId::Gelu,
         KernelId::LayerNorm,
         KernelId::Repeat,
         KernelId::Attention,
+        KernelId::AttentionSubgroup,
         KernelId::AttentionScores,
         KernelId::AttentionSoftmax,
         KernelId::AttentionWeightedSum,
@@ -72,6 +75,7 @@ impl KernelId {
             KernelId::LayerNorm => &layer_norm::SPEC,
             KernelId::Repeat => &repeat::SPEC,
             KernelId::Attention => &attention::FLASH_SPEC,
+            KernelId::AttentionSubgroup => &attention::FLASH_SUBGROUP_SPEC,
             KernelId::AttentionScores => &attention::SCORES_SPEC,
             KernelId::AttentionSoftmax => &attention::SOFTMAX_SPEC,
             KernelId::AttentionWeightedSum => &attention::WEIGHTED_SUM_SPEC,
@@ -194,7 +198,7 @@ impl Op {
             Op::Gelu(_) => &gelu::SPEC,
             Op::LayerNorm { .. } => &layer_norm::SPEC,
             Op::Repeat { .. } => &repeat::SPEC,
-            Op::Attention(pass, _) => attention::spec_of(*pass),
+            Op::Attention(pass, _) => attention::select(*pass, caps),
         }
     }
 
@@ -251,7 +255,7 @@ impl Op {
             Op::Gelu(_) => gelu::workgroups(inputs),
             Op::LayerNorm { .. } => layer_norm::workgroups(inputs),
             Op::Repeat { times } => repeat::workgroups(*times, inputs),
-            Op::Attention(pass, cfg) => attention::workgroups(*pass, cfg, inputs),
+            Op::Attention(pass, cfg) => attention::workgroups(spec, *pass, cfg, inputs),
         }
     }
 
