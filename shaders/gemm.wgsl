@@ -12,7 +12,13 @@ struct Params {
     m: u32,  // rows of x (tokens, batch folded in)
     n: u32,  // output features (rows of w)
     k: u32,  // input features, a multiple of 4
-    _pad: u32,
+    // y is [m, y_stride]; this dispatch writes columns y_col .. y_col + n (a weight too large
+    // for one binding runs as several dispatches over row ranges of w).
+    y_stride: u32,
+    y_col: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
@@ -86,7 +92,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         for (var i = 0u; i < TILE_M; i++) {
             let row = m0 + i;
             if row < params.m {
-                y[row * params.n + col] = epilogue(rows[i][j], row, col, params.n);
+                let out = row * params.y_stride + params.y_col + col;
+                y[out] = epilogue(rows[i][j], out, params.y_col + col);
             }
         }
     }

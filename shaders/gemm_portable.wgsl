@@ -5,7 +5,12 @@ struct Params {
     m: u32,  // rows of x (tokens, batch folded in)
     n: u32,  // output features (rows of w)
     k: u32,  // input features
-    _pad: u32,
+    // y is [m, y_stride]; this dispatch writes columns y_col .. y_col + n (see gemm.wgsl).
+    y_stride: u32,
+    y_col: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
@@ -42,7 +47,8 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let row = m0 + i;
             let col = n0 + j;
             if row < params.m && col < params.n {
-                y[row * params.n + col] = epilogue(acc[i][j], row, col, params.n);
+                let out = row * params.y_stride + params.y_col + col;
+                y[out] = epilogue(acc[i][j], out, params.y_col + col);
             }
         }
     }

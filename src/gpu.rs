@@ -24,11 +24,19 @@ pub struct GpuOptions {
     pub adapter_name: Option<String>,
     /// Request no optional features (tests use this to exercise the fallback paths).
     pub minimal_features: bool,
+    /// Cap the storage binding size below the adapter's (tests use this to exercise GEMMs
+    /// whose weight is bound in several chunks).
+    pub max_storage_binding: Option<u64>,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        Self { backends: wgpu::Backends::PRIMARY | wgpu::Backends::GL, adapter_name: None, minimal_features: false }
+        Self {
+            backends: wgpu::Backends::PRIMARY | wgpu::Backends::GL,
+            adapter_name: None,
+            minimal_features: false,
+            max_storage_binding: None,
+        }
     }
 }
 
@@ -103,12 +111,16 @@ impl Gpu {
         let features =
             if options.minimal_features { wgpu::Features::empty() } else { adapter.features() & WANTED_FEATURES };
         let info = adapter.get_info();
+        // Ask for everything the adapter offers: projector weights exceed the default 128 MiB
+        // storage binding limit.
+        let mut limits = adapter.limits();
+        if let Some(cap) = options.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let desc = wgpu::DeviceDescriptor {
             label: Some("vlbridge"),
             required_features: features,
-            // Ask for everything the adapter offers: projector weights exceed the default
-            // 128 MiB storage binding limit.
-            required_limits: adapter.limits(),
+            required_limits: limits,
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))

@@ -184,28 +184,24 @@ pub(crate) fn element_count(kernel: &'static str, shape: &[usize]) -> Result<usi
     })
 }
 
-/// Byte size of a buffer for `shape`, checked against the device's buffer and binding limits.
+/// Byte size of a buffer for `shape`, checked against the device's buffer size limit. (The
+/// binding limit is checked where a tensor is bound: a GEMM binds large weights in chunks.)
 pub(crate) fn checked_bytes(gpu: &Gpu, kernel: &'static str, shape: &[usize], dtype: DType) -> Result<u64> {
     let bytes = (element_count(kernel, shape)? as u64 * dtype.size() as u64).next_multiple_of(4);
-    let limits = gpu.limits();
-    if bytes > limits.max_buffer_size {
-        return Err(Error::Limit {
-            kernel,
-            limit: "buffer size in bytes",
-            requested: bytes,
-            max: limits.max_buffer_size,
-        });
-    }
-    let max_binding = limits.max_storage_buffer_binding_size;
-    if bytes > max_binding {
-        return Err(Error::Limit {
-            kernel,
-            limit: "storage binding size in bytes",
-            requested: bytes,
-            max: max_binding,
-        });
+    let max = gpu.limits().max_buffer_size;
+    if bytes > max {
+        return Err(Error::Limit { kernel, limit: "buffer size in bytes", requested: bytes, max });
     }
     Ok(bytes)
+}
+
+/// Rejects a binding of `bytes` over the device's storage binding limit.
+pub(crate) fn check_binding(gpu: &Gpu, kernel: &'static str, bytes: u64) -> Result<()> {
+    let max = gpu.limits().max_storage_buffer_binding_size;
+    if bytes > max {
+        return Err(Error::Limit { kernel, limit: "storage binding size in bytes", requested: bytes, max });
+    }
+    Ok(())
 }
 
 /// Copies `bytes` bytes of `buffer` to the host.

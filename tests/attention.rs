@@ -242,3 +242,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+#[timeout(120_000)]
+fn gates_change_without_a_replan_and_zero_is_an_exact_identity() {
+    use vlbridge::connectors::{GatedXAttnBlock, GatedXAttnConfig};
+    let gpu = gpu();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/gated_xattn.safetensors");
+    let weights = vlbridge::weights::Weights::open(path).unwrap();
+    let config = GatedXAttnConfig { heads: 4, ..GatedXAttnConfig::default() };
+    let block =
+        GatedXAttnBlock::from_weights(gpu, &weights, "lang_encoder.gated_cross_attn_layers.0.", config).unwrap();
+    let plan = block.plan(gpu, 2, 19, 2, 8).unwrap();
+    let x = weights.f32("x", None).unwrap();
+    let media = weights.f32("media", None).unwrap();
+    let locations: Vec<u8> = weights.i64("media_locations").unwrap().into_iter().map(|v| v as u8).collect();
+    let want = to_f64(&weights.f32("y", None).unwrap());
+    let cmp = reference::compare(&plan.run(gpu, &x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
+    assert!(cmp.passed(), "upstream gates: {cmp}");
+    block.set_gates(gpu, 0.0, 0.0).unwrap();
+    assert_eq!(plan.run(gpu, &x, &media, &locations).unwrap(), x, "zero gates must return x bit for bit");
+    block.set_gates(gpu, 0.3, -0.7).unwrap();
+    let cmp = reference::compare(&plan.run(gpu, &x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
+    assert!(cmp.passed(), "gates restored: {cmp}");
+}

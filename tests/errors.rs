@@ -4,8 +4,11 @@ mod common;
 
 use common::gpu;
 use ntest::timeout;
-use vlbridge::connectors::LlavaProjector;
+use vlbridge::connectors::{
+    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
+};
 use vlbridge::kernels::Op;
+use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
 use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::Epilogue;
 use vlbridge::weights::Weights;
@@ -156,14 +159,15 @@ fn unknown_activation_is_rejected() {
 fn tensors_over_the_device_limits_are_refused_before_allocation() {
     let gpu = gpu();
     let limits = gpu.limits();
-    // One element more than the largest storage binding.
-    let elements = (limits.max_storage_buffer_binding_size / 4 + 1) as usize;
-    match Tensor::zeros(gpu, &[elements], DType::F32) {
+    // One element more than the largest buffer.
+    match Tensor::zeros(gpu, &[(limits.max_buffer_size / 4 + 1) as usize], DType::F32) {
         Err(Error::Limit { limit, requested, max, .. }) => {
             assert!(requested > max, "{limit}: {requested} <= {max}");
         }
         other => panic!("expected a limit error, got {other:?}"),
     }
+    // One element more than the largest storage binding: an activation cannot be split.
+    let elements = (limits.max_storage_buffer_binding_size / 4 + 1) as usize;
     let mut g = Graph::new();
     let x = g.input("x", &[elements]).unwrap();
     let y = g.add(Op::Gelu(GeluForm::Erf), &[x]).unwrap();
@@ -193,4 +197,97 @@ fn graph_without_outputs_is_refused() {
     g.add(Op::Gelu(GeluForm::Erf), &[x]).unwrap();
     assert!(matches!(Plan::new(gpu(), &g), Err(Error::Graph(_))));
     assert!(matches!(g.output(x), Err(Error::Graph(_))));
+}
+
+fn golden(name: &str) -> Weights {
+    Weights::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+}
+
+/// `weights` re-serialised without tensor `drop`.
+fn without(weights: &Weights, drop: &str) -> Weights {
+    let kept: Vec<(String, Vec<usize>, Vec<u8>)> = weights
+        .names()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n != drop && weights.f32(n, None).is_ok())
+        .map(|n| {
+            let bytes = bytemuck::cast_slice(&weights.f32(&n, None).unwrap()).to_vec();
+            (n.clone(), weights.shape(&n).unwrap(), bytes)
+        })
+        .collect();
+    let views = kept.iter().map(|(n, shape, bytes)| {
+        (n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).unwrap())
+    });
+    Weights::from_bytes(safetensors::serialize(views, None).unwrap(), "edited checkpoint").unwrap()
+}
+
+#[test]
+#[timeout(60_000)]
+fn missing_norm_media_weight_is_named() {
+    let weights = without(&golden("perceiver_resampler.safetensors"), "perceiver.layers.1.0.norm_media.weight");
+    let config = PerceiverConfig { heads: 4, ..PerceiverConfig::default() };
+    match PerceiverResampler::from_weights(gpu(), &weights, config) {
+        Err(Error::Weights { name, .. }) => assert_eq!(name, "perceiver.layers.1.0.norm_media.weight"),
+        other => panic!("expected a weights error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+#[timeout(60_000)]
+fn heads_that_do_not_divide_the_width_are_refused() {
+    // Inner width 64 over 3 heads.
+    let weights = golden("perceiver_resampler.safetensors");
+    let config = PerceiverConfig { heads: 3, ..PerceiverConfig::default() };
+    let err = PerceiverResampler::from_weights(gpu(), &weights, config).map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("heads")), "{err}");
+    let weights = golden("qformer.safetensors");
+    let config = QFormerConfig { num_attention_heads: 5, ..QFormerConfig::default() };
+    let err = QFormer::from_weights(gpu(), &weights, config).map(|_| ()).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("heads")), "{err}");
+    // At the op level: a head dimension over the kernels' register budget.
+    let mut g = Graph::new();
+    let q = g.input("q", &[1, 4, 129]).unwrap();
+    let kv = g.input("kv", &[1, 4, 258]).unwrap();
+    let err = g.add(Op::Attention(Pass::Flash, Attention::new(1, 129)), &[q, kv]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what == "head_dim"), "{err}");
+}
+
+#[test]
+#[timeout(60_000)]
+fn attention_inputs_must_agree() {
+    let mut g = Graph::new();
+    let q = g.input("q", &[2, 5, 32]).unwrap();
+    let kv_other_batch = g.input("kv", &[3, 7, 64]).unwrap();
+    let err = g.add(Op::Attention(Pass::Flash, Attention::new(2, 16)), &[q, kv_other_batch]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("batch")), "{err}");
+    // Keys and values need heads·head_dim columns past their offsets.
+    let kv_narrow = g.input("kv", &[2, 7, 48]).unwrap();
+    let err = g.add(Op::Attention(Pass::Flash, Attention::new(2, 16)), &[q, kv_narrow]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("row width")), "{err}");
+    // A mask must be [batch, queries, keys].
+    let kv = g.input("kv", &[2, 7, 64]).unwrap();
+    let mask = g.input("mask", &[2, 5, 6]).unwrap();
+    let masked = Attention::new(2, 16).masked(MaskedRows::Uniform);
+    let err = g.add(Op::Attention(Pass::Flash, masked), &[q, kv, mask]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("mask")), "{err}");
+}
+
+#[test]
+#[timeout(60_000)]
+fn media_locations_of_the_wrong_length_are_refused() {
+    let weights = golden("gated_xattn.safetensors");
+    let config = GatedXAttnConfig { heads: 4, ..GatedXAttnConfig::default() };
+    let block =
+        GatedXAttnBlock::from_weights(gpu(), &weights, "lang_encoder.gated_cross_attn_layers.0.", config).unwrap();
+    let plan = block.plan(gpu(), 2, 19, 2, 8).unwrap();
+    let (x, media) = (vec![0.1; 2 * 19 * 64], vec![0.1; 2 * 16 * 48]);
+    let err = plan.run(gpu(), &x, &media, &[0; 37]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media_locations")), "{err}");
+    // Three media tokens in a row, for two media items.
+    let mut locations = vec![0u8; 2 * 19];
+    locations[..3].fill(1);
+    let err = plan.run(gpu(), &x, &media, &locations).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media tokens")), "{err}");
+    // The wrong feature width for x is caught at run time, before any GPU work.
+    assert!(matches!(plan.run(gpu(), &x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{edge_size, gpu, minimal_gpu, to_f64, values};
+use common::{edge_size, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::kernels::Op;
@@ -42,7 +42,11 @@ struct LinearCase {
 /// Shapes across both tile grids (16 × 256 outputs per workgroup for `gemm`, 4 × 4 blocks for
 /// `gemm_portable`), k both a multiple of 4 (fast path) and not (portable path).
 fn linear_case() -> impl Strategy<Value = LinearCase> {
-    (edge_size(40), edge_size(300), edge_size(96), epilogue()).prop_flat_map(|(m, n, k, epilogue)| {
+    linear_case_up_to(40)
+}
+
+fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
+    (edge_size(max_m), edge_size(300), edge_size(96), epilogue()).prop_flat_map(|(m, n, k, epilogue)| {
         let scale = 1.0 / (k as f32).sqrt();
         (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| LinearCase {
             m,
@@ -99,6 +103,14 @@ proptest! {
     #[timeout(300_000)]
     fn portable_linear_matches_reference(c in linear_case()) {
         check_linear(minimal_gpu(), &c)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn linear_with_weights_bound_in_chunks_matches_reference(c in linear_case_up_to(8)) {
+        // 16 KiB bindings: weights up to 300 × 96 floats (112 KiB) run as several dispatches
+        // over row ranges; x and y (at most 8 rows) still fit one binding.
+        check_linear(small_binding_gpu(), &c)?;
     }
 
     #[test]

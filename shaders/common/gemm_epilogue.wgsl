@@ -14,16 +14,16 @@ override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-g
 @group(0) @binding(3) var<storage, read> residual: array<f32>;
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
 
-// Output (row, col) of a [rows, n] result.
-fn epilogue(acc: f32, row: u32, col: u32, n: u32) -> f32 {
+// The output element at flat index `out` of the result, in column `col`.
+fn epilogue(acc: f32, out: u32, col: u32) -> f32 {
     var v = acc;
     if HAS_BIAS != 0u {
         v += bias[col];
     }
     v = activate(ACTIVATION, v);
     switch RESIDUAL {
-        case 1u: { v = residual[row * n + col] + v; }
-        case 2u: { v = residual[row * n + col] + tanh_safe(gate[0]) * v; }
+        case 1u: { v = residual[out] + v; }
+        case 2u: { v = residual[out] + tanh_safe(gate[0]) * v; }
         default: {}
     }
     return v;

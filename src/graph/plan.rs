@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::{Graph, Role, TensorId};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::kernels::{Access, Cost, KernelSpec, Meta, fold_grid};
+use crate::kernels::{Access, Cost, Dispatch, KernelSpec, Meta, fold_grid};
 use crate::pipeline::Pipeline;
-use crate::tensor::{TENSOR_USAGE, Tensor, checked_bytes};
+use crate::tensor::{TENSOR_USAGE, Tensor, check_binding, checked_bytes};
 
 struct Step {
     name: &'static str,
@@ -77,21 +77,30 @@ impl Plan {
         let limits = gpu.limits();
         // Check everything that can fail on sizes before touching the device.
         let caps = gpu.caps();
-        let mut grids = Vec::with_capacity(graph.nodes.len());
+        let mut bytes = Vec::with_capacity(graph.tensors.len());
+        for t in &graph.tensors {
+            bytes.push(checked_bytes(gpu, "graph", &t.meta.shape, t.meta.dtype)?);
+        }
+        let max_binding = limits.max_storage_buffer_binding_size;
+        let align = u64::from(limits.min_storage_buffer_offset_alignment);
+        let mut dispatches = Vec::with_capacity(graph.nodes.len());
         let mut specs = Vec::with_capacity(graph.nodes.len());
         for node in &graph.nodes {
             let metas = node_inputs(graph, &node.inputs);
             let spec = node.op.spec(&caps, &metas);
-            grids.push(fold_grid(
-                node.op.name(),
-                node.op.workgroups(spec, &metas),
-                limits.max_compute_workgroups_per_dimension,
-            )?);
+            let parts = node.op.dispatches(spec, &metas, max_binding, align)?;
+            // Every binding but a chunked weight is bound whole.
+            for (slot, id) in node.inputs.iter().chain([&node.output]).enumerate() {
+                if !(slot == 1 && parts[0].weight_bytes.is_some()) {
+                    check_binding(gpu, node.op.name(), bytes[id.0])?;
+                }
+            }
+            let grids = parts
+                .iter()
+                .map(|d| fold_grid(node.op.name(), d.workgroups, limits.max_compute_workgroups_per_dimension))
+                .collect::<Result<Vec<_>>>()?;
+            dispatches.push(parts.into_iter().zip(grids).collect::<Vec<_>>());
             specs.push(spec);
-        }
-        let mut bytes = Vec::with_capacity(graph.tensors.len());
-        for t in &graph.tensors {
-            bytes.push(checked_bytes(gpu, "graph", &t.meta.shape, t.meta.dtype)?);
         }
         let pipelines = graph
             .nodes
@@ -100,14 +109,14 @@ impl Plan {
             .map(|(n, spec)| Ok((*spec, gpu.pipeline(spec, &n.op.overrides())?)))
             .collect::<Result<Vec<_>>>()?;
 
-        gpu.scoped("planning a graph", || Self::build(gpu, graph, &bytes, grids, pipelines))?
+        gpu.scoped("planning a graph", || Self::build(gpu, graph, &bytes, dispatches, pipelines))?
     }
 
     fn build(
         gpu: &Gpu,
         graph: &Graph,
         bytes: &[u64],
-        grids: Vec<[u32; 3]>,
+        dispatches: Vec<Vec<(Dispatch, [u32; 3])>>,
         pipelines: Vec<(&'static KernelSpec, Arc<Pipeline>)>,
     ) -> Result<Self> {
         // Last node that reads each tensor; outputs live to the end.
@@ -171,10 +180,18 @@ impl Plan {
         let align = u64::from(gpu.limits().min_uniform_buffer_offset_alignment);
         let mut arena = Vec::new();
         let mut offsets = Vec::with_capacity(graph.nodes.len());
-        for node in &graph.nodes {
-            arena.resize((arena.len() as u64).next_multiple_of(align) as usize, 0);
-            offsets.push(arena.len() as u64);
-            arena.extend(node.op.params(&node_inputs(graph, &node.inputs)));
+        for node_dispatches in &dispatches {
+            offsets.push(
+                node_dispatches
+                    .iter()
+                    .map(|(d, _)| {
+                        arena.resize((arena.len() as u64).next_multiple_of(align) as usize, 0);
+                        let offset = arena.len() as u64;
+                        arena.extend(&d.params);
+                        offset
+                    })
+                    .collect::<Vec<_>>(),
+            );
         }
         arena.resize(arena.len().max(16).next_multiple_of(16), 0);
         let uniforms = gpu.device.create_buffer(&wgpu::BufferDescriptor {
@@ -187,39 +204,14 @@ impl Plan {
 
         let mut steps = Vec::with_capacity(graph.nodes.len());
         let mut cost = Cost::default();
-        for (((node, (spec, pipeline)), grid), offset) in graph.nodes.iter().zip(pipelines).zip(grids).zip(offsets) {
+        for (((node, (spec, pipeline)), node_dispatches), offsets) in
+            graph.nodes.iter().zip(pipelines).zip(dispatches).zip(offsets)
+        {
             cost = cost + node.op.cost(&node_inputs(graph, &node.inputs));
-            // Which input each read binding gets. Bindings an op leaves out (a bias under
-            // `Epilogue::NONE`) are bound to the first input; override constants make the
-            // shader never read them.
-            let mut slots = node.op.read_slots(spec).into_iter();
-            let entries: Vec<wgpu::BindGroupEntry> = spec
-                .bindings
-                .iter()
-                .enumerate()
-                .map(|(binding, access)| wgpu::BindGroupEntry {
-                    binding: binding as u32,
-                    resource: match access {
-                        Access::Read => {
-                            let input = slots.next().flatten().unwrap_or(0);
-                            let id = node.inputs.get(input).copied().unwrap_or(node.output);
-                            tensors[id.0].buffer().as_entire_binding()
-                        }
-                        Access::ReadWrite => tensors[node.output.0].buffer().as_entire_binding(),
-                        Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &uniforms,
-                            offset,
-                            size: wgpu::BufferSize::new(spec.params_size),
-                        }),
-                    },
-                })
-                .collect();
-            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(spec.name),
-                layout: &pipeline.layout,
-                entries: &entries,
-            });
-            steps.push(Step { name: spec.name, pipeline, bind_group, grid });
+            for ((dispatch, grid), offset) in node_dispatches.into_iter().zip(offsets) {
+                let bind_group = bind_group(gpu, node, spec, &pipeline, &tensors, &uniforms, offset, &dispatch);
+                steps.push(Step { name: spec.name, pipeline: pipeline.clone(), bind_group, grid });
+            }
         }
 
         let inputs =
@@ -305,6 +297,57 @@ impl Plan {
     pub fn dispatches(&self) -> Vec<&'static str> {
         self.steps.iter().map(|s| s.name).collect()
     }
+}
+
+/// The bind group of one dispatch of `node`. Read bindings an op leaves out (a bias under
+/// `Epilogue::NONE`) are bound to the first input; override constants make the shader never
+/// read them.
+#[allow(clippy::too_many_arguments)]
+fn bind_group(
+    gpu: &Gpu,
+    node: &super::Node,
+    spec: &KernelSpec,
+    pipeline: &Pipeline,
+    tensors: &[Tensor],
+    uniforms: &wgpu::Buffer,
+    offset: u64,
+    dispatch: &Dispatch,
+) -> wgpu::BindGroup {
+    let mut slots = node.op.read_slots(spec).into_iter();
+    let entries: Vec<wgpu::BindGroupEntry> = spec
+        .bindings
+        .iter()
+        .enumerate()
+        .map(|(binding, access)| wgpu::BindGroupEntry {
+            binding: binding as u32,
+            resource: match access {
+                Access::Read => {
+                    let input = slots.next().flatten().unwrap_or(0);
+                    let buffer = tensors[node.inputs.get(input).copied().unwrap_or(node.output).0].buffer();
+                    match dispatch.weight_bytes {
+                        // A chunked GEMM binds its slice of the weight rows.
+                        Some((start, size)) if input == 1 => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset: start,
+                            size: wgpu::BufferSize::new(size),
+                        }),
+                        _ => buffer.as_entire_binding(),
+                    }
+                }
+                Access::ReadWrite => tensors[node.output.0].buffer().as_entire_binding(),
+                Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: uniforms,
+                    offset,
+                    size: wgpu::BufferSize::new(spec.params_size),
+                }),
+            },
+        })
+        .collect();
+    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(spec.name),
+        layout: &pipeline.layout,
+        entries: &entries,
+    })
 }
 
 fn node_inputs<'g>(graph: &'g Graph, ids: &[TensorId]) -> Vec<&'g Meta> {

@@ -85,14 +85,62 @@ pub struct Params {
     pub n: u32,
     /// Input features.
     pub k: u32,
-    pub _pad: u32,
+    /// Row stride of y (all output features).
+    pub y_stride: u32,
+    /// First output column this dispatch writes.
+    pub y_col: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 
 impl Params {
+    /// The whole op in one dispatch.
     pub(crate) fn new(inputs: &[&Meta]) -> Self {
         let (m, k) = rows_cols(&inputs[0].shape);
-        Self { m: m as u32, n: inputs[1].shape[0] as u32, k: k as u32, _pad: 0 }
+        let n = inputs[1].shape[0] as u32;
+        Self { m: m as u32, n, k: k as u32, y_stride: n, y_col: 0, _pad0: 0, _pad1: 0, _pad2: 0 }
     }
+
+    /// The dispatch for weight rows (output columns) `start .. start + rows`.
+    fn columns(self, start: usize, rows: usize) -> Self {
+        Self { n: rows as u32, y_col: start as u32, ..self }
+    }
+}
+
+/// Splits the weight `[n, k]` into row ranges whose bytes fit one storage binding and start at
+/// offsets the device accepts: one range unless the weight is larger than the binding limit
+/// (OpenFlamingo-9B's 16384 × 4096 f32 FFN weight is 256 MiB; lavapipe binds 128 MiB).
+/// Returns (first row, rows, Params) per dispatch.
+pub(crate) fn weight_chunks(
+    inputs: &[&Meta],
+    max_binding: u64,
+    offset_alignment: u64,
+) -> Result<Vec<(usize, usize, Params)>> {
+    let whole = Params::new(inputs);
+    let (n, k) = (whole.n as usize, whole.k as usize);
+    let row_bytes = (k * inputs[1].dtype.size()) as u64;
+    let mut rows = (max_binding / row_bytes) as usize;
+    // Chunk starts must be multiples of the offset alignment: round rows down to a multiple
+    // of alignment / gcd(row_bytes, alignment).
+    let step = (offset_alignment / gcd(row_bytes, offset_alignment.max(1))) as usize;
+    rows -= rows % step.max(1);
+    if rows == 0 {
+        return Err(Error::Limit {
+            kernel: NAME,
+            limit: "storage binding size in bytes (one weight row)",
+            requested: row_bytes * step as u64,
+            max: max_binding,
+        });
+    }
+    Ok((0..n)
+        .step_by(rows)
+        .map(|start| (start, rows.min(n - start), whole.columns(start, rows.min(n - start))))
+        .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 const WORKGROUP: u32 = 64;
@@ -196,8 +244,7 @@ pub(crate) fn check(epilogue: Epilogue, inputs: &[&Meta]) -> Result<Meta> {
     Ok(Meta { shape: out, dtype: inputs[0].dtype })
 }
 
-pub(crate) fn workgroups(spec: &KernelSpec, inputs: &[&Meta]) -> u64 {
-    let p = Params::new(inputs);
+pub(crate) fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
     let (m, n) = (u64::from(p.m), u64::from(p.n));
     if spec.id == KernelId::Gemm {
         m.div_ceil(TILE_M) * n.div_ceil(TILE_N)

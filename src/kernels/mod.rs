@@ -170,6 +170,17 @@ pub enum Op {
     Attention(attention::Pass, attention::Attention),
 }
 
+/// One dispatch of a node, as the planner records it.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatch {
+    /// The `Params` uniform bytes.
+    pub(crate) params: Vec<u8>,
+    /// Workgroups before folding into a grid.
+    pub(crate) workgroups: u64,
+    /// For a GEMM: the byte range of the weight (input 1) this dispatch binds.
+    pub(crate) weight_bytes: Option<(u64, u64)>,
+}
+
 /// What the planner knows of a device when it picks a kernel variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {
@@ -237,8 +248,38 @@ impl Op {
         }
     }
 
+    /// The dispatches that run this op on a device binding at most `max_binding` bytes at
+    /// offsets aligned to `offset_alignment`: one, except for a GEMM whose weight is larger
+    /// than one binding, which runs over row ranges of it.
+    pub(crate) fn dispatches(
+        &self,
+        spec: &KernelSpec,
+        inputs: &[&Meta],
+        max_binding: u64,
+        offset_alignment: u64,
+    ) -> Result<Vec<Dispatch>> {
+        match self {
+            Op::Linear(_) => {
+                let row_bytes = (rows_cols(&inputs[1].shape).1 * inputs[1].dtype.size()) as u64;
+                Ok(gemm::weight_chunks(inputs, max_binding, offset_alignment)?
+                    .into_iter()
+                    .map(|(start, rows, p)| Dispatch {
+                        params: bytemuck::bytes_of(&p).to_vec(),
+                        workgroups: gemm::workgroups(spec, &p),
+                        weight_bytes: Some((start as u64 * row_bytes, rows as u64 * row_bytes)),
+                    })
+                    .collect())
+            }
+            _ => Ok(vec![Dispatch {
+                params: self.params(inputs),
+                workgroups: self.workgroups(spec, inputs),
+                weight_bytes: None,
+            }]),
+        }
+    }
+
     /// The `Params` uniform bytes for these (already checked) inputs.
-    pub fn params(&self, inputs: &[&Meta]) -> Vec<u8> {
+    fn params(&self, inputs: &[&Meta]) -> Vec<u8> {
         match self {
             Op::Linear(_) => bytemuck::bytes_of(&gemm::Params::new(inputs)).to_vec(),
             Op::Gelu(_) => bytemuck::bytes_of(&gelu::Params::new(inputs)).to_vec(),
@@ -249,9 +290,9 @@ impl Op {
     }
 
     /// Number of workgroups `spec` needs (before folding into a grid).
-    pub fn workgroups(&self, spec: &KernelSpec, inputs: &[&Meta]) -> u64 {
+    fn workgroups(&self, spec: &KernelSpec, inputs: &[&Meta]) -> u64 {
         match self {
-            Op::Linear(_) => gemm::workgroups(spec, inputs),
+            Op::Linear(_) => gemm::workgroups(spec, &gemm::Params::new(inputs)),
             Op::Gelu(_) => gelu::workgroups(inputs),
             Op::LayerNorm { .. } => layer_norm::workgroups(inputs),
             Op::Repeat { times } => repeat::workgroups(*times, inputs),

@@ -21,6 +21,17 @@ pub fn minimal_gpu() -> &'static Gpu {
     })
 }
 
+/// The default adapter with storage bindings capped at 16 KiB: GEMM weights over that are
+/// bound in chunks of rows.
+pub fn small_binding_gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let options =
+            GpuOptions { max_storage_binding: Some(16 << 10), ..GpuOptions::from_env().expect("VLBRIDGE_BACKEND") };
+        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
+    })
+}
+
 /// Sizes skewed toward the edges that break index math: 1, primes, tile sizes ± 1.
 pub fn edge_size(max: usize) -> impl Strategy<Value = usize> {
     let edges: Vec<usize> = [1, 2, 3, 4, 5, 7, 8, 9, 13, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 255, 256, 257]

@@ -1,6 +1,7 @@
 //! `vlbridge`: adapter info, the connector demo, golden parity checks.
 
 mod demo;
+mod synthetic;
 
 use std::process::ExitCode;
 
