@@ -8,9 +8,15 @@ use serde_json::Value;
 
 use crate::connectors::{
     GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
+    add_token_merge,
 };
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan};
+use crate::kernels::Op;
+use crate::kernels::anyres::AnyResLayout;
+use crate::kernels::downsample::Downsample;
+use crate::kernels::tome::Tome;
 use crate::reference::{Comparison, compare};
 use crate::weights::Weights;
 
@@ -119,7 +125,15 @@ pub fn check_manifest(gpu: &Gpu, manifest: &Path) -> Result<Vec<CaseReport>> {
 /// `Ok(None)` for ops not implemented yet.
 fn run_case(gpu: &Gpu, dir: &Path, case: &Value, op: &str) -> Result<Option<Comparison>> {
     match op {
-        "mlp2x_gelu" | "mlp2x_gelu_tanh" | "qformer" | "perceiver_resampler" | "gated_xattn_dense" => {}
+        "mlp2x_gelu"
+        | "mlp2x_gelu_tanh"
+        | "qformer"
+        | "perceiver_resampler"
+        | "gated_xattn_dense"
+        | "avg_pool2d_tokens"
+        | "bilinear_half_tokens"
+        | "tome_bipartite_soft_matching_merge_wavg"
+        | "anyres_pack" => {}
         _ => return Ok(None),
     }
     let weights = Weights::open(dir.join(case["file"].as_str().unwrap_or_default()))?;
@@ -127,6 +141,9 @@ fn run_case(gpu: &Gpu, dir: &Path, case: &Value, op: &str) -> Result<Option<Comp
         "qformer" => qformer(gpu, &weights, case),
         "perceiver_resampler" => perceiver(gpu, &weights, case),
         "gated_xattn_dense" => gated_xattn(gpu, &weights, case),
+        "avg_pool2d_tokens" | "bilinear_half_tokens" => downsample(gpu, &weights, case, op),
+        "tome_bipartite_soft_matching_merge_wavg" => tome(gpu, &weights, case),
+        "anyres_pack" => anyres(gpu, &weights, case),
         _ => llava_mlp(gpu, &weights, case),
     }
     .map(Some)
@@ -134,6 +151,10 @@ fn run_case(gpu: &Gpu, dir: &Path, case: &Value, op: &str) -> Result<Option<Comp
 
 /// The deep attention blocks: README's suggested atol/rtol for f32.
 const BLOCK_TOLERANCE: f64 = 1e-4;
+/// Gathers, pools and ToMe (absolute).
+const GATHER_TOLERANCE: f64 = 1e-5;
+/// Bilinear: PyTorch computes source coordinates in f32 (absolute).
+const BILINEAR_TOLERANCE: f64 = 2e-5;
 
 fn config_usize(case: &Value, key: &str) -> Result<usize> {
     case["config"][key].as_u64().map(|v| v as usize).ok_or_else(|| Error::Weights {
@@ -192,6 +213,101 @@ fn gated_xattn(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison>
     let plan = block.plan(gpu, batch, text, media, latents)?;
     let got = plan.run(gpu, &weights.f32("x", None)?, &weights.f32("media", None)?, &locations)?;
     Ok(compare(&got, &expected(weights, "y")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+/// Plans `g` with `inputs` declared in order and returns every output.
+fn run_graph(gpu: &Gpu, g: &Graph, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+    Plan::new(gpu, g)?.run_and_read(gpu, inputs)
+}
+
+fn config_bool(case: &Value, key: &str) -> Result<bool> {
+    case["config"][key].as_bool().ok_or_else(|| Error::Weights {
+        name: format!("config.{key}"),
+        problem: "missing from the manifest case".into(),
+    })
+}
+
+fn downsample(gpu: &Gpu, weights: &Weights, case: &Value, op: &str) -> Result<Comparison> {
+    let (h, w) = (config_usize(case, "grid_h")?, config_usize(case, "grid_w")?);
+    let (down, tol) = if op == "avg_pool2d_tokens" {
+        (Downsample::AvgPool2x2 { h, w, ceil_mode: config_bool(case, "ceil_mode")? }, GATHER_TOLERANCE)
+    } else {
+        (Downsample::BilinearHalf { h, w }, BILINEAR_TOLERANCE)
+    };
+    let mut g = Graph::new();
+    let x = g.input("x", &weights.shape("x")?)?;
+    let y = g.add(Op::Downsample(down), &[x])?;
+    g.output(y)?;
+    let got = run_graph(gpu, &g, &[&weights.f32("x", None)?])?.remove(0);
+    Ok(compare(&got, &expected(weights, "y")?, tol, 0.0))
+}
+
+/// Merged tokens, then sizes, then the token → row mapping as upstream's one-hot `source`
+/// `[batch, n - r, n]`, compared in one go.
+fn tome(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison> {
+    let [batch, tokens, _] = shape_of(weights, "x")?;
+    let cfg = Tome::new(tokens, config_usize(case, "r")?, config_bool(case, "class_token")?)?;
+    let mut g = Graph::new();
+    let x = g.input("x", &[batch, tokens, weights.shape("x")?[2]])?;
+    let mut data = vec![weights.f32("x", None)?];
+    let sizes = if weights.names()?.iter().any(|n| n == "size_in") {
+        data.push(weights.f32("size_in", Some(&[batch, tokens, 1]))?);
+        Some(g.input("size_in", &[batch, tokens, 1])?)
+    } else {
+        None
+    };
+    let merged = add_token_merge(gpu, &mut g, x, sizes, cfg)?;
+    for id in [merged.tokens, merged.sizes, merged.source] {
+        g.output(id)?;
+    }
+    let inputs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+    let [tokens_out, sizes_out, source] = <[Vec<f32>; 3]>::try_from(run_graph(gpu, &g, &inputs)?)
+        .map_err(|_| Error::Graph("ToMe graph has three outputs".into()))?;
+    let rows = cfg.output_tokens();
+    let mut one_hot = vec![0.0f32; batch * rows * tokens];
+    for (i, &row) in source.iter().enumerate() {
+        let (b, t) = (i / tokens, i % tokens);
+        if let Some(cell) = one_hot.get_mut((b * rows + row as usize) * tokens + t) {
+            *cell = 1.0;
+        }
+    }
+    let got: Vec<f32> = [tokens_out, sizes_out, one_hot].concat();
+    let want = [expected(weights, "merged")?, expected(weights, "size")?, expected(weights, "source")?].concat();
+    Ok(compare(&got, &want, GATHER_TOLERANCE, 0.0))
+}
+
+fn anyres(gpu: &Gpu, weights: &Weights, case: &Value) -> Result<Comparison> {
+    let size = weights.i64("image_size")?;
+    let [h, w] = size[..] else {
+        return Err(Error::shape("golden", "image_size elements", 2, size.len()));
+    };
+    let pinpoints: Vec<(usize, usize)> = case["config"]["grid_pinpoints_hw"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| Some((p[0].as_u64()? as usize, p[1].as_u64()? as usize))).collect())
+        .unwrap_or_default();
+    let layout = AnyResLayout::new(
+        (h as usize, w as usize),
+        &pinpoints,
+        config_usize(case, "vision_image_size")?,
+        config_usize(case, "patch_size")?,
+    )?;
+    let mut g = Graph::new();
+    let features = g.input("image_features", &weights.shape("image_features")?)?;
+    let newline = g.input("image_newline", &weights.shape("image_newline")?)?;
+    let packed = g.add(Op::AnyRes(layout), &[features, newline])?;
+    g.output(packed)?;
+    let inputs = [weights.f32("image_features", None)?, weights.f32("image_newline", None)?];
+    let got = run_graph(gpu, &g, &[&inputs[0], &inputs[1]])?.remove(0);
+    // The token count must match exactly: it is appended to both sides.
+    let got: Vec<f32> = got.into_iter().chain([layout.tokens() as f32]).collect();
+    let want: Vec<f64> = expected(weights, "packed")?
+        .into_iter()
+        .chain(weights.i64("packed_len")?.into_iter().map(|v| v as f64))
+        .collect();
+    if got.len() != want.len() {
+        return Err(Error::shape("golden", "packed elements (+1 for the count)", want.len(), got.len()));
+    }
+    Ok(compare(&got, &want, GATHER_TOLERANCE, 0.0))
 }
 
 fn config_str<'a>(case: &'a Value, key: &str) -> Result<&'a str> {

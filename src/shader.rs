@@ -20,6 +20,12 @@ pub const ATTENTION_SUBGROUP: &str = include_str!("../shaders/attention_subgroup
 pub const LAYER_NORM: &str = include_str!("../shaders/layer_norm.wgsl");
 /// Broadcast along a new leading dimension.
 pub const REPEAT: &str = include_str!("../shaders/repeat.wgsl");
+/// 2×2 average pooling and bilinear halving of token grids.
+pub const DOWNSAMPLE: &str = include_str!("../shaders/downsample.wgsl");
+/// ToMe token merging: matching, rank sort, merge, mapping.
+pub const TOME: &str = include_str!("../shaders/tome.wgsl");
+/// LLaVA-NeXT AnyRes packing gather.
+pub const ANYRES: &str = include_str!("../shaders/anyres.wgsl");
 /// Standalone elementwise GELU (the unfused baseline).
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
 /// A long counted loop that detects drivers which truncate loops.

@@ -30,6 +30,17 @@ fn check(manifest: &Path) {
         "gated_xattn",
         "gated_xattn_all_previous",
         "gated_xattn_zero_gates",
+        "avg_pool_2x2",
+        "avg_pool_2x2_odd_floor",
+        "avg_pool_2x2_odd_ceil",
+        "bilinear_half",
+        "bilinear_half_even",
+        "tome_cls",
+        "tome_nocls",
+        "tome_cls_sizes",
+        "anyres_landscape",
+        "anyres_portrait",
+        "anyres_square",
     ] {
         assert!(
             reports.iter().any(|r| r.name == must && matches!(r.outcome, Outcome::Compared(_))),

@@ -140,6 +140,14 @@ impl LlavaProjector {
         Ok((g, x, y))
     }
 
+    /// Adds the fused projector on `x` `[.., vision_dim]` to `g`; returns its output.
+    pub fn add_to(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
+        let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
+        let h = g.add(Op::Linear(Epilogue::bias_gelu(self.act)), &[x, w1, b1])?;
+        g.add(Op::Linear(Epilogue::BIAS), &[h, w2, b2])
+    }
+
     /// Plans the fused projector for `[batch, tokens]`.
     pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
         finish(gpu, self.graph(batch, tokens)?)

@@ -1,11 +1,13 @@
 //! Connectors: graphs of kernels plus weights by their upstream names.
 
 mod blocks;
+mod compress;
 mod gated_xattn;
 mod llava;
 mod perceiver;
 mod qformer;
 
+pub use compress::{AnyRes, Merged, PoolOrder, add_token_merge};
 pub use gated_xattn::{GatedXAttnBlock, GatedXAttnConfig, GatedXAttnPlan};
 pub use llava::LlavaProjector;
 pub use perceiver::{PerceiverConfig, PerceiverResampler};

@@ -1,12 +1,15 @@
 //! The kernel registry: one module per shader file, each with its `Params` (mirroring the WGSL
 //! struct), `SPEC`, shape `check`, `cost` and dispatch size. [`Op`] is what graph nodes hold.
 
+pub mod anyres;
 pub mod attention;
+pub mod downsample;
 pub mod gelu;
 pub mod gemm;
 pub mod layer_norm;
 pub mod loop_probe;
 pub mod repeat;
+pub mod tome;
 
 use crate::error::{Error, Result};
 use crate::shader;
@@ -46,13 +49,31 @@ pub enum KernelId {
     AttentionSoftmax,
     /// Naive attention, pass 3: weights · V.
     AttentionWeightedSum,
+    /// 2×2 average pooling of a token grid.
+    AvgPool2x2,
+    /// Bilinear halving of a token grid.
+    BilinearHalf,
+    /// ToMe: unit-norm metric rows.
+    TomeNormalize,
+    /// ToMe: best B match of each A token.
+    TomeBestMatch,
+    /// ToMe: stable rank of the matches.
+    TomeRank,
+    /// ToMe: output row of each A token.
+    TomePlace,
+    /// ToMe: size-weighted merge (features or sizes).
+    TomeMerge,
+    /// ToMe: token → output row.
+    TomeSource,
+    /// LLaVA-NeXT AnyRes packing.
+    AnyResPack,
     /// Driver loop-count probe.
     LoopProbe,
 }
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 11] = [
+    pub const ALL: [KernelId; 20] = [
         KernelId::Gemm,
         KernelId::GemmPortable,
         KernelId::Gelu,
@@ -63,6 +84,15 @@ impl KernelId {
         KernelId::AttentionScores,
         KernelId::AttentionSoftmax,
         KernelId::AttentionWeightedSum,
+        KernelId::AvgPool2x2,
+        KernelId::BilinearHalf,
+        KernelId::TomeNormalize,
+        KernelId::TomeBestMatch,
+        KernelId::TomeRank,
+        KernelId::TomePlace,
+        KernelId::TomeMerge,
+        KernelId::TomeSource,
+        KernelId::AnyResPack,
         KernelId::LoopProbe,
     ];
 
@@ -79,6 +109,15 @@ impl KernelId {
             KernelId::AttentionScores => &attention::SCORES_SPEC,
             KernelId::AttentionSoftmax => &attention::SOFTMAX_SPEC,
             KernelId::AttentionWeightedSum => &attention::WEIGHTED_SUM_SPEC,
+            KernelId::AvgPool2x2 => &downsample::AVG_POOL_SPEC,
+            KernelId::BilinearHalf => &downsample::BILINEAR_SPEC,
+            KernelId::TomeNormalize => &tome::NORMALIZE_SPEC,
+            KernelId::TomeBestMatch => &tome::BEST_MATCH_SPEC,
+            KernelId::TomeRank => &tome::RANK_SPEC,
+            KernelId::TomePlace => &tome::PLACE_SPEC,
+            KernelId::TomeMerge => &tome::MERGE_SPEC,
+            KernelId::TomeSource => &tome::SOURCE_SPEC,
+            KernelId::AnyResPack => &anyres::SPEC,
             KernelId::LoopProbe => &loop_probe::SPEC,
         }
     }
@@ -168,6 +207,12 @@ pub enum Op {
     Repeat { times: usize },
     /// Multi-head attention, one pass of it (see [`attention::Attention`] for the inputs).
     Attention(attention::Pass, attention::Attention),
+    /// 2×2 average pooling or bilinear halving of `[batch, h·w, C]` tokens.
+    Downsample(downsample::Downsample),
+    /// One pass of ToMe merging (see [`tome::Step`] for the inputs).
+    Tome(tome::Step, tome::Tome),
+    /// AnyRes packing of one image's tile features with the newline vector.
+    AnyRes(anyres::AnyResLayout),
 }
 
 /// One dispatch of a node, as the planner records it.
@@ -199,6 +244,9 @@ impl Op {
             Op::LayerNorm { .. } => layer_norm::SPEC.name,
             Op::Repeat { .. } => repeat::SPEC.name,
             Op::Attention(pass, _) => attention::spec_of(*pass).name,
+            Op::Downsample(d) => downsample::spec_of(*d).name,
+            Op::Tome(step, _) => tome::spec_of(*step).name,
+            Op::AnyRes(_) => anyres::NAME,
         }
     }
 
@@ -210,6 +258,9 @@ impl Op {
             Op::LayerNorm { .. } => &layer_norm::SPEC,
             Op::Repeat { .. } => &repeat::SPEC,
             Op::Attention(pass, _) => attention::select(*pass, caps),
+            Op::Downsample(d) => downsample::spec_of(*d),
+            Op::Tome(step, _) => tome::spec_of(*step),
+            Op::AnyRes(_) => &anyres::SPEC,
         }
     }
 
@@ -219,7 +270,8 @@ impl Op {
         match self {
             Op::Linear(e) => e.read_slots(),
             Op::Attention(pass, cfg) => attention::read_slots(*pass, cfg),
-            Op::Gelu(_) | Op::LayerNorm { .. } | Op::Repeat { .. } => {
+            Op::Tome(step, _) => tome::read_slots(*step),
+            Op::Gelu(_) | Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) => {
                 let reads = spec.bindings.iter().filter(|a| **a == Access::Read).count();
                 (0..reads).map(Some).collect()
             }
@@ -232,7 +284,8 @@ impl Op {
             Op::Linear(e) => gemm::overrides(*e),
             Op::Gelu(f) => gelu::overrides(*f),
             Op::Attention(_, cfg) => attention::overrides(cfg),
-            Op::LayerNorm { .. } | Op::Repeat { .. } => Vec::new(),
+            Op::Tome(step, _) => tome::overrides(*step),
+            Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) => Vec::new(),
         }
     }
 
@@ -245,6 +298,9 @@ impl Op {
             Op::LayerNorm { eps } => layer_norm::check(*eps, inputs),
             Op::Repeat { times } => repeat::check(*times, inputs),
             Op::Attention(pass, cfg) => attention::check(*pass, cfg, inputs),
+            Op::Downsample(d) => downsample::check(*d, inputs),
+            Op::Tome(step, cfg) => tome::check(*step, cfg, inputs),
+            Op::AnyRes(layout) => anyres::check(layout, inputs),
         }
     }
 
@@ -286,6 +342,9 @@ impl Op {
             Op::LayerNorm { eps } => bytemuck::bytes_of(&layer_norm::Params::new(*eps, inputs)).to_vec(),
             Op::Repeat { times } => bytemuck::bytes_of(&repeat::Params::new(*times, inputs)).to_vec(),
             Op::Attention(pass, cfg) => bytemuck::bytes_of(&attention::params(*pass, cfg, inputs)).to_vec(),
+            Op::Downsample(d) => bytemuck::bytes_of(&downsample::Params::new(*d, inputs)).to_vec(),
+            Op::Tome(_, cfg) => bytemuck::bytes_of(&tome::Params::new(cfg, inputs)).to_vec(),
+            Op::AnyRes(layout) => bytemuck::bytes_of(&anyres::Params::new(layout, inputs)).to_vec(),
         }
     }
 
@@ -297,6 +356,9 @@ impl Op {
             Op::LayerNorm { .. } => layer_norm::workgroups(inputs),
             Op::Repeat { times } => repeat::workgroups(*times, inputs),
             Op::Attention(pass, cfg) => attention::workgroups(spec, *pass, cfg, inputs),
+            Op::Downsample(d) => downsample::workgroups(*d, inputs),
+            Op::Tome(step, cfg) => tome::workgroups(*step, cfg, inputs),
+            Op::AnyRes(layout) => anyres::workgroups(layout, inputs),
         }
     }
 
@@ -336,6 +398,15 @@ impl Op {
                     Pass::WeightedSum => reference::weighted_sum(&p, d, inputs[0], kv(1)),
                 }
             }
+            Op::Downsample(d) => {
+                let s = &metas[0].shape;
+                reference::downsample(*d, inputs[0], s[0], s[2])
+            }
+            Op::Tome(step, cfg) => {
+                let s = &metas[0].shape;
+                reference::tome_step(*step, cfg, inputs, s[0], s.get(2).copied().unwrap_or(1))
+            }
+            Op::AnyRes(layout) => reference::anyres_pack(layout, inputs[0], inputs[1]),
         }
     }
 
@@ -346,6 +417,9 @@ impl Op {
             Op::LayerNorm { .. } => layer_norm::cost(inputs),
             Op::Repeat { times } => repeat::cost(*times, inputs),
             Op::Attention(pass, cfg) => attention::cost(*pass, cfg, inputs),
+            Op::Downsample(d) => downsample::cost(*d, inputs),
+            Op::Tome(step, cfg) => tome::cost(*step, cfg, inputs),
+            Op::AnyRes(layout) => anyres::cost(layout, inputs),
         }
     }
 }

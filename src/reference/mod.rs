@@ -3,8 +3,10 @@
 
 mod attention;
 mod compare;
+mod compress;
 mod linear;
 
 pub use attention::{MASK_FILL, attention, attention_scores, layer_norm, softmax_rows, weighted_sum};
 pub use compare::{Comparison, compare};
+pub use compress::{anyres_pack, downsample, tome, tome_step};
 pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp};

@@ -1,0 +1,189 @@
+// ToMe bipartite soft matching with size-weighted merging (facebookresearch/ToMe
+// `bipartite_soft_matching` + `merge_wavg` + `merge_source`), entirely on the GPU, one pass per
+// entry point, no host round trip between them:
+//   normalize   m / ‖m‖ per token (no eps, as upstream), A (even tokens) then B (odd tokens)
+//   best_match  for each A token: max and argmax of its cosine similarity to every B token
+//               (the first B index wins a tie); the class token (A 0) gets -f32::MAX
+//   rank        each A token's position in node_max sorted descending, ties by index
+//               ascending (a stable sort): a rank sort, O(na) per token, O(1) depth
+//   place       each A token's output row: merged (rank < r) into its B match's row,
+//               unmerged in descending-similarity order, or original order with a class token
+//   merge       output rows [unmerged A; all B]: Σ x·size / Σ size over the tokens merged
+//               into each row (MERGE = 1 writes Σ size instead: the new sizes)
+//   source      token → output row (upstream merge_source as an index)
+// Indices are stored as f32 (exact below 2^24 tokens) so every tensor stays f32.
+
+struct Params {
+    batch: u32,
+    tokens: u32,       // n
+    channels: u32,
+    r: u32,            // A tokens merged away
+    class_token: u32,  // 1: A token 0 is never merged and keeps its place
+    na: u32,           // A tokens: ceil(n / 2)
+    nb: u32,           // B tokens: floor(n / 2)
+    nu: u32,           // unmerged A tokens: na - r
+}
+
+override MERGE: u32 = 0u;  // merge: 0 size-weighted features, 1 summed sizes
+
+@group(0) @binding(0) var<storage, read> in0: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> params: Params;
+
+const WORKGROUP: u32 = 64u;
+const LOWEST: f32 = -3.40282347e+38;
+
+fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+}
+
+// in0 = metric [batch, n, channels] -> out = normalised rows, A block then B block.
+@compute @workgroup_size(64)
+fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    if i >= params.batch * params.tokens {
+        return;
+    }
+    let b = i / params.tokens;
+    let t = i % params.tokens;
+    let c = params.channels;
+    var squares = 0.0;
+    for (var k = 0u; k < c; k++) {
+        let v = in0[i * c + k];
+        squares += v * v;
+    }
+    let inv = 1.0 / sqrt(squares);
+    let slot = select(params.na + t / 2u, t / 2u, t % 2u == 0u);
+    let o = (b * params.tokens + slot) * c;
+    for (var k = 0u; k < c; k++) {
+        out[o + k] = in0[i * c + k] * inv;
+    }
+}
+
+// in0 = normalised rows -> out = [batch, na, 2]: (best similarity, its B index).
+@compute @workgroup_size(64)
+fn best_match(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    if i >= params.batch * params.na {
+        return;
+    }
+    let b = i / params.na;
+    let a = i % params.na;
+    let c = params.channels;
+    let a_row = (b * params.tokens + a) * c;
+    var best = LOWEST;
+    var best_j = 0u;
+    if !(params.class_token == 1u && a == 0u) {
+        for (var j = 0u; j < params.nb; j++) {
+            let b_row = (b * params.tokens + params.na + j) * c;
+            var dot = 0.0;
+            for (var k = 0u; k < c; k++) {
+                dot += in0[a_row + k] * in0[b_row + k];
+            }
+            // Strictly greater: the first index keeps a tie.
+            if dot > best || j == 0u {
+                best = dot;
+                best_j = j;
+            }
+        }
+    }
+    out[2u * i] = best;
+    out[2u * i + 1u] = f32(best_j);
+}
+
+// in0 = node [batch, na, 2] -> out = rank [batch, na].
+@compute @workgroup_size(64)
+fn rank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    if i >= params.batch * params.na {
+        return;
+    }
+    let b = i / params.na;
+    let a = i % params.na;
+    let mine = in0[2u * i];
+    var ahead = 0u;
+    for (var k = 0u; k < params.na; k++) {
+        let other = in0[2u * (b * params.na + k)];
+        if other > mine || (other == mine && k < a) {
+            ahead += 1u;
+        }
+    }
+    out[i] = f32(ahead);
+}
+
+// in0 = node, in1 = rank -> out = output row of each A token [batch, na].
+@compute @workgroup_size(64)
+fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    if i >= params.batch * params.na {
+        return;
+    }
+    let b = i / params.na;
+    let a = i % params.na;
+    let rank = u32(in1[i]);
+    if rank < params.r {
+        out[i] = f32(params.nu + u32(in0[2u * i + 1u]));
+    } else if params.class_token == 1u {
+        // Unmerged A tokens in their original order.
+        var before = 0u;
+        for (var k = 0u; k < a; k++) {
+            before += u32(u32(in1[b * params.na + k]) >= params.r);
+        }
+        out[i] = f32(before);
+    } else {
+        out[i] = f32(rank - params.r);
+    }
+}
+
+// in0 = x [batch, n, channels], in1 = sizes [batch, n], in2 = A rows [batch, na]
+// -> out [batch, n - r, channels] (MERGE 0) or [batch, n - r] (MERGE 1).
+@compute @workgroup_size(64)
+fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    let rows = params.tokens - params.r;
+    let c = select(params.channels, 1u, MERGE == 1u);
+    if i >= params.batch * rows * c {
+        return;
+    }
+    let k = i % c;
+    let row = (i / c) % rows;
+    let b = i / (c * rows);
+    var num = 0.0;
+    var den = 0.0;
+    if row >= params.nu {
+        // B token j keeps its own value (scatter_reduce's include_self).
+        let t = 2u * (row - params.nu) + 1u;
+        let s = in1[b * params.tokens + t];
+        num = in0[(b * params.tokens + t) * params.channels + k] * s;
+        den = s;
+    }
+    for (var a = 0u; a < params.na; a++) {
+        if u32(in2[b * params.na + a]) == row {
+            let t = 2u * a;
+            let s = in1[b * params.tokens + t];
+            num += in0[(b * params.tokens + t) * params.channels + k] * s;
+            den += s;
+        }
+    }
+    out[i] = select(num / den, den, MERGE == 1u);
+}
+
+// in0 = A rows [batch, na] -> out = output row of every token [batch, n].
+@compute @workgroup_size(64)
+fn source(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+    let i = invocation(wid, groups, lid);
+    if i >= params.batch * params.tokens {
+        return;
+    }
+    let b = i / params.tokens;
+    let t = i % params.tokens;
+    out[i] = select(f32(params.nu + t / 2u), in0[b * params.na + t / 2u], t % 2u == 0u);
+}

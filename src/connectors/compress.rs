@@ -1,0 +1,160 @@
+//! Token compression before or after a projector: 2×2 pooling and bilinear halving of the
+//! patch grid, ToMe merging, and LLaVA-NeXT AnyRes packing, as graph pieces and composed with
+//! the LLaVA projector.
+
+use super::{ConnectorPlan, LlavaProjector, finish};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, TensorId};
+use crate::kernels::Op;
+use crate::kernels::anyres::AnyResLayout;
+use crate::kernels::downsample::Downsample;
+use crate::kernels::tome::{Step, Tome};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+/// The outputs of a ToMe merge in a graph.
+#[derive(Debug, Clone, Copy)]
+pub struct Merged {
+    /// `[batch, n - r, C]`: unmerged A tokens, then every B token.
+    pub tokens: TensorId,
+    /// `[batch, n - r, 1]`: how many input tokens (by size) each row holds, for
+    /// proportional attention (`log(size)`).
+    pub sizes: TensorId,
+    /// `[batch, n]`: the output row of every input token (upstream `merge_source`).
+    pub source: TensorId,
+}
+
+/// Adds ToMe merging of `x` `[batch, n, C]` to `g`, with `x` as the similarity metric and
+/// `sizes` `[batch, n, 1]` (all ones when `None`: a constant is uploaded).
+pub fn add_token_merge(gpu: &Gpu, g: &mut Graph, x: TensorId, sizes: Option<TensorId>, tome: Tome) -> Result<Merged> {
+    let shape = g.shape(x).map(<[usize]>::to_vec).unwrap_or_default();
+    let batch = shape.first().copied().unwrap_or(0);
+    let sizes = match sizes {
+        Some(s) => s,
+        None => {
+            g.constant("tome.ones", &Tensor::from_f32(gpu, &[batch, tome.tokens, 1], &vec![1.0; batch * tome.tokens])?)
+        }
+    };
+    let unit = g.add(Op::Tome(Step::Normalize, tome), &[x])?;
+    let matches = g.add(Op::Tome(Step::BestMatch, tome), &[unit])?;
+    let ranks = g.add(Op::Tome(Step::Rank, tome), &[matches])?;
+    let rows = g.add(Op::Tome(Step::Place, tome), &[matches, ranks])?;
+    Ok(Merged {
+        tokens: g.add(Op::Tome(Step::MergeFeatures, tome), &[x, sizes, rows])?,
+        sizes: g.add(Op::Tome(Step::MergeSizes, tome), &[sizes, rows])?,
+        source: g.add(Op::Tome(Step::Source, tome), &[x, rows])?,
+    })
+}
+
+/// Where a pool sits relative to the projector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolOrder {
+    /// Pool the vision features, then project (4× less projector work).
+    PoolThenProject,
+    /// Project, then pool in the LLM's space (LLaVA-NeXT-Video, OneVision).
+    ProjectThenPool,
+}
+
+/// LLaVA-NeXT's AnyRes packer: the learned `image_newline` and the tiling configuration.
+#[derive(Debug, Clone)]
+pub struct AnyRes {
+    newline: Tensor,
+    /// Vision tower input size in pixels (one tile).
+    pub tile: usize,
+    /// Patch size in pixels.
+    pub patch: usize,
+    /// `image_grid_pinpoints` as (height, width).
+    pub pinpoints: Vec<(usize, usize)>,
+}
+
+impl AnyRes {
+    /// Loads `image_newline` (llava-hf `image_newline`, in memory `model.image_newline`).
+    pub fn from_weights(
+        gpu: &Gpu,
+        weights: &Weights,
+        tile: usize,
+        patch: usize,
+        pinpoints: &[(usize, usize)],
+    ) -> Result<Self> {
+        let name = weights.resolve(&["image_newline", "model.image_newline"])?;
+        let shape = weights.shape(name)?;
+        if shape.len() != 1 {
+            return Err(Error::Weights { name: name.into(), problem: format!("shape {shape:?}, expected [hidden]") });
+        }
+        Self::new(Tensor::from_f32(gpu, &shape, &weights.f32(name, None)?)?, tile, patch, pinpoints)
+    }
+
+    /// From a newline vector already on the GPU.
+    pub fn new(newline: Tensor, tile: usize, patch: usize, pinpoints: &[(usize, usize)]) -> Result<Self> {
+        // Validates the configuration once, on a square image.
+        AnyResLayout::new((tile, tile), pinpoints, tile, patch)?;
+        Ok(Self { newline, tile, patch, pinpoints: pinpoints.to_vec() })
+    }
+
+    /// The packing of an image of `image_hw` pixels.
+    pub fn layout(&self, image_hw: (usize, usize)) -> Result<AnyResLayout> {
+        AnyResLayout::new(image_hw, &self.pinpoints, self.tile, self.patch)
+    }
+
+    /// Adds the packing of `features` `[tiles, side², D]` to `g`.
+    pub fn add(&self, g: &mut Graph, features: TensorId, layout: &AnyResLayout) -> Result<TensorId> {
+        let newline = g.constant("image_newline", &self.newline);
+        g.add(Op::AnyRes(*layout), &[features, newline])
+    }
+}
+
+impl LlavaProjector {
+    /// Projector and a 2×2 pool (`ceil_mode` for odd grids) over a `grid` of patches.
+    pub fn plan_pooled(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        grid: (usize, usize),
+        order: PoolOrder,
+    ) -> Result<ConnectorPlan> {
+        let pool = Op::Downsample(Downsample::AvgPool2x2 { h: grid.0, w: grid.1, ceil_mode: true });
+        let mut g = Graph::new();
+        let x = g.input("image_features", &[batch, grid.0 * grid.1, self.dims()[0]])?;
+        let y = match order {
+            PoolOrder::PoolThenProject => {
+                let pooled = g.add(pool, &[x])?;
+                self.add_to(&mut g, pooled)?
+            }
+            PoolOrder::ProjectThenPool => {
+                let projected = self.add_to(&mut g, x)?;
+                g.add(pool, &[projected])?
+            }
+        };
+        g.output(y)?;
+        finish(gpu, (g, x, y))
+    }
+
+    /// ToMe (removing `r` of `tokens`, x as its own metric) then the projector.
+    pub fn plan_merged(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        tokens: usize,
+        r: usize,
+        class_token: bool,
+    ) -> Result<ConnectorPlan> {
+        let tome = Tome::new(tokens, r, class_token)?;
+        let mut g = Graph::new();
+        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
+        let merged = add_token_merge(gpu, &mut g, x, None, tome)?;
+        let y = self.add_to(&mut g, merged.tokens)?;
+        g.output(y)?;
+        finish(gpu, (g, x, y))
+    }
+
+    /// LLaVA-NeXT: project every tile's features `[tiles, side², vision_dim]`, then pack.
+    pub fn plan_anyres(&self, gpu: &Gpu, anyres: &AnyRes, layout: &AnyResLayout) -> Result<ConnectorPlan> {
+        let mut g = Graph::new();
+        let x = g.input("image_features", &[layout.tiles(), layout.side * layout.side, self.dims()[0]])?;
+        let projected = self.add_to(&mut g, x)?;
+        let y = anyres.add(&mut g, projected, layout)?;
+        g.output(y)?;
+        finish(gpu, (g, x, y))
+    }
+}

@@ -1,0 +1,216 @@
+use crate::kernels::anyres::AnyResLayout;
+use crate::kernels::downsample::Downsample;
+use crate::kernels::tome::{Step, Tome};
+
+/// 2×2 average pooling or bilinear halving of `[batch, h·w, channels]` tokens.
+pub fn downsample(op: Downsample, x: &[f64], batch: usize, channels: usize) -> Vec<f64> {
+    let ((h, w), (oh, ow)) = (op.grid(), op.output_grid());
+    let at = |b: usize, y: usize, xx: usize, c: usize| x[((b * h + y) * w + xx) * channels + c];
+    let mut out = Vec::with_capacity(batch * oh * ow * channels);
+    for b in 0..batch {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..channels {
+                    out.push(match op {
+                        Downsample::AvgPool2x2 { .. } => {
+                            let window: Vec<f64> = (0..4)
+                                .map(|k| (2 * oy + k / 2, 2 * ox + k % 2))
+                                .filter(|&(y, xx)| y < h && xx < w)
+                                .map(|(y, xx)| at(b, y, xx, c))
+                                .collect();
+                            window.iter().sum::<f64>() / window.len() as f64
+                        }
+                        Downsample::BilinearHalf { .. } => {
+                            // PyTorch computes the scale and source coordinate in f32.
+                            let tap = |dst: usize, size: usize, out: usize| {
+                                let scale = size as f32 / out as f32;
+                                let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
+                                let i0 = (src.floor() as usize).min(size - 1);
+                                (i0, (i0 + 1).min(size - 1), f64::from(src) - i0 as f64)
+                            };
+                            let (y0, y1, ly) = tap(oy, h, oh);
+                            let (x0, x1, lx) = tap(ox, w, ow);
+                            let top = (1.0 - lx) * at(b, y0, x0, c) + lx * at(b, y0, x1, c);
+                            let bottom = (1.0 - lx) * at(b, y1, x0, c) + lx * at(b, y1, x1, c);
+                            (1.0 - ly) * top + ly * bottom
+                        }
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// ToMe as upstream writes it (`bipartite_soft_matching`, `merge_wavg`, `merge_source`), with
+/// a stable descending sort (ties by index). `sizes` `[batch, n]`. Returns the merged tokens
+/// `[batch, n - r, channels]`, their sizes `[batch, n - r]` and each token's output row
+/// `[batch, n]`.
+pub fn tome(cfg: &Tome, x: &[f64], sizes: &[f64], batch: usize, channels: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (n, r) = (cfg.tokens, cfg.r);
+    let (na, nb) = (n.div_ceil(2), n / 2);
+    let (mut merged, mut merged_sizes, mut mapping) = (Vec::new(), Vec::new(), Vec::new());
+    for b in 0..batch {
+        let row = |t: usize| &x[(b * n + t) * channels..(b * n + t + 1) * channels];
+        let unit = |t: usize| {
+            let norm = row(t).iter().map(|v| v * v).sum::<f64>().sqrt();
+            row(t).iter().map(|v| v / norm).collect::<Vec<f64>>()
+        };
+        let (a_hat, b_hat): (Vec<_>, Vec<_>) =
+            ((0..na).map(|i| unit(2 * i)).collect(), (0..nb).map(|j| unit(2 * j + 1)).collect());
+        // node_max / node_idx: the first index wins a tie.
+        let nodes: Vec<(f64, usize)> = (0..na)
+            .map(|i| {
+                if cfg.class_token && i == 0 {
+                    return (f64::NEG_INFINITY, 0);
+                }
+                (0..nb).fold((f64::NEG_INFINITY, 0), |best, j| {
+                    let s: f64 = a_hat[i].iter().zip(&b_hat[j]).map(|(p, q)| p * q).sum();
+                    if s > best.0 || j == 0 { (s, j) } else { best }
+                })
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..na).collect();
+        order.sort_by(|&p, &q| nodes[q].0.total_cmp(&nodes[p].0)); // stable: ties keep index order
+        let (src, mut unmerged) = (order[..r].to_vec(), order[r..].to_vec());
+        if cfg.class_token {
+            unmerged.sort_unstable();
+        }
+        let nu = unmerged.len();
+        let size = |t: usize| sizes[b * n + t];
+        let mut rows_of = vec![0usize; n];
+        let mut sums: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n - r);
+        for (o, &i) in unmerged.iter().enumerate() {
+            rows_of[2 * i] = o;
+            sums.push((row(2 * i).iter().map(|v| v * size(2 * i)).collect(), size(2 * i)));
+        }
+        for j in 0..nb {
+            rows_of[2 * j + 1] = nu + j;
+            sums.push((row(2 * j + 1).iter().map(|v| v * size(2 * j + 1)).collect(), size(2 * j + 1)));
+        }
+        for &i in &src {
+            let o = nu + nodes[i].1;
+            rows_of[2 * i] = o;
+            for (acc, v) in sums[o].0.iter_mut().zip(row(2 * i)) {
+                *acc += v * size(2 * i);
+            }
+            sums[o].1 += size(2 * i);
+        }
+        for (values, s) in sums {
+            merged.extend(values.iter().map(|v| v / s));
+            merged_sizes.push(s);
+        }
+        mapping.extend(rows_of.iter().map(|&o| o as f64));
+    }
+    (merged, merged_sizes, mapping)
+}
+
+/// One pass of the GPU decomposition (`shaders/tome.wgsl`), for graph evaluation. Inputs as
+/// the node takes them.
+pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channels: usize) -> Vec<f64> {
+    let (n, r) = (cfg.tokens, cfg.r);
+    let (na, nb) = (n.div_ceil(2), n / 2);
+    let nu = na - r;
+    match step {
+        Step::Normalize => {
+            let mut out = vec![0.0; batch * n * channels];
+            for b in 0..batch {
+                for t in 0..n {
+                    let src = &inputs[0][(b * n + t) * channels..][..channels];
+                    let norm = src.iter().map(|v| v * v).sum::<f64>().sqrt();
+                    let slot = if t % 2 == 0 { t / 2 } else { na + t / 2 };
+                    for (o, v) in out[(b * n + slot) * channels..][..channels].iter_mut().zip(src) {
+                        *o = v / norm;
+                    }
+                }
+            }
+            out
+        }
+        Step::BestMatch => {
+            let mut out = Vec::with_capacity(batch * na * 2);
+            for b in 0..batch {
+                let unit = |slot: usize| &inputs[0][(b * n + slot) * channels..][..channels];
+                for i in 0..na {
+                    let (best, j) = if cfg.class_token && i == 0 {
+                        (-f64::from(f32::MAX), 0)
+                    } else {
+                        (0..nb).fold((-f64::from(f32::MAX), 0), |best, j| {
+                            let s: f64 = unit(i).iter().zip(unit(na + j)).map(|(p, q)| p * q).sum();
+                            if s > best.0 || j == 0 { (s, j) } else { best }
+                        })
+                    };
+                    out.extend([best, j as f64]);
+                }
+            }
+            out
+        }
+        Step::Rank => (0..batch * na)
+            .map(|g| {
+                let (b, i) = (g / na, g % na);
+                let value = |k: usize| inputs[0][2 * (b * na + k)];
+                (0..na).filter(|&k| value(k) > value(i) || (value(k) == value(i) && k < i)).count() as f64
+            })
+            .collect(),
+        Step::Place => (0..batch * na)
+            .map(|g| {
+                let (b, i) = (g / na, g % na);
+                let rank = |k: usize| inputs[1][b * na + k] as usize;
+                if rank(i) < r {
+                    (nu + inputs[0][2 * g + 1] as usize) as f64
+                } else if cfg.class_token {
+                    (0..i).filter(|&k| rank(k) >= r).count() as f64
+                } else {
+                    (rank(i) - r) as f64
+                }
+            })
+            .collect(),
+        Step::MergeFeatures | Step::MergeSizes => {
+            let features = step == Step::MergeFeatures;
+            let (x, sizes, rows) =
+                if features { (inputs[0], inputs[1], inputs[2]) } else { (inputs[0], inputs[0], inputs[1]) };
+            let c = if features { channels } else { 1 };
+            let mut out = vec![0.0; batch * (n - r) * c];
+            let mut den = vec![0.0; batch * (n - r)];
+            for b in 0..batch {
+                for t in 0..n {
+                    let o = b * (n - r) + if t % 2 == 0 { rows[b * na + t / 2] as usize } else { nu + t / 2 };
+                    let s = sizes[b * n + t];
+                    den[o] += s;
+                    for k in 0..c {
+                        out[o * c + k] += if features { x[(b * n + t) * channels + k] * s } else { s };
+                    }
+                }
+            }
+            if features {
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v /= den[i / c];
+                }
+            }
+            out
+        }
+        Step::Source => (0..batch * n)
+            .map(|g| {
+                let (b, t) = (g / n, g % n);
+                if t % 2 == 0 { inputs[1][b * na + t / 2] } else { (nu + t / 2) as f64 }
+            })
+            .collect(),
+    }
+}
+
+/// AnyRes packing: the base tile, then each unpadded grid row followed by the newline.
+pub fn anyres_pack(layout: &AnyResLayout, features: &[f64], newline: &[f64]) -> Vec<f64> {
+    let d = newline.len();
+    let side = layout.side;
+    let patches = side * side;
+    let mut out = features[..patches * d].to_vec();
+    let (rows, cols) = layout.unpadded;
+    for y in layout.offset.0..layout.offset.0 + rows {
+        for x in layout.offset.1..layout.offset.1 + cols {
+            let tile = 1 + (y / side) * layout.grid.1 + x / side;
+            let patch = (y % side) * side + x % side;
+            out.extend_from_slice(&features[(tile * patches + patch) * d..][..d]);
+        }
+        out.extend_from_slice(newline);
+    }
+    out
+}
