@@ -9,7 +9,17 @@ use ntest::timeout;
 use vlbridge::golden::{Outcome, Summary, check_manifest};
 
 /// The ops implemented so far; every other op must be reported `unsupported`, never passed.
-const IMPLEMENTED: &[&str] = &["mlp2x_gelu", "mlp2x_gelu_tanh", "qformer", "perceiver_resampler", "gated_xattn_dense"];
+const IMPLEMENTED: &[&str] = &[
+    "mlp2x_gelu",
+    "mlp2x_gelu_tanh",
+    "qformer",
+    "perceiver_resampler",
+    "gated_xattn_dense",
+    "avg_pool2d_tokens",
+    "bilinear_half_tokens",
+    "tome_bipartite_soft_matching_merge_wavg",
+    "anyres_pack",
+];
 
 fn check(manifest: &Path) {
     let reports = check_manifest(common::gpu(), manifest).unwrap();

@@ -35,7 +35,7 @@ impl AnyResLayout {
         if pinpoints.is_empty() {
             return Err(Error::shape(NAME, "grid pinpoints", "at least one", 0));
         }
-        if tile == 0 || patch == 0 || tile % patch != 0 {
+        if tile == 0 || patch == 0 || !tile.is_multiple_of(patch) {
             return Err(Error::shape(NAME, "tile size (a multiple of the patch size)", format!("k·{patch}"), tile));
         }
         let best = select_best_resolution((h, w), pinpoints);
