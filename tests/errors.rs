@@ -291,3 +291,36 @@ fn media_locations_of_the_wrong_length_are_refused() {
     // The wrong feature width for x is caught at run time, before any GPU work.
     assert!(matches!(plan.run(gpu(), &x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
 }
+
+#[test]
+#[timeout(60_000)]
+fn compression_inputs_are_checked() {
+    use vlbridge::kernels::anyres::AnyResLayout;
+    use vlbridge::kernels::downsample::Downsample;
+    use vlbridge::kernels::tome::Tome;
+    // ToMe can merge at most half of the unprotected tokens.
+    assert!(Tome::new(577, 288, true).is_ok());
+    let err = Tome::new(577, 289, true).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("r ")), "{err}");
+    assert!(matches!(Tome::new(10, 6, false), Err(Error::Shape { .. })));
+    // A grid that is not the token count.
+    let mut g = Graph::new();
+    let x = g.input("x", &[1, 576, 8]).unwrap();
+    let err = g.add(Op::Downsample(Downsample::AvgPool2x2 { h: 24, w: 23, ceil_mode: false }), &[x]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("grid")), "{err}");
+    let err = g.add(Op::Downsample(Downsample::BilinearHalf { h: 0, w: 576 }), &[x]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { .. }), "{err}");
+    // AnyRes: an empty image, no pinpoints, a pinpoint smaller than a tile.
+    let pinpoints = [(336, 672), (672, 336)];
+    let err = AnyResLayout::new((0, 500), &pinpoints, 336, 14).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("image size")), "{err}");
+    let err = AnyResLayout::new((300, 500), &[], 336, 14).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("pinpoints")), "{err}");
+    assert!(matches!(AnyResLayout::new((300, 500), &[(100, 100)], 336, 14), Err(Error::Shape { .. })));
+    // Features with the wrong number of tiles for the layout.
+    let layout = AnyResLayout::new((672, 672), &pinpoints, 336, 14).unwrap();
+    let features = g.input("features", &[4, 576, 8]).unwrap();
+    let newline = g.input("newline", &[8]).unwrap();
+    let err = g.add(Op::AnyRes(layout), &[features, newline]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("tile features")), "{err}");
+}

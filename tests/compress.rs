@@ -1,0 +1,177 @@
+//! Pooling, bilinear halving, ToMe and AnyRes packing against the f64 reference on random
+//! grids, token counts, merge counts, image sizes and pinpoint lists. Gathers and pools are
+//! exact up to f32 rounding of a 4-term mean (atol 1e-6); ToMe merges at most a few tokens per
+//! row (atol 1e-5).
+
+mod common;
+
+use common::{edge_size, gpu, to_f64, values};
+use ntest::timeout;
+use proptest::prelude::*;
+use vlbridge::connectors::add_token_merge;
+use vlbridge::kernels::Op;
+use vlbridge::kernels::anyres::AnyResLayout;
+use vlbridge::kernels::downsample::Downsample;
+use vlbridge::kernels::tome::Tome;
+use vlbridge::reference;
+use vlbridge::{Graph, Plan};
+
+fn run(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
+    Plan::new(gpu(), g).unwrap().run_and_read(gpu(), inputs).unwrap()
+}
+
+fn downsample_case() -> impl Strategy<Value = (Downsample, usize, usize, Vec<f32>)> {
+    (1usize..=64, 1usize..=64, 0u8..3, 1usize..=2, edge_size(9)).prop_flat_map(|(h, w, kind, batch, channels)| {
+        // A 1-wide grid has no full window: floor mode would be empty, so it uses ceil mode.
+        let op = match kind {
+            0 if h > 1 && w > 1 => Downsample::AvgPool2x2 { h, w, ceil_mode: false },
+            0 | 1 => Downsample::AvgPool2x2 { h, w, ceil_mode: true },
+            _ => Downsample::BilinearHalf { h, w },
+        };
+        (Just(op), Just(batch), Just(channels), values(batch * h * w * channels, 1.0))
+    })
+}
+
+/// Tokens with a planted best match per A token and well separated similarities, so f32 and
+/// f64 agree on every max and every rank (upstream leaves ties unspecified): B tokens are
+/// near-orthogonal, A token i sits at cosine s_i from its partner, the s_i distinct by >= 2e-3.
+fn tome_tokens(batch: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (na, nb) = (n.div_ceil(2), n / 2);
+    let mut x = vec![0.0f32; batch * n * c];
+    for b in 0..batch {
+        let mut bs: Vec<Vec<f64>> = Vec::new();
+        for j in 0..nb {
+            let mut v: Vec<f64> = (0..c).map(|_| 0.05 * (uniform() - 0.5)).collect();
+            v[(j * 7 + b) % c] += 1.0;
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            bs.push(v.iter().map(|a| a / norm).collect());
+        }
+        // Distinct similarity levels in [0.7, 0.99], shuffled over the A tokens.
+        let mut levels: Vec<f64> = (0..na).map(|i| 0.7 + 0.29 * i as f64 / na.max(2) as f64).collect();
+        for i in (1..levels.len()).rev() {
+            levels.swap(i, (uniform() * (i + 1) as f64) as usize % (i + 1));
+        }
+        for t in 0..n {
+            let row = &mut x[(b * n + t) * c..][..c];
+            let scale = 0.5 + uniform();
+            if t % 2 == 1 || nb == 0 {
+                let v = if t % 2 == 1 { bs[t / 2].clone() } else { (0..c).map(|_| uniform() - 0.5).collect() };
+                row.iter_mut().zip(v).for_each(|(r, v)| *r = (v * scale) as f32);
+                continue;
+            }
+            let (partner, s) = (&bs[(uniform() * nb as f64) as usize % nb], levels[t / 2]);
+            let mut u: Vec<f64> = (0..c).map(|_| uniform() - 0.5).collect();
+            let along: f64 = u.iter().zip(partner).map(|(a, p)| a * p).sum();
+            u.iter_mut().zip(partner).for_each(|(a, p)| *a -= along * p);
+            let norm = u.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let off = (1.0 - s * s).sqrt();
+            row.iter_mut()
+                .zip(partner.iter().zip(&u))
+                .for_each(|(r, (p, a))| *r = ((s * p + off * a / norm) * scale) as f32);
+        }
+    }
+    x
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    #[timeout(300_000)]
+    fn downsampling_matches_reference((op, batch, channels, x) in downsample_case()) {
+        let (h, w) = op.grid();
+        let mut g = Graph::new();
+        let input = g.input("x", &[batch, h * w, channels]).unwrap();
+        let y = g.add(Op::Downsample(op), &[input]).unwrap();
+        g.output(y).unwrap();
+        let got = run(&g, &[&x]).remove(0);
+        let want = reference::downsample(op, &to_f64(&x), batch, channels);
+        let (oh, ow) = op.output_grid();
+        prop_assert_eq!(got.len(), batch * oh * ow * channels);
+        let cmp = reference::compare(&got, &want, 1e-6, 1e-6);
+        prop_assert!(cmp.passed(), "{op:?}: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn tome_matches_reference(
+        (batch, n, c, r_pick, class_token, seed, sized) in
+            (prop::sample::select(vec![1usize, 3]), 1usize..=80, 40usize..=96, 0usize..=100, any::<bool>(), any::<u64>(), any::<bool>())
+    ) {
+        let class_token = class_token && n > 1;
+        let max_r = (n - usize::from(class_token)) / 2;
+        // r = 0, r = max and values between.
+        let r = match r_pick { 0..=10 => 0, 11..=30 => max_r, _ => r_pick * max_r / 100 };
+        let cfg = Tome::new(n, r, class_token).unwrap();
+        let x = tome_tokens(batch, n, c, seed);
+        let sizes: Vec<f32> = (0..batch * n).map(|i| if sized { 1.0 + ((i * 7 + 3) % 4) as f32 } else { 1.0 }).collect();
+        let mut g = Graph::new();
+        let xi = g.input("x", &[batch, n, c]).unwrap();
+        let si = g.input("sizes", &[batch, n, 1]).unwrap();
+        let merged = add_token_merge(gpu(), &mut g, xi, Some(si), cfg).unwrap();
+        for id in [merged.tokens, merged.sizes, merged.source] {
+            g.output(id).unwrap();
+        }
+        let out = run(&g, &[&x, &sizes]);
+        let (tokens, new_sizes, mapping) = reference::tome(&cfg, &to_f64(&x), &to_f64(&sizes), batch, c);
+        prop_assert_eq!(out[0].len(), batch * (n - r) * c);
+        prop_assert_eq!(to_f64(&out[2]), mapping, "token -> row mapping");
+        prop_assert_eq!(to_f64(&out[1]), new_sizes, "sizes");
+        let cmp = reference::compare(&out[0], &tokens, 1e-5, 1e-5);
+        prop_assert!(cmp.passed(), "merged tokens: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn anyres_matches_reference(
+        (h, w, side, patch, picks, d, seed) in
+            (1usize..=1200, 1usize..=1200, 2usize..=6, prop::sample::select(vec![2usize, 14]),
+             prop::collection::vec((1usize..=4, 1usize..=4), 1..=6), edge_size(9), any::<u32>())
+    ) {
+        let tile = side * patch;
+        let pinpoints: Vec<(usize, usize)> = picks.iter().map(|&(a, b)| (a * tile, b * tile)).collect();
+        let layout = AnyResLayout::new((h, w), &pinpoints, tile, patch).unwrap();
+        // Token count by the upstream formula, written out independently.
+        let (gh, gw) = (layout.best_resolution.0 / tile, layout.best_resolution.1 / tile);
+        let (cur_h, cur_w) = (gh * side, gw * side);
+        let (rows, cols) = if w as f64 / h as f64 > cur_w as f64 / cur_h as f64 {
+            let new = ((h as f64 * (cur_w as f64 / w as f64) * 1e7).round() / 1e7) as usize;
+            (cur_h - 2 * ((cur_h - new) / 2), cur_w)
+        } else {
+            let new = ((w as f64 * (cur_h as f64 / h as f64) * 1e7).round() / 1e7) as usize;
+            (cur_h, cur_w - 2 * ((cur_w - new) / 2))
+        };
+        prop_assert_eq!(layout.tokens(), side * side + rows * (cols + 1));
+        let tiles = 1 + gh * gw;
+        let features: Vec<f32> = (0..tiles * side * side * d).map(|i| ((i as u64 * 2654435761 + u64::from(seed)) % 10007) as f32).collect();
+        let newline: Vec<f32> = (0..d).map(|i| -1.0 - i as f32).collect();
+        let mut g = Graph::new();
+        let fi = g.input("features", &[tiles, side * side, d]).unwrap();
+        let ni = g.input("newline", &[d]).unwrap();
+        let y = g.add(Op::AnyRes(layout), &[fi, ni]).unwrap();
+        g.output(y).unwrap();
+        let got = run(&g, &[&features, &newline]).remove(0);
+        prop_assert_eq!(to_f64(&got), reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline)));
+    }
+}
+
+#[test]
+fn anyres_keeps_one_row_more_than_the_rounded_height_when_the_padding_is_odd() {
+    // LLaVA-NeXT at 336 px tiles: a 300 × 1000 image picks 336 × 1008 (1 × 3 tiles, a 24 × 72
+    // grid); new height int(round(300·72/1000)) = 21, pad (24 - 21) // 2 = 1, kept 24 - 2 = 22.
+    let pinpoints = [(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)];
+    let layout = AnyResLayout::new((300, 1000), &pinpoints, 336, 14).unwrap();
+    assert_eq!(layout.best_resolution, (336, 1008));
+    assert_eq!(layout.unpadded, (22, 72));
+    assert_eq!(layout.tokens(), 576 + 22 * 73);
+    // 672 × 672: 2 × 2 tiles, nothing to unpad: 576 + 48 · 49 = 2928 tokens from 2880 patches.
+    let square = AnyResLayout::new((672, 672), &pinpoints, 336, 14).unwrap();
+    assert_eq!((square.tiles(), square.tokens()), (5, 2928));
+}
