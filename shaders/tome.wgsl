@@ -12,32 +12,9 @@
 //               into each row (MERGE = 1 writes Σ size instead: the new sizes)
 //   source      token → output row (upstream merge_source as an index)
 // Indices are stored as f32 (exact below 2^24 tokens) so every tensor stays f32.
-
-struct Params {
-    batch: u32,
-    tokens: u32,       // n
-    channels: u32,
-    r: u32,            // A tokens merged away
-    class_token: u32,  // 1: A token 0 is never merged and keeps its place
-    na: u32,           // A tokens: ceil(n / 2)
-    nb: u32,           // B tokens: floor(n / 2)
-    nu: u32,           // unmerged A tokens: na - r
-}
-
-override MERGE: u32 = 0u;  // merge: 0 size-weighted features, 1 summed sizes
-
-@group(0) @binding(0) var<storage, read> in0: array<f32>;
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<uniform> params: Params;
-
-const WORKGROUP: u32 = 64u;
-const LOWEST: f32 = -3.40282347e+38;
-
-fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
+//
+// Params, bindings and helpers come from common/tome_layout.wgsl; tome_subgroup.wgsl has a
+// faster best_match for devices with subgroups.
 
 // in0 = metric [batch, n, channels] -> out = normalised rows, A block then B block.
 @compute @workgroup_size(64)
@@ -142,37 +119,47 @@ fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
 }
 
 // in0 = x [batch, n, channels], in1 = sizes [batch, n], in2 = A rows [batch, na]
-// -> out [batch, n - r, channels] (MERGE 0) or [batch, n - r] (MERGE 1).
+// -> out [batch, n - r, channels] (MERGE 0) or [batch, n - r] (MERGE 1). One workgroup per
+// output row, lanes over channels: the row's sum accumulates in `out` (each lane owns its
+// channels), so the A rows are scanned once per lane, not once per channel.
 @compute @workgroup_size(64)
 fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
     let rows = params.tokens - params.r;
-    let c = select(params.channels, 1u, MERGE == 1u);
-    if i >= params.batch * rows * c {
+    let group = wid.y * groups.x + wid.x;
+    if group >= params.batch * rows {
         return;
     }
-    let k = i % c;
-    let row = (i / c) % rows;
-    let b = i / (c * rows);
-    var num = 0.0;
+    let row = group % rows;
+    let b = group / rows;
+    let c = select(params.channels, 1u, MERGE == 1u);
+    let o = group * c;
+    // A B row starts from its own token (scatter_reduce's include_self); an A row from zero.
     var den = 0.0;
     if row >= params.nu {
-        // B token j keeps its own value (scatter_reduce's include_self).
         let t = 2u * (row - params.nu) + 1u;
-        let s = in1[b * params.tokens + t];
-        num = in0[(b * params.tokens + t) * params.channels + k] * s;
-        den = s;
+        den = in1[b * params.tokens + t];
+        for (var k = lid; k < c; k += WORKGROUP) {
+            out[o + k] = in0[(b * params.tokens + t) * params.channels + k] * den;
+        }
+    } else {
+        for (var k = lid; k < c; k += WORKGROUP) {
+            out[o + k] = 0.0;
+        }
     }
     for (var a = 0u; a < params.na; a++) {
         if u32(in2[b * params.na + a]) == row {
             let t = 2u * a;
             let s = in1[b * params.tokens + t];
-            num += in0[(b * params.tokens + t) * params.channels + k] * s;
             den += s;
+            for (var k = lid; k < c; k += WORKGROUP) {
+                out[o + k] += in0[(b * params.tokens + t) * params.channels + k] * s;
+            }
         }
     }
-    out[i] = select(num / den, den, MERGE == 1u);
+    for (var k = lid; k < c; k += WORKGROUP) {
+        out[o + k] = select(out[o + k] / den, den, MERGE == 1u);
+    }
 }
 
 // in0 = A rows [batch, na] -> out = output row of every token [batch, n].

@@ -22,8 +22,12 @@ pub const LAYER_NORM: &str = include_str!("../shaders/layer_norm.wgsl");
 pub const REPEAT: &str = include_str!("../shaders/repeat.wgsl");
 /// 2×2 average pooling and bilinear halving of token grids.
 pub const DOWNSAMPLE: &str = include_str!("../shaders/downsample.wgsl");
+/// Params, bindings and helpers of the ToMe passes.
+pub const TOME_LAYOUT: &str = include_str!("../shaders/common/tome_layout.wgsl");
 /// ToMe token merging: matching, rank sort, merge, mapping.
 pub const TOME: &str = include_str!("../shaders/tome.wgsl");
+/// ToMe best match sharing B rows across a subgroup.
+pub const TOME_SUBGROUP: &str = include_str!("../shaders/tome_subgroup.wgsl");
 /// LLaVA-NeXT AnyRes packing gather.
 pub const ANYRES: &str = include_str!("../shaders/anyres.wgsl");
 /// Standalone elementwise GELU (the unfused baseline).

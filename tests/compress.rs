@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{edge_size, gpu, to_f64, values};
+use common::{edge_size, gpu, minimal_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::connectors::add_token_merge;
@@ -14,10 +14,14 @@ use vlbridge::kernels::anyres::AnyResLayout;
 use vlbridge::kernels::downsample::Downsample;
 use vlbridge::kernels::tome::Tome;
 use vlbridge::reference;
-use vlbridge::{Graph, Plan};
+use vlbridge::{Gpu, Graph, Plan};
 
 fn run(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
-    Plan::new(gpu(), g).unwrap().run_and_read(gpu(), inputs).unwrap()
+    run_on(gpu(), g, inputs)
+}
+
+fn run_on(gpu: &Gpu, g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
+    Plan::new(gpu, g).unwrap().run_and_read(gpu, inputs).unwrap()
 }
 
 fn downsample_case() -> impl Strategy<Value = (Downsample, usize, usize, Vec<f32>)> {
@@ -119,13 +123,16 @@ proptest! {
         for id in [merged.tokens, merged.sizes, merged.source] {
             g.output(id).unwrap();
         }
-        let out = run(&g, &[&x, &sizes]);
         let (tokens, new_sizes, mapping) = reference::tome(&cfg, &to_f64(&x), &to_f64(&sizes), batch, c);
-        prop_assert_eq!(out[0].len(), batch * (n - r) * c);
-        prop_assert_eq!(to_f64(&out[2]), mapping, "token -> row mapping");
-        prop_assert_eq!(to_f64(&out[1]), new_sizes, "sizes");
-        let cmp = reference::compare(&out[0], &tokens, 1e-5, 1e-5);
-        prop_assert!(cmp.passed(), "merged tokens: {cmp}");
+        // The subgroup best-match kernel, and the portable one.
+        for device in [gpu(), minimal_gpu()] {
+            let out = run_on(device, &g, &[&x, &sizes]);
+            prop_assert_eq!(out[0].len(), batch * (n - r) * c);
+            prop_assert_eq!(&to_f64(&out[2]), &mapping, "token -> row mapping");
+            prop_assert_eq!(&to_f64(&out[1]), &new_sizes, "sizes");
+            let cmp = reference::compare(&out[0], &tokens, 1e-5, 1e-5);
+            prop_assert!(cmp.passed(), "merged tokens: {cmp}");
+        }
     }
 
     #[test]

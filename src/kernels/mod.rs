@@ -57,6 +57,8 @@ pub enum KernelId {
     TomeNormalize,
     /// ToMe: best B match of each A token.
     TomeBestMatch,
+    /// The same, B rows shared across a subgroup.
+    TomeBestMatchSubgroup,
     /// ToMe: stable rank of the matches.
     TomeRank,
     /// ToMe: output row of each A token.
@@ -73,7 +75,7 @@ pub enum KernelId {
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 20] = [
+    pub const ALL: [KernelId; 21] = [
         KernelId::Gemm,
         KernelId::GemmPortable,
         KernelId::Gelu,
@@ -88,6 +90,7 @@ impl KernelId {
         KernelId::BilinearHalf,
         KernelId::TomeNormalize,
         KernelId::TomeBestMatch,
+        KernelId::TomeBestMatchSubgroup,
         KernelId::TomeRank,
         KernelId::TomePlace,
         KernelId::TomeMerge,
@@ -113,6 +116,7 @@ impl KernelId {
             KernelId::BilinearHalf => &downsample::BILINEAR_SPEC,
             KernelId::TomeNormalize => &tome::NORMALIZE_SPEC,
             KernelId::TomeBestMatch => &tome::BEST_MATCH_SPEC,
+            KernelId::TomeBestMatchSubgroup => &tome::BEST_MATCH_SUBGROUP_SPEC,
             KernelId::TomeRank => &tome::RANK_SPEC,
             KernelId::TomePlace => &tome::PLACE_SPEC,
             KernelId::TomeMerge => &tome::MERGE_SPEC,
@@ -259,7 +263,7 @@ impl Op {
             Op::Repeat { .. } => &repeat::SPEC,
             Op::Attention(pass, _) => attention::select(*pass, caps),
             Op::Downsample(d) => downsample::spec_of(*d),
-            Op::Tome(step, _) => tome::spec_of(*step),
+            Op::Tome(step, _) => tome::select(*step, caps),
             Op::AnyRes(_) => &anyres::SPEC,
         }
     }
@@ -357,7 +361,7 @@ impl Op {
             Op::Repeat { times } => repeat::workgroups(*times, inputs),
             Op::Attention(pass, cfg) => attention::workgroups(spec, *pass, cfg, inputs),
             Op::Downsample(d) => downsample::workgroups(*d, inputs),
-            Op::Tome(step, cfg) => tome::workgroups(*step, cfg, inputs),
+            Op::Tome(step, cfg) => tome::workgroups(spec, *step, cfg, inputs),
             Op::AnyRes(layout) => anyres::workgroups(layout, inputs),
         }
     }

@@ -1,7 +1,7 @@
 //! ToMe token merging on the GPU (`shaders/tome.wgsl`): bipartite soft matching, a stable rank
 //! sort of the matches, size-weighted merging and the token → row mapping, one dispatch each.
 
-use super::{Access, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
+use super::{Access, Caps, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
 use crate::error::{Error, Result};
 use crate::shader;
 
@@ -98,7 +98,7 @@ const fn spec(id: KernelId, name: &'static str, entry: &'static str) -> KernelSp
         id,
         name,
         file: "tome.wgsl",
-        prelude: &[],
+        prelude: &[shader::TOME_LAYOUT],
         body: shader::TOME,
         entry,
         bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
@@ -114,6 +114,23 @@ pub const RANK_SPEC: KernelSpec = spec(KernelId::TomeRank, "tome_rank", "rank");
 pub const PLACE_SPEC: KernelSpec = spec(KernelId::TomePlace, "tome_place", "place");
 pub const MERGE_SPEC: KernelSpec = spec(KernelId::TomeMerge, "tome_merge", "merge");
 pub const SOURCE_SPEC: KernelSpec = spec(KernelId::TomeSource, "tome_source", "source");
+/// Best match sharing B rows across 8 lanes by subgroup broadcast: the fast path.
+pub const BEST_MATCH_SUBGROUP_SPEC: KernelSpec = KernelSpec {
+    file: "tome_subgroup.wgsl",
+    body: shader::TOME_SUBGROUP,
+    entry: "best_match_subgroup",
+    features: wgpu::Features::SUBGROUP,
+    ..spec(KernelId::TomeBestMatchSubgroup, "tome_best_match_subgroup", "")
+};
+
+/// The kernel for `step` on a device: subgroup broadcast when it has subgroups of 8+ lanes.
+pub(crate) fn select(step: Step, caps: &Caps) -> &'static KernelSpec {
+    if step == Step::BestMatch && caps.subgroups && caps.subgroup_min_size >= 8 {
+        &BEST_MATCH_SUBGROUP_SPEC
+    } else {
+        spec_of(step)
+    }
+}
 
 pub(crate) fn spec_of(step: Step) -> &'static KernelSpec {
     match step {
@@ -205,17 +222,20 @@ pub(crate) fn check(step: Step, cfg: &Tome, inputs: &[&Meta]) -> Result<Meta> {
     Ok(Meta::f32(&out))
 }
 
-pub(crate) fn workgroups(step: Step, cfg: &Tome, inputs: &[&Meta]) -> u64 {
+pub(crate) fn workgroups(spec: &KernelSpec, step: Step, cfg: &Tome, inputs: &[&Meta]) -> u64 {
     let p = Params::new(cfg, inputs);
     let batch = u64::from(p.batch);
-    let rows = u64::from(p.tokens - p.r);
-    let invocations = match step {
+    if spec.id == KernelId::TomeBestMatchSubgroup {
+        // 64 A tokens of one batch item per workgroup.
+        return batch * u64::from(p.na).div_ceil(u64::from(WORKGROUP));
+    }
+    let per_invocation = match step {
         Step::Normalize | Step::Source => batch * u64::from(p.tokens),
         Step::BestMatch | Step::Rank | Step::Place => batch * u64::from(p.na),
-        Step::MergeFeatures => batch * rows * u64::from(p.channels),
-        Step::MergeSizes => batch * rows,
+        // One workgroup per output row.
+        Step::MergeFeatures | Step::MergeSizes => return batch * u64::from(p.tokens - p.r),
     };
-    invocations.div_ceil(u64::from(WORKGROUP))
+    per_invocation.div_ceil(u64::from(WORKGROUP))
 }
 
 pub(crate) fn cost(step: Step, cfg: &Tome, inputs: &[&Meta]) -> Cost {
