@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use crate::synthetic;
+use crate::{synthetic, tokens};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -32,6 +32,9 @@ pub struct Args {
     /// Rows checked against the f64 CPU reference (spread evenly; 0 = all).
     #[arg(long, default_value_t = 48)]
     check_rows: usize,
+    /// Also write the visual-token table as JSON to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
 }
 
 /// One row of the demo table.
@@ -52,8 +55,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     println!("adapter: {}", gpu.describe());
     // A driver that truncates loops would make every number below wrong: refuse it up front.
     vlbridge::kernels::loop_probe::check(&gpu)?;
-    let rows = vec![llava(&gpu, args)?, qformer(&gpu, args)?, perceiver(&gpu, args)?, gated_xattn(&gpu, args)?];
+    let (llava_row, projector) = llava(&gpu, args)?;
+    let (qformer_row, qformer) = qformer(&gpu, args)?;
+    let (perceiver_row, perceiver) = perceiver(&gpu, args)?;
+    let rows = vec![llava_row, qformer_row, perceiver_row, gated_xattn(&gpu, args)?];
     print_table(&rows);
+    let connectors = tokens::Connectors { projector: &projector, qformer: &qformer, perceiver: &perceiver };
+    tokens::run(&gpu, args.runs.clamp(1, 3), &connectors, args.json.as_deref())?;
     Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -62,7 +70,7 @@ pub(crate) fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
     (0..n).map(|_| d.sample(rng)).collect()
 }
 
-fn llava(gpu: &Gpu, args: &Args) -> Result<Row> {
+fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
     let act = LlavaProjector::activation(&args.act)?;
     let mut rng = StdRng::seed_from_u64(0x11a7a);
     // LLaVA-1.5: CLIP ViT-L/14 (1024) -> 4096 -> Vicuna-7B (4096).
@@ -120,7 +128,7 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<Row> {
     let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
     let c = reference::compare(&got, &want, 1e-3, 1e-3);
 
-    Ok(Row {
+    let row = Row {
         connector: format!("LLaVA MLP {v}->{h}->{t} ({})", args.act),
         tokens_in: args.tokens,
         tokens_out: args.tokens,
@@ -130,12 +138,17 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<Row> {
         max_abs: c.max_abs,
         max_rel: c.max_rel,
         passed: c.passed(),
-    })
+    };
+    Ok((row, projector))
 }
 
 /// Wall time of `first` (plan, compile, run, read back) and the median of `runs` runs of
 /// `again` on what `first` returned.
-fn time<P>(runs: usize, first: impl FnOnce() -> Result<P>, again: impl Fn(&P) -> Result<()>) -> Result<(P, f64, f64)> {
+pub(crate) fn time<P>(
+    runs: usize,
+    first: impl FnOnce() -> Result<P>,
+    again: impl Fn(&P) -> Result<()>,
+) -> Result<(P, f64, f64)> {
     let start = Instant::now();
     let planned = first()?;
     let first_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -187,7 +200,7 @@ fn connector_row(
 }
 
 /// BLIP-2 (ViT-g/14, OPT / Flan-T5): 32 queries of 768 over 257 tokens of 1408, 12 layers.
-fn qformer(gpu: &Gpu, args: &Args) -> Result<Row> {
+fn qformer(gpu: &Gpu, args: &Args) -> Result<(Row, QFormer)> {
     let mut rng = StdRng::seed_from_u64(0xb11b2);
     let (queries, hidden, encoder, layers, tokens) = (32, 768, 1408, 12, 257);
     let weights = synthetic::checkpoint(&mut rng, &synthetic::qformer(queries, hidden, encoder, layers, 3072, 2), &[])?;
@@ -195,12 +208,12 @@ fn qformer(gpu: &Gpu, args: &Args) -> Result<Row> {
     drop(weights);
     let x = normal(&mut rng, tokens * encoder, 1.0);
     let label = format!("Q-Former {queries}x{hidden}, {layers} layers");
-    connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)
+    Ok((connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)?, model))
 }
 
 /// OpenFlamingo's resampler over CLIP ViT-L/14 tokens: 64 latents of 1024, depth 6, 8 heads
 /// of 64 (open_flamingo's defaults), 257 tokens.
-fn perceiver(gpu: &Gpu, args: &Args) -> Result<Row> {
+fn perceiver(gpu: &Gpu, args: &Args) -> Result<(Row, PerceiverResampler)> {
     let mut rng = StdRng::seed_from_u64(0xf1a60);
     let (latents, dim, depth, heads, tokens) = (64, 1024, 6, 8, 257);
     let weights =
@@ -210,7 +223,7 @@ fn perceiver(gpu: &Gpu, args: &Args) -> Result<Row> {
     drop(weights);
     let x = normal(&mut rng, tokens * dim, 1.0);
     let label = format!("Perceiver {latents}x{dim}, depth {depth}");
-    connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)
+    Ok((connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)?, model))
 }
 
 /// OpenFlamingo-9B's gated cross-attention layer: text of 4096 (64 tokens, an image token

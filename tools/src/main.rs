@@ -2,6 +2,7 @@
 
 mod demo;
 mod synthetic;
+mod tokens;
 
 use std::process::ExitCode;
 
