@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod reference;
 pub mod shader;
 pub mod tensor;
+pub mod timing;
 pub mod weights;
 
 pub use error::{Error, Result};

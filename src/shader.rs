@@ -32,6 +32,8 @@ pub const TOME_SUBGROUP: &str = include_str!("../shaders/tome_subgroup.wgsl");
 pub const ANYRES: &str = include_str!("../shaders/anyres.wgsl");
 /// Standalone elementwise GELU (the unfused baseline).
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
+/// Peak FMA and copy-bandwidth microbenchmarks.
+pub const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
 /// A long counted loop that detects drivers which truncate loops.
 pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
 

@@ -248,8 +248,18 @@ impl Plan {
     /// Records every dispatch into `encoder` (one compute pass), for a host engine that
     /// submits its own command buffers. Inputs must already be written.
     pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("vlbridge"), timestamp_writes: None });
+        self.encode_timed(encoder, None);
+    }
+
+    /// [`Plan::encode`] with timestamps written at the pass's beginning and end (see
+    /// [`crate::timing::Timer`]).
+    pub fn encode_timed(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        timestamp_writes: Option<wgpu::ComputePassTimestampWrites<'_>>,
+    ) {
+        let mut pass =
+            encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("vlbridge"), timestamp_writes });
         for step in &self.steps {
             pass.set_pipeline(&step.pipeline.pipeline);
             pass.set_bind_group(0, &step.bind_group, &[]);

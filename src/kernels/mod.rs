@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod layer_norm;
 pub mod loop_probe;
 pub mod repeat;
+pub mod roofline;
 pub mod tome;
 
 use crate::error::{Error, Result};
@@ -69,13 +70,17 @@ pub enum KernelId {
     TomeSource,
     /// LLaVA-NeXT AnyRes packing.
     AnyResPack,
+    /// Roofline microbenchmark: peak FMA throughput.
+    RooflineFma,
+    /// Roofline microbenchmark: copy bandwidth.
+    RooflineCopy,
     /// Driver loop-count probe.
     LoopProbe,
 }
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 21] = [
+    pub const ALL: [KernelId; 23] = [
         KernelId::Gemm,
         KernelId::GemmPortable,
         KernelId::Gelu,
@@ -96,6 +101,8 @@ impl KernelId {
         KernelId::TomeMerge,
         KernelId::TomeSource,
         KernelId::AnyResPack,
+        KernelId::RooflineFma,
+        KernelId::RooflineCopy,
         KernelId::LoopProbe,
     ];
 
@@ -122,6 +129,8 @@ impl KernelId {
             KernelId::TomeMerge => &tome::MERGE_SPEC,
             KernelId::TomeSource => &tome::SOURCE_SPEC,
             KernelId::AnyResPack => &anyres::SPEC,
+            KernelId::RooflineFma => &roofline::FMA_SPEC,
+            KernelId::RooflineCopy => &roofline::COPY_SPEC,
             KernelId::LoopProbe => &loop_probe::SPEC,
         }
     }

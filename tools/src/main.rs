@@ -1,6 +1,9 @@
 //! `vlbridge`: adapter info, the connector demo, golden parity checks.
 
+mod bench;
+mod cases;
 mod demo;
+mod roofline_plot;
 mod synthetic;
 mod tokens;
 
@@ -26,6 +29,9 @@ enum Command {
     /// Run every connector at real size on the default adapter and check it against the CPU
     /// reference.
     Demo(demo::Args),
+    /// Time every kernel and connector at real size on every adapter of the chosen backends,
+    /// against each adapter's measured ceilings.
+    Bench(bench::Args),
     /// Run every case of a golden manifest and compare with its stored outputs.
     Check {
         /// Path to manifest.json.
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info { backend } => info(&backend),
         Command::Demo(args) => demo::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Check { manifest } => check(&manifest),
     };
     match result {

@@ -1,0 +1,80 @@
+//! Timing GPU work: timestamp queries at the compute pass's beginning and end when the device
+//! has `TIMESTAMP_QUERY`, wall clock around submit-and-wait otherwise.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::read_buffer;
+
+/// How a [`Timer`] measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// GPU timestamps around the pass: kernel time only.
+    Timestamps,
+    /// Host wall clock around submit and wait: includes submission and synchronisation.
+    WallClock,
+}
+
+/// Measures recorded GPU work.
+pub struct Timer {
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl Timer {
+    /// Timestamps when the device offers them.
+    pub fn new(gpu: &Gpu) -> Self {
+        let queries = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("vlbridge timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("vlbridge timer resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (set, resolve)
+        });
+        Self { queries }
+    }
+
+    /// Which clock this timer uses.
+    pub fn clock(&self) -> Clock {
+        if self.queries.is_some() { Clock::Timestamps } else { Clock::WallClock }
+    }
+
+    /// Records with `record` (which must begin exactly one compute pass with the given
+    /// timestamp writes), submits, waits, and returns the pass's duration in milliseconds.
+    pub fn time(
+        &self,
+        gpu: &Gpu,
+        record: impl FnOnce(&mut wgpu::CommandEncoder, Option<wgpu::ComputePassTimestampWrites<'_>>),
+    ) -> Result<f64> {
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        let writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        });
+        record(&mut encoder, writes);
+        if let Some((set, resolve)) = &self.queries {
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+        }
+        let start = Instant::now();
+        gpu.queue().submit([encoder.finish()]);
+        gpu.wait("timing")?;
+        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+        let Some((_, resolve)) = &self.queries else {
+            return Ok(wall_ms);
+        };
+        let bytes = read_buffer(gpu, resolve, 16)?;
+        let [begin, end]: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
+        if end < begin {
+            return Err(Error::device("timing", format!("timestamps went backwards ({begin} -> {end})")));
+        }
+        Ok((end - begin) as f64 * f64::from(gpu.queue().get_timestamp_period()) / 1e6)
+    }
+}

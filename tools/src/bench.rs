@@ -1,0 +1,275 @@
+//! `vlbridge bench`: every kernel and connector at its real size on every adapter of the chosen
+//! backends, each row placed against that adapter's measured ceilings (a roofline).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use vlbridge::gpu::{list_adapters, parse_backends};
+use vlbridge::kernels::roofline::{self, Ceilings};
+use vlbridge::timing::{Clock, Timer};
+use vlbridge::{Error, Gpu, GpuOptions, Result};
+
+use crate::cases;
+use crate::demo::median;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// vulkan, metal, dx12, gl or all.
+    #[arg(long, default_value = "all")]
+    backend: String,
+    /// Only cases whose `kernel/shape` matches this regular expression.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Write every row as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the tables as Markdown.
+    #[arg(long)]
+    md: Option<PathBuf>,
+    /// Draw the roofline (intensity vs achieved GFLOP/s, the two ceilings) as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// One warm-up and 3 timed runs per case instead of 2 and 10.
+    #[arg(long)]
+    quick: bool,
+}
+
+struct Row {
+    kernel: &'static str,
+    shape: String,
+    dispatches: usize,
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+    flops: f64,
+    bytes: f64,
+}
+
+impl Row {
+    fn gflops(&self) -> f64 {
+        self.flops / (self.median_ms * 1e6)
+    }
+    fn gbps(&self) -> f64 {
+        self.bytes / (self.median_ms * 1e6)
+    }
+    fn intensity(&self) -> f64 {
+        self.flops / self.bytes.max(1.0)
+    }
+    /// Achieved rate over what the roofline allows at this intensity (bandwidth for
+    /// zero-FLOP gathers).
+    fn fraction(&self, c: &Ceilings) -> f64 {
+        if self.flops == 0.0 { self.gbps() / c.gbps } else { self.gflops() / c.bound(self.intensity()) }
+    }
+}
+
+struct AdapterReport {
+    name: String,
+    backend: String,
+    device_type: String,
+    driver: String,
+    clock: Clock,
+    ceilings: Ceilings,
+    rows: Vec<Row>,
+}
+
+const BACKENDS: [&str; 4] = ["vulkan", "metal", "dx12", "gl"];
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let filter = args
+        .filter
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .map_err(|e| Error::Graph(format!("--filter: {e}")))?;
+    let backends: Vec<&str> = if args.backend == "all" { BACKENDS.to_vec() } else { vec![args.backend.as_str()] };
+    let (mut reports, mut absent) = (Vec::new(), Vec::new());
+    for backend in backends {
+        let adapters = list_adapters(parse_backends(backend)?);
+        if adapters.is_empty() {
+            println!("backend {backend}: absent on this machine");
+            absent.push(backend.to_string());
+            continue;
+        }
+        for adapter in adapters {
+            let name = adapter.get_info().name;
+            let options = GpuOptions {
+                backends: parse_backends(backend)?,
+                adapter_name: Some(name.clone()),
+                ..GpuOptions::default()
+            };
+            match Gpu::with_options(&options).and_then(|gpu| bench_adapter(&gpu, backend, args, filter.as_ref())) {
+                Ok(report) => reports.push(report),
+                Err(e) => println!("{backend} / {name}: skipped: {e}"),
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        write(path, &serde_json::to_string_pretty(&to_json(&reports, &absent)).unwrap_or_default())?;
+    }
+    if let Some(path) = &args.md {
+        write(path, &markdown(&reports, &absent))?;
+    }
+    if let Some(path) = &args.plot {
+        crate::roofline_plot::draw(path, &reports.iter().map(plot_series).collect::<Vec<_>>())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(if reports.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::File { path: path.display().to_string(), problem: e.to_string() })?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::Regex>) -> Result<AdapterReport> {
+    let info = gpu.info().clone();
+    println!("\n{backend} / {}", gpu.describe());
+    vlbridge::kernels::loop_probe::check(gpu)?;
+    let timer = Timer::new(gpu);
+    let clock = timer.clock();
+    let ceilings = roofline::measure(gpu, &timer, if args.quick { 20.0 } else { 50.0 })?;
+    println!(
+        "clock: {}; measured ceilings: {:.1} GFLOP/s FMA, {:.1} GB/s copy",
+        match clock {
+            Clock::Timestamps => "GPU timestamps around the pass",
+            Clock::WallClock => "wall clock around submit and wait (no timestamp queries)",
+        },
+        ceilings.gflops,
+        ceilings.gbps
+    );
+    let (warmup, runs) = if args.quick { (1, 3) } else { (2, 10) };
+    let cases: Vec<_> = cases::all()
+        .into_iter()
+        .filter(|c| filter.is_none_or(|f| f.is_match(&format!("{}/{}", c.kernel, c.shape))))
+        .collect();
+    let bar = ProgressBar::new(cases.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut rows = Vec::new();
+    for case in cases {
+        bar.set_message(format!("{}/{}", case.kernel, case.shape));
+        let built = (case.build)(gpu)?;
+        let inputs: Vec<&[f32]> = built.inputs.iter().map(Vec::as_slice).collect();
+        for _ in 0..warmup {
+            built.plan.run(gpu, &inputs)?;
+            gpu.wait("warming up")?;
+        }
+        let mut times = (0..runs)
+            .map(|_| timer.time(gpu, |encoder, writes| built.plan.encode_timed(encoder, writes)))
+            .collect::<Result<Vec<f64>>>()?;
+        let cost = built.plan.cost();
+        let median_ms = median(&mut times).unwrap_or(f64::NAN);
+        rows.push(Row {
+            kernel: case.kernel,
+            shape: case.shape,
+            dispatches: built.plan.dispatches().len(),
+            median_ms,
+            min_ms: times.first().copied().unwrap_or(f64::NAN),
+            max_ms: times.last().copied().unwrap_or(f64::NAN),
+            flops: cost.flops,
+            bytes: cost.bytes,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = AdapterReport {
+        name: info.name.clone(),
+        backend: backend.to_string(),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info),
+        clock,
+        ceilings,
+        rows,
+    };
+    print!("{}", table(&report));
+    Ok(report)
+}
+
+fn table(r: &AdapterReport) -> String {
+    let mut out = String::from(
+        "| kernel | shape | dispatches | median ms | min ms | max ms | GFLOP/s | GB/s | FLOP/B | of ceiling |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for row in &r.rows {
+        out += &format!(
+            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.1}% |\n",
+            row.kernel,
+            row.shape,
+            row.dispatches,
+            row.median_ms,
+            row.min_ms,
+            row.max_ms,
+            row.gflops(),
+            row.gbps(),
+            row.intensity(),
+            100.0 * row.fraction(&r.ceilings)
+        );
+    }
+    out
+}
+
+fn markdown(reports: &[AdapterReport], absent: &[String]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        out += &format!(
+            "## {} ({}, {})\n\nDriver: {}. Clock: {}. Measured ceilings: {:.1} GFLOP/s (FMA), {:.1} GB/s (copy).\n\n",
+            r.name,
+            r.backend,
+            r.device_type,
+            r.driver,
+            if r.clock == Clock::Timestamps { "GPU timestamps" } else { "wall clock" },
+            r.ceilings.gflops,
+            r.ceilings.gbps
+        );
+        out += &table(r);
+        out += "\n";
+    }
+    if !absent.is_empty() {
+        out += &format!("Backends absent on this machine: {}.\n", absent.join(", "));
+    }
+    out
+}
+
+fn to_json(reports: &[AdapterReport], absent: &[String]) -> Value {
+    json!({
+        "adapters": reports.iter().map(|r| json!({
+            "adapter": r.name,
+            "backend": r.backend,
+            "device_type": r.device_type,
+            "driver": r.driver,
+            "clock": if r.clock == Clock::Timestamps { "timestamps" } else { "wall_clock" },
+            "ceilings": { "gflops": r.ceilings.gflops, "gbps": r.ceilings.gbps },
+            "rows": r.rows.iter().map(|row| json!({
+                "kernel": row.kernel,
+                "shape": row.shape,
+                "dispatches": row.dispatches,
+                "median_ms": row.median_ms,
+                "min_ms": row.min_ms,
+                "max_ms": row.max_ms,
+                "gflops": row.gflops(),
+                "gbps": row.gbps(),
+                "intensity": row.intensity(),
+                "ceiling_fraction": row.fraction(&r.ceilings),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "absent_backends": absent,
+    })
+}
+
+fn plot_series(r: &AdapterReport) -> crate::roofline_plot::Series {
+    crate::roofline_plot::Series {
+        label: format!("{} ({})", r.name, r.backend),
+        ceilings: r.ceilings,
+        points: r
+            .rows
+            .iter()
+            .filter(|row| row.flops > 0.0)
+            .map(|row| (row.kernel.to_string(), row.intensity(), row.gflops()))
+            .collect(),
+    }
+}
