@@ -8,7 +8,8 @@
 # already has configured. `tests/driver.rs` detects the defect if it ever returns.
 set -euo pipefail
 
-need_pkgs=(libvulkan1 mesa-vulkan-drivers pkg-config)
+# libegl1, libegl-mesa0 and libgl1-mesa-dri give the GL backend (llvmpipe through EGL).
+need_pkgs=(libvulkan1 mesa-vulkan-drivers libegl1 libegl-mesa0 libgl1-mesa-dri pkg-config)
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 export DEBIAN_FRONTEND=noninteractive
 

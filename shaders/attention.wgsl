@@ -75,10 +75,13 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
             acc4[d4] += p * kv4(j, row + params.v_offset, d4);
         }
     }
+    // Upstream zeroes such rows by multiplying their weights by 0, so a non-finite value
+    // still makes them NaN: zero_times(mean) keeps that.
     let zero = MASKED_ROWS == 1u && !any_kept;
     let o = out_start(b, h, qi);
     for (var d = 0u; d < HEAD_DIM; d++) {
-        out[o + d] = select(acc4[d / 4u][d % 4u] / run_sum, 0.0, zero);
+        let mean = acc4[d / 4u][d % 4u] / run_sum;
+        out[o + d] = select(mean, zero_times(mean), zero);
     }
 }
 

@@ -79,8 +79,11 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         let p_hi = select(vec4(0.0), exp(vec4(l4, l5, l6, l7) - m), vec4(j0 + 4u, j0 + 5u, j0 + 6u, j0 + 7u) < vec4(n));
         run_sum = run_sum * correction + dot(p_lo + p_hi, vec4(1.0));
         run_max = m;
+        // Past the last key a lane shares zeros: its weight is 0, and 0 · (the clamped key's
+        // value) would turn an infinite value into NaN.
+        let present = j0 + (lane & 7u) < n;
         for (var d4 = 0u; d4 < D4; d4++) {
-            let v = kv4(jl, row + params.v_offset, d4);
+            let v = select(vec4(0.0), kv4(jl, row + params.v_offset, d4), present);
             acc4[d4] = acc4[d4] * correction
                 + p_lo.x * subgroupBroadcast(v, 0u) + p_lo.y * subgroupBroadcast(v, 1u)
                 + p_lo.z * subgroupBroadcast(v, 2u) + p_lo.w * subgroupBroadcast(v, 3u)
@@ -91,9 +94,11 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     if qi_raw >= params.queries {
         return;
     }
+    // As in attention.wgsl: zero_times(mean), so a non-finite value still makes the row NaN.
     let zero = MASKED_ROWS == 1u && !any_kept;
     let o = out_start(b, h, qi);
     for (var d = 0u; d < HEAD_DIM; d++) {
-        out[o + d] = select(acc4[d / 4u][d % 4u] / run_sum, 0.0, zero);
+        let mean = acc4[d / 4u][d % 4u] / run_sum;
+        out[o + d] = select(mean, zero_times(mean), zero);
     }
 }

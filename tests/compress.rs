@@ -36,54 +36,6 @@ fn downsample_case() -> impl Strategy<Value = (Downsample, usize, usize, Vec<f32
     })
 }
 
-/// Tokens with a planted best match per A token and well separated similarities, so f32 and
-/// f64 agree on every max and every rank (upstream leaves ties unspecified): B tokens are
-/// near-orthogonal, A token i sits at cosine s_i from its partner, the s_i distinct by >= 2e-3.
-fn tome_tokens(batch: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
-    let (na, nb) = (n.div_ceil(2), n / 2);
-    let mut x = vec![0.0f32; batch * n * c];
-    for b in 0..batch {
-        let mut bs: Vec<Vec<f64>> = Vec::new();
-        for j in 0..nb {
-            let mut v: Vec<f64> = (0..c).map(|_| 0.05 * (uniform() - 0.5)).collect();
-            v[(j * 7 + b) % c] += 1.0;
-            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-            bs.push(v.iter().map(|a| a / norm).collect());
-        }
-        // Distinct similarity levels in [0.7, 0.99], shuffled over the A tokens.
-        let mut levels: Vec<f64> = (0..na).map(|i| 0.7 + 0.29 * i as f64 / na.max(2) as f64).collect();
-        for i in (1..levels.len()).rev() {
-            levels.swap(i, (uniform() * (i + 1) as f64) as usize % (i + 1));
-        }
-        for t in 0..n {
-            let row = &mut x[(b * n + t) * c..][..c];
-            let scale = 0.5 + uniform();
-            if t % 2 == 1 || nb == 0 {
-                let v = if t % 2 == 1 { bs[t / 2].clone() } else { (0..c).map(|_| uniform() - 0.5).collect() };
-                row.iter_mut().zip(v).for_each(|(r, v)| *r = (v * scale) as f32);
-                continue;
-            }
-            let (partner, s) = (&bs[(uniform() * nb as f64) as usize % nb], levels[t / 2]);
-            let mut u: Vec<f64> = (0..c).map(|_| uniform() - 0.5).collect();
-            let along: f64 = u.iter().zip(partner).map(|(a, p)| a * p).sum();
-            u.iter_mut().zip(partner).for_each(|(a, p)| *a -= along * p);
-            let norm = u.iter().map(|a| a * a).sum::<f64>().sqrt();
-            let off = (1.0 - s * s).sqrt();
-            row.iter_mut()
-                .zip(partner.iter().zip(&u))
-                .for_each(|(r, (p, a))| *r = ((s * p + off * a / norm) * scale) as f32);
-        }
-    }
-    x
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -114,7 +66,7 @@ proptest! {
         // r = 0, r = max and values between.
         let r = match r_pick { 0..=10 => 0, 11..=30 => max_r, _ => r_pick * max_r / 100 };
         let cfg = Tome::new(n, r, class_token).unwrap();
-        let x = tome_tokens(batch, n, c, seed);
+        let x = reference::separated_tokens(batch, n, c, seed);
         let sizes: Vec<f32> = (0..batch * n).map(|i| if sized { 1.0 + ((i * 7 + 3) % 4) as f32 } else { 1.0 }).collect();
         let mut g = Graph::new();
         let xi = g.input("x", &[batch, n, c]).unwrap();

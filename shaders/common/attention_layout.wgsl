@@ -91,3 +91,10 @@ fn query4(q0: u32, d4: u32) -> vec4<f32> {
     let v = vec4(lhs[q0 + d], lhs[q0 + d + 1u], lhs[q0 + d + 2u], lhs[q0 + d + 3u]) * params.scale;
     return select(vec4(0.0), v, in_head(d));
 }
+
+// What upstream's `0 · v` gives for a zeroed row: 0 for finite v, NaN for ±Inf or NaN. Written
+// with integer tests because WGSL lets compilers assume finite values and fold 0 · v to 0.
+fn zero_times(v: f32) -> f32 {
+    let non_finite = (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+    return select(0.0, bitcast<f32>(0x7fc00000u | (params.batch & 0u)), non_finite);
+}

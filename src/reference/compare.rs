@@ -13,6 +13,8 @@ pub struct Comparison {
     pub nmse: f64,
     pub atol: f64,
     pub rtol: f64,
+    /// Largest error as a fraction of its element's tolerance (1.0 = at the limit).
+    pub tolerance_used: f64,
     /// Up to 8 failing elements: (flat index, got, want).
     pub mismatches: Vec<(usize, f64, f64)>,
     pub failures: usize,
@@ -40,6 +42,13 @@ impl fmt::Display for Comparison {
 
 /// Compares `got` to `want`. A length mismatch counts every element as failing.
 pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
+    compare_with(got, want, atol, rtol, |_| 0.0)
+}
+
+/// [`compare`] with an extra absolute tolerance per element (`extra(i)`), for kernels whose
+/// rounding error scales with their inputs (a dot product's with `Σ|x·w|`). Parity is judged
+/// in f32: a finite reference beyond f32's range must come out as the same infinity.
+pub fn compare_with(got: &[f32], want: &[f64], atol: f64, rtol: f64, extra: impl Fn(usize) -> f64) -> Comparison {
     let mut c = Comparison {
         len: want.len(),
         max_abs: 0.0,
@@ -47,6 +56,7 @@ pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
         nmse: 0.0,
         atol,
         rtol,
+        tolerance_used: 0.0,
         mismatches: Vec::new(),
         failures: 0,
     };
@@ -58,10 +68,11 @@ pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
     let (mut err2, mut ref2) = (0.0, 0.0);
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let g = f64::from(g);
+        let w32 = f64::from(w as f32);
         let ok = if w.is_nan() || g.is_nan() {
             w.is_nan() && g.is_nan()
-        } else if w.is_infinite() || g.is_infinite() {
-            g == w
+        } else if w32.is_infinite() || g.is_infinite() {
+            g == w32
         } else {
             let abs = (g - w).abs();
             c.max_abs = c.max_abs.max(abs);
@@ -70,7 +81,13 @@ pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
             }
             err2 += abs * abs;
             ref2 += w * w;
-            abs <= atol + rtol * w.abs()
+            let tolerance = atol + rtol * w.abs() + extra(i);
+            if tolerance > 0.0 {
+                c.tolerance_used = c.tolerance_used.max(abs / tolerance);
+            } else if abs > 0.0 {
+                c.tolerance_used = f64::INFINITY;
+            }
+            abs <= tolerance
         };
         if !ok {
             c.failures += 1;

@@ -197,6 +197,56 @@ pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channe
     }
 }
 
+/// ToMe test tokens `[batch, n, c]` (c >= n / 2 keeps B near-orthogonal) with a planted best
+/// match per A token and well separated similarities, so f32 and f64 agree on every max and
+/// every rank (upstream leaves ties unspecified): B tokens are near-orthogonal, A token i sits
+/// at cosine s_i from its partner, the s_i in [0.7, 0.99] distinct by >= 2e-3 for na <= 145,
+/// and every token has a random norm in [0.5, 1.5). Deterministic in `seed`.
+pub fn separated_tokens(batch: usize, n: usize, c: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (na, nb) = (n.div_ceil(2), n / 2);
+    let mut x = vec![0.0f32; batch * n * c];
+    for b in 0..batch {
+        let mut bs: Vec<Vec<f64>> = Vec::new();
+        for j in 0..nb {
+            let mut v: Vec<f64> = (0..c).map(|_| 0.05 * (uniform() - 0.5)).collect();
+            v[(j * 7 + b) % c] += 1.0;
+            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            bs.push(v.iter().map(|a| a / norm).collect());
+        }
+        // Distinct similarity levels in [0.7, 0.99], shuffled over the A tokens.
+        let mut levels: Vec<f64> = (0..na).map(|i| 0.7 + 0.29 * i as f64 / na.max(2) as f64).collect();
+        for i in (1..levels.len()).rev() {
+            levels.swap(i, (uniform() * (i + 1) as f64) as usize % (i + 1));
+        }
+        for t in 0..n {
+            let row = &mut x[(b * n + t) * c..][..c];
+            let scale = 0.5 + uniform();
+            if t % 2 == 1 || nb == 0 {
+                let v = if t % 2 == 1 { bs[t / 2].clone() } else { (0..c).map(|_| uniform() - 0.5).collect() };
+                row.iter_mut().zip(v).for_each(|(r, v)| *r = (v * scale) as f32);
+                continue;
+            }
+            let (partner, s) = (&bs[(uniform() * nb as f64) as usize % nb], levels[t / 2]);
+            let mut u: Vec<f64> = (0..c).map(|_| uniform() - 0.5).collect();
+            let along: f64 = u.iter().zip(partner).map(|(a, p)| a * p).sum();
+            u.iter_mut().zip(partner).for_each(|(a, p)| *a -= along * p);
+            let norm = u.iter().map(|a| a * a).sum::<f64>().sqrt();
+            let off = (1.0 - s * s).sqrt();
+            row.iter_mut()
+                .zip(partner.iter().zip(&u))
+                .for_each(|(r, (p, a))| *r = ((s * p + off * a / norm) * scale) as f32);
+        }
+    }
+    x
+}
+
 /// AnyRes packing: the base tile, then each unpadded grid row followed by the newline.
 pub fn anyres_pack(layout: &AnyResLayout, features: &[f64], newline: &[f64]) -> Vec<f64> {
     let d = newline.len();

@@ -3,6 +3,8 @@
 mod bench;
 mod cases;
 mod demo;
+mod fuzz;
+mod fuzz_cases;
 mod roofline_plot;
 mod synthetic;
 mod tokens;
@@ -32,6 +34,9 @@ enum Command {
     /// Time every kernel and connector at real size on every adapter of the chosen backends,
     /// against each adapter's measured ceilings.
     Bench(bench::Args),
+    /// Differential testing of every kernel against the f64 reference on random shapes and
+    /// values; writes a reproducer per failure.
+    Fuzz(fuzz::Args),
     /// Run every case of a golden manifest and compare with its stored outputs.
     Check {
         /// Path to manifest.json.
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Command::Info { backend } => info(&backend),
         Command::Demo(args) => demo::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Check { manifest } => check(&manifest),
     };
     match result {

@@ -1,0 +1,163 @@
+//! `vlbridge fuzz`: differential testing of every kernel against the f64 reference. Cases
+//! alternate between the default device (fast kernel variants) and the same adapter with no
+//! optional features (portable variants). Each failure is written as a reproducer that
+//! `--replay` re-runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use vlbridge::{Error, Gpu, GpuOptions, Result};
+
+use crate::fuzz_cases::{self, KERNELS};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Run for this long (the default: 60 s).
+    #[arg(long, conflicts_with = "cases")]
+    seconds: Option<u64>,
+    /// Run exactly this many cases, spread over the kernels.
+    #[arg(long)]
+    cases: Option<u64>,
+    /// Seed of the whole run (random when absent; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Only this kernel.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Re-run one reproducer written by an earlier run.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Where reproducers go.
+    #[arg(long, default_value = "fuzz-failures")]
+    out: PathBuf,
+}
+
+#[derive(Default)]
+struct Stats {
+    cases: u64,
+    failures: u64,
+    /// Largest error as a fraction of its tolerance among passing elements.
+    worst: f64,
+}
+
+/// splitmix64: independent case seeds from the run seed and the case index.
+fn case_seed(seed: u64, index: u64) -> u64 {
+    let mut z = seed.wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn devices() -> Result<[Gpu; 2]> {
+    let options = GpuOptions::from_env()?;
+    let portable = GpuOptions { minimal_features: true, ..options.clone() };
+    Ok([Gpu::with_options(&options)?, Gpu::with_options(&portable)?])
+}
+
+pub fn run(args: &Args) -> Result<ExitCode> {
+    let devices = devices()?;
+    println!("adapter: {}", devices[0].describe());
+    vlbridge::kernels::loop_probe::check(&devices[0])?;
+    if let Some(path) = &args.replay {
+        return replay(&devices, path);
+    }
+    let kernels: Vec<&str> = match &args.kernel {
+        Some(k) if KERNELS.contains(&k.as_str()) => vec![KERNELS[KERNELS.iter().position(|n| n == k).unwrap_or(0)]],
+        Some(k) => return Err(Error::Graph(format!("unknown kernel `{k}` (known: {})", KERNELS.join(", ")))),
+        None => KERNELS.to_vec(),
+    };
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let deadline = args.cases.is_none().then(|| Duration::from_secs(args.seconds.unwrap_or(60)));
+    println!(
+        "seed {seed}; {}",
+        match (args.cases, deadline) {
+            (Some(n), _) => format!("{n} cases"),
+            (None, Some(d)) => format!("{} s", d.as_secs()),
+            (None, None) => String::new(),
+        }
+    );
+    let bar = ProgressBar::new(args.cases.unwrap_or(0));
+    bar.set_style(
+        ProgressStyle::with_template("{pos} cases, {per_sec}, {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut stats: BTreeMap<&str, Stats> = kernels.iter().map(|k| (*k, Stats::default())).collect();
+    let start = Instant::now();
+    let mut index = 0u64;
+    loop {
+        let done = match (args.cases, deadline) {
+            (Some(n), _) => index >= n,
+            (None, Some(d)) => start.elapsed() >= d,
+            (None, None) => true,
+        };
+        if done {
+            break;
+        }
+        let kernel = kernels[(index % kernels.len() as u64) as usize];
+        let portable = (index / kernels.len() as u64) % 2 == 1;
+        let seed = case_seed(seed, index);
+        index += 1;
+        let entry = stats.entry(kernel).or_default();
+        entry.cases += 1;
+        match fuzz_cases::run(&devices[usize::from(portable)], kernel, seed) {
+            Ok(o) if o.comparison.passed() => entry.worst = entry.worst.max(o.comparison.tolerance_used),
+            result => {
+                entry.failures += 1;
+                let (description, detail) = match result {
+                    Ok(o) => (o.description, o.comparison.to_string()),
+                    Err(e) => (String::from("(the case did not run)"), e.to_string()),
+                };
+                let path = write_reproducer(&args.out, kernel, seed, portable, &description, &detail)?;
+                bar.println(format!("FAIL {kernel} {description}\n  {detail}\n  reproducer: {}", path.display()));
+            }
+        }
+        bar.inc(1);
+        bar.set_message(kernel);
+    }
+    bar.finish_and_clear();
+    let rate = index as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    println!("{index} cases in {:.1} s ({rate:.1} cases/s)", start.elapsed().as_secs_f64());
+    println!("{:<18} {:>7} {:>9} {:>22}", "kernel", "cases", "failures", "worst error/tolerance");
+    for (kernel, s) in &stats {
+        println!("{kernel:<18} {:>7} {:>9} {:>22.3}", s.cases, s.failures, s.worst);
+    }
+    Ok(if stats.values().any(|s| s.failures > 0) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn write_reproducer(
+    dir: &Path,
+    kernel: &str,
+    seed: u64,
+    portable: bool,
+    description: &str,
+    detail: &str,
+) -> Result<PathBuf> {
+    let file_error = |e: std::io::Error| Error::File { path: dir.display().to_string(), problem: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(file_error)?;
+    let path = dir.join(format!("{kernel}-{seed}.json"));
+    let doc = json!({ "kernel": kernel, "seed": seed, "portable": portable, "case": description, "failure": detail });
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(file_error)?;
+    Ok(path)
+}
+
+fn replay(devices: &[Gpu; 2], path: &Path) -> Result<ExitCode> {
+    let file_error = |problem: String| Error::File { path: path.display().to_string(), problem };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+    let (Some(kernel), Some(seed)) = (doc["kernel"].as_str(), doc["seed"].as_u64()) else {
+        return Err(file_error("needs `kernel` and `seed`".into()));
+    };
+    let portable = doc["portable"].as_bool().unwrap_or(false);
+    let outcome = fuzz_cases::run(&devices[usize::from(portable)], kernel, seed)?;
+    println!(
+        "{kernel} seed {seed} ({} kernels): {}",
+        if portable { "portable" } else { "default" },
+        outcome.description
+    );
+    println!("{}", outcome.comparison);
+    Ok(if outcome.comparison.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
