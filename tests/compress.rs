@@ -134,3 +134,39 @@ fn anyres_keeps_one_row_more_than_the_rounded_height_when_the_padding_is_odd() {
     let square = AnyResLayout::new((672, 672), &pinpoints, 336, 14).unwrap();
     assert_eq!((square.tiles(), square.tokens()), (5, 2928));
 }
+
+#[test]
+#[ntest::timeout(300_000)]
+fn projector_compositions_match_their_graph_references() {
+    use vlbridge::connectors::{AnyRes, LlavaProjector, PoolOrder};
+    use vlbridge::kernels::gelu::GeluForm;
+    let gpu = gpu();
+    let [v, h, t] = [12, 20, 8];
+    let ramp = |n: usize, s: f32| (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) * s).collect::<Vec<f32>>();
+    let p = LlavaProjector::from_f32(
+        gpu,
+        [v, h, t],
+        &ramp(h * v, 0.05),
+        &ramp(h, 0.1),
+        &ramp(t * h, 0.05),
+        &ramp(t, 0.1),
+        GeluForm::Erf,
+    )
+    .unwrap();
+    let check = |plan: vlbridge::connectors::ConnectorPlan, tokens_out: usize| {
+        let elements: usize = plan.graph.shape(plan.input).unwrap().iter().product();
+        let x: Vec<f32> = (0..elements).map(|i| ((i * 7919 % 2001) as f32 / 1000.0) - 1.0).collect();
+        assert_eq!(plan.output_shape[plan.output_shape.len() - 2], tokens_out);
+        let cmp = reference::compare(&plan.project(gpu, &x).unwrap(), &plan.reference(gpu, &x).unwrap(), 1e-5, 1e-4);
+        assert!(cmp.passed(), "{cmp}");
+    };
+    // A 5 × 7 grid: ceil-mode pooling keeps the partial windows (3 × 4 = 12 tokens).
+    check(p.plan_pooled(gpu, 2, (5, 7), PoolOrder::PoolThenProject).unwrap(), 12);
+    check(p.plan_pooled(gpu, 2, (5, 7), PoolOrder::ProjectThenPool).unwrap(), 12);
+    check(p.plan_merged(gpu, 2, 35, 10, true).unwrap(), 25);
+    let anyres =
+        AnyRes::new(vlbridge::Tensor::from_f32(gpu, &[t], &ramp(t, 1.0)).unwrap(), 6, 2, &[(6, 12), (12, 6), (12, 12)])
+            .unwrap();
+    let layout = anyres.layout((10, 25)).unwrap();
+    check(p.plan_anyres(gpu, &anyres, &layout).unwrap(), layout.tokens());
+}
