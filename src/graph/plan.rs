@@ -18,6 +18,11 @@ struct Step {
 
 /// A graph ready to run: pipelines fetched, intermediate buffers assigned, uniforms written,
 /// bind groups built. Running it only writes inputs and records one dispatch per node.
+///
+/// `Plan` is `Send` and `Sync`. Its buffers are shared by every run, so [`Plan::run_and_read`]
+/// and [`Plan::run_into`] hold a lock for the whole round trip and may be called from several
+/// threads at once; a separate [`Plan::run`] then [`Plan::read`] is not atomic across threads
+/// (another thread's run can land in between).
 pub struct Plan {
     tensors: Vec<Tensor>,
     inputs: Vec<TensorId>,
@@ -28,6 +33,8 @@ pub struct Plan {
     activation_bytes: u64,
     constant_bytes: u64,
     cost: Cost,
+    // Serialises round trips that write inputs and read outputs of the shared buffers.
+    round_trip: std::sync::Mutex<()>,
 }
 
 /// Buffers for computed tensors, reused once their last reader has run.
@@ -225,6 +232,7 @@ impl Plan {
             activation_bytes: own_bytes + pool.bytes(),
             constant_bytes,
             cost,
+            round_trip: std::sync::Mutex::new(()),
         })
     }
 
@@ -276,9 +284,55 @@ impl Plan {
     }
 
     /// Runs and downloads every output, in the order they were marked.
+    /// Safe to call from several threads at once (see [`Plan`]).
     pub fn run_and_read(&self, gpu: &Gpu, inputs: &[&[f32]]) -> Result<Vec<Vec<f32>>> {
+        let _exclusive = self.round_trip.lock().map_err(|_| Error::device("running a plan", "lock poisoned"))?;
         self.run(gpu, inputs)?;
         self.outputs.iter().map(|&id| self.read(gpu, id)).collect()
+    }
+
+    /// Runs on a host engine's GPU tensors and leaves the outputs in its GPU tensors: the
+    /// inputs (in declaration order) are copied into the plan's buffers, the plan runs, and
+    /// the outputs (in the order they were marked) are copied out, all in one submission, with
+    /// no host copy and no readback. Shapes and dtypes must match the graph's. Safe to call
+    /// from several threads at once.
+    pub fn run_into(&self, gpu: &Gpu, inputs: &[&Tensor], outputs: &[&Tensor]) -> Result<()> {
+        let pairs = |ids: &[TensorId], given: &[&Tensor], what: &str| -> Result<Vec<(usize, usize)>> {
+            if ids.len() != given.len() {
+                return Err(Error::shape("plan", format!("number of {what}"), ids.len(), given.len()));
+            }
+            ids.iter()
+                .zip(given)
+                .map(|(id, t)| {
+                    let own = &self.tensors[id.0];
+                    if t.shape() != own.shape() || t.dtype() != own.dtype() {
+                        return Err(Error::shape(
+                            "plan",
+                            format!("{what} tensor"),
+                            format!("{:?} {}", own.shape(), own.dtype()),
+                            format!("{:?} {}", t.shape(), t.dtype()),
+                        ));
+                    }
+                    Ok((id.0, own.len() * own.dtype().size()))
+                })
+                .collect()
+        };
+        let ins = pairs(&self.inputs, inputs, "inputs")?;
+        let outs = pairs(&self.outputs, outputs, "outputs")?;
+        let _exclusive = self.round_trip.lock().map_err(|_| Error::device("running a plan", "lock poisoned"))?;
+        gpu.scoped("running a plan into host tensors", || {
+            let mut encoder =
+                gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("vlbridge run_into") });
+            let aligned = |bytes: usize| (bytes as u64).next_multiple_of(4);
+            for ((own, bytes), t) in ins.iter().zip(inputs) {
+                encoder.copy_buffer_to_buffer(t.buffer(), 0, self.tensors[*own].buffer(), 0, aligned(*bytes));
+            }
+            self.encode(&mut encoder);
+            for ((own, bytes), t) in outs.iter().zip(outputs) {
+                encoder.copy_buffer_to_buffer(self.tensors[*own].buffer(), 0, t.buffer(), 0, aligned(*bytes));
+            }
+            gpu.queue.submit([encoder.finish()]);
+        })
     }
 
     /// The GPU tensor bound to `id` (inputs, outputs, weights): a host engine can write

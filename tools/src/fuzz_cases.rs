@@ -173,9 +173,21 @@ pub fn run(gpu: &Gpu, kernel: &str, seed: u64) -> Result<Outcome> {
             );
             let y = g.add(Op::LayerNorm { eps }, &[xi, wi, bi])?;
             g.output(y)?;
-            // |normalised| <= sqrt(dim); tiny rows are dominated by eps and stay exact.
-            let c =
-                differential(gpu, &g, &[&x], 1e-6, 1e-5, |i| 2e-6 * f64::from(w[i % dim].abs()) * (dim as f64).sqrt())?;
+            // |normalised| <= sqrt(dim), plus f32 cancellation in x - mean: one ulp of the
+            // row's largest |x| over its standard deviation (PyTorch's f32 loses the same).
+            let cancellation: Vec<f64> = x
+                .chunks(dim)
+                .map(|row| {
+                    let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+                    let mean = row.iter().sum::<f64>() / dim as f64;
+                    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / dim as f64;
+                    let largest = row.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+                    4e-7 * largest / (var + f64::from(eps)).sqrt()
+                })
+                .collect();
+            let c = differential(gpu, &g, &[&x], 1e-6, 1e-5, |i| {
+                f64::from(w[i % dim].abs()) * (2e-6 * (dim as f64).sqrt() + cancellation[i / dim])
+            })?;
             (format!("{rows}x{dim} eps {eps:e} {kind:?} inject={inject}"), c)
         }
         "attention" | "attention_naive" => {
