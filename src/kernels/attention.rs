@@ -84,13 +84,13 @@ impl Attention {
 /// Which kernel of `attention.wgsl` a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pass {
-    /// Online softmax, no score matrix. Inputs: q, kv_a, [kv_b], [mask].
+    /// Online softmax, no score matrix. Inputs: q, kv_a, then kv_b and mask when configured.
     Flash,
     /// Naive pass 1: scores `[B, H, Nq, Nk]`. Inputs as flash.
     Scores,
-    /// Naive pass 2: row softmax. Inputs: scores, [mask].
+    /// Naive pass 2: row softmax. Inputs: scores, then the mask when configured.
     Softmax,
-    /// Naive pass 3: weights · V. Inputs: weights, kv_a, [kv_b].
+    /// Naive pass 3: weights · V. Inputs: weights, kv_a, then kv_b when configured.
     WeightedSum,
 }
 
