@@ -121,6 +121,33 @@ impl Norm {
     }
 }
 
+/// open_flamingo's `FeedForward`: `nn.Sequential(LayerNorm, Linear, GELU, Linear)` without
+/// biases, stored as `{prefix}.0` (norm), `{prefix}.1` and `{prefix}.3`.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedForward {
+    norm: Norm,
+    up: Linear,
+    down: Linear,
+}
+
+impl FeedForward {
+    pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, eps: f32) -> Result<Self> {
+        let up = Linear::load(gpu, weights, &format!("{prefix}.1"), dim, false)?;
+        Ok(Self {
+            norm: Norm::load(gpu, weights, &format!("{prefix}.0"), dim, eps)?,
+            down: Linear::load(gpu, weights, &format!("{prefix}.3"), up.out_features(), false)?,
+            up,
+        })
+    }
+
+    /// Adds `skip(FF(x))` to `g`: the residual (gated or not) rides in the last GEMM.
+    pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId, skip: Skip) -> Result<TensorId> {
+        let f = self.norm.add(g, &format!("{name}.0"), x)?;
+        let f = self.up.add(g, &format!("{name}.1"), f, Some(GeluForm::Erf), Skip::None)?;
+        self.down.add(g, &format!("{name}.3"), f, None, skip)
+    }
+}
+
 /// Number of consecutive layers `0, 1, ..` for which `probe(i)` names a tensor in `weights`.
 pub(crate) fn count_layers(weights: &Weights, probe: impl Fn(usize) -> String) -> Result<usize> {
     let names = weights.names()?;

@@ -3,13 +3,12 @@
 //! residuals ride in the epilogue of the output GEMMs; the gates are 1-element GPU tensors, so
 //! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
 
-use super::blocks::{Linear, Norm, Skip, head_dim};
+use super::blocks::{FeedForward, Linear, Norm, Skip, head_dim};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan, TensorId};
 use crate::kernels::Op;
 use crate::kernels::attention::{Attention, MaskedRows, Pass};
-use crate::kernels::gelu::GeluForm;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -39,9 +38,7 @@ pub struct GatedXAttnBlock {
     to_q: Linear,
     to_kv: Linear,
     to_out: Linear,
-    ff_norm: Norm,
-    ff_in: Linear,
-    ff_out: Linear,
+    ff: FeedForward,
     attn_gate: Tensor,
     ff_gate: Tensor,
     config: GatedXAttnConfig,
@@ -145,15 +142,12 @@ impl GatedXAttnBlock {
             let name = format!("{prefix}{leaf}");
             Tensor::from_f32(gpu, &[1], &weights.f32(&name, Some(&[1]))?)
         };
-        let ff_in = Linear::load(gpu, weights, &format!("{prefix}ff.1"), dim, false)?;
         let block = Self {
             norm: Norm::load(gpu, weights, &format!("{prefix}attn.norm"), dim, eps)?,
             to_q: Linear::load(gpu, weights, &format!("{prefix}attn.to_q"), dim, false)?,
             to_kv: Linear::load(gpu, weights, &format!("{prefix}attn.to_kv"), dim_visual, false)?,
             to_out: Linear::load(gpu, weights, &format!("{prefix}attn.to_out"), inner, false)?,
-            ff_norm: Norm::load(gpu, weights, &format!("{prefix}ff.0"), dim, eps)?,
-            ff_out: Linear::load(gpu, weights, &format!("{prefix}ff.3"), ff_in.out_features(), false)?,
-            ff_in,
+            ff: FeedForward::load(gpu, weights, &format!("{prefix}ff"), dim, eps)?,
             attn_gate: gate("attn_gate")?,
             ff_gate: gate("ff_gate")?,
             config,
@@ -197,10 +191,8 @@ impl GatedXAttnBlock {
         let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv, mask])?;
         let attn_gate = g.constant("attn_gate", &self.attn_gate);
         let y = self.to_out.add(&mut g, "attn.to_out", attended, None, Skip::Gated(x, attn_gate))?;
-        let f = self.ff_norm.add(&mut g, "ff.0", y)?;
-        let f = self.ff_in.add(&mut g, "ff.1", f, Some(GeluForm::Erf), Skip::None)?;
         let ff_gate = g.constant("ff_gate", &self.ff_gate);
-        let out = self.ff_out.add(&mut g, "ff.3", f, None, Skip::Gated(y, ff_gate))?;
+        let out = self.ff.add(&mut g, "ff", y, Skip::Gated(y, ff_gate))?;
         g.output(out)?;
         Ok(GatedXAttnPlan { plan: Plan::new(gpu, &g)?, graph: g, output: out, batch, text, media, latents, immediate })
     }

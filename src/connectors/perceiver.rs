@@ -3,14 +3,13 @@
 //! residuals, and a final LayerNorm; every media item is resampled independently to the same
 //! number of latents whatever its token count.
 
-use super::blocks::{Linear, Norm, Skip, count_layers, find_prefix, head_dim};
+use super::blocks::{FeedForward, Linear, Norm, Skip, count_layers, find_prefix, head_dim};
 use super::{ConnectorPlan, finish};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::attention::{Attention, Pass};
-use crate::kernels::gelu::GeluForm;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -37,9 +36,7 @@ struct Layer {
     to_q: Linear,
     to_kv: Linear,
     to_out: Linear,
-    ff_norm: Norm,
-    ff_in: Linear,
-    ff_out: Linear,
+    ff: FeedForward,
 }
 
 /// A Perceiver Resampler with its weights on the GPU.
@@ -88,16 +85,13 @@ impl PerceiverResampler {
                     problem: format!("{} rows, expected 2·{inner} ([K; V])", to_kv.out_features()),
                 });
             }
-            let ff_in = Linear::load(gpu, weights, &format!("{ff}.1"), dim, false)?;
             layers.push(Layer {
                 norm_media: Norm::load(gpu, weights, &format!("{attn}.norm_media"), dim, eps)?,
                 norm_latents: Norm::load(gpu, weights, &format!("{attn}.norm_latents"), dim, eps)?,
                 to_q,
                 to_kv,
                 to_out: Linear::load(gpu, weights, &format!("{attn}.to_out"), inner, false)?,
-                ff_norm: Norm::load(gpu, weights, &format!("{ff}.0"), dim, eps)?,
-                ff_out: Linear::load(gpu, weights, &format!("{ff}.3"), ff_in.out_features(), false)?,
-                ff_in,
+                ff: FeedForward::load(gpu, weights, &ff, dim, eps)?,
             });
         }
         let latents = Tensor::from_f32(gpu, &[num_latents, dim], &weights.f32(&latents_name, None)?)?;
@@ -130,9 +124,7 @@ impl PerceiverResampler {
             let kv_latents = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), normed, None, Skip::None)?;
             let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv_media, kv_latents])?;
             latents = layer.to_out.add(&mut g, &format!("{name}.to_out"), attended, None, Skip::Add(latents))?;
-            let f = layer.ff_norm.add(&mut g, &format!("{name}.ff.norm"), latents)?;
-            let f = layer.ff_in.add(&mut g, &format!("{name}.ff.1"), f, Some(GeluForm::Erf), Skip::None)?;
-            latents = layer.ff_out.add(&mut g, &format!("{name}.ff.3"), f, None, Skip::Add(latents))?;
+            latents = layer.ff.add(&mut g, &format!("{name}.1"), latents, Skip::Add(latents))?;
         }
         let out = self.norm.add(&mut g, "norm", latents)?;
         g.output(out)?;

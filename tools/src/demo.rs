@@ -50,6 +50,23 @@ struct Row {
     passed: bool,
 }
 
+impl Row {
+    /// A row from its token counts (in, out), first and median times, FLOPs and check.
+    fn new(connector: String, tokens: (usize, usize), ms: (f64, f64), flops: f64, c: &reference::Comparison) -> Self {
+        Self {
+            connector,
+            tokens_in: tokens.0,
+            tokens_out: tokens.1,
+            first_ms: ms.0,
+            median_ms: ms.1,
+            gflops: flops / (ms.1 * 1e6),
+            max_abs: c.max_abs,
+            max_rel: c.max_rel,
+            passed: c.passed(),
+        }
+    }
+}
+
 pub fn run(args: &Args) -> Result<ExitCode> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
@@ -128,17 +145,8 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
     let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
     let c = reference::compare(&got, &want, 1e-3, 1e-3);
 
-    let row = Row {
-        connector: format!("LLaVA MLP {v}->{h}->{t} ({})", args.act),
-        tokens_in: args.tokens,
-        tokens_out: args.tokens,
-        first_ms,
-        median_ms,
-        gflops: plan.plan.cost().flops / (median_ms * 1e6),
-        max_abs: c.max_abs,
-        max_rel: c.max_rel,
-        passed: c.passed(),
-    };
+    let label = format!("LLaVA MLP {v}->{h}->{t} ({})", args.act);
+    let row = Row::new(label, (args.tokens, args.tokens), (first_ms, median_ms), plan.plan.cost().flops, &c);
     Ok((row, projector))
 }
 
@@ -186,17 +194,7 @@ fn connector_row(
     let [.., tokens, _] = p.output_shape[..] else {
         return Err(vlbridge::Error::Graph("connector output has rank < 2".into()));
     };
-    Ok(Row {
-        connector: label,
-        tokens_in,
-        tokens_out: tokens,
-        first_ms,
-        median_ms,
-        gflops: p.plan.cost().flops / (median_ms * 1e6),
-        max_abs: c.max_abs,
-        max_rel: c.max_rel,
-        passed: c.passed(),
-    })
+    Ok(Row::new(label, (tokens_in, tokens), (first_ms, median_ms), p.plan.cost().flops, &c))
 }
 
 /// BLIP-2 (ViT-g/14, OPT / Flan-T5): 32 queries of 768 over 257 tokens of 1408, 12 layers.
@@ -255,17 +253,8 @@ fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
         },
     )?;
     let c = reference::compare(&y, &p.reference(gpu, &x, &media, &locations)?, 1e-3, 1e-3);
-    Ok(Row {
-        connector: format!("Gated x-attn {dim} over {latents}x{visual}"),
-        tokens_in: latents,
-        tokens_out: text,
-        first_ms,
-        median_ms,
-        gflops: p.plan.cost().flops / (median_ms * 1e6),
-        max_abs: c.max_abs,
-        max_rel: c.max_rel,
-        passed: c.passed(),
-    })
+    let label = format!("Gated x-attn {dim} over {latents}x{visual}");
+    Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan.cost().flops, &c))
 }
 
 fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {
