@@ -185,9 +185,18 @@ proptest! {
         g.output(y).unwrap();
         let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
         let want = reference::layer_norm(&to_f64(&x), &to_f64(&w), &to_f64(&b), dim, f64::from(eps));
-        // A row of one element (or equal elements) normalises to the bias exactly.
-        let atol = if offset > 0.0 { 2e-4 } else { 2e-5 };
-        let cmp = reference::compare(&got, &want, atol, 1e-4);
+        // f32 loses one ulp of the row's largest |x| in x - mean, as PyTorch's f32 LayerNorm
+        // does: relative to the row's standard deviation that is large when a big common offset
+        // sits on a small spread. A wrong index or a one-pass variance is off by far more.
+        let cancellation: Vec<f64> = to_f64(&x)
+            .chunks(dim)
+            .map(|row| {
+                let mean = row.iter().sum::<f64>() / dim as f64;
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / dim as f64;
+                4e-7 * row.iter().fold(0.0f64, |m, v| m.max(v.abs())) / (var + f64::from(eps)).sqrt()
+            })
+            .collect();
+        let cmp = reference::compare_with(&got, &want, 2e-5, 1e-4, |i| f64::from(w[i % dim].abs()) * cancellation[i / dim]);
         prop_assert!(cmp.passed(), "{rows}x{dim} offset {offset}: {cmp}");
     }
 
