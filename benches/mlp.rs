@@ -1,6 +1,6 @@
 //! `mlp` group: the fused LLaVA projector against the unfused three-dispatch version (GEMM, GELU
 //! pass, GEMM) on the same adapter, at the LLaVA-1.5 size and a small size; and the GEMM alone
-//! at the projector's two shapes. Throughput is reported in FLOP (criterion's "elements").
+//! at the projector's two shapes, with f32, f16 and bf16 weights. Throughput is reported in FLOP (criterion's "elements").
 //! The adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use vlbridge::connectors::LlavaProjector;
 use vlbridge::kernels::Op;
 use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::Epilogue;
-use vlbridge::{Gpu, Graph, Plan, Tensor};
+use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
 /// Deterministic values in [-scale, scale] (no RNG needed for timing).
 fn ramp(n: usize, scale: f32) -> Vec<f32> {
@@ -51,10 +51,20 @@ fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: 
     group.finish();
 }
 
-fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize) {
+fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize, weights: DType) {
     let mut g = Graph::new();
     let x = g.input("x", &[m, k]).expect("input");
-    let w = g.constant("w", &Tensor::from_f32(gpu, &[n, k], &ramp(n * k, 0.03)).expect("w"));
+    let values = ramp(n * k, 0.03);
+    let w = match weights {
+        DType::F32 => Tensor::from_f32(gpu, &[n, k], &values),
+        DType::F16 => {
+            Tensor::from_f16(gpu, &[n, k], &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())
+        }
+        DType::BF16 => {
+            Tensor::from_bf16(gpu, &[n, k], &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
+        }
+    };
+    let w = g.constant("w", &w.expect("w"));
     let b = g.constant("b", &Tensor::from_f32(gpu, &[n], &ramp(n, 0.1)).expect("b"));
     let y = g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]).expect("linear");
     g.output(y).expect("output");
@@ -64,8 +74,9 @@ fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize) {
     let mut group = c.benchmark_group("mlp");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(6));
     group.throughput(Throughput::Elements(plan.cost().flops as u64));
-    group
-        .bench_function(format!("gemm/{m}x{k}x{n}/{}", adapter_tag(gpu)), |b| b.iter(|| timed_run(gpu, &plan, &input)));
+    group.bench_function(format!("gemm/{m}x{k}x{n} {weights} weights/{}", adapter_tag(gpu)), |b| {
+        b.iter(|| timed_run(gpu, &plan, &input))
+    });
     group.finish();
 }
 
@@ -74,8 +85,13 @@ fn mlp(c: &mut Criterion) {
     eprintln!("adapter: {}", gpu.describe());
     bench_projector(c, &gpu, [1024, 4096, 4096], 576, "llava15_576x1024-4096-4096");
     bench_projector(c, &gpu, [64, 128, 128], 74, "small_74x64-128-128");
-    bench_gemm(c, &gpu, 576, 1024, 4096);
-    bench_gemm(c, &gpu, 576, 4096, 4096);
+    // f16 and bf16 weights (as checkpoints ship them) against f32, same shapes and adapter.
+    for weights in [DType::F32, DType::F16, DType::BF16] {
+        if weights != DType::F16 || gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) {
+            bench_gemm(c, &gpu, 576, 1024, 4096, weights);
+            bench_gemm(c, &gpu, 576, 4096, 4096, weights);
+        }
+    }
 }
 
 criterion_group!(benches, mlp);

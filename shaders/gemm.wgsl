@@ -21,9 +21,10 @@ struct Params {
     _pad2: u32,
 }
 
-// Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
+// Binding 1 (the weights, f32, f16 or bf16, read through weight4()) comes from a
+// common/weights_vec4_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
+// common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -62,7 +63,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     var c12 = vec4(0.0); var c13 = vec4(0.0); var c14 = vec4(0.0); var c15 = vec4(0.0);
     for (var kk = 0u; kk < k4; kk++) {
         // Columns of b are the 4 weight rows: (x row) * b gives the 4 dot products.
-        let b = mat4x4(w[w0 + kk], w[w1 + kk], w[w2 + kk], w[w3 + kk]);
+        let b = mat4x4(weight4(w0 + kk), weight4(w1 + kk), weight4(w2 + kk), weight4(w3 + kk));
         let lo = x[x_lo + kk];
         let hi = x[x_hi + kk];
         c0 += subgroupBroadcast(lo, 0u) * b;

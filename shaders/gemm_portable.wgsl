@@ -13,9 +13,10 @@ struct Params {
     _pad2: u32,
 }
 
-// Bindings 2-4 (bias, residual, gate) and the epilogue come from common/gemm_epilogue.wgsl.
+// Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
+// common/weights_scalar_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
+// common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -36,8 +37,8 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     let k = params.k;
     var acc: array<vec4<f32>, 4>;
     for (var kk = 0u; kk < k; kk++) {
-        let b = vec4(w[min(n0, params.n - 1u) * k + kk], w[min(n0 + 1u, params.n - 1u) * k + kk],
-                     w[min(n0 + 2u, params.n - 1u) * k + kk], w[min(n0 + 3u, params.n - 1u) * k + kk]);
+        let b = vec4(weight(min(n0, params.n - 1u) * k + kk), weight(min(n0 + 1u, params.n - 1u) * k + kk),
+                     weight(min(n0 + 2u, params.n - 1u) * k + kk), weight(min(n0 + 3u, params.n - 1u) * k + kk));
         for (var i = 0u; i < BLOCK; i++) {
             acc[i] += x[min(m0 + i, params.m - 1u) * k + kk] * b;
         }

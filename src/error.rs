@@ -26,6 +26,10 @@ pub enum Error {
     #[error("{kernel}: {what} has dtype {got}, expected {expected}")]
     DType { kernel: &'static str, what: String, expected: String, got: String },
 
+    /// The device lacks a feature the kernel needs (f16 storage without `SHADER_F16`).
+    #[error("{kernel}: {what} is not supported on this device")]
+    Unsupported { kernel: &'static str, what: String },
+
     /// A size exceeds a limit of the device.
     #[error("{kernel}: {limit} of {requested} exceeds the device maximum {max}")]
     Limit { kernel: &'static str, limit: &'static str, requested: u64, max: u64 },

@@ -25,12 +25,9 @@ impl Gpu {
     /// Returns the pipeline for `spec` specialised with `overrides`, building it on first use.
     pub(crate) fn pipeline(&self, spec: &KernelSpec, overrides: &[(&'static str, f64)]) -> Result<Arc<Pipeline>> {
         if !self.features().contains(spec.features) {
-            return Err(Error::ShaderCompile {
+            return Err(Error::Unsupported {
                 kernel: spec.name,
-                diagnostic: format!(
-                    "needs device features {:?}, which this device lacks",
-                    spec.features - self.features()
-                ),
+                what: format!("device features {:?}", spec.features - self.features()),
             });
         }
         let key = PipelineKey { id: spec.id, overrides: overrides.iter().map(|&(n, v)| (n, v.to_bits())).collect() };

@@ -6,6 +6,14 @@
 pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl");
 /// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
 pub const GEMM_EPILOGUE: &str = include_str!("../shaders/common/gemm_epilogue.wgsl");
+/// GEMM weight readers, one per storage type: four at a time (`gemm.wgsl`) ...
+pub const WEIGHTS_VEC4_F32: &str = include_str!("../shaders/common/weights_vec4_f32.wgsl");
+pub const WEIGHTS_VEC4_F16: &str = include_str!("../shaders/common/weights_vec4_f16.wgsl");
+pub const WEIGHTS_VEC4_BF16: &str = include_str!("../shaders/common/weights_vec4_bf16.wgsl");
+/// ... and one at a time (`gemm_portable.wgsl`).
+pub const WEIGHTS_SCALAR_F32: &str = include_str!("../shaders/common/weights_scalar_f32.wgsl");
+pub const WEIGHTS_SCALAR_F16: &str = include_str!("../shaders/common/weights_scalar_f16.wgsl");
+pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../shaders/common/weights_scalar_bf16.wgsl");
 /// Tiled, register-blocked `x·Wᵀ + b` with a fused epilogue.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
 /// The same for any `k` and any device.
@@ -37,21 +45,40 @@ pub const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
 /// A long counted loop that detects drivers which truncate loops.
 pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
 
-/// Every file under `shaders/common/`, with its path, for the no-GPU shader tests; each may use
-/// the ones before it.
-pub const COMMON: &[(&str, &str)] = &[
-    ("common/activations.wgsl", ACTIVATIONS),
-    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE),
-    ("common/attention_layout.wgsl", ATTENTION_LAYOUT),
+/// Every file under `shaders/common/`, with its path and the common files it needs in front,
+/// for the no-GPU shader tests.
+pub const COMMON: &[(&str, &str, &[&str])] = &[
+    ("common/activations.wgsl", ACTIVATIONS, &[]),
+    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[ACTIVATIONS]),
+    ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[]),
+    ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
+    ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),
+    ("common/weights_vec4_f16.wgsl", WEIGHTS_VEC4_F16, &[]),
+    ("common/weights_vec4_bf16.wgsl", WEIGHTS_VEC4_BF16, &[]),
+    ("common/weights_scalar_f32.wgsl", WEIGHTS_SCALAR_F32, &[]),
+    ("common/weights_scalar_f16.wgsl", WEIGHTS_SCALAR_F16, &[]),
+    ("common/weights_scalar_bf16.wgsl", WEIGHTS_SCALAR_BF16, &[]),
 ];
 
 /// The full source a pipeline is built from: prelude files, then the kernel file.
+/// `enable` directives (`enable f16;`) are hoisted to the top, where WGSL requires them.
 pub fn assemble(prelude: &[&str], kernel: &str) -> String {
-    let mut source = String::with_capacity(prelude.iter().map(|p| p.len()).sum::<usize>() + kernel.len());
-    for part in prelude {
-        source.push_str(part);
-        source.push('\n');
+    let parts = || prelude.iter().copied().chain([kernel]);
+    let is_directive = |line: &str| line.trim_start().starts_with("enable ");
+    let mut source = String::with_capacity(parts().map(str::len).sum::<usize>() + prelude.len());
+    for part in parts() {
+        for line in part.lines().filter(|l| is_directive(l)) {
+            if !source.contains(line.trim()) {
+                source.push_str(line.trim());
+                source.push('\n');
+            }
+        }
     }
-    source.push_str(kernel);
+    for part in parts() {
+        for line in part.lines().filter(|l| !is_directive(l)) {
+            source.push_str(line);
+            source.push('\n');
+        }
+    }
     source
 }

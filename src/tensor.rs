@@ -10,6 +10,9 @@ pub enum DType {
     F32,
     /// IEEE binary16 (needs `SHADER_F16` for kernels to read it).
     F16,
+    /// bfloat16, as checkpoints store it; kernels read pairs of them as `u32` words and
+    /// unpack with a shift, so no device feature is needed.
+    BF16,
 }
 
 impl DType {
@@ -17,7 +20,7 @@ impl DType {
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
-            DType::F16 => 2,
+            DType::F16 | DType::BF16 => 2,
         }
     }
 
@@ -26,6 +29,7 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::BF16 => "bf16",
         }
     }
 }
@@ -77,6 +81,27 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Uploads bf16 data as it is (no conversion pass).
+    pub fn from_bf16(gpu: &Gpu, shape: &[usize], data: &[half::bf16]) -> Result<Self> {
+        Self::from_bytes(gpu, shape, DType::BF16, bytemuck::cast_slice(data))
+    }
+
+    /// Uploads raw little-endian elements of `dtype` (a checkpoint's bytes as they are on
+    /// disk).
+    pub fn from_bytes(gpu: &Gpu, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<Self> {
+        let t = Self::zeros(gpu, shape, dtype)?;
+        if !bytes.len().is_multiple_of(dtype.size()) {
+            return Err(Error::shape(
+                "tensor",
+                format!("{dtype} byte length"),
+                format!("a multiple of {}", dtype.size()),
+                bytes.len(),
+            ));
+        }
+        t.write_bytes(gpu, "raw data", bytes.len() / dtype.size(), bytes)?;
+        Ok(t)
+    }
+
     /// Wraps a buffer the caller owns (a host engine's activations). The buffer needs
     /// `STORAGE` usage, plus `COPY_SRC`/`COPY_DST` for [`Tensor::to_f32`] / writes.
     pub fn from_buffer(buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> Result<Self> {
@@ -118,15 +143,14 @@ impl Tensor {
         Ok(())
     }
 
-    /// Downloads as f32 (f16 storage is widened exactly).
+    /// Downloads as f32 (f16 and bf16 storage is widened exactly).
     pub fn to_f32(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         let bytes = read_buffer(gpu, &self.buffer, self.byte_len())?;
+        let halves = &bytes[..self.len() * 2];
         Ok(match self.dtype {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes[..self.len() * 4]),
-            DType::F16 => {
-                let halves: Vec<half::f16> = bytemuck::pod_collect_to_vec(&bytes[..self.len() * 2]);
-                halves.iter().map(|h| h.to_f32()).collect()
-            }
+            DType::F16 => bytemuck::pod_collect_to_vec::<u8, half::f16>(halves).iter().map(|h| h.to_f32()).collect(),
+            DType::BF16 => bytemuck::pod_collect_to_vec::<u8, half::bf16>(halves).iter().map(|h| h.to_f32()).collect(),
         })
     }
 
@@ -137,7 +161,7 @@ impl Tensor {
                 let bytes = read_buffer(gpu, &self.buffer, self.byte_len())?;
                 bytemuck::pod_collect_to_vec(&bytes[..self.len() * 2])
             }
-            DType::F32 => self.to_f32(gpu)?.into_iter().map(half::f16::from_f32).collect(),
+            DType::F32 | DType::BF16 => self.to_f32(gpu)?.into_iter().map(half::f16::from_f32).collect(),
         })
     }
 

@@ -6,7 +6,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// An in-memory safetensors file.
 pub struct Weights {
@@ -101,6 +101,27 @@ impl Weights {
                 });
             }
         })
+    }
+
+    /// Uploads the first present alias in its stored dtype, bytes as they are on disk (no
+    /// conversion pass): f32, f16 or bf16, which the GEMMs read directly. f16 is widened to
+    /// f32 on the host only when the device lacks `SHADER_F16`.
+    pub fn upload_native(&self, gpu: &Gpu, aliases: &[&str], shape: &[usize]) -> Result<Tensor> {
+        let name = self.resolve(aliases)?;
+        let st = self.parsed()?;
+        let view = st.tensor(name).map_err(|e| Error::Weights { name: name.into(), problem: e.to_string() })?;
+        if view.shape() != shape {
+            return Err(Error::Weights {
+                name: name.into(),
+                problem: format!("shape {:?}, expected {shape:?}", view.shape()),
+            });
+        }
+        let f16_readable = gpu.features().contains(wgpu::Features::SHADER_F16);
+        match view.dtype() {
+            Dtype::F16 if f16_readable => Tensor::from_bytes(gpu, shape, DType::F16, view.data()),
+            Dtype::BF16 => Tensor::from_bytes(gpu, shape, DType::BF16, view.data()),
+            _ => Tensor::from_f32(gpu, shape, &self.f32(name, Some(shape))?),
+        }
     }
 
     /// Uploads the first present alias as an f32 tensor of the given shape.

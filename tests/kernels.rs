@@ -13,7 +13,7 @@ use vlbridge::kernels::Op;
 use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::Epilogue;
 use vlbridge::reference;
-use vlbridge::{Gpu, Graph, Plan, Tensor};
+use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
 fn tolerance(k: usize) -> (f64, f64) {
     (2e-6 * (k as f64).sqrt() + 1e-5, 1e-4)
@@ -37,6 +37,8 @@ struct LinearCase {
     w: Vec<f32>,
     b: Vec<f32>,
     epilogue: Epilogue,
+    /// Storage of the weight; `w` holds the values it represents exactly.
+    weights: DType,
 }
 
 /// Shapes across both tile grids (16 × 256 outputs per workgroup for `gemm`, 4 × 4 blocks for
@@ -46,31 +48,56 @@ fn linear_case() -> impl Strategy<Value = LinearCase> {
 }
 
 fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
-    (edge_size(max_m), edge_size(300), edge_size(96), epilogue()).prop_flat_map(|(m, n, k, epilogue)| {
-        let scale = 1.0 / (k as f32).sqrt();
-        (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| LinearCase {
-            m,
-            n,
-            k,
-            x,
-            w,
-            b,
-            epilogue,
-        })
-    })
+    let dtypes = prop::sample::select(vec![DType::F32, DType::F16, DType::BF16]);
+    (edge_size(max_m), edge_size(300), edge_size(96), epilogue(), dtypes).prop_flat_map(
+        |(m, n, k, epilogue, weights)| {
+            let scale = 1.0 / (k as f32).sqrt();
+            (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| {
+                // The reference sees exactly the values the narrow storage holds.
+                let w = match weights {
+                    DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+                    DType::BF16 => w.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
+                    DType::F32 => w,
+                };
+                LinearCase { m, n, k, x, w, b, epilogue, weights }
+            })
+        },
+    )
 }
 
-fn run_linear(gpu: &Gpu, c: &LinearCase) -> Vec<f32> {
+fn weight_tensor(gpu: &Gpu, c: &LinearCase) -> Tensor {
+    let shape = [c.n, c.k];
+    match c.weights {
+        DType::F32 => Tensor::from_f32(gpu, &shape, &c.w),
+        DType::F16 => Tensor::from_f16(gpu, &shape, &c.w.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()),
+        DType::BF16 => {
+            Tensor::from_bf16(gpu, &shape, &c.w.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
+        }
+    }
+    .unwrap()
+}
+
+/// Runs the case; `None` when the device cannot read the weight's dtype (f16 without
+/// SHADER_F16), which must be the typed `Error::Unsupported`.
+fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
     let mut g = Graph::new();
     let x = g.input("x", &[c.m, c.k]).unwrap();
-    let w = g.constant("w", &Tensor::from_f32(gpu, &[c.n, c.k], &c.w).unwrap());
+    let w = g.constant("w", &weight_tensor(gpu, c));
     let mut inputs = vec![x, w];
     if c.epilogue.has_bias() {
         inputs.push(g.constant("b", &Tensor::from_f32(gpu, &[c.n], &c.b).unwrap()));
     }
     let y = g.add(Op::Linear(c.epilogue), &inputs).unwrap();
     g.output(y).unwrap();
-    Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&c.x]).unwrap().remove(0)
+    match Plan::new(gpu, &g) {
+        Ok(plan) => Some(plan.run_and_read(gpu, &[&c.x]).unwrap().remove(0)),
+        Err(vlbridge::Error::Unsupported { .. })
+            if c.weights == DType::F16 && !gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) =>
+        {
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
 }
 
 fn reference_linear(c: &LinearCase) -> Vec<f64> {
@@ -83,7 +110,9 @@ fn reference_linear(c: &LinearCase) -> Vec<f64> {
 }
 
 fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
-    let got = run_linear(gpu, c);
+    let Some(got) = run_linear(gpu, c) else {
+        return Ok(());
+    };
     let (atol, rtol) = tolerance(c.k);
     let cmp = reference::compare(&got, &reference_linear(c), atol, rtol);
     prop_assert!(cmp.passed(), "{}x{}x{} {:?}: {cmp}", c.m, c.n, c.k, c.epilogue);

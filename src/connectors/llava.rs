@@ -40,7 +40,8 @@ impl LlavaProjector {
         }
     }
 
-    /// Loads from a checkpoint by upstream names (see the module docs for the aliases).
+    /// Loads from a checkpoint by upstream names (see the module docs for the aliases). The
+    /// weight matrices stay in their stored dtype (f32, f16 or bf16); biases become f32.
     pub fn from_weights(gpu: &Gpu, weights: &Weights, act: GeluForm) -> Result<Self> {
         let names = |prefixes: &[&str; 3], leaf: &str| prefixes.map(|p| format!("{p}.{leaf}"));
         let [w1, b1, w2, b2] = [
@@ -67,9 +68,9 @@ impl LlavaProjector {
         }
         let text = s2[0];
         let projector = Self {
-            w1: weights.upload(gpu, &[w1_name], &[hidden, vision])?,
+            w1: weights.upload_native(gpu, &[w1_name], &[hidden, vision])?,
             b1: weights.upload(gpu, &refs(&b1), &[hidden])?,
-            w2: weights.upload(gpu, &[w2_name], &[text, hidden])?,
+            w2: weights.upload_native(gpu, &[w2_name], &[text, hidden])?,
             b2: weights.upload(gpu, &refs(&b2), &[text])?,
             act,
         };

@@ -5,6 +5,7 @@ use super::gelu::GeluForm;
 use super::{Access, Caps, Cost, KernelId, KernelSpec, Meta, rows_cols};
 use crate::error::{Error, Result};
 use crate::shader;
+use crate::tensor::DType;
 
 /// What is added to the output after the activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,38 +155,92 @@ const BLOCK: u64 = 4;
 const BINDINGS: &[Access] =
     &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
 
-/// Subgroup-broadcast, vec4-load GEMM: the fast path.
-pub const SPEC: KernelSpec = KernelSpec {
-    id: KernelId::Gemm,
-    name: "gemm",
-    file: "gemm.wgsl",
-    prelude: &[shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
-    body: shader::GEMM,
-    entry: "gemm",
-    bindings: BINDINGS,
-    workgroup_size: [WORKGROUP, 1, 1],
-    params_size: std::mem::size_of::<Params>() as u64,
-    features: wgpu::Features::SUBGROUP,
-};
+const fn spec(
+    id: KernelId,
+    name: &'static str,
+    fast: bool,
+    prelude: &'static [&'static str],
+    features: wgpu::Features,
+) -> KernelSpec {
+    KernelSpec {
+        id,
+        name,
+        file: if fast { "gemm.wgsl" } else { "gemm_portable.wgsl" },
+        prelude,
+        body: if fast { shader::GEMM } else { shader::GEMM_PORTABLE },
+        entry: if fast { "gemm" } else { "gemm_portable" },
+        bindings: BINDINGS,
+        workgroup_size: [WORKGROUP, 1, 1],
+        params_size: std::mem::size_of::<Params>() as u64,
+        features,
+    }
+}
 
-/// Scalar GEMM for any `k` on any device.
-pub const PORTABLE_SPEC: KernelSpec = KernelSpec {
-    id: KernelId::GemmPortable,
-    name: "gemm_portable",
-    file: "gemm_portable.wgsl",
-    prelude: &[shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
-    body: shader::GEMM_PORTABLE,
-    entry: "gemm_portable",
-    bindings: BINDINGS,
-    workgroup_size: [WORKGROUP, 1, 1],
-    params_size: std::mem::size_of::<Params>() as u64,
-    features: wgpu::Features::empty(),
-};
+const SUBGROUP: wgpu::Features = wgpu::Features::SUBGROUP;
+const F16: wgpu::Features = wgpu::Features::SHADER_F16;
 
-/// The fast kernel when the device has subgroups of 8+ lanes and rows are whole vec4s.
+/// Subgroup-broadcast, vec4-load GEMM with f32 weights: the fast path.
+pub const SPEC: KernelSpec = spec(
+    KernelId::Gemm,
+    "gemm",
+    true,
+    &[shader::WEIGHTS_VEC4_F32, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    SUBGROUP,
+);
+/// The fast path over f16 weights.
+pub const F16_SPEC: KernelSpec = spec(
+    KernelId::GemmF16,
+    "gemm_f16w",
+    true,
+    &[shader::WEIGHTS_VEC4_F16, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    SUBGROUP.union(F16),
+);
+/// The fast path over bf16 weights.
+pub const BF16_SPEC: KernelSpec = spec(
+    KernelId::GemmBf16,
+    "gemm_bf16w",
+    true,
+    &[shader::WEIGHTS_VEC4_BF16, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    SUBGROUP,
+);
+/// Scalar GEMM for any `k` on any device, f32 weights.
+pub const PORTABLE_SPEC: KernelSpec = spec(
+    KernelId::GemmPortable,
+    "gemm_portable",
+    false,
+    &[shader::WEIGHTS_SCALAR_F32, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    wgpu::Features::empty(),
+);
+/// The portable GEMM over f16 weights.
+pub const PORTABLE_F16_SPEC: KernelSpec = spec(
+    KernelId::GemmPortableF16,
+    "gemm_portable_f16w",
+    false,
+    &[shader::WEIGHTS_SCALAR_F16, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    F16,
+);
+/// The portable GEMM over bf16 weights.
+pub const PORTABLE_BF16_SPEC: KernelSpec = spec(
+    KernelId::GemmPortableBf16,
+    "gemm_portable_bf16w",
+    false,
+    &[shader::WEIGHTS_SCALAR_BF16, shader::ACTIVATIONS, shader::GEMM_EPILOGUE],
+    wgpu::Features::empty(),
+);
+
+/// The kernel for the weight's dtype: the fast path when the device has subgroups of 8+
+/// lanes and rows are whole vec4s, the portable one otherwise.
 pub(crate) fn select(caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
     let (_, k) = rows_cols(&inputs[0].shape);
-    if caps.subgroups && caps.subgroup_min_size >= 8 && k % 4 == 0 { &SPEC } else { &PORTABLE_SPEC }
+    let fast = caps.subgroups && caps.subgroup_min_size >= 8 && k % 4 == 0;
+    match (fast, inputs[1].dtype) {
+        (true, DType::F32) => &SPEC,
+        (true, DType::F16) => &F16_SPEC,
+        (true, DType::BF16) => &BF16_SPEC,
+        (false, DType::F32) => &PORTABLE_SPEC,
+        (false, DType::F16) => &PORTABLE_F16_SPEC,
+        (false, DType::BF16) => &PORTABLE_BF16_SPEC,
+    }
 }
 
 pub(crate) fn overrides(epilogue: Epilogue) -> Vec<(&'static str, f64)> {
@@ -246,7 +301,7 @@ pub(crate) fn check(epilogue: Epilogue, inputs: &[&Meta]) -> Result<Meta> {
 
 pub(crate) fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
     let (m, n) = (u64::from(p.m), u64::from(p.n));
-    if spec.id == KernelId::Gemm {
+    if matches!(spec.id, KernelId::Gemm | KernelId::GemmF16 | KernelId::GemmBf16) {
         m.div_ceil(TILE_M) * n.div_ceil(TILE_N)
     } else {
         (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP))

@@ -32,8 +32,16 @@ pub enum Access {
 pub enum KernelId {
     /// `x·Wᵀ (+ b) (then GELU)`, subgroup fast path.
     Gemm,
+    /// The fast path over f16 weights.
+    GemmF16,
+    /// The fast path over bf16 weights.
+    GemmBf16,
     /// The same for any `k` and any device.
     GemmPortable,
+    /// The portable GEMM over f16 weights.
+    GemmPortableF16,
+    /// The portable GEMM over bf16 weights.
+    GemmPortableBf16,
     /// Elementwise GELU.
     Gelu,
     /// LayerNorm over the last dimension.
@@ -80,9 +88,13 @@ pub enum KernelId {
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 23] = [
+    pub const ALL: [KernelId; 27] = [
         KernelId::Gemm,
+        KernelId::GemmF16,
+        KernelId::GemmBf16,
         KernelId::GemmPortable,
+        KernelId::GemmPortableF16,
+        KernelId::GemmPortableBf16,
         KernelId::Gelu,
         KernelId::LayerNorm,
         KernelId::Repeat,
@@ -110,7 +122,11 @@ impl KernelId {
     pub fn spec(self) -> &'static KernelSpec {
         match self {
             KernelId::Gemm => &gemm::SPEC,
+            KernelId::GemmF16 => &gemm::F16_SPEC,
+            KernelId::GemmBf16 => &gemm::BF16_SPEC,
             KernelId::GemmPortable => &gemm::PORTABLE_SPEC,
+            KernelId::GemmPortableF16 => &gemm::PORTABLE_F16_SPEC,
+            KernelId::GemmPortableBf16 => &gemm::PORTABLE_BF16_SPEC,
             KernelId::Gelu => &gelu::SPEC,
             KernelId::LayerNorm => &layer_norm::SPEC,
             KernelId::Repeat => &repeat::SPEC,
@@ -304,7 +320,9 @@ impl Op {
 
     /// Checks input shapes/dtypes and returns the output's.
     pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        expect_f32(self.name(), inputs)?;
+        // GEMM weights may stay in their checkpoint's dtype; everything else is f32.
+        let weight = matches!(self, Op::Linear(_)).then_some(1);
+        expect_f32(self.name(), inputs, weight)?;
         match self {
             Op::Linear(e) => gemm::check(*e, inputs),
             Op::Gelu(_) => gelu::check(inputs),
@@ -335,7 +353,9 @@ impl Op {
                     .map(|(start, rows, p)| Dispatch {
                         params: bytemuck::bytes_of(&p).to_vec(),
                         workgroups: gemm::workgroups(spec, &p),
-                        weight_bytes: Some((start as u64 * row_bytes, rows as u64 * row_bytes)),
+                        // Bindings are whole words: an odd count of 2-byte weights reads 2 bytes
+                        // past its rows (never used), still inside the buffer (rounded up to 4).
+                        weight_bytes: Some((start as u64 * row_bytes, (rows as u64 * row_bytes).next_multiple_of(4))),
                     })
                     .collect())
             }
@@ -437,9 +457,10 @@ impl Op {
     }
 }
 
-fn expect_f32(kernel: &'static str, inputs: &[&Meta]) -> Result<()> {
+/// Every input but `any_dtype` (which may be f32, f16 or bf16) must be f32.
+fn expect_f32(kernel: &'static str, inputs: &[&Meta], any_dtype: Option<usize>) -> Result<()> {
     for (i, m) in inputs.iter().enumerate() {
-        if m.dtype != DType::F32 {
+        if m.dtype != DType::F32 && Some(i) != any_dtype {
             return Err(Error::DType {
                 kernel,
                 what: format!("input {i}"),

@@ -15,7 +15,7 @@ use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::Epilogue;
 use vlbridge::kernels::tome::Tome;
 use vlbridge::reference::{self, Comparison, compare_with};
-use vlbridge::{Gpu, Graph, Plan, Result, Tensor};
+use vlbridge::{DType, Gpu, Graph, Plan, Result, Tensor};
 
 /// Every kernel the fuzzer knows, by the name `--kernel` takes.
 pub const KERNELS: [&str; 10] = [
@@ -128,8 +128,21 @@ pub fn run(gpu: &Gpu, kernel: &str, seed: u64) -> Result<Outcome> {
                 Epilogue::bias_gelu(GeluForm::Erf),
                 Epilogue::bias_gelu(GeluForm::Tanh),
             ][rng.random_range(0..4)];
+            // Weights in f32, bf16 or (where the device reads it) f16; the graph's reference
+            // reads them back, so it sees exactly the stored values.
+            let f16 = gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16);
+            let weights = [DType::F32, DType::BF16, DType::F16][rng.random_range(0..if f16 { 3 } else { 2 })];
+            let stored = match weights {
+                DType::F16 => {
+                    Tensor::from_f16(gpu, &[n, k], &w.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())?
+                }
+                DType::BF16 => {
+                    Tensor::from_bf16(gpu, &[n, k], &w.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())?
+                }
+                DType::F32 => Tensor::from_f32(gpu, &[n, k], &w)?,
+            };
             let xi = g.input("x", &[m, k])?;
-            let mut inputs = vec![xi, g.constant("w", &Tensor::from_f32(gpu, &[n, k], &w)?)];
+            let mut inputs = vec![xi, g.constant("w", &stored)];
             if epilogue.has_bias() {
                 inputs.push(g.constant("b", &Tensor::from_f32(gpu, &[n], &b)?));
             }
@@ -145,7 +158,7 @@ pub fn run(gpu: &Gpu, kernel: &str, seed: u64) -> Result<Outcome> {
                 k,
             );
             let c = differential(gpu, &g, &[&x], SUBNORMAL_FLOOR, 1e-5, |i| 4e-7 * (k as f64).sqrt() * magnitude[i])?;
-            (format!("{m}x{k}x{n} {epilogue:?} {kind:?} inject={inject}"), c)
+            (format!("{m}x{k}x{n} {weights} weights {epilogue:?} {kind:?} inject={inject}"), c)
         }
         "gelu" => {
             let n = edge(rng, 5000);
