@@ -313,5 +313,6 @@ pub(crate) fn cost(epilogue: Epilogue, inputs: &[&Meta]) -> Cost {
     let (m, n, k) = (f64::from(p.m), f64::from(p.n), f64::from(p.k));
     let bias = if epilogue.has_bias() { n } else { 0.0 };
     let residual = if epilogue.residual == Residual::None { 0.0 } else { m * n };
-    Cost { flops: 2.0 * m * n * k, bytes: 4.0 * (m * k + n * k + bias + residual + m * n) }
+    let weight_bytes = inputs[1].dtype.size() as f64 * n * k;
+    Cost { flops: 2.0 * m * n * k, bytes: 4.0 * (m * k + bias + residual + m * n) + weight_bytes }
 }

@@ -153,7 +153,16 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
     let mut rows = Vec::new();
     for case in cases {
         bar.set_message(format!("{}/{}", case.kernel, case.shape));
-        let built = (case.build)(gpu)?;
+        let built = match (case.build)(gpu) {
+            Ok(built) => built,
+            // f16 weights on a device without SHADER_F16: said, not fatal.
+            Err(e @ Error::Unsupported { .. }) => {
+                bar.suspend(|| println!("skipped {}/{}: {e}", case.kernel, case.shape));
+                bar.inc(1);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let inputs: Vec<&[f32]> = built.inputs.iter().map(Vec::as_slice).collect();
         for _ in 0..warmup {
             built.plan.run(gpu, &inputs)?;

@@ -13,7 +13,7 @@ use vlbridge::kernels::downsample::Downsample;
 use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::Epilogue;
 use vlbridge::kernels::tome::Tome;
-use vlbridge::{Gpu, Graph, Plan, Result, Tensor, TensorId};
+use vlbridge::{DType, Gpu, Graph, Plan, Result, Tensor, TensorId};
 
 use crate::demo::normal;
 use crate::synthetic;
@@ -63,10 +63,22 @@ fn constant(gpu: &Gpu, g: &mut Graph, shape: &[usize]) -> Result<TensorId> {
     Ok(g.constant("w", &Tensor::from_f32(gpu, shape, &normal(&mut rng(), n, scale))?))
 }
 
-fn linear(m: usize, k: usize, n: usize) -> Case {
-    case("linear", format!("{m}x{k}x{n} bias+gelu"), move |gpu| {
+fn linear(m: usize, k: usize, n: usize, weights: DType) -> Case {
+    case("linear", format!("{m}x{k}x{n} bias+gelu, {weights} weights"), move |gpu| {
         graph(gpu, &[&[m, k]], |g, x| {
-            let (w, b) = (constant(gpu, g, &[n, k])?, constant(gpu, g, &[n])?);
+            let values = normal(&mut rng(), n * k, 1.0 / (k as f32).sqrt());
+            let w = match weights {
+                DType::F32 => Tensor::from_f32(gpu, &[n, k], &values)?,
+                DType::F16 => {
+                    Tensor::from_f16(gpu, &[n, k], &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())?
+                }
+                DType::BF16 => Tensor::from_bf16(
+                    gpu,
+                    &[n, k],
+                    &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>(),
+                )?,
+            };
+            let (w, b) = (g.constant("w", &w), constant(gpu, g, &[n])?);
             g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x[0], w, b])
         })
     })
@@ -102,8 +114,10 @@ fn attention(naive: bool) -> impl Iterator<Item = Case> {
 
 fn kernels() -> Vec<Case> {
     let mut cases = vec![
-        linear(576, 1024, 4096),
-        linear(576, 4096, 4096),
+        linear(576, 1024, 4096, DType::F32),
+        linear(576, 4096, 4096, DType::F32),
+        linear(576, 1024, 4096, DType::F16),
+        linear(576, 1024, 4096, DType::BF16),
         case("gelu", "576x4096", |gpu| graph(gpu, &[&[576, 4096]], |g, x| g.add(Op::Gelu(GeluForm::Erf), x))),
         case("layer_norm", "577x1024", |gpu| {
             graph(gpu, &[&[577, 1024]], |g, x| {
