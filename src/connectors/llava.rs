@@ -112,41 +112,51 @@ impl LlavaProjector {
 
     /// The fused graph: GEMM(+bias+GELU) then GEMM(+bias). Returns (graph, input, output).
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
-        let epilogue = Epilogue::bias_gelu(self.act);
-        self.build(batch, tokens, |g, x, w1, b1| g.add(Op::Linear(epilogue), &[x, w1, b1]))
+        self.with_input(batch, tokens, |g, x| self.add_to(g, x))
     }
 
     /// The unfused baseline: GEMM(+bias), a standalone GELU pass, GEMM(+bias).
     pub fn unfused_graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let act = self.act;
-        self.build(batch, tokens, |g, x, w1, b1| {
-            let h = g.add(Op::Linear(Epilogue::BIAS), &[x, w1, b1])?;
-            g.add(Op::Gelu(act), &[h])
+        self.with_input(batch, tokens, |g, x| {
+            self.add_layers(g, x, |g, x, w1, b1| {
+                let h = g.add(Op::Linear(Epilogue::BIAS), &[x, w1, b1])?;
+                g.add(Op::Gelu(act), &[h])
+            })
         })
-    }
-
-    fn build(
-        &self,
-        batch: usize,
-        tokens: usize,
-        first: impl FnOnce(&mut Graph, TensorId, TensorId, TensorId) -> Result<TensorId>,
-    ) -> Result<(Graph, TensorId, TensorId)> {
-        let mut g = Graph::new();
-        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
-        let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
-        let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
-        let h = first(&mut g, x, w1, b1)?;
-        let y = g.add(Op::Linear(Epilogue::BIAS), &[h, w2, b2])?;
-        g.output(y)?;
-        Ok((g, x, y))
     }
 
     /// Adds the fused projector on `x` `[.., vision_dim]` to `g`; returns its output.
     pub fn add_to(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let epilogue = Epilogue::bias_gelu(self.act);
+        self.add_layers(g, x, |g, x, w1, b1| g.add(Op::Linear(epilogue), &[x, w1, b1]))
+    }
+
+    /// The weights as constants, `first(x, w1, b1)` for the first layer, then linear_2.
+    fn add_layers(
+        &self,
+        g: &mut Graph,
+        x: TensorId,
+        first: impl FnOnce(&mut Graph, TensorId, TensorId, TensorId) -> Result<TensorId>,
+    ) -> Result<TensorId> {
         let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
         let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
-        let h = g.add(Op::Linear(Epilogue::bias_gelu(self.act)), &[x, w1, b1])?;
+        let h = first(g, x, w1, b1)?;
         g.add(Op::Linear(Epilogue::BIAS), &[h, w2, b2])
+    }
+
+    /// A graph with the `[batch, tokens, vision_dim]` input, `body` on it, its result marked.
+    fn with_input(
+        &self,
+        batch: usize,
+        tokens: usize,
+        body: impl FnOnce(&mut Graph, TensorId) -> Result<TensorId>,
+    ) -> Result<(Graph, TensorId, TensorId)> {
+        let mut g = Graph::new();
+        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
+        let y = body(&mut g, x)?;
+        g.output(y)?;
+        Ok((g, x, y))
     }
 
     /// Plans the fused projector for `[batch, tokens]`.

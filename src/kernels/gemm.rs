@@ -112,12 +112,14 @@ impl Params {
 /// Splits the weight `[n, k]` into row ranges whose bytes fit one storage binding and start at
 /// offsets the device accepts: one range unless the weight is larger than the binding limit
 /// (OpenFlamingo-9B's 16384 × 4096 f32 FFN weight is 256 MiB; lavapipe binds 128 MiB).
-/// Returns (first row, rows, Params) per dispatch.
+/// Returns, per dispatch, the byte range of the weight it binds (whole words: an odd count
+/// of 2-byte weights reads 2 bytes past its rows, never used and still inside the buffer,
+/// which is rounded up to 4) and its Params.
 pub(crate) fn weight_chunks(
     inputs: &[&Meta],
     max_binding: u64,
     offset_alignment: u64,
-) -> Result<Vec<(usize, usize, Params)>> {
+) -> Result<Vec<((u64, u64), Params)>> {
     let whole = Params::new(inputs);
     let (n, k) = (whole.n as usize, whole.k as usize);
     let row_bytes = (k * inputs[1].dtype.size()) as u64;
@@ -136,7 +138,11 @@ pub(crate) fn weight_chunks(
     }
     Ok((0..n)
         .step_by(rows)
-        .map(|start| (start, rows.min(n - start), whole.columns(start, rows.min(n - start))))
+        .map(|start| {
+            let count = rows.min(n - start);
+            let bytes = (start as u64 * row_bytes, (count as u64 * row_bytes).next_multiple_of(4));
+            (bytes, whole.columns(start, count))
+        })
         .collect())
 }
 

@@ -346,19 +346,14 @@ impl Op {
         offset_alignment: u64,
     ) -> Result<Vec<Dispatch>> {
         match self {
-            Op::Linear(_) => {
-                let row_bytes = (rows_cols(&inputs[1].shape).1 * inputs[1].dtype.size()) as u64;
-                Ok(gemm::weight_chunks(inputs, max_binding, offset_alignment)?
-                    .into_iter()
-                    .map(|(start, rows, p)| Dispatch {
-                        params: bytemuck::bytes_of(&p).to_vec(),
-                        workgroups: gemm::workgroups(spec, &p),
-                        // Bindings are whole words: an odd count of 2-byte weights reads 2 bytes
-                        // past its rows (never used), still inside the buffer (rounded up to 4).
-                        weight_bytes: Some((start as u64 * row_bytes, (rows as u64 * row_bytes).next_multiple_of(4))),
-                    })
-                    .collect())
-            }
+            Op::Linear(_) => Ok(gemm::weight_chunks(inputs, max_binding, offset_alignment)?
+                .into_iter()
+                .map(|(bytes, p)| Dispatch {
+                    params: bytemuck::bytes_of(&p).to_vec(),
+                    workgroups: gemm::workgroups(spec, &p),
+                    weight_bytes: Some(bytes),
+                })
+                .collect()),
             _ => Ok(vec![Dispatch {
                 params: self.params(inputs),
                 workgroups: self.workgroups(spec, inputs),
