@@ -18,9 +18,9 @@ struct Params {
     tokens: u32,   // side² + rows·(cols + 1)
 }
 
-@group(0) @binding(0) var<storage, read> features: array<f32>;  // [tiles, side², channels]
+@group(0) @binding(0) var<storage, read> features: array<Act>;  // [tiles, side², channels]
 @group(0) @binding(1) var<storage, read> newline: array<f32>;   // [channels]
-@group(0) @binding(2) var<storage, read_write> packed: array<f32>;  // [tokens, channels]
+@group(0) @binding(2) var<storage, read_write> packed: array<Act>;  // [tokens, channels]
 @group(0) @binding(3) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 256u;
@@ -43,7 +43,7 @@ fn anyres_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let row = u / (params.cols + 1u);
     let col = u % (params.cols + 1u);
     if col == params.cols {
-        packed[i] = newline[c];
+        packed[i] = Act(newline[c]);
         return;
     }
     let y = row + params.top;

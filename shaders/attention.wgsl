@@ -81,11 +81,12 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let o = out_start(b, h, qi);
     for (var d = 0u; d < HEAD_DIM; d++) {
         let mean = acc4[d / 4u][d % 4u] / run_sum;
-        out[o + d] = select(mean, zero_times(mean), zero);
+        out[o + d] = Act(select(mean, zero_times(mean), zero));
     }
 }
 
-// Naive pass 1: out[b, h, q, j] = logit, masked ones set to FILL.
+// Naive pass 1: out[b, h, q, j] = logit, masked ones set to the storage type's -max (FILL in
+// f32, as upstream fills with its dtype's -max).
 @compute @workgroup_size(64)
 fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
@@ -98,16 +99,16 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     let qi = (index / n) % params.queries;
     let h = (index / (n * params.queries)) % params.heads;
     let b = index / (n * params.queries * params.heads);
-    var s = FILL;
+    var s = -ACT_MAX;
     if kept(b, qi, j) {
         let q0 = q_start(b, h, qi);
         let k0 = kv_row(b, j) + h * HEAD_DIM + params.k_offset;
         s = 0.0;
         for (var d = 0u; d < HEAD_DIM; d++) {
-            s += (lhs[q0 + d] * params.scale) * kv_read(j, k0 + d);
+            s += (f32(lhs[q0 + d]) * params.scale) * kv_read(j, k0 + d);
         }
     }
-    out[index] = s;
+    out[index] = Act(s);
 }
 
 // Naive pass 2: softmax of each [b, h, q] row of the scores in `lhs`.
@@ -124,16 +125,16 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     var m = FILL;
     var any_kept = false;
     for (var j = 0u; j < n; j++) {
-        m = max(m, lhs[row * n + j]);
+        m = max(m, f32(lhs[row * n + j]));
         any_kept = any_kept || kept(b, qi, j);
     }
     var sum = 0.0;
     for (var j = 0u; j < n; j++) {
-        sum += exp(lhs[row * n + j] - m);
+        sum += exp(f32(lhs[row * n + j]) - m);
     }
     let zero = MASKED_ROWS == 1u && !any_kept;
     for (var j = 0u; j < n; j++) {
-        out[row * n + j] = select(exp(lhs[row * n + j] - m) / sum, 0.0, zero);
+        out[row * n + j] = Act(select(exp(f32(lhs[row * n + j]) - m) / sum, 0.0, zero));
     }
 }
 
@@ -153,7 +154,7 @@ fn weighted_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let weights = ((b * params.heads + h) * params.queries + qi) * n;
     var sum = 0.0;
     for (var j = 0u; j < n; j++) {
-        sum += lhs[weights + j] * kv_read(j, kv_row(b, j) + h * HEAD_DIM + params.v_offset + d);
+        sum += f32(lhs[weights + j]) * kv_read(j, kv_row(b, j) + h * HEAD_DIM + params.v_offset + d);
     }
-    out[index] = sum;
+    out[index] = Act(sum);
 }

@@ -99,6 +99,6 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let o = out_start(b, h, qi);
     for (var d = 0u; d < HEAD_DIM; d++) {
         let mean = acc4[d / 4u][d % 4u] / run_sum;
-        out[o + d] = select(mean, zero_times(mean), zero);
+        out[o + d] = Act(select(mean, zero_times(mean), zero));
     }
 }

@@ -19,8 +19,8 @@ struct Params {
     scale_w: f32,  // bilinear: w / out_w
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
+@group(0) @binding(1) var<storage, read_write> y: array<Act>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 256u;
@@ -37,7 +37,7 @@ fn output_coords(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> vec4<u32> {
 }
 
 fn input_at(b: u32, yy: u32, xx: u32, c: u32) -> f32 {
-    return x[((b * params.h + yy) * params.w + xx) * params.channels + c];
+    return f32(x[((b * params.h + yy) * params.w + xx) * params.channels + c]);
 }
 
 fn output_index(o: vec4<u32>) -> u32 {
@@ -63,7 +63,7 @@ fn avg_pool_2x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
             }
         }
     }
-    y[output_index(o)] = sum / f32(count);
+    y[output_index(o)] = Act(sum / f32(count));
 }
 
 // Source index pair and weight of the second along one axis (PyTorch's
@@ -90,5 +90,5 @@ fn bilinear(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
     let x1 = u32(tx.y);
     let top = (1.0 - tx.z) * input_at(o.x, y0, x0, o.w) + tx.z * input_at(o.x, y0, x1, o.w);
     let bottom = (1.0 - tx.z) * input_at(o.x, y1, x0, o.w) + tx.z * input_at(o.x, y1, x1, o.w);
-    y[output_index(o)] = (1.0 - ty.z) * top + ty.z * bottom;
+    y[output_index(o)] = Act((1.0 - ty.z) * top + ty.z * bottom);
 }

@@ -10,8 +10,8 @@ struct Params {
 
 override GELU_FORM: u32 = 1u; // see activate(): 1 exact (erf), 2 tanh approximation
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
+@group(0) @binding(1) var<storage, read_write> y: array<Act>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 256u;
@@ -23,6 +23,5 @@ fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     if i >= params.len {
         return;
     }
-    let v = x[i];
-    y[i] = activate(GELU_FORM, v);
+    y[i] = Act(activate(GELU_FORM, f32(x[i])));
 }

@@ -21,11 +21,11 @@ struct Params {
     _pad2: u32,
 }
 
-// Binding 1 (the weights, f32, f16 or bf16, read through weight4()) comes from a
+// x and y are activations (Act: f32 or f16, common/storage_*.wgsl). Binding 1 (the weights, f32, f16 or bf16, read through weight4()) comes from a
 // common/weights_vec4_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
 // common/gemm_epilogue.wgsl.
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act4>;
+@group(0) @binding(5) var<storage, read_write> y: array<Act>;
 @group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
@@ -64,8 +64,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     for (var kk = 0u; kk < k4; kk++) {
         // Columns of b are the 4 weight rows: (x row) * b gives the 4 dot products.
         let b = mat4x4(weight4(w0 + kk), weight4(w1 + kk), weight4(w2 + kk), weight4(w3 + kk));
-        let lo = x[x_lo + kk];
-        let hi = x[x_hi + kk];
+        let lo = vec4<f32>(x[x_lo + kk]);
+        let hi = vec4<f32>(x[x_hi + kk]);
         c0 += subgroupBroadcast(lo, 0u) * b;
         c1 += subgroupBroadcast(lo, 1u) * b;
         c2 += subgroupBroadcast(lo, 2u) * b;
@@ -94,7 +94,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
             let row = m0 + i;
             if row < params.m {
                 let out = row * params.y_stride + params.y_col + col;
-                y[out] = epilogue(rows[i][j], out, params.y_col + col);
+                y[out] = Act(epilogue(rows[i][j], out, params.y_col + col));
             }
         }
     }

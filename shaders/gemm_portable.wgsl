@@ -13,11 +13,11 @@ struct Params {
     _pad2: u32,
 }
 
-// Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
+// x and y are activations (Act: f32 or f16). Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
 // common/weights_scalar_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
 // common/gemm_epilogue.wgsl.
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
+@group(0) @binding(5) var<storage, read_write> y: array<Act>;
 @group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
@@ -40,7 +40,7 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         let b = vec4(weight(min(n0, params.n - 1u) * k + kk), weight(min(n0 + 1u, params.n - 1u) * k + kk),
                      weight(min(n0 + 2u, params.n - 1u) * k + kk), weight(min(n0 + 3u, params.n - 1u) * k + kk));
         for (var i = 0u; i < BLOCK; i++) {
-            acc[i] += x[min(m0 + i, params.m - 1u) * k + kk] * b;
+            acc[i] += f32(x[min(m0 + i, params.m - 1u) * k + kk]) * b;
         }
     }
     for (var i = 0u; i < BLOCK; i++) {
@@ -49,7 +49,7 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             let col = n0 + j;
             if row < params.m && col < params.n {
                 let out = row * params.y_stride + params.y_col + col;
-                y[out] = epilogue(acc[i][j], out, params.y_col + col);
+                y[out] = Act(epilogue(acc[i][j], out, params.y_col + col));
             }
         }
     }

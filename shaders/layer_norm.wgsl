@@ -1,6 +1,7 @@
 // y = (x - mean) / sqrt(var + eps) · weight + bias over the last dimension, as torch's
 // nn.LayerNorm: biased variance, computed in two passes (mean first, then the mean of squared
 // deviations) so a row with a large common offset loses no precision. One workgroup per row.
+// x and y are activations (Act); weight and bias f32 parameters.
 
 struct Params {
     rows: u32,  // all leading dimensions folded
@@ -9,10 +10,10 @@ struct Params {
     _pad: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<Act>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
@@ -48,18 +49,18 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
 
     var sum = 0.0;
     for (var i = lid; i < params.dim; i += WORKGROUP) {
-        sum += x[base + i];
+        sum += f32(x[base + i]);
     }
     let mean = workgroup_sum(lid, sum) / n;
 
     var squares = 0.0;
     for (var i = lid; i < params.dim; i += WORKGROUP) {
-        let d = x[base + i] - mean;
+        let d = f32(x[base + i]) - mean;
         squares += d * d;
     }
     let inv_std = inverseSqrt(workgroup_sum(lid, squares) / n + params.eps);
 
     for (var i = lid; i < params.dim; i += WORKGROUP) {
-        y[base + i] = (x[base + i] - mean) * inv_std * weight[i] + bias[i];
+        y[base + i] = Act((f32(x[base + i]) - mean) * inv_std * weight[i] + bias[i]);
     }
 }

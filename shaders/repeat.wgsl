@@ -8,8 +8,8 @@ struct Params {
     _pad1: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
+@group(0) @binding(1) var<storage, read_write> y: array<Act>;
 @group(0) @binding(2) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 256u;

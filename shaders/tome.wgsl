@@ -8,13 +8,18 @@
 //               ascending (a stable sort): a rank sort, O(na) per token, O(1) depth
 //   place       each A token's output row: merged (rank < r) into its B match's row,
 //               unmerged in descending-similarity order, or original order with a class token
-//   merge       output rows [unmerged A; all B]: Σ x·size / Σ size over the tokens merged
+//   merge       (tome_merge.wgsl) output rows [unmerged A; all B]: Σ x·size / Σ size over the tokens merged
 //               into each row (MERGE = 1 writes Σ size instead: the new sizes)
 //   source      token → output row (upstream merge_source as an index)
-// Indices are stored as f32 (exact below 2^24 tokens) so every tensor stays f32.
+// Indices are stored as f32 (exact below 2^24 tokens). Features are activations (Act: f32 or
+// f16): normalize reads them and writes f32 unit rows, so matching is f32 in either case; in0
+// is Act in every pass, which runs the index passes with Act = f32.
 //
-// Params, bindings and helpers come from common/tome_layout.wgsl; tome_subgroup.wgsl has a
+// Params, bindings 1, 2 and 4 and helpers come from common/tome_layout.wgsl; tome_subgroup.wgsl has a
 // faster best_match for devices with subgroups.
+
+@group(0) @binding(0) var<storage, read> in0: array<Act>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 // in0 = metric [batch, n, channels] -> out = normalised rows, A block then B block.
 @compute @workgroup_size(64)
@@ -29,14 +34,14 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     let c = params.channels;
     var squares = 0.0;
     for (var k = 0u; k < c; k++) {
-        let v = in0[i * c + k];
+        let v = f32(in0[i * c + k]);
         squares += v * v;
     }
     let inv = 1.0 / sqrt(squares);
     let slot = select(params.na + t / 2u, t / 2u, t % 2u == 0u);
     let o = (b * params.tokens + slot) * c;
     for (var k = 0u; k < c; k++) {
-        out[o + k] = in0[i * c + k] * inv;
+        out[o + k] = f32(in0[i * c + k]) * inv;
     }
 }
 
@@ -59,7 +64,7 @@ fn best_match(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
             let b_row = (b * params.tokens + params.na + j) * c;
             var dot = 0.0;
             for (var k = 0u; k < c; k++) {
-                dot += in0[a_row + k] * in0[b_row + k];
+                dot += f32(in0[a_row + k]) * f32(in0[b_row + k]);
             }
             // Strictly greater: the first index keeps a tie.
             if dot > best || j == 0u {
@@ -82,10 +87,10 @@ fn rank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     }
     let b = i / params.na;
     let a = i % params.na;
-    let mine = in0[2u * i];
+    let mine = f32(in0[2u * i]);
     var ahead = 0u;
     for (var k = 0u; k < params.na; k++) {
-        let other = in0[2u * (b * params.na + k)];
+        let other = f32(in0[2u * (b * params.na + k)]);
         if other > mine || (other == mine && k < a) {
             ahead += 1u;
         }
@@ -105,7 +110,7 @@ fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let a = i % params.na;
     let rank = u32(in1[i]);
     if rank < params.r {
-        out[i] = f32(params.nu + u32(in0[2u * i + 1u]));
+        out[i] = f32(params.nu + u32(f32(in0[2u * i + 1u])));
     } else if params.class_token == 1u {
         // Unmerged A tokens in their original order.
         var before = 0u;
@@ -115,50 +120,6 @@ fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         out[i] = f32(before);
     } else {
         out[i] = f32(rank - params.r);
-    }
-}
-
-// in0 = x [batch, n, channels], in1 = sizes [batch, n], in2 = A rows [batch, na]
-// -> out [batch, n - r, channels] (MERGE 0) or [batch, n - r] (MERGE 1). One workgroup per
-// output row, lanes over channels: the row's sum accumulates in `out` (each lane owns its
-// channels), so the A rows are scanned once per lane, not once per channel.
-@compute @workgroup_size(64)
-fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-         @builtin(local_invocation_index) lid: u32) {
-    let rows = params.tokens - params.r;
-    let group = wid.y * groups.x + wid.x;
-    if group >= params.batch * rows {
-        return;
-    }
-    let row = group % rows;
-    let b = group / rows;
-    let c = select(params.channels, 1u, MERGE == 1u);
-    let o = group * c;
-    // A B row starts from its own token (scatter_reduce's include_self); an A row from zero.
-    var den = 0.0;
-    if row >= params.nu {
-        let t = 2u * (row - params.nu) + 1u;
-        den = in1[b * params.tokens + t];
-        for (var k = lid; k < c; k += WORKGROUP) {
-            out[o + k] = in0[(b * params.tokens + t) * params.channels + k] * den;
-        }
-    } else {
-        for (var k = lid; k < c; k += WORKGROUP) {
-            out[o + k] = 0.0;
-        }
-    }
-    for (var a = 0u; a < params.na; a++) {
-        if u32(in2[b * params.na + a]) == row {
-            let t = 2u * a;
-            let s = in1[b * params.tokens + t];
-            den += s;
-            for (var k = lid; k < c; k += WORKGROUP) {
-                out[o + k] += in0[(b * params.tokens + t) * params.channels + k] * s;
-            }
-        }
-    }
-    for (var k = lid; k < c; k += WORKGROUP) {
-        out[o + k] = select(out[o + k] / den, den, MERGE == 1u);
     }
 }
 
@@ -172,5 +133,5 @@ fn source(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     }
     let b = i / params.tokens;
     let t = i % params.tokens;
-    out[i] = select(f32(params.nu + t / 2u), in0[b * params.na + t / 2u], t % 2u == 0u);
+    out[i] = select(f32(params.nu + t / 2u), f32(in0[b * params.na + t / 2u]), t % 2u == 0u);
 }

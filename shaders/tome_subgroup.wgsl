@@ -5,6 +5,10 @@
 // A workgroup is 64 consecutive A tokens of one batch item; lanes past the last one compute
 // along (broadcasts need the whole subgroup) and store nothing.
 
+// As in tome.wgsl (best_match always runs with Act = f32: it reads the unit rows).
+@group(0) @binding(0) var<storage, read> in0: array<Act>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
 var<private> best: f32;
 var<private> best_j: u32;
 
@@ -19,7 +23,7 @@ fn consider(s: vec4<f32>, j: u32) {
 }
 
 fn row4(row: u32, k: u32) -> vec4<f32> {
-    return vec4(in0[row + k], in0[row + k + 1u], in0[row + k + 2u], in0[row + k + 3u]);
+    return vec4(f32(in0[row + k]), f32(in0[row + k + 1u]), f32(in0[row + k + 2u]), f32(in0[row + k + 3u]));
 }
 
 @compute @workgroup_size(64)
@@ -57,8 +61,8 @@ fn best_match_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             s7 += av * subgroupBroadcast(bv, 7u);
         }
         for (var k = whole; k < c; k++) {
-            let av = in0[a_row + k];
-            let bv = in0[b_row + k];
+            let av = f32(in0[a_row + k]);
+            let bv = f32(in0[b_row + k]);
             s0.x += av * subgroupBroadcast(bv, 0u);
             s1.x += av * subgroupBroadcast(bv, 1u);
             s2.x += av * subgroupBroadcast(bv, 2u);

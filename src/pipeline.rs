@@ -6,11 +6,14 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::{Access, KernelId, KernelSpec};
+use crate::tensor::DType;
 
-/// Cache key: the kernel and the exact override values (as bit patterns, so the key is `Eq`).
+/// Cache key: the kernel, its activation storage type and the exact override values (as bit
+/// patterns, so the key is `Eq`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PipelineKey {
     id: KernelId,
+    storage: DType,
     overrides: Vec<(&'static str, u64)>,
 }
 
@@ -22,26 +25,34 @@ pub struct Pipeline {
 }
 
 impl Gpu {
-    /// Returns the pipeline for `spec` specialised with `overrides`, building it on first use.
-    pub(crate) fn pipeline(&self, spec: &KernelSpec, overrides: &[(&'static str, f64)]) -> Result<Arc<Pipeline>> {
-        if !self.features().contains(spec.features) {
+    /// Returns the pipeline for `spec` with activations stored as `storage`, specialised with
+    /// `overrides`, building it on first use.
+    pub(crate) fn pipeline(
+        &self,
+        spec: &KernelSpec,
+        storage: DType,
+        overrides: &[(&'static str, f64)],
+    ) -> Result<Arc<Pipeline>> {
+        let needs = spec.features_for(storage);
+        if !self.features().contains(needs) {
             return Err(Error::Unsupported {
                 kernel: spec.name,
-                what: format!("device features {:?}", spec.features - self.features()),
+                what: format!("device features {:?} (activations in {storage})", needs - self.features()),
             });
         }
-        let key = PipelineKey { id: spec.id, overrides: overrides.iter().map(|&(n, v)| (n, v.to_bits())).collect() };
+        let key =
+            PipelineKey { id: spec.id, storage, overrides: overrides.iter().map(|&(n, v)| (n, v.to_bits())).collect() };
         let poisoned = |_| Error::device("pipeline cache", "lock poisoned");
         if let Some(p) = self.pipelines.lock().map_err(poisoned)?.get(&key) {
             return Ok(Arc::clone(p));
         }
-        let pipeline = Arc::new(self.build_pipeline(spec, overrides)?);
+        let pipeline = Arc::new(self.build_pipeline(spec, storage, overrides)?);
         self.pipelines.lock().map_err(poisoned)?.insert(key, Arc::clone(&pipeline));
         Ok(pipeline)
     }
 
-    fn build_pipeline(&self, spec: &KernelSpec, overrides: &[(&'static str, f64)]) -> Result<Pipeline> {
-        let source = spec.source();
+    fn build_pipeline(&self, spec: &KernelSpec, storage: DType, overrides: &[(&'static str, f64)]) -> Result<Pipeline> {
+        let source = spec.source_for(storage);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = spec
             .bindings
             .iter()
@@ -50,8 +61,8 @@ impl Gpu {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: match access {
-                    Access::Read => storage(true),
-                    Access::ReadWrite => storage(false),
+                    Access::Read => storage_binding(true),
+                    Access::ReadWrite => storage_binding(false),
                     Access::Uniform => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: false,
@@ -98,7 +109,7 @@ impl Gpu {
     }
 }
 
-fn storage(read_only: bool) -> wgpu::BindingType {
+fn storage_binding(read_only: bool) -> wgpu::BindingType {
     wgpu::BindingType::Buffer {
         ty: wgpu::BufferBindingType::Storage { read_only },
         has_dynamic_offset: false,

@@ -2,6 +2,10 @@
 //! `shaders/common/` are prepended by plain concatenation, so every file stays valid WGSL
 //! that naga parses as-is (the kernels validate once their prelude is in front).
 
+/// The activation storage type `Act` as f32 or f16: every kernel is assembled with one of
+/// them in front (see [`for_storage`]).
+pub const STORAGE_F32: &str = include_str!("../shaders/common/storage_f32.wgsl");
+pub const STORAGE_F16: &str = include_str!("../shaders/common/storage_f16.wgsl");
 /// GELU in both forms and an overflow-safe tanh.
 pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl");
 /// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
@@ -34,12 +38,16 @@ pub const DOWNSAMPLE: &str = include_str!("../shaders/downsample.wgsl");
 pub const TOME_LAYOUT: &str = include_str!("../shaders/common/tome_layout.wgsl");
 /// ToMe token merging: matching, rank sort, merge, mapping.
 pub const TOME: &str = include_str!("../shaders/tome.wgsl");
+/// ToMe's size-weighted merge.
+pub const TOME_MERGE: &str = include_str!("../shaders/tome_merge.wgsl");
 /// ToMe best match sharing B rows across a subgroup.
 pub const TOME_SUBGROUP: &str = include_str!("../shaders/tome_subgroup.wgsl");
 /// LLaVA-NeXT AnyRes packing gather.
 pub const ANYRES: &str = include_str!("../shaders/anyres.wgsl");
 /// Standalone elementwise GELU (the unfused baseline).
 pub const GELU: &str = include_str!("../shaders/gelu.wgsl");
+/// f32 → activation storage conversion.
+pub const CONVERT: &str = include_str!("../shaders/convert.wgsl");
 /// Peak FMA and copy-bandwidth microbenchmarks.
 pub const ROOFLINE: &str = include_str!("../shaders/roofline.wgsl");
 /// A long counted loop that detects drivers which truncate loops.
@@ -48,9 +56,11 @@ pub const LOOP_PROBE: &str = include_str!("../shaders/loop_probe.wgsl");
 /// Every file under `shaders/common/`, with its path and the common files it needs in front,
 /// for the no-GPU shader tests.
 pub const COMMON: &[(&str, &str, &[&str])] = &[
+    ("common/storage_f32.wgsl", STORAGE_F32, &[]),
+    ("common/storage_f16.wgsl", STORAGE_F16, &[]),
     ("common/activations.wgsl", ACTIVATIONS, &[]),
-    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[ACTIVATIONS]),
-    ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[]),
+    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
+    ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
     ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),
     ("common/weights_vec4_f16.wgsl", WEIGHTS_VEC4_F16, &[]),
@@ -59,6 +69,15 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/weights_scalar_f16.wgsl", WEIGHTS_SCALAR_F16, &[]),
     ("common/weights_scalar_bf16.wgsl", WEIGHTS_SCALAR_BF16, &[]),
 ];
+
+/// The prelude defining `Act` for activations stored as `storage` (f32 or f16; bf16 is a
+/// weight format only).
+pub fn for_storage(storage: crate::DType) -> &'static str {
+    match storage {
+        crate::DType::F16 => STORAGE_F16,
+        crate::DType::F32 | crate::DType::BF16 => STORAGE_F32,
+    }
+}
 
 /// The full source a pipeline is built from: prelude files, then the kernel file.
 /// `enable` directives (`enable f16;`) are hoisted to the top, where WGSL requires them.

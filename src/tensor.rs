@@ -115,17 +115,20 @@ impl Tensor {
         Ok(Self { buffer, shape: shape.to_vec(), dtype })
     }
 
-    /// Overwrites the contents with f32 data of the same element count.
+    /// Overwrites the contents with f32 data of the same element count, rounded to nearest
+    /// on the host where the tensor is f16 or bf16.
     pub fn write_f32(&self, gpu: &Gpu, data: &[f32]) -> Result<()> {
-        if self.dtype != DType::F32 {
-            return Err(Error::DType {
-                kernel: "tensor",
-                what: "write_f32 target".into(),
-                expected: "f32".into(),
-                got: self.dtype.to_string(),
-            });
+        match self.dtype {
+            DType::F32 => self.write_bytes(gpu, "f32 data", data.len(), bytemuck::cast_slice(data)),
+            DType::F16 => {
+                let halves: Vec<half::f16> = data.iter().map(|&v| half::f16::from_f32(v)).collect();
+                self.write_bytes(gpu, "f32 data", data.len(), bytemuck::cast_slice(&halves))
+            }
+            DType::BF16 => {
+                let halves: Vec<half::bf16> = data.iter().map(|&v| half::bf16::from_f32(v)).collect();
+                self.write_bytes(gpu, "f32 data", data.len(), bytemuck::cast_slice(&halves))
+            }
         }
-        self.write_bytes(gpu, "f32 data", data.len(), bytemuck::cast_slice(data))
     }
 
     fn write_bytes(&self, gpu: &Gpu, what: &str, len: usize, bytes: &[u8]) -> Result<()> {

@@ -10,7 +10,7 @@ use vlbridge::connectors::{
 use vlbridge::kernels::Op;
 use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
 use vlbridge::kernels::gelu::GeluForm;
-use vlbridge::kernels::gemm::Epilogue;
+use vlbridge::kernels::gemm::{Epilogue, Residual};
 use vlbridge::weights::Weights;
 use vlbridge::{DType, Error, Graph, Plan, Tensor};
 
@@ -82,24 +82,42 @@ fn zero_size_dimensions_are_rejected() {
 
 #[test]
 #[timeout(60_000)]
-fn f16_activations_into_an_f32_kernel_are_a_dtype_error() {
-    // GEMM weights may be f16 or bf16; activations are f32 everywhere (f16 activations are
-    // issue 5's open part).
+fn mixed_or_bf16_activations_and_non_f32_parameters_are_dtype_errors() {
+    // Activations are f32 or f16, one type per node; parameters (bias, norm weights, masks)
+    // are f32; GEMM weights may be f32, f16 or bf16.
     let gpu = gpu();
     let mut g = Graph::new();
-    let x16 = g.constant("x", &Tensor::from_f16(gpu, &[2, 4], &[half::f16::ONE; 8]).unwrap());
+    let x16 = g.input_as("x16", &[2, 4], DType::F16).unwrap();
+    let x32 = g.input("x32", &[2, 4]).unwrap();
     let w = g.constant("w", &Tensor::from_f32(gpu, &[3, 4], &[0.5; 12]).unwrap());
-    match g.add(Op::Linear(Epilogue::NONE), &[x16, w]) {
-        Err(Error::DType { what, got, .. }) => {
-            assert_eq!(got, "f16");
-            assert!(what.contains("input 0"), "{what}");
+    let w16 = g.constant("w16", &Tensor::from_f16(gpu, &[3, 4], &[half::f16::ONE; 12]).unwrap());
+    let wbf = g.constant("wbf", &Tensor::from_bf16(gpu, &[3, 4], &[half::bf16::ONE; 12]).unwrap());
+    for (x, w) in [(x16, w), (x16, w16), (x16, wbf), (x32, w16), (x32, wbf)] {
+        assert!(g.add(Op::Linear(Epilogue::NONE), &[x, w]).is_ok(), "every activation × weight dtype");
+    }
+    let y16 = g.add(Op::Linear(Epilogue::NONE), &[x16, w]).unwrap();
+    let y32 = g.add(Op::Linear(Epilogue::NONE), &[x32, w]).unwrap();
+    // A residual in another type than x.
+    let add = Epilogue::NONE.with_residual(Residual::Add);
+    match g.add(Op::Linear(add), &[x16, w, y32]) {
+        Err(Error::DType { what, expected, got, .. }) => {
+            assert!(what.contains("input 2"), "{what}");
+            assert_eq!((expected.as_str(), got.as_str()), ("f16", "f32"));
         }
         other => panic!("expected a dtype error, got {other:?}"),
     }
-    let w16 = g.constant("w16", &Tensor::from_f16(gpu, &[3, 4], &[half::f16::ONE; 12]).unwrap());
-    let x = g.input("x32", &[2, 4]).unwrap();
-    assert!(g.add(Op::Linear(Epilogue::NONE), &[x, w16]).is_ok(), "f16 weights are read directly");
-    assert!(matches!(g.add(Op::Gelu(GeluForm::Erf), &[w16]), Err(Error::DType { .. })));
+    assert!(g.add(Op::Linear(add), &[x16, w, y16]).is_ok());
+    // bf16 is a weight format, not an activation type.
+    let xbf = g.input_as("xbf", &[2, 4], DType::BF16).unwrap();
+    match g.add(Op::Gelu(GeluForm::Erf), &[xbf]) {
+        Err(Error::DType { what, got, .. }) => assert!(what.contains("bf16") && got == "bf16", "{what}"),
+        other => panic!("expected a dtype error, got {other:?}"),
+    }
+    // LayerNorm parameters must be f32 even when x is f16.
+    let ln16 = g.constant("ln16", &Tensor::from_f16(gpu, &[4], &[half::f16::ONE; 4]).unwrap());
+    let ln = g.constant("ln", &Tensor::from_f32(gpu, &[4], &[1.0; 4]).unwrap());
+    assert!(matches!(g.add(Op::LayerNorm { eps: 1e-5 }, &[x16, ln16, ln]), Err(Error::DType { .. })));
+    assert!(g.add(Op::LayerNorm { eps: 1e-5 }, &[x16, ln, ln]).is_ok());
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! No GPU needed: every WGSL file parses and validates with naga, translates to SPIR-V, MSL,
-//! HLSL and GLSL, and its entry point matches the Rust `KernelSpec` (workgroup size, binding
+//! No GPU needed: every WGSL file, with activations stored as f32 and as f16, parses and
+//! validates with naga, translates to SPIR-V, MSL, HLSL and GLSL (f16: not GLSL), and its entry point matches the Rust `KernelSpec` (workgroup size, binding
 //! access, `Params` size), so WGSL and Rust cannot drift apart silently.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vlbridge::DType;
 use vlbridge::kernels::{Access, KernelId, KernelSpec};
 
 fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -23,9 +24,9 @@ fn common_files_are_valid_wgsl_after_the_ones_they_build_on() {
 
 #[test]
 fn every_kernel_validates_and_translates_to_every_backend() {
-    for id in KernelId::ALL {
+    for (id, storage) in KernelId::ALL.into_iter().flat_map(|id| [(id, DType::F32), (id, DType::F16)]) {
         let spec = id.spec();
-        let source = spec.source();
+        let source = spec.source_for(storage);
         let (module, info) = validate(&source, spec.file);
         // Overrides keep their defaults; backends other than SPIR-V need them resolved.
         let (module, info) = naga::back::pipeline_constants::process_overrides(
@@ -50,7 +51,7 @@ fn every_kernel_validates_and_translates_to_every_backend() {
 
         // f16 storage needs HLSL shader model 6.2; GL (and so GLSL) never offers SHADER_F16 in
         // wgpu, so f16 kernels are not translated to it.
-        let f16 = spec.features.contains(wgpu::Features::SHADER_F16);
+        let f16 = spec.features_for(storage).contains(wgpu::Features::SHADER_F16);
         let shader_model = if f16 { naga::back::hlsl::ShaderModel::V6_2 } else { naga::back::hlsl::ShaderModel::V6_0 };
         let hlsl_options = naga::back::hlsl::Options { shader_model, ..Default::default() };
         let hlsl_pipeline = naga::back::hlsl::PipelineOptions {
@@ -82,8 +83,10 @@ fn every_kernel_validates_and_translates_to_every_backend() {
 fn entry_points_match_their_specs() {
     for id in KernelId::ALL {
         let spec = id.spec();
-        let (module, _) = validate(&spec.source(), spec.file);
-        check_reflection(spec, &module);
+        for storage in [DType::F32, DType::F16] {
+            let (module, _) = validate(&spec.source_for(storage), spec.file);
+            check_reflection(spec, &module);
+        }
     }
 }
 

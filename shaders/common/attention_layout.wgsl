@@ -22,11 +22,12 @@ override MASK: u32 = 0u;        // 1: `mask` holds a keep flag (non-zero) per (q
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
 
 // Binding 0 is the queries for `flash` and `scores`, the scores or weights for the others.
-@group(0) @binding(0) var<storage, read> lhs: array<f32>;
-@group(0) @binding(1) var<storage, read> kv_a: array<f32>;
-@group(0) @binding(2) var<storage, read> kv_b: array<f32>;
+// Every binding but the mask holds activations (Act, f32 or f16).
+@group(0) @binding(0) var<storage, read> lhs: array<Act>;
+@group(0) @binding(1) var<storage, read> kv_a: array<Act>;
+@group(0) @binding(2) var<storage, read> kv_b: array<Act>;
 @group(0) @binding(3) var<storage, read> mask: array<f32>;  // [batch, queries, keys]
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<Act>;
 @group(0) @binding(5) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
@@ -52,9 +53,9 @@ fn kv_row(b: u32, j: u32) -> u32 {
 
 fn kv_read(j: u32, i: u32) -> f32 {
     if j < params.keys_a {
-        return kv_a[i];
+        return f32(kv_a[i]);
     }
-    return kv_b[i];
+    return f32(kv_b[i]);
 }
 
 fn kept(b: u32, qi: u32, j: u32) -> bool {
@@ -88,7 +89,7 @@ fn kv4(j: u32, i: u32, d4: u32) -> vec4<f32> {
 // Dims 4·d4 .. 4·d4+3 of the query starting at q0, pre-multiplied by the scale.
 fn query4(q0: u32, d4: u32) -> vec4<f32> {
     let d = d4 * 4u;
-    let v = vec4(lhs[q0 + d], lhs[q0 + d + 1u], lhs[q0 + d + 2u], lhs[q0 + d + 3u]) * params.scale;
+    let v = vec4<f32>(vec4(lhs[q0 + d], lhs[q0 + d + 1u], lhs[q0 + d + 2u], lhs[q0 + d + 3u])) * params.scale;
     return select(vec4(0.0), v, in_head(d));
 }
 

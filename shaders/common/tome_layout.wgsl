@@ -11,12 +11,11 @@ struct Params {
     nu: u32,           // unmerged A tokens: na - r
 }
 
-override MERGE: u32 = 0u;  // merge: 0 size-weighted features, 1 summed sizes
-
-@group(0) @binding(0) var<storage, read> in0: array<f32>;
+// Bindings 0 (in0) and 3 (out) are declared by each kernel file: tome.wgsl reads features
+// (Act) in normalize and writes f32 (matches, ranks, indices), tome_merge.wgsl reads and writes
+// features (Act).
 @group(0) @binding(1) var<storage, read> in1: array<f32>;
 @group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;

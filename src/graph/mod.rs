@@ -7,7 +7,7 @@ pub use plan::Plan;
 
 use crate::error::{Error, Result};
 use crate::kernels::{Meta, Op};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Handle to a tensor of a [`Graph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,8 +53,14 @@ impl Graph {
 
     /// Declares an f32 input the caller writes before every run.
     pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
+        self.input_as(name, shape, DType::F32)
+    }
+
+    /// Declares an input stored as `dtype` (f16 activations: the nodes reading it run with f16
+    /// storage). [`Plan::run`] rounds the f32 data it is given to `dtype`.
+    pub fn input_as(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorId> {
         crate::kernels::check_u32_elements("graph", &format!("input `{name}`"), shape)?;
-        Ok(self.push(name, Meta::f32(shape), Role::Input))
+        Ok(self.push(name, Meta { shape: shape.to_vec(), dtype }, Role::Input))
     }
 
     /// Declares a tensor already on the GPU (a weight), bound without copying.
@@ -115,7 +121,10 @@ impl Graph {
 impl Graph {
     /// Evaluates the graph on the CPU with every op's f64 reference: the truth a plan of this
     /// graph is compared with. Weights are read back from the GPU; `inputs` are in the order
-    /// the graph declared them. Returns the outputs in the order they were marked.
+    /// the graph declared them and are rounded to their declared dtype, as [`Plan::run`]
+    /// stores them (so the reference sees what the kernels see). Intermediate results are not
+    /// rounded: the difference is the storage error of f16 graphs. Returns the outputs in the
+    /// order they were marked.
     pub fn reference(&self, gpu: &crate::Gpu, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>> {
         let declared = self.tensors.iter().filter(|t| matches!(t.role, Role::Input)).count();
         if inputs.len() != declared {
@@ -135,7 +144,7 @@ impl Graph {
                             data.len(),
                         ));
                     }
-                    Some(data.iter().map(|&v| f64::from(v)).collect())
+                    Some(data.iter().map(|&v| crate::kernels::round_to(t.meta.dtype, f64::from(v))).collect())
                 }
                 Role::Constant(tensor) => Some(tensor.to_f32(gpu)?.into_iter().map(f64::from).collect()),
                 Role::Computed => None,

@@ -113,7 +113,10 @@ impl Plan {
             .nodes
             .iter()
             .zip(&specs)
-            .map(|(n, spec)| Ok((*spec, gpu.pipeline(spec, &n.op.overrides())?)))
+            .map(|(n, spec)| {
+                let storage = n.op.storage(&node_inputs(graph, &n.inputs));
+                Ok((*spec, gpu.pipeline(spec, storage, &n.op.overrides())?))
+            })
             .collect::<Result<Vec<_>>>()?;
 
         gpu.scoped("planning a graph", || Self::build(gpu, graph, &bytes, dispatches, pipelines))?

@@ -76,7 +76,7 @@ impl Attention {
         u64::from(self.heads) * u64::from(self.head_dim)
     }
 
-    fn kv_inputs(&self) -> usize {
+    pub(crate) fn kv_inputs(&self) -> usize {
         1 + usize::from(self.two_sources)
     }
 }

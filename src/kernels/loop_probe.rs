@@ -45,7 +45,7 @@ pub fn expected(outer: u32, inner: u32) -> (u32, u32) {
 pub fn check(gpu: &Gpu) -> Result<()> {
     const OUTER: u32 = 1000;
     const INNER: u32 = 1000;
-    let pipeline = gpu.pipeline(&SPEC, &[])?;
+    let pipeline = gpu.pipeline(&SPEC, crate::DType::F32, &[])?;
     let counts = Tensor::zeros(gpu, &[2], DType::F32)?;
     let params = Params { outer: OUTER, inner: INNER, _pad0: 0, _pad1: 0 };
     gpu.scoped("running the loop probe", || {

@@ -3,6 +3,7 @@
 
 pub mod anyres;
 pub mod attention;
+pub mod convert;
 pub mod downsample;
 pub mod gelu;
 pub mod gemm;
@@ -78,6 +79,8 @@ pub enum KernelId {
     TomeSource,
     /// LLaVA-NeXT AnyRes packing.
     AnyResPack,
+    /// f32 → activation storage type.
+    Convert,
     /// Roofline microbenchmark: peak FMA throughput.
     RooflineFma,
     /// Roofline microbenchmark: copy bandwidth.
@@ -88,7 +91,7 @@ pub enum KernelId {
 
 impl KernelId {
     /// All kernels, for the shader tests, the CLI and the benches.
-    pub const ALL: [KernelId; 27] = [
+    pub const ALL: [KernelId; 28] = [
         KernelId::Gemm,
         KernelId::GemmF16,
         KernelId::GemmBf16,
@@ -113,6 +116,7 @@ impl KernelId {
         KernelId::TomeMerge,
         KernelId::TomeSource,
         KernelId::AnyResPack,
+        KernelId::Convert,
         KernelId::RooflineFma,
         KernelId::RooflineCopy,
         KernelId::LoopProbe,
@@ -145,6 +149,7 @@ impl KernelId {
             KernelId::TomeMerge => &tome::MERGE_SPEC,
             KernelId::TomeSource => &tome::SOURCE_SPEC,
             KernelId::AnyResPack => &anyres::SPEC,
+            KernelId::Convert => &convert::SPEC,
             KernelId::RooflineFma => &roofline::FMA_SPEC,
             KernelId::RooflineCopy => &roofline::COPY_SPEC,
             KernelId::LoopProbe => &loop_probe::SPEC,
@@ -172,9 +177,25 @@ pub struct KernelSpec {
 }
 
 impl KernelSpec {
-    /// Full WGSL source: prelude then body.
+    /// Full WGSL source with activations stored as f32.
     pub fn source(&self) -> String {
-        shader::assemble(self.prelude, self.body)
+        self.source_for(DType::F32)
+    }
+
+    /// Full WGSL source with activations stored as `storage`: the storage prelude, the
+    /// kernel's prelude, then its body.
+    pub fn source_for(&self, storage: DType) -> String {
+        let prelude: Vec<&str> =
+            std::iter::once(shader::for_storage(storage)).chain(self.prelude.iter().copied()).collect();
+        shader::assemble(&prelude, self.body)
+    }
+
+    /// Device features the kernel needs with activations stored as `storage`.
+    pub fn features_for(&self, storage: DType) -> wgpu::Features {
+        match storage {
+            DType::F16 => self.features | wgpu::Features::SHADER_F16,
+            DType::F32 | DType::BF16 => self.features,
+        }
     }
 }
 
@@ -242,6 +263,23 @@ pub enum Op {
     Tome(tome::Step, tome::Tome),
     /// AnyRes packing of one image's tile features with the newline vector.
     AnyRes(anyres::AnyResLayout),
+    /// An f32 tensor rounded to this activation storage type (f32: a copy, f16: round to
+    /// nearest): f32 parameters such as learnable queries entering an f16 graph.
+    Convert(DType),
+}
+
+/// What an op expects of one input's dtype (see [`Op::operand`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operand {
+    /// An activation: stored as the node's storage type, f32 or f16, and read as such.
+    Activation,
+    /// A parameter kernels read as f32 whatever the activations are: bias, norm weight and
+    /// bias, gate, mask, AnyRes newline, ToMe sizes, matches and indices.
+    Param,
+    /// A GEMM weight: f32, f16 or bf16, read in the type it is stored in.
+    Weight,
+    /// Only its shape is used.
+    ShapeOnly,
 }
 
 /// One dispatch of a node, as the planner records it.
@@ -276,6 +314,7 @@ impl Op {
             Op::Downsample(d) => downsample::spec_of(*d).name,
             Op::Tome(step, _) => tome::spec_of(*step).name,
             Op::AnyRes(_) => anyres::NAME,
+            Op::Convert(_) => convert::SPEC.name,
         }
     }
 
@@ -290,6 +329,7 @@ impl Op {
             Op::Downsample(d) => downsample::spec_of(*d),
             Op::Tome(step, _) => tome::select(*step, caps),
             Op::AnyRes(_) => &anyres::SPEC,
+            Op::Convert(_) => &convert::SPEC,
         }
     }
 
@@ -300,7 +340,12 @@ impl Op {
             Op::Linear(e) => e.read_slots(),
             Op::Attention(pass, cfg) => attention::read_slots(*pass, cfg),
             Op::Tome(step, _) => tome::read_slots(*step),
-            Op::Gelu(_) | Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) => {
+            Op::Gelu(_)
+            | Op::LayerNorm { .. }
+            | Op::Repeat { .. }
+            | Op::Downsample(_)
+            | Op::AnyRes(_)
+            | Op::Convert(_) => {
                 let reads = spec.bindings.iter().filter(|a| **a == Access::Read).count();
                 (0..reads).map(Some).collect()
             }
@@ -314,15 +359,69 @@ impl Op {
             Op::Gelu(f) => gelu::overrides(*f),
             Op::Attention(_, cfg) => attention::overrides(cfg),
             Op::Tome(step, _) => tome::overrides(*step),
-            Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) => Vec::new(),
+            Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) | Op::Convert(_) => Vec::new(),
+        }
+    }
+
+    /// How the op reads input `i` (see [`Operand`]).
+    pub fn operand(&self, i: usize) -> Operand {
+        use Operand::{Activation, Param, ShapeOnly, Weight};
+        use tome::Step;
+        match self {
+            Op::Linear(e) => match i {
+                0 => Activation,
+                1 => Weight,
+                2 if e.bias => Param,
+                // The residual, then the gate of a gated residual.
+                _ if i == 2 + usize::from(e.bias) => Activation,
+                _ => Param,
+            },
+            Op::Attention(pass, cfg) => {
+                let activations = match pass {
+                    attention::Pass::Softmax => 1,
+                    _ => 1 + cfg.kv_inputs(),
+                };
+                if i < activations { Activation } else { Param }
+            }
+            Op::Tome(step, _) => match (step, i) {
+                (Step::Normalize | Step::MergeFeatures, 0) => Activation,
+                (Step::Source, 0) => ShapeOnly,
+                _ => Param,
+            },
+            Op::Gelu(_) | Op::Repeat { .. } | Op::Downsample(_) => Activation,
+            Op::LayerNorm { .. } | Op::AnyRes(_) => {
+                if i == 0 {
+                    Activation
+                } else {
+                    Param
+                }
+            }
+            Op::Convert(_) => Param,
+        }
+    }
+
+    /// The type activations are stored in at this node: its pipeline is built for it.
+    pub fn storage(&self, inputs: &[&Meta]) -> DType {
+        match self {
+            Op::Convert(to) => *to,
+            // Every op whose first input is an activation stores its activations in that type.
+            _ if self.operand(0) == Operand::Activation => inputs.first().map_or(DType::F32, |m| m.dtype),
+            _ => DType::F32,
         }
     }
 
     /// Checks input shapes/dtypes and returns the output's.
     pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        // GEMM weights may stay in their checkpoint's dtype; everything else is f32.
-        let weight = matches!(self, Op::Linear(_)).then_some(1);
-        expect_f32(self.name(), inputs, weight)?;
+        let storage = self.storage(inputs);
+        check_dtypes(self, storage, inputs)?;
+        let mut out = self.check_shapes(inputs)?;
+        // ToMe's index passes and the f32 unit rows stay f32.
+        let f32_out = matches!(self, Op::Tome(step, _) if *step != tome::Step::MergeFeatures);
+        out.dtype = if f32_out { DType::F32 } else { storage };
+        Ok(out)
+    }
+
+    fn check_shapes(&self, inputs: &[&Meta]) -> Result<Meta> {
         match self {
             Op::Linear(e) => gemm::check(*e, inputs),
             Op::Gelu(_) => gelu::check(inputs),
@@ -332,6 +431,7 @@ impl Op {
             Op::Downsample(d) => downsample::check(*d, inputs),
             Op::Tome(step, cfg) => tome::check(*step, cfg, inputs),
             Op::AnyRes(layout) => anyres::check(layout, inputs),
+            Op::Convert(to) => convert::check(*to, inputs),
         }
     }
 
@@ -373,6 +473,7 @@ impl Op {
             Op::Downsample(d) => bytemuck::bytes_of(&downsample::Params::new(*d, inputs)).to_vec(),
             Op::Tome(_, cfg) => bytemuck::bytes_of(&tome::Params::new(cfg, inputs)).to_vec(),
             Op::AnyRes(layout) => bytemuck::bytes_of(&anyres::Params::new(layout, inputs)).to_vec(),
+            Op::Convert(_) => bytemuck::bytes_of(&gelu::Params::new(inputs)).to_vec(),
         }
     }
 
@@ -387,6 +488,7 @@ impl Op {
             Op::Downsample(d) => downsample::workgroups(*d, inputs),
             Op::Tome(step, cfg) => tome::workgroups(spec, *step, cfg, inputs),
             Op::AnyRes(layout) => anyres::workgroups(layout, inputs),
+            Op::Convert(_) => convert::workgroups(inputs),
         }
     }
 
@@ -435,6 +537,7 @@ impl Op {
                 reference::tome_step(*step, cfg, inputs, s[0], s.get(2).copied().unwrap_or(1))
             }
             Op::AnyRes(layout) => reference::anyres_pack(layout, inputs[0], inputs[1]),
+            Op::Convert(to) => inputs[0].iter().map(|&v| round_to(*to, v)).collect(),
         }
     }
 
@@ -448,23 +551,43 @@ impl Op {
             Op::Downsample(d) => downsample::cost(*d, inputs),
             Op::Tome(step, cfg) => tome::cost(*step, cfg, inputs),
             Op::AnyRes(layout) => anyres::cost(layout, inputs),
+            Op::Convert(to) => convert::cost(*to, inputs),
         }
     }
 }
 
-/// Every input but `any_dtype` (which may be f32, f16 or bf16) must be f32.
-fn expect_f32(kernel: &'static str, inputs: &[&Meta], any_dtype: Option<usize>) -> Result<()> {
+/// Activations must be f32 or f16 and all of the node's storage type, parameters f32.
+fn check_dtypes(op: &Op, storage: DType, inputs: &[&Meta]) -> Result<()> {
+    let kernel = op.name();
+    if storage == DType::BF16 {
+        let what = "activations (bf16 is a weight format)".into();
+        return Err(Error::DType { kernel, what, expected: "f32 or f16".into(), got: storage.to_string() });
+    }
     for (i, m) in inputs.iter().enumerate() {
-        if m.dtype != DType::F32 && Some(i) != any_dtype {
+        let expected = match op.operand(i) {
+            Operand::Activation => storage,
+            Operand::Param => DType::F32,
+            Operand::Weight | Operand::ShapeOnly => continue,
+        };
+        if m.dtype != expected {
             return Err(Error::DType {
                 kernel,
-                what: format!("input {i}"),
-                expected: "f32".into(),
+                what: format!("input {i} ({:?})", op.operand(i)),
+                expected: expected.to_string(),
                 got: m.dtype.to_string(),
             });
         }
     }
     Ok(())
+}
+
+/// `v` as stored in `dtype` (f16 and bf16 round to nearest even), for the references.
+pub fn round_to(dtype: DType, v: f64) -> f64 {
+    match dtype {
+        DType::F32 => f64::from(v as f32),
+        DType::F16 => f64::from(half::f16::from_f64(v).to_f32()),
+        DType::BF16 => f64::from(half::bf16::from_f64(v).to_f32()),
+    }
 }
 
 /// Collapses all leading dimensions: `[.., K]` → `(rows, K)`.

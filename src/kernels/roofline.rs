@@ -64,7 +64,7 @@ fn run(
     dispatches: u32,
     buffers: (&Tensor, &Tensor),
 ) -> Result<f64> {
-    let pipeline = gpu.pipeline(spec, &[])?;
+    let pipeline = gpu.pipeline(spec, crate::DType::F32, &[])?;
     let grid = fold_grid(
         spec.name,
         invocations.div_ceil(u64::from(WORKGROUP)),

@@ -112,7 +112,12 @@ pub const NORMALIZE_SPEC: KernelSpec = spec(KernelId::TomeNormalize, "tome_norma
 pub const BEST_MATCH_SPEC: KernelSpec = spec(KernelId::TomeBestMatch, "tome_best_match", "best_match");
 pub const RANK_SPEC: KernelSpec = spec(KernelId::TomeRank, "tome_rank", "rank");
 pub const PLACE_SPEC: KernelSpec = spec(KernelId::TomePlace, "tome_place", "place");
-pub const MERGE_SPEC: KernelSpec = spec(KernelId::TomeMerge, "tome_merge", "merge");
+/// The merge reads and writes features as activations (f32 or f16).
+pub const MERGE_SPEC: KernelSpec = KernelSpec {
+    file: "tome_merge.wgsl",
+    body: shader::TOME_MERGE,
+    ..spec(KernelId::TomeMerge, "tome_merge", "merge")
+};
 pub const SOURCE_SPEC: KernelSpec = spec(KernelId::TomeSource, "tome_source", "source");
 /// Best match sharing B rows across 8 lanes by subgroup broadcast: the fast path.
 pub const BEST_MATCH_SUBGROUP_SPEC: KernelSpec = KernelSpec {

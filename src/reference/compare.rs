@@ -40,6 +40,17 @@ impl fmt::Display for Comparison {
     }
 }
 
+/// Below f16's smallest normal (2⁻¹⁴ ≈ 6.1e-5) a device may flush f16 results to zero: the
+/// absolute tolerance floor of anything stored as f16.
+pub const F16_FLUSH: f64 = 6.2e-5;
+
+/// Extra tolerance of a result stored as f16, with the reference rounded to f16 too (see
+/// [`crate::kernels::round_to`]): the f32 result and the exact one can round to neighbouring
+/// f16 values, one f16 ulp apart, at most `|y|·2⁻¹⁰`.
+pub fn f16_rounding(want: f64) -> f64 {
+    want.abs() * 2f64.powi(-10)
+}
+
 /// Compares `got` to `want`. A length mismatch counts every element as failing.
 pub fn compare(got: &[f32], want: &[f64], atol: f64, rtol: f64) -> Comparison {
     compare_with(got, want, atol, rtol, |_| 0.0)
