@@ -1,8 +1,9 @@
 //! `attention` group: the flash kernel against the naive three-pass version that materialises
 //! the scores, on the same adapter, at the BLIP-2 Q-Former and Flamingo Perceiver sizes; alone
 //! and inside one full cross-attention block (LayerNorms, Q/K/V and output projections,
-//! residual). Throughput is in FLOP; each plan's peak activation bytes go to stderr. The
-//! adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`.
+//! residual); and the flash kernel with f16 storage against f32. Throughput is in FLOP; each
+//! plan's peak activation bytes go to stderr. The adapter comes from `VLBRIDGE_BACKEND` /
+//! `VLBRIDGE_ADAPTER`.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vlbridge::kernels::Op;
 use vlbridge::kernels::attention::{Attention, Pass};
 use vlbridge::kernels::gemm::{Epilogue, Residual};
-use vlbridge::{Gpu, Graph, Plan, Tensor, TensorId};
+use vlbridge::{DType, Gpu, Graph, Plan, Tensor, TensorId};
 
 /// Deterministic values in [-scale, scale] (no RNG needed for timing).
 fn ramp(n: usize, scale: f32) -> Vec<f32> {
@@ -92,16 +93,17 @@ fn layer_norm(g: &mut Graph, gpu: &Gpu, x: TensorId, dim: usize) -> TensorId {
     g.add(Op::LayerNorm { eps: 1e-5 }, &[x, w, b]).expect("layer norm")
 }
 
-/// Attention alone over already projected q and K/V; returns the graph and its inputs' data.
-fn attention_only(s: &Size, naive: bool) -> (Graph, Vec<Vec<f32>>) {
+/// Attention alone over already projected q and K/V stored as `storage`; returns the graph
+/// and its inputs' data.
+fn attention_only(s: &Size, naive: bool, storage: DType) -> (Graph, Vec<Vec<f32>>) {
     let width = (s.heads * s.head_dim) as usize;
     let mut g = Graph::new();
-    let q = g.input("q", &[1, s.queries, width]).expect("q");
-    let mut kv = vec![g.input("kv_media", &[1, s.media.0, 2 * width]).expect("kv")];
+    let q = g.input_as("q", &[1, s.queries, width], storage).expect("q");
+    let mut kv = vec![g.input_as("kv_media", &[1, s.media.0, 2 * width], storage).expect("kv")];
     let mut data = vec![ramp(s.queries * width, 1.0), ramp(s.media.0 * 2 * width, 1.0)];
     let mut cfg = Attention::new(s.heads, s.head_dim);
     if s.latents_are_keys {
-        kv.push(g.input("kv_latents", &[1, s.queries, 2 * width]).expect("kv"));
+        kv.push(g.input_as("kv_latents", &[1, s.queries, 2 * width], storage).expect("kv"));
         data.push(ramp(s.queries * 2 * width, 1.0));
         cfg = cfg.two_sources();
     }
@@ -145,9 +147,21 @@ fn attention(c: &mut Criterion) {
     let mut group = c.benchmark_group("attention");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     for size in [QFORMER, PERCEIVER] {
-        for (what, naive) in [("flash", false), ("naive", true), ("block_flash", false), ("block_naive", true)] {
-            let (graph, data) =
-                if what.starts_with("block") { block(&gpu, &size, naive) } else { attention_only(&size, naive) };
+        // f16 storage of q, K/V and the output against f32, on the flash kernel.
+        let f16 = gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16);
+        for (what, naive) in
+            [("flash", false), ("flash_f16", false), ("naive", true), ("block_flash", false), ("block_naive", true)]
+        {
+            let storage = if what.ends_with("f16") { DType::F16 } else { DType::F32 };
+            if storage == DType::F16 && !f16 {
+                eprintln!("skipped {what}: no SHADER_F16 on {tag}");
+                continue;
+            }
+            let (graph, data) = if what.starts_with("block") {
+                block(&gpu, &size, naive)
+            } else {
+                attention_only(&size, naive, storage)
+            };
             let plan = Plan::new(&gpu, &graph).expect("plan");
             gpu.flush("uploading weights").expect("flush");
             let inputs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();

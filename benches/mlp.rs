@@ -1,6 +1,8 @@
 //! `mlp` group: the fused LLaVA projector against the unfused three-dispatch version (GEMM, GELU
 //! pass, GEMM) on the same adapter, at the LLaVA-1.5 size and a small size; and the GEMM alone
-//! at the projector's two shapes, with f32, f16 and bf16 weights. Throughput is reported in FLOP (criterion's "elements").
+//! at the projector's two shapes, with f32, f16 and bf16 weights; and the projector with f32
+//! against f16 storage (weights and activations), and bf16 weights with f32 activations.
+//! Throughput is reported in FLOP (criterion's "elements").
 //! The adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`.
 
 use std::time::Duration;
@@ -51,20 +53,54 @@ fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: 
     group.finish();
 }
 
+/// `values` stored on the GPU as `dtype`.
+fn stored(gpu: &Gpu, shape: &[usize], values: &[f32], dtype: DType) -> Tensor {
+    match dtype {
+        DType::F32 => Tensor::from_f32(gpu, shape, values),
+        DType::F16 => Tensor::from_f16(gpu, shape, &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()),
+        DType::BF16 => {
+            Tensor::from_bf16(gpu, shape, &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
+        }
+    }
+    .expect("weight")
+}
+
+/// The LLaVA-1.5 projector with (weights, activations) stored as given, side by side.
+fn bench_projector_storage(c: &mut Criterion, gpu: &Gpu, tokens: usize) {
+    let [v, h, t] = [1024, 4096, 4096];
+    let x = ramp(tokens * v, 1.0);
+    let tag = adapter_tag(gpu);
+    let mut group = c.benchmark_group("mlp");
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
+    for (weights, activations) in [(DType::F32, DType::F32), (DType::F16, DType::F16), (DType::BF16, DType::F32)] {
+        let projector = LlavaProjector::from_tensors(
+            stored(gpu, &[h, v], &ramp(h * v, (1.0 / v as f32).sqrt()), weights),
+            stored(gpu, &[h], &ramp(h, 0.1), DType::F32),
+            stored(gpu, &[t, h], &ramp(t * h, (1.0 / h as f32).sqrt()), weights),
+            stored(gpu, &[t], &ramp(t, 0.1), DType::F32),
+            GeluForm::Erf,
+        )
+        .expect("projector")
+        .with_activations(activations);
+        let plan = match projector.plan(gpu, 1, tokens) {
+            Ok(plan) => plan,
+            Err(e) => {
+                eprintln!("skipped {weights} weights / {activations} activations: {e}");
+                continue;
+            }
+        };
+        gpu.flush("uploading weights").expect("flush");
+        group.throughput(Throughput::Elements(plan.plan.cost().flops as u64));
+        let name = format!("storage/{weights} weights {activations} activations/llava15_{tokens}/{tag}");
+        group.bench_function(name, |b| b.iter(|| timed_run(gpu, &plan.plan, &x)));
+    }
+    group.finish();
+}
+
 fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize, weights: DType) {
     let mut g = Graph::new();
     let x = g.input("x", &[m, k]).expect("input");
-    let values = ramp(n * k, 0.03);
-    let w = match weights {
-        DType::F32 => Tensor::from_f32(gpu, &[n, k], &values),
-        DType::F16 => {
-            Tensor::from_f16(gpu, &[n, k], &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())
-        }
-        DType::BF16 => {
-            Tensor::from_bf16(gpu, &[n, k], &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
-        }
-    };
-    let w = g.constant("w", &w.expect("w"));
+    let w = g.constant("w", &stored(gpu, &[n, k], &ramp(n * k, 0.03), weights));
     let b = g.constant("b", &Tensor::from_f32(gpu, &[n], &ramp(n, 0.1)).expect("b"));
     let y = g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]).expect("linear");
     g.output(y).expect("output");
@@ -92,6 +128,7 @@ fn mlp(c: &mut Criterion) {
             bench_gemm(c, &gpu, 576, 4096, 4096, weights);
         }
     }
+    bench_projector_storage(c, &gpu, 576);
 }
 
 criterion_group!(benches, mlp);

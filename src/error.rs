@@ -8,47 +8,114 @@ use std::fmt;
 pub enum Error {
     /// No adapter matched the requested backend / name filter.
     #[error("no GPU adapter found ({wanted})")]
-    NoAdapter { wanted: String },
+    NoAdapter {
+        /// The backends and name filter asked for.
+        wanted: String,
+    },
 
     /// wgpu refused to create a device on the chosen adapter.
     #[error("could not open a device on adapter `{adapter}`: {reason}")]
-    RequestDevice { adapter: String, reason: String },
+    RequestDevice {
+        /// The adapter's name.
+        adapter: String,
+        /// wgpu's reason.
+        reason: String,
+    },
 
     /// A WGSL shader failed to parse, validate or build into a pipeline.
     #[error("shader for kernel `{kernel}` failed to compile: {diagnostic}")]
-    ShaderCompile { kernel: &'static str, diagnostic: String },
+    ShaderCompile {
+        /// The kernel whose shader failed.
+        kernel: &'static str,
+        /// The compiler's message.
+        diagnostic: String,
+    },
 
     /// A tensor's shape does not fit what the kernel or connector expects.
     #[error("{kernel}: {what}: expected {expected}, got {got}")]
-    Shape { kernel: &'static str, what: String, expected: String, got: String },
+    Shape {
+        /// The kernel or connector that checked it.
+        kernel: &'static str,
+        /// Which tensor or dimension.
+        what: String,
+        /// What fits.
+        expected: String,
+        /// What was given.
+        got: String,
+    },
 
     /// A tensor has a dtype the kernel cannot read.
     #[error("{kernel}: {what} has dtype {got}, expected {expected}")]
-    DType { kernel: &'static str, what: String, expected: String, got: String },
+    DType {
+        /// The kernel or component that checked it.
+        kernel: &'static str,
+        /// Which input.
+        what: String,
+        /// The dtype(s) it reads.
+        expected: String,
+        /// The dtype given.
+        got: String,
+    },
 
     /// The device lacks a feature the kernel needs (f16 storage without `SHADER_F16`).
     #[error("{kernel}: {what} is not supported on this device")]
-    Unsupported { kernel: &'static str, what: String },
+    Unsupported {
+        /// The kernel that needs it.
+        kernel: &'static str,
+        /// The missing features, and what needed them.
+        what: String,
+    },
 
     /// A size exceeds a limit of the device.
     #[error("{kernel}: {limit} of {requested} exceeds the device maximum {max}")]
-    Limit { kernel: &'static str, limit: &'static str, requested: u64, max: u64 },
+    Limit {
+        /// The kernel or component that checked it.
+        kernel: &'static str,
+        /// Which limit.
+        limit: &'static str,
+        /// The size asked for.
+        requested: u64,
+        /// The device's maximum.
+        max: u64,
+    },
 
     /// A weight is missing, misnamed, or has the wrong dtype/shape in a checkpoint.
     #[error("weight `{name}`: {problem}")]
-    Weights { name: String, problem: String },
+    Weights {
+        /// The upstream state-dict name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 
     /// A file could not be read or parsed (checkpoints, manifests).
     #[error("{path}: {problem}")]
-    File { path: String, problem: String },
+    File {
+        /// The file (or what stands for one).
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
 
     /// The GPU reported an error (validation, out of memory, device loss) during an operation.
     #[error("GPU error during {during}: {source}")]
-    Device { during: &'static str, source: DeviceError },
+    Device {
+        /// What vlbridge was doing.
+        during: &'static str,
+        /// wgpu's error.
+        source: DeviceError,
+    },
 
     /// The device computed something provably wrong (a known driver defect).
     #[error("driver defect on `{adapter}` (driver {driver}): {problem}")]
-    Driver { adapter: String, driver: String, problem: String },
+    Driver {
+        /// The adapter's name.
+        adapter: String,
+        /// The driver's name and version.
+        driver: String,
+        /// The defect observed.
+        problem: String,
+    },
 
     /// A graph referenced a tensor id or input that does not exist or was not supplied.
     #[error("graph: {0}")]

@@ -82,6 +82,26 @@ pub fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 
 /// A device and queue plus what vlbridge needs to know about them. Cheap to share by reference;
 /// all methods take `&self`.
+///
+/// ```
+/// use vlbridge::{Gpu, GpuOptions};
+///
+/// # fn main() -> vlbridge::Result<()> {
+/// // vlbridge's own device on the adapter VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER pick ...
+/// let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
+/// println!("{}", gpu.describe());
+///
+/// // ... or a host engine's device, which vlbridge then shares (see examples/host_engine.rs).
+/// let instance = vlbridge::wgpu::Instance::default();
+/// let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+///     .map_err(|e| vlbridge::Error::NoAdapter { wanted: e.to_string() })?;
+/// let (device, queue) = pollster::block_on(adapter.request_device(&Default::default()))
+///     .map_err(|e| vlbridge::Error::RequestDevice { adapter: adapter.get_info().name, reason: e.to_string() })?;
+/// let shared = Gpu::from_wgpu(device, queue);
+/// assert!(shared.limits().max_storage_buffer_binding_size > 0);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,

@@ -1,7 +1,43 @@
 //! # vlbridge
 //!
 //! Hand-written WGSL compute kernels, run through `wgpu`, for the connector layers that join a
-//! vision encoder to a language model.
+//! vision encoder to a language model: the LLaVA MLP projector, the BLIP-2 Q-Former, the
+//! Flamingo Perceiver Resampler and gated cross-attention, and token compression (2×2
+//! pooling, bilinear halving, ToMe, LLaVA-NeXT AnyRes). Each connector loads its weights from
+//! safetensors by the upstream state-dict names, is planned once into a [`Plan`] (shapes
+//! checked, pipelines built, buffers assigned) and run many times; every op has an f64 CPU
+//! reference ([`mod@reference`]) that the GPU is held to.
+//!
+//! ```
+//! use vlbridge::connectors::LlavaProjector;
+//! use vlbridge::kernels::gelu::GeluForm;
+//! use vlbridge::{DType, Gpu, reference};
+//!
+//! # fn main() -> vlbridge::Result<()> {
+//! let gpu = Gpu::new()?; // the default adapter (lavapipe on a machine without a GPU)
+//! // A small projector: 8 → 16 → 4, nn.Linear layout [out, in].
+//! let ramp = |n: usize| (0..n).map(|i| ((i % 7) as f32 - 3.0) / 10.0).collect::<Vec<_>>();
+//! let projector =
+//!     LlavaProjector::from_f32(&gpu, [8, 16, 4], &ramp(128), &ramp(16), &ramp(64), &ramp(4), GeluForm::Erf)?;
+//! let plan = projector.plan(&gpu, 1, 3)?; // one image of 3 tokens
+//! let features = ramp(3 * 8);
+//! let projected = plan.project(&gpu, &features)?;
+//! assert_eq!(plan.output_shape, [1, 3, 4]);
+//! // The f64 CPU reference of the same graph agrees to f32 rounding.
+//! let check = reference::compare(&projected, &plan.reference(&gpu, &features)?, 1e-5, 1e-5);
+//! assert!(check.passed(), "{check}");
+//!
+//! // The same projector with f16 activations (f32 arithmetic), where the device reads f16.
+//! if gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) {
+//!     let half = projector.with_activations(DType::F16).plan(&gpu, 1, 3)?;
+//!     let projected = half.project(&gpu, &features)?;
+//!     assert!(reference::compare(&projected, &half.reference(&gpu, &features)?, 1e-2, 1e-2).passed());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
 
 pub mod connectors;
 pub mod error;

@@ -5,6 +5,7 @@
 /// The activation storage type `Act` as f32 or f16: every kernel is assembled with one of
 /// them in front (see [`for_storage`]).
 pub const STORAGE_F32: &str = include_str!("../shaders/common/storage_f32.wgsl");
+/// (see [`STORAGE_F32`])
 pub const STORAGE_F16: &str = include_str!("../shaders/common/storage_f16.wgsl");
 /// GELU in both forms and an overflow-safe tanh.
 pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl");
@@ -12,11 +13,15 @@ pub const ACTIVATIONS: &str = include_str!("../shaders/common/activations.wgsl")
 pub const GEMM_EPILOGUE: &str = include_str!("../shaders/common/gemm_epilogue.wgsl");
 /// GEMM weight readers, one per storage type: four at a time (`gemm.wgsl`) ...
 pub const WEIGHTS_VEC4_F32: &str = include_str!("../shaders/common/weights_vec4_f32.wgsl");
+/// (f16 weights, four at a time)
 pub const WEIGHTS_VEC4_F16: &str = include_str!("../shaders/common/weights_vec4_f16.wgsl");
+/// (bf16 weights, four at a time)
 pub const WEIGHTS_VEC4_BF16: &str = include_str!("../shaders/common/weights_vec4_bf16.wgsl");
 /// ... and one at a time (`gemm_portable.wgsl`).
 pub const WEIGHTS_SCALAR_F32: &str = include_str!("../shaders/common/weights_scalar_f32.wgsl");
+/// (f16 weights, one at a time)
 pub const WEIGHTS_SCALAR_F16: &str = include_str!("../shaders/common/weights_scalar_f16.wgsl");
+/// (bf16 weights, one at a time)
 pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../shaders/common/weights_scalar_bf16.wgsl");
 /// Tiled, register-blocked `x·Wᵀ + b` with a fused epilogue.
 pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");

@@ -41,6 +41,22 @@ impl std::fmt::Display for DType {
 }
 
 /// A row-major tensor living in a GPU buffer. Cloning shares the buffer.
+///
+/// ```
+/// use vlbridge::{DType, Gpu, Tensor};
+///
+/// # fn main() -> vlbridge::Result<()> {
+/// let gpu = Gpu::new()?;
+/// let t = Tensor::from_f32(&gpu, &[2, 2], &[1.0, 2.0, 3.0, 4.0])?;
+/// assert_eq!(t.to_f32(&gpu)?, [1.0, 2.0, 3.0, 4.0]);
+/// // bf16 as checkpoints store it (no conversion pass); reads widen exactly.
+/// let w = Tensor::from_bf16(&gpu, &[3], &[half::bf16::from_f32(0.5); 3])?;
+/// assert_eq!((w.dtype(), w.to_f32(&gpu)?), (DType::BF16, vec![0.5; 3]));
+/// // Wrong element counts are errors, not truncations.
+/// assert!(Tensor::from_f32(&gpu, &[2, 2], &[1.0]).is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Tensor {
     buffer: wgpu::Buffer,

@@ -9,6 +9,41 @@ use crate::gpu::Gpu;
 use crate::tensor::{DType, Tensor};
 
 /// An in-memory safetensors file.
+///
+/// ```
+/// use safetensors::tensor::TensorView;
+/// use vlbridge::connectors::LlavaProjector;
+/// use vlbridge::kernels::gelu::GeluForm;
+/// use vlbridge::weights::Weights;
+/// use vlbridge::{Error, Gpu};
+///
+/// # fn main() -> vlbridge::Result<()> {
+/// // A checkpoint under llava-hf's names, f16 on disk (as published checkpoints ship it).
+/// let f16 = |n: usize| (0..n).flat_map(|i| half::f16::from_f32(i as f32 / n as f32).to_le_bytes()).collect::<Vec<u8>>();
+/// let tensors = [
+///     ("multi_modal_projector.linear_1.weight", vec![16, 8]),
+///     ("multi_modal_projector.linear_1.bias", vec![16]),
+///     ("multi_modal_projector.linear_2.weight", vec![4, 16]),
+///     ("multi_modal_projector.linear_2.bias", vec![4]),
+/// ];
+/// let data: Vec<Vec<u8>> = tensors.iter().map(|(_, s)| f16(s.iter().product())).collect();
+/// let views = tensors.iter().zip(&data).map(|((name, shape), bytes)| {
+///     (*name, TensorView::new(safetensors::Dtype::F16, shape.clone(), bytes).expect("view"))
+/// });
+/// let bytes = safetensors::serialize(views, None).expect("serialize");
+///
+/// let gpu = Gpu::new()?;
+/// let weights = Weights::from_bytes(bytes, "example")?;
+/// let projector = LlavaProjector::from_weights(&gpu, &weights, GeluForm::Erf)?;
+/// assert_eq!(projector.dims(), [8, 16, 4]);
+/// // A name that is not there is an error naming it.
+/// match weights.f32("multi_modal_projector.linear_3.weight", None) {
+///     Err(Error::Weights { name, .. }) => assert_eq!(name, "multi_modal_projector.linear_3.weight"),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub struct Weights {
     bytes: Vec<u8>,
     origin: String,
@@ -108,19 +143,43 @@ impl Weights {
     /// f32 on the host only when the device lacks `SHADER_F16`.
     pub fn upload_native(&self, gpu: &Gpu, aliases: &[&str], shape: &[usize]) -> Result<Tensor> {
         let name = self.resolve(aliases)?;
-        let st = self.parsed()?;
-        let view = st.tensor(name).map_err(|e| Error::Weights { name: name.into(), problem: e.to_string() })?;
-        if view.shape() != shape {
+        if self.shape(name)? != shape {
             return Err(Error::Weights {
                 name: name.into(),
-                problem: format!("shape {:?}, expected {shape:?}", view.shape()),
+                problem: format!("shape {:?}, expected {shape:?}", self.shape(name)?),
             });
         }
+        self.upload_rows(gpu, &[name], shape)
+    }
+
+    /// Tensors `names` (all `[rows_i, ..shape[1..]]`) stacked along their first dimension into
+    /// one GPU tensor of `shape`, in the dtype they share on disk when the GEMMs read it (f32,
+    /// bf16; f16 where the device has `SHADER_F16`): their bytes are concatenated as they are.
+    /// Mixed dtypes, or f16 on a device without it, are widened to f32 on the host.
+    pub fn upload_rows(&self, gpu: &Gpu, names: &[&str], shape: &[usize]) -> Result<Tensor> {
+        let st = self.parsed()?;
+        let views = names
+            .iter()
+            .map(|name| st.tensor(name).map_err(|e| Error::Weights { name: (*name).into(), problem: e.to_string() }))
+            .collect::<Result<Vec<_>>>()?;
         let f16_readable = gpu.features().contains(wgpu::Features::SHADER_F16);
-        match view.dtype() {
-            Dtype::F16 if f16_readable => Tensor::from_bytes(gpu, shape, DType::F16, view.data()),
-            Dtype::BF16 => Tensor::from_bytes(gpu, shape, DType::BF16, view.data()),
-            _ => Tensor::from_f32(gpu, shape, &self.f32(name, Some(shape))?),
+        let native = match views.first().map(|v| v.dtype()) {
+            Some(Dtype::F16) if f16_readable => Some(DType::F16),
+            Some(Dtype::BF16) => Some(DType::BF16),
+            _ => None,
+        };
+        match native {
+            Some(dtype) if views.iter().all(|v| v.dtype() == views[0].dtype()) => {
+                let bytes: Vec<u8> = views.iter().flat_map(|v| v.data().iter().copied()).collect();
+                Tensor::from_bytes(gpu, shape, dtype, &bytes)
+            }
+            _ => {
+                let mut data = Vec::new();
+                for name in names {
+                    data.extend(self.f32(name, None)?);
+                }
+                Tensor::from_f32(gpu, shape, &data)
+            }
         }
     }
 

@@ -12,7 +12,9 @@ mod common;
 
 use common::{gpu, minimal_gpu};
 use ntest::timeout;
-use vlbridge::connectors::add_token_merge;
+use vlbridge::connectors::{
+    GatedXAttnBlock, GatedXAttnConfig, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig, add_token_merge,
+};
 use vlbridge::kernels::anyres::AnyResLayout;
 use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
 use vlbridge::kernels::downsample::Downsample;
@@ -20,7 +22,8 @@ use vlbridge::kernels::gelu::GeluForm;
 use vlbridge::kernels::gemm::{Epilogue, Residual};
 use vlbridge::kernels::tome::Tome;
 use vlbridge::kernels::{Op, round_to};
-use vlbridge::reference::{self, compare_with};
+use vlbridge::reference::{self, compare, compare_with};
+use vlbridge::weights::Weights;
 use vlbridge::{DType, Error, Gpu, Graph, Plan, Result, Tensor, TensorId};
 
 const F16: DType = DType::F16;
@@ -208,6 +211,98 @@ fn every_kernel_with_f16_activations_is_unsupported_without_shader_f16() {
         match run(gpu, &case) {
             Err(Error::Unsupported { what, .. }) => assert!(what.contains("SHADER_F16"), "{}: {what}", case.name),
             other => panic!("{}: expected Error::Unsupported, got {:?}", case.name, other.map(|v| v.len())),
+        }
+    }
+}
+
+/// `weights` with every float tensor re-stored as `dtype` (as a checkpoint shipping that dtype
+/// would hold them); integer tensors are kept.
+fn recast(weights: &Weights, dtype: DType) -> Weights {
+    let names = weights.names().unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>, safetensors::Dtype)> = names
+        .iter()
+        .map(|name| {
+            let shape = weights.shape(name).unwrap();
+            match weights.f32(name, None) {
+                Ok(v) => {
+                    let (bytes, stored) = match dtype {
+                        DType::F16 => (
+                            v.iter().flat_map(|&x| half::f16::from_f32(x).to_le_bytes()).collect(),
+                            safetensors::Dtype::F16,
+                        ),
+                        DType::BF16 => (
+                            v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect(),
+                            safetensors::Dtype::BF16,
+                        ),
+                        DType::F32 => (bytemuck::cast_slice(&v).to_vec(), safetensors::Dtype::F32),
+                    };
+                    (name.clone(), shape, bytes, stored)
+                }
+                Err(_) => {
+                    let v = weights.i64(name).unwrap();
+                    (name.clone(), shape, bytemuck::cast_slice(&v).to_vec(), safetensors::Dtype::I64)
+                }
+            }
+        })
+        .collect();
+    let views = tensors
+        .iter()
+        .map(|(n, s, b, d)| (n.as_str(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()));
+    Weights::from_bytes(safetensors::serialize(views, None).unwrap(), "recast").unwrap()
+}
+
+fn golden(name: &str) -> Weights {
+    Weights::open(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+}
+
+/// Tolerance against the f64 reference of the same graph (which sees the stored weights and
+/// inputs): f32 rounding for f32 activations; with f16 activations every stored intermediate
+/// is off by up to 2⁻¹¹ relative and the next layer sums those errors over K = 64..256 inputs
+/// (≈ 2⁻¹¹·√K ≈ 8e-3 of a unit output at worst), so 1e-2 as the demo holds.
+fn connector_tolerance(activations: DType) -> f64 {
+    if activations == DType::F16 { 1e-2 } else { 1e-4 }
+}
+
+#[test]
+#[timeout(300_000)]
+fn connectors_run_with_f16_and_bf16_weights_and_f16_activations() {
+    let gpu = gpu();
+    let f16 = gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16);
+    let modes =
+        [(DType::F32, DType::F16), (DType::F16, DType::F16), (DType::BF16, DType::F32), (DType::BF16, DType::F16)];
+    for (weights, activations) in modes.into_iter().filter(|m| f16 || (m.0 != DType::F16 && m.1 != DType::F16)) {
+        let mode = format!("{weights} weights, {activations} activations");
+        let tol = connector_tolerance(activations);
+
+        let w = recast(&golden("qformer.safetensors"), weights);
+        let config = QFormerConfig { num_attention_heads: 4, ..QFormerConfig::default() };
+        let model = QFormer::from_weights(gpu, &w, config).unwrap().with_activations(activations);
+        let x = w.f32("encoder_hidden_states", None).unwrap();
+        let plan = model.plan(gpu, 2, 17).unwrap();
+        let c = compare(&plan.project(gpu, &x).unwrap(), &plan.reference(gpu, &x).unwrap(), tol, tol);
+        assert!(c.passed(), "Q-Former, {mode}: {c}");
+
+        let w = recast(&golden("perceiver_resampler.safetensors"), weights);
+        let config = PerceiverConfig { heads: 4, ..PerceiverConfig::default() };
+        let model = PerceiverResampler::from_weights(gpu, &w, config).unwrap().with_activations(activations);
+        let x = w.f32("x", None).unwrap();
+        let plan = model.plan(gpu, 4, 17).unwrap();
+        let c = compare(&plan.project(gpu, &x).unwrap(), &plan.reference(gpu, &x).unwrap(), tol, tol);
+        assert!(c.passed(), "Perceiver, {mode}: {c}");
+
+        let w = recast(&golden("gated_xattn.safetensors"), weights);
+        let config = GatedXAttnConfig { heads: 4, ..GatedXAttnConfig::default() };
+        let prefix = "lang_encoder.gated_cross_attn_layers.0.";
+        let block = GatedXAttnBlock::from_weights(gpu, &w, prefix, config).unwrap().with_activations(activations);
+        let (x, media) = (w.f32("x", None).unwrap(), w.f32("media", None).unwrap());
+        let locations: Vec<u8> = w.i64("media_locations").unwrap().into_iter().map(|v| u8::from(v != 0)).collect();
+        let plan = block.plan(gpu, 2, 19, 2, 8).unwrap();
+        let got = plan.run(gpu, &x, &media, &locations).unwrap();
+        let c = compare(&got, &plan.reference(gpu, &x, &media, &locations).unwrap(), tol, tol);
+        assert!(c.passed(), "gated cross-attention, {mode}: {c}");
+        // The block's own dtype really is in use: outputs are f16 values with f16 activations.
+        if activations == DType::F16 {
+            assert!(got.iter().all(|&v| f32::from(half::f16::from_f32(v)) == v), "{mode}: outputs not f16");
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::gelu::GeluForm;
 use crate::kernels::gemm::{Epilogue, Residual};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::weights::Weights;
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
@@ -42,7 +42,7 @@ impl Linear {
         in_features: usize,
         bias: bool,
     ) -> Result<Self> {
-        let (mut w, mut b, mut rows) = (Vec::new(), Vec::new(), 0);
+        let (mut names, mut b, mut rows) = (Vec::new(), Vec::new(), 0);
         for prefix in prefixes {
             let name = format!("{prefix}.weight");
             let shape = weights.shape(&name)?;
@@ -52,14 +52,16 @@ impl Linear {
                     problem: format!("shape {shape:?}, expected [out, {in_features}]"),
                 });
             }
-            w.extend(weights.f32(&name, None)?);
             if bias {
                 b.extend(weights.f32(&format!("{prefix}.bias"), Some(&[shape[0]]))?);
             }
+            names.push(name);
             rows += shape[0];
         }
+        // Weights keep their checkpoint dtype (the GEMMs read f16 and bf16); biases are f32.
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(Self {
-            weight: Tensor::from_f32(gpu, &[rows, in_features], &w)?,
+            weight: weights.upload_rows(gpu, &names, &[rows, in_features])?,
             bias: if bias { Some(Tensor::from_f32(gpu, &[rows], &b)?) } else { None },
         })
     }
@@ -146,6 +148,13 @@ impl FeedForward {
         let f = self.up.add(g, &format!("{name}.1"), f, Some(GeluForm::Erf), Skip::None)?;
         self.down.add(g, &format!("{name}.3"), f, None, skip)
     }
+}
+
+/// `tensor` (an f32 parameter: learnable queries, latents) as a constant of `g` in the
+/// activation storage type: rounded to f16 by a convert node when the graph runs in f16.
+pub(crate) fn activation_constant(g: &mut Graph, name: &str, tensor: &Tensor, storage: DType) -> Result<TensorId> {
+    let id = g.constant(name, tensor);
+    if storage == DType::F32 { Ok(id) } else { g.add(Op::Convert(storage), &[id]) }
 }
 
 /// Number of consecutive layers `0, 1, ..` for which `probe(i)` names a tensor in `weights`.

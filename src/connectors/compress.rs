@@ -115,7 +115,7 @@ impl LlavaProjector {
     ) -> Result<ConnectorPlan> {
         let pool = Op::Downsample(Downsample::AvgPool2x2 { h: grid.0, w: grid.1, ceil_mode: true });
         let mut g = Graph::new();
-        let x = g.input("image_features", &[batch, grid.0 * grid.1, self.dims()[0]])?;
+        let x = g.input_as("image_features", &[batch, grid.0 * grid.1, self.dims()[0]], self.activations())?;
         let y = match order {
             PoolOrder::PoolThenProject => {
                 let pooled = g.add(pool, &[x])?;
@@ -141,7 +141,7 @@ impl LlavaProjector {
     ) -> Result<ConnectorPlan> {
         let tome = Tome::new(tokens, r, class_token)?;
         let mut g = Graph::new();
-        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
+        let x = g.input_as("image_features", &[batch, tokens, self.dims()[0]], self.activations())?;
         let merged = add_token_merge(gpu, &mut g, x, None, tome)?;
         let y = self.add_to(&mut g, merged.tokens)?;
         g.output(y)?;
@@ -151,7 +151,8 @@ impl LlavaProjector {
     /// LLaVA-NeXT: project every tile's features `[tiles, side², vision_dim]`, then pack.
     pub fn plan_anyres(&self, gpu: &Gpu, anyres: &AnyRes, layout: &AnyResLayout) -> Result<ConnectorPlan> {
         let mut g = Graph::new();
-        let x = g.input("image_features", &[layout.tiles(), layout.side * layout.side, self.dims()[0]])?;
+        let shape = [layout.tiles(), layout.side * layout.side, self.dims()[0]];
+        let x = g.input_as("image_features", &shape, self.activations())?;
         let projected = self.add_to(&mut g, x)?;
         let y = anyres.add(&mut g, projected, layout)?;
         g.output(y)?;

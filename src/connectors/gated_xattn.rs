@@ -9,7 +9,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan, TensorId};
 use crate::kernels::Op;
 use crate::kernels::attention::{Attention, MaskedRows, Pass};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::weights::Weights;
 
 const NAME: &str = "gated_xattn";
@@ -17,10 +17,12 @@ const NAME: &str = "gated_xattn";
 /// The hyper-parameters weights do not carry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GatedXAttnConfig {
+    /// Attention heads (open_flamingo's `heads`, 8 by default).
     pub heads: usize,
     /// Text attends only to the latest image before it (OpenFlamingo's setting), else to
     /// every image before it.
     pub only_attend_immediate_media: bool,
+    /// LayerNorm epsilon (1e-5).
     pub layer_norm_eps: f32,
 }
 
@@ -45,12 +47,16 @@ pub struct GatedXAttnBlock {
     dim: usize,
     dim_visual: usize,
     inner: usize,
+    activations: DType,
 }
 
 /// A planned block for fixed `[batch, text]` and `[batch, media, latents]` sizes.
 pub struct GatedXAttnPlan {
+    /// The planned graph (inputs: x, media, mask).
     pub plan: Plan,
+    /// The graph it was planned from, for the reference.
     pub graph: Graph,
+    /// The block's output `[batch, text, dim]`.
     pub output: TensorId,
     batch: usize,
     text: usize,
@@ -154,9 +160,18 @@ impl GatedXAttnBlock {
             dim,
             dim_visual,
             inner,
+            activations: DType::F32,
         };
         gpu.flush("uploading gated cross-attention weights")?;
         Ok(block)
+    }
+
+    /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
+    /// arithmetic, half the activation memory and traffic; needs `SHADER_F16`). Text and media
+    /// inputs are then declared f16 (the mask stays f32) (`Plan::run` rounds the f32 data it is given) and so are outputs.
+    pub fn with_activations(mut self, dtype: DType) -> Self {
+        self.activations = dtype;
+        self
     }
 
     /// `[dim, dim_visual, inner]`.
@@ -176,8 +191,8 @@ impl GatedXAttnBlock {
     /// visual tokens each. Inputs: x, media (flattened `(t n)`), keep mask.
     pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, media: usize, latents: usize) -> Result<GatedXAttnPlan> {
         let mut g = Graph::new();
-        let x = g.input("x", &[batch, text, self.dim])?;
-        let visual = g.input("media", &[batch, media * latents, self.dim_visual])?;
+        let x = g.input_as("x", &[batch, text, self.dim], self.activations)?;
+        let visual = g.input_as("media", &[batch, media * latents, self.dim_visual], self.activations)?;
         let mask = g.input("mask", &[batch, text, media * latents])?;
         let d = head_dim(NAME, self.inner, self.config.heads)?;
         let immediate = self.config.only_attend_immediate_media;

@@ -7,7 +7,7 @@ use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::gelu::GeluForm;
 use crate::kernels::gemm::Epilogue;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::weights::Weights;
 
 /// Names under which checkpoints store the projector: llava-hf on disk, transformers >= 4.52 in
@@ -25,6 +25,7 @@ pub struct LlavaProjector {
     w2: Tensor,
     b2: Tensor,
     act: GeluForm,
+    activations: DType,
 }
 
 impl LlavaProjector {
@@ -73,6 +74,7 @@ impl LlavaProjector {
             w2: weights.upload_native(gpu, &[w2_name], &[text, hidden])?,
             b2: weights.upload(gpu, &refs(&b2), &[text])?,
             act,
+            activations: DType::F32,
         };
         gpu.flush("uploading projector weights")?;
         Ok(projector)
@@ -89,15 +91,45 @@ impl LlavaProjector {
         act: GeluForm,
     ) -> Result<Self> {
         let [vision, hidden, text] = dims;
-        let projector = Self {
-            w1: Tensor::from_f32(gpu, &[hidden, vision], w1)?,
-            b1: Tensor::from_f32(gpu, &[hidden], b1)?,
-            w2: Tensor::from_f32(gpu, &[text, hidden], w2)?,
-            b2: Tensor::from_f32(gpu, &[text], b2)?,
+        let projector = Self::from_tensors(
+            Tensor::from_f32(gpu, &[hidden, vision], w1)?,
+            Tensor::from_f32(gpu, &[hidden], b1)?,
+            Tensor::from_f32(gpu, &[text, hidden], w2)?,
+            Tensor::from_f32(gpu, &[text], b2)?,
             act,
-        };
+        )?;
         gpu.flush("uploading projector weights")?;
         Ok(projector)
+    }
+
+    /// Builds from weights already on the GPU (a host engine's): `w1 [hidden, vision]` and
+    /// `w2 [text, hidden]` in f32, f16 or bf16, biases f32. Shapes are checked here, dtypes
+    /// when a plan is built.
+    pub fn from_tensors(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, act: GeluForm) -> Result<Self> {
+        let (s1, s2) = (w1.shape(), w2.shape());
+        let fits = s1.len() == 2
+            && s2.len() == 2
+            && s2[1] == s1[0]
+            && b1.shape() == [s1[0]].as_slice()
+            && b2.shape() == [s2[0]].as_slice();
+        if !fits {
+            let got = format!("w1 {s1:?}, b1 {:?}, w2 {s2:?}, b2 {:?}", b1.shape(), b2.shape());
+            return Err(Error::shape("llava projector", "weights", "w1 [h, v], b1 [h], w2 [t, h], b2 [t]", got));
+        }
+        Ok(Self { w1, b1, w2, b2, act, activations: DType::F32 })
+    }
+
+    /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
+    /// arithmetic, half the activation memory and traffic; needs `SHADER_F16`). Inputs are
+    /// then declared f16 (`Plan::run` rounds the f32 data it is given) and so are outputs.
+    pub fn with_activations(mut self, dtype: DType) -> Self {
+        self.activations = dtype;
+        self
+    }
+
+    /// The activation storage type of its plans.
+    pub fn activations(&self) -> DType {
+        self.activations
     }
 
     /// `[vision_dim, hidden, text_dim]`.
@@ -153,7 +185,7 @@ impl LlavaProjector {
         body: impl FnOnce(&mut Graph, TensorId) -> Result<TensorId>,
     ) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
-        let x = g.input("image_features", &[batch, tokens, self.dims()[0]])?;
+        let x = g.input_as("image_features", &[batch, tokens, self.dims()[0]], self.activations)?;
         let y = body(&mut g, x)?;
         g.output(y)?;
         Ok((g, x, y))

@@ -19,11 +19,15 @@ use crate::graph::{Graph, Plan, TensorId};
 
 /// A connector planned for fixed input sizes: run it many times.
 pub struct ConnectorPlan {
+    /// The planned graph: run it many times.
     pub plan: Plan,
     /// The graph it was planned from, for [`ConnectorPlan::reference`].
     pub graph: Graph,
+    /// The image-feature input.
     pub input: TensorId,
+    /// The connector's output.
     pub output: TensorId,
+    /// Shape of the output, e.g. `[batch, tokens, text_dim]`.
     pub output_shape: Vec<usize>,
 }
 

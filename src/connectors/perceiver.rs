@@ -3,14 +3,14 @@
 //! residuals, and a final LayerNorm; every media item is resampled independently to the same
 //! number of latents whatever its token count.
 
-use super::blocks::{FeedForward, Linear, Norm, Skip, count_layers, find_prefix, head_dim};
+use super::blocks::{FeedForward, Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
 use super::{ConnectorPlan, finish};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::attention::{Attention, Pass};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::weights::Weights;
 
 const NAME: &str = "perceiver_resampler";
@@ -18,7 +18,9 @@ const NAME: &str = "perceiver_resampler";
 /// The hyper-parameters weights do not carry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerceiverConfig {
+    /// Attention heads (open_flamingo's `heads`).
     pub heads: usize,
+    /// LayerNorm epsilon (1e-5).
     pub layer_norm_eps: f32,
 }
 
@@ -48,6 +50,7 @@ pub struct PerceiverResampler {
     heads: usize,
     dim: usize,
     inner: usize,
+    activations: DType,
 }
 
 impl PerceiverResampler {
@@ -97,7 +100,15 @@ impl PerceiverResampler {
         let latents = Tensor::from_f32(gpu, &[num_latents, dim], &weights.f32(&latents_name, None)?)?;
         let norm = Norm::load(gpu, weights, &format!("{prefix}norm"), dim, eps)?;
         gpu.flush("uploading resampler weights")?;
-        Ok(Self { latents, layers, norm, heads: config.heads, dim, inner })
+        Ok(Self { latents, layers, norm, heads: config.heads, dim, inner, activations: DType::F32 })
+    }
+
+    /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
+    /// arithmetic, half the activation memory and traffic; needs `SHADER_F16`). Inputs are
+    /// then declared f16 (`Plan::run` rounds the f32 data it is given) and so are outputs.
+    pub fn with_activations(mut self, dtype: DType) -> Self {
+        self.activations = dtype;
+        self
     }
 
     /// `[latents, dim, depth]`.
@@ -109,8 +120,8 @@ impl PerceiverResampler {
     /// tokens per frame, upstream's `[b, T, F, v, D]` flattened) → `[items, latents, dim]`.
     pub fn graph(&self, items: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
-        let x = g.input("x", &[items, tokens, self.dim])?;
-        let latents = g.constant("latents", &self.latents);
+        let x = g.input_as("x", &[items, tokens, self.dim], self.activations)?;
+        let latents = activation_constant(&mut g, "latents", &self.latents, self.activations)?;
         let mut latents = g.add(Op::Repeat { times: items }, &[latents])?;
         let d = head_dim(NAME, self.inner, self.heads)?;
         let attention = Attention::new(self.heads as u32, d).two_sources();

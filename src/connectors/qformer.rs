@@ -3,7 +3,7 @@
 //! self-attention, cross-attention to the image features every `cross_attention_frequency`
 //! layers (layer 0 included), and the query FFN.
 
-use super::blocks::{Linear, Norm, Skip, count_layers, head_dim};
+use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
 use super::{ConnectorPlan, finish};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -11,7 +11,7 @@ use crate::graph::{Graph, TensorId};
 use crate::kernels::Op;
 use crate::kernels::attention::{Attention, Pass};
 use crate::kernels::gelu::GeluForm;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 use crate::weights::Weights;
 
 const NAME: &str = "qformer";
@@ -19,9 +19,13 @@ const NAME: &str = "qformer";
 /// The hyper-parameters weights do not carry (`Blip2QFormerConfig`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QFormerConfig {
+    /// `num_attention_heads` of `Blip2QFormerConfig` (12).
     pub num_attention_heads: usize,
+    /// Cross-attention every this many layers, from layer 0 (2).
     pub cross_attention_frequency: usize,
+    /// LayerNorm epsilon (1e-12).
     pub layer_norm_eps: f32,
+    /// The FFN activation (`hidden_act`, exact GELU).
     pub hidden_act: GeluForm,
 }
 
@@ -78,6 +82,7 @@ pub struct QFormer {
     config: QFormerConfig,
     hidden: usize,
     encoder_width: usize,
+    activations: DType,
 }
 
 impl QFormer {
@@ -147,7 +152,15 @@ impl QFormer {
         let query_tokens = Tensor::from_f32(gpu, &[queries, hidden], &weights.f32("query_tokens", None)?)?;
         let embed_norm = Norm::load(gpu, weights, "qformer.layernorm", hidden, eps)?;
         gpu.flush("uploading Q-Former weights")?;
-        Ok(Self { query_tokens, embed_norm, layers, config, hidden, encoder_width })
+        Ok(Self { query_tokens, embed_norm, layers, config, hidden, encoder_width, activations: DType::F32 })
+    }
+
+    /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
+    /// arithmetic, half the activation memory and traffic; needs `SHADER_F16`). Inputs are
+    /// then declared f16 (`Plan::run` rounds the f32 data it is given) and so are outputs.
+    pub fn with_activations(mut self, dtype: DType) -> Self {
+        self.activations = dtype;
+        self
     }
 
     /// `[queries, hidden, encoder_width, layers]`.
@@ -159,8 +172,8 @@ impl QFormer {
     /// hidden]`. Returns (graph, input, output).
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
-        let image = g.input("encoder_hidden_states", &[batch, tokens, self.encoder_width])?;
-        let tokens = g.constant("query_tokens", &self.query_tokens);
+        let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
+        let tokens = activation_constant(&mut g, "query_tokens", &self.query_tokens, self.activations)?;
         let tokens = g.add(Op::Repeat { times: batch }, &[tokens])?;
         let mut h = self.embed_norm.add(&mut g, "qformer.layernorm", tokens)?;
         let heads = self.config.num_attention_heads as u32;

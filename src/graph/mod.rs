@@ -39,6 +39,31 @@ pub(crate) struct Node {
 
 /// A dataflow graph of kernel nodes. Shapes are checked as nodes are added, so a graph that
 /// builds is a graph whose every shape fits.
+///
+/// ```
+/// use vlbridge::kernels::Op;
+/// use vlbridge::kernels::gelu::GeluForm;
+/// use vlbridge::kernels::gemm::Epilogue;
+/// use vlbridge::{Gpu, Graph, Plan, Tensor};
+///
+/// # fn main() -> vlbridge::Result<()> {
+/// let gpu = Gpu::new()?;
+/// let mut g = Graph::new();
+/// let x = g.input("x", &[2, 4])?;
+/// let w = g.constant("w", &Tensor::from_f32(&gpu, &[3, 4], &[0.25; 12])?);
+/// let b = g.constant("b", &Tensor::from_f32(&gpu, &[3], &[1.0, 0.0, -1.0])?);
+/// let y = g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x, w, b])?; // gelu(x·Wᵀ + b)
+/// g.output(y)?;
+/// // A mismatched shape is an error when the node is added, not at run time.
+/// assert!(g.add(Op::Linear(Epilogue::NONE), &[y, w]).is_err());
+///
+/// let plan = Plan::new(&gpu, &g)?;
+/// let out = plan.run_and_read(&gpu, &[&[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])?;
+/// let want = g.reference(&gpu, &[&[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])?;
+/// assert!(vlbridge::reference::compare(&out[0], &want[0], 1e-6, 1e-6).passed());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub(crate) tensors: Vec<TensorDecl>,
@@ -47,6 +72,7 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// An empty graph.
     pub fn new() -> Self {
         Self::default()
     }
@@ -108,6 +134,7 @@ impl Graph {
         self.nodes.len()
     }
 
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

@@ -96,13 +96,21 @@ fn select_best_resolution((h, w): (usize, usize), pinpoints: &[(usize, usize)]) 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Feature width.
     pub channels: u32,
+    /// Patches per tile side.
     pub side: u32,
+    /// Tiles per row of the grid.
     pub grid_w: u32,
+    /// Unpadded rows of patches.
     pub rows: u32,
+    /// Unpadded columns of patches.
     pub cols: u32,
+    /// First unpadded row.
     pub top: u32,
+    /// First unpadded column.
     pub left: u32,
+    /// Output tokens.
     pub tokens: u32,
 }
 
@@ -123,6 +131,7 @@ impl Params {
 
 const WORKGROUP: u32 = 256;
 
+/// The AnyRes packing gather.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::AnyResPack,
     name: "anyres_pack",
@@ -166,5 +175,5 @@ pub(crate) fn workgroups(layout: &AnyResLayout, inputs: &[&Meta]) -> u64 {
 
 pub(crate) fn cost(layout: &AnyResLayout, inputs: &[&Meta]) -> Cost {
     let p = Params::new(layout, inputs);
-    Cost { flops: 0.0, bytes: 8.0 * f64::from(p.tokens) * f64::from(p.channels) }
+    Cost { flops: 0.0, bytes: 2.0 * inputs[0].dtype.size() as f64 * f64::from(p.tokens) * f64::from(p.channels) }
 }

@@ -25,7 +25,9 @@ pub enum MaskedRows {
 /// must agree. Output: `[.., Nq, heads·head_dim]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attention {
+    /// Attention heads.
     pub heads: u32,
+    /// Dimension per head (1..=128).
     pub head_dim: u32,
     /// Column of head 0's query in a query row.
     pub q_offset: u32,
@@ -33,8 +35,11 @@ pub struct Attention {
     pub k_offset: u32,
     /// Column of head 0's value in a key/value row.
     pub v_offset: u32,
+    /// Keys/values come from two tensors (the Perceiver's media and latents).
     pub two_sources: bool,
+    /// A keep mask `[batch, queries, keys]` is the last input.
     pub mask: bool,
+    /// What a fully masked query row becomes.
     pub masked_rows: MaskedRows,
     /// Multiplies the queries; `head_dim^-0.5` by default.
     pub scale: f32,
@@ -98,17 +103,29 @@ pub enum Pass {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Batch items.
     pub batch: u32,
+    /// Queries per item.
     pub queries: u32,
+    /// Keys of the first source per item.
     pub keys_a: u32,
+    /// Keys of the second source per item (0: one source).
     pub keys_b: u32,
+    /// Attention heads.
     pub heads: u32,
+    /// Floats per query row.
     pub q_stride: u32,
+    /// Column of head 0's query.
     pub q_offset: u32,
+    /// Floats per row of the first source.
     pub kv_stride_a: u32,
+    /// Floats per row of the second source.
     pub kv_stride_b: u32,
+    /// Column of head 0's key in a K/V row.
     pub k_offset: u32,
+    /// Column of head 0's value in a K/V row.
     pub v_offset: u32,
+    /// Applied to q before the dot product.
     pub scale: f32,
 }
 
@@ -151,9 +168,13 @@ pub(crate) fn select(pass: Pass, caps: &Caps) -> &'static KernelSpec {
     }
 }
 
+/// Flash attention, any device.
 pub const FLASH_SPEC: KernelSpec = spec(KernelId::Attention, "attention", "flash");
+/// Naive pass 1: the scores.
 pub const SCORES_SPEC: KernelSpec = spec(KernelId::AttentionScores, "attention_scores", "scores");
+/// Naive pass 2: row softmax.
 pub const SOFTMAX_SPEC: KernelSpec = spec(KernelId::AttentionSoftmax, "attention_softmax", "softmax_rows");
+/// Naive pass 3: weights · V.
 pub const WEIGHTED_SUM_SPEC: KernelSpec =
     spec(KernelId::AttentionWeightedSum, "attention_weighted_sum", "weighted_sum");
 
@@ -375,10 +396,12 @@ pub(crate) fn cost(pass: Pass, cfg: &Attention, inputs: &[&Meta]) -> Cost {
     let rows = f64::from(p.batch) * f64::from(p.heads) * f64::from(p.queries);
     let keys = f64::from(p.keys_a + p.keys_b);
     let d = f64::from(cfg.head_dim);
-    let q_bytes = 4.0 * rows * d;
-    let kv_bytes = 4.0 * 2.0 * f64::from(p.batch) * f64::from(p.heads) * keys * d;
+    // Activations (q, K/V, scores, output) in their storage type; the mask is f32.
+    let a = inputs[0].dtype.size() as f64;
+    let q_bytes = a * rows * d;
+    let kv_bytes = a * 2.0 * f64::from(p.batch) * f64::from(p.heads) * keys * d;
     let mask_bytes = if cfg.mask { 4.0 * f64::from(p.batch) * f64::from(p.queries) * keys } else { 0.0 };
-    let score_bytes = 4.0 * rows * keys;
+    let score_bytes = a * rows * keys;
     match pass {
         Pass::Flash => Cost { flops: 4.0 * rows * keys * d, bytes: q_bytes + kv_bytes + mask_bytes + q_bytes },
         Pass::Scores => {

@@ -9,6 +9,7 @@ use crate::tensor::DType;
 
 const WORKGROUP: u32 = 256;
 
+/// f32 → activation storage type.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::Convert,
     name: "convert",

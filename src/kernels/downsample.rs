@@ -8,9 +8,21 @@ use crate::shader;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Downsample {
     /// `avg_pool2d(2, stride 2)`; `ceil_mode` keeps partial windows of odd grids.
-    AvgPool2x2 { h: usize, w: usize, ceil_mode: bool },
+    AvgPool2x2 {
+        /// Grid rows.
+        h: usize,
+        /// Grid columns.
+        w: usize,
+        /// Keep the partial last window of an odd axis (divided by its in-bounds count).
+        ceil_mode: bool,
+    },
     /// Bilinear to `ceil(h/2) × ceil(w/2)`, `align_corners=False`, no antialias.
-    BilinearHalf { h: usize, w: usize },
+    BilinearHalf {
+        /// Grid rows.
+        h: usize,
+        /// Grid columns.
+        w: usize,
+    },
 }
 
 impl Downsample {
@@ -36,13 +48,21 @@ impl Downsample {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Batch items.
     pub batch: u32,
+    /// Input grid rows.
     pub h: u32,
+    /// Input grid columns.
     pub w: u32,
+    /// Feature width.
     pub channels: u32,
+    /// Output grid rows.
     pub out_h: u32,
+    /// Output grid columns.
     pub out_w: u32,
+    /// Bilinear: h / out_h.
     pub scale_h: f32,
+    /// Bilinear: w / out_w.
     pub scale_w: f32,
 }
 
@@ -81,7 +101,9 @@ const fn spec(id: KernelId, name: &'static str) -> KernelSpec {
     }
 }
 
+/// 2×2 average pooling.
 pub const AVG_POOL_SPEC: KernelSpec = spec(KernelId::AvgPool2x2, "avg_pool_2x2");
+/// Bilinear halving.
 pub const BILINEAR_SPEC: KernelSpec = spec(KernelId::BilinearHalf, "bilinear");
 
 pub(crate) fn spec_of(op: Downsample) -> &'static KernelSpec {
@@ -126,5 +148,5 @@ pub(crate) fn cost(op: Downsample, inputs: &[&Meta]) -> Cost {
     let p = Params::new(op, inputs);
     let out = f64::from(p.batch) * f64::from(p.out_h) * f64::from(p.out_w) * f64::from(p.channels);
     let input = f64::from(p.batch) * f64::from(p.h) * f64::from(p.w) * f64::from(p.channels);
-    Cost { flops: 4.0 * out, bytes: 4.0 * (input + out) }
+    Cost { flops: 4.0 * out, bytes: inputs[0].dtype.size() as f64 * (input + out) }
 }

@@ -17,9 +17,13 @@ pub enum GeluForm {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Elements.
     pub len: u32,
+    /// Padding to 16 bytes.
     pub _pad0: u32,
+    /// Padding.
     pub _pad1: u32,
+    /// Padding.
     pub _pad2: u32,
 }
 
@@ -31,6 +35,7 @@ impl Params {
 
 const WORKGROUP: u32 = 256;
 
+/// Elementwise GELU.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::Gelu,
     name: "gelu",
@@ -70,5 +75,5 @@ pub(crate) fn workgroups(inputs: &[&Meta]) -> u64 {
 pub(crate) fn cost(inputs: &[&Meta]) -> Cost {
     let n = inputs[0].shape.iter().product::<usize>() as f64;
     // ~20 flops for erfc + exp; reads and writes each element once.
-    Cost { flops: 20.0 * n, bytes: 8.0 * n }
+    Cost { flops: 20.0 * n, bytes: 2.0 * inputs[0].dtype.size() as f64 * n }
 }

@@ -23,8 +23,11 @@ pub enum Residual {
 /// weight in this order: bias `[N]`, residual (the output's shape), gate `[1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epilogue {
+    /// Adds a bias `[N]` (an input after the weight).
     pub bias: bool,
+    /// GELU after the bias.
     pub activation: Option<GeluForm>,
+    /// What is added last.
     pub residual: Residual,
 }
 
@@ -90,8 +93,11 @@ pub struct Params {
     pub y_stride: u32,
     /// First output column this dispatch writes.
     pub y_col: u32,
+    /// Padding to 32 bytes.
     pub _pad0: u32,
+    /// Padding.
     pub _pad1: u32,
+    /// Padding.
     pub _pad2: u32,
 }
 
@@ -319,6 +325,6 @@ pub(crate) fn cost(epilogue: Epilogue, inputs: &[&Meta]) -> Cost {
     let (m, n, k) = (f64::from(p.m), f64::from(p.n), f64::from(p.k));
     let bias = if epilogue.has_bias() { n } else { 0.0 };
     let residual = if epilogue.residual == Residual::None { 0.0 } else { m * n };
-    let weight_bytes = inputs[1].dtype.size() as f64 * n * k;
-    Cost { flops: 2.0 * m * n * k, bytes: 4.0 * (m * k + bias + residual + m * n) + weight_bytes }
+    let (activation, weight) = (inputs[0].dtype.size() as f64, inputs[1].dtype.size() as f64);
+    Cost { flops: 2.0 * m * n * k, bytes: activation * (m * k + residual + m * n) + 4.0 * bias + weight * n * k }
 }

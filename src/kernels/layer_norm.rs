@@ -8,9 +8,13 @@ use crate::shader;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Rows (leading dimensions folded).
     pub rows: u32,
+    /// Normalised (last) dimension.
     pub dim: u32,
+    /// Added to the variance.
     pub eps: f32,
+    /// Padding to 16 bytes.
     pub _pad: u32,
 }
 
@@ -21,6 +25,7 @@ impl Params {
     }
 }
 
+/// LayerNorm, one workgroup per row.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::LayerNorm,
     name: "layer_norm",
@@ -59,5 +64,6 @@ pub(crate) fn workgroups(inputs: &[&Meta]) -> u64 {
 pub(crate) fn cost(inputs: &[&Meta]) -> Cost {
     let (rows, dim) = rows_cols(&inputs[0].shape);
     let n = (rows * dim) as f64;
-    Cost { flops: 7.0 * n, bytes: 4.0 * (2.0 * n + 2.0 * dim as f64) }
+    let a = inputs[0].dtype.size() as f64;
+    Cost { flops: 7.0 * n, bytes: a * 2.0 * n + 4.0 * 2.0 * dim as f64 }
 }

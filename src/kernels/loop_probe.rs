@@ -11,12 +11,17 @@ use crate::tensor::{DType, Tensor, read_buffer};
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Outer loop count.
     pub outer: u32,
+    /// Inner loop count.
     pub inner: u32,
+    /// Padding to 16 bytes.
     pub _pad0: u32,
+    /// Padding.
     pub _pad1: u32,
 }
 
+/// The loop-count probe.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::LoopProbe,
     name: "loop_probe",

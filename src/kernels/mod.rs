@@ -162,15 +162,23 @@ impl KernelId {
 /// reflection of the WGSL.
 #[derive(Debug)]
 pub struct KernelSpec {
+    /// Which kernel this is.
     pub id: KernelId,
+    /// Short name for errors, reports and pipeline labels.
     pub name: &'static str,
     /// Path under `shaders/`, for messages.
     pub file: &'static str,
+    /// `shaders/common/` files put in front of the body.
     pub prelude: &'static [&'static str],
+    /// The kernel file's WGSL.
     pub body: &'static str,
+    /// The entry point.
     pub entry: &'static str,
+    /// Access of bindings 0, 1, .. in group 0.
     pub bindings: &'static [Access],
+    /// The entry point's `@workgroup_size`.
     pub workgroup_size: [u32; 3],
+    /// Byte size of the `Params` uniform.
     pub params_size: u64,
     /// Device features the shader needs.
     pub features: wgpu::Features,
@@ -232,11 +240,14 @@ pub fn fold_grid(kernel: &'static str, count: u64, max_per_dim: u32) -> Result<[
 /// A tensor's shape and dtype as kernels see them at plan time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
+    /// Row-major shape.
     pub shape: Vec<usize>,
+    /// Element type.
     pub dtype: DType,
 }
 
 impl Meta {
+    /// An f32 tensor of `shape`.
     pub fn f32(shape: &[usize]) -> Self {
         Self { shape: shape.to_vec(), dtype: DType::F32 }
     }
@@ -252,9 +263,15 @@ pub enum Op {
     /// Elementwise GELU. Input: any shape.
     Gelu(gelu::GeluForm),
     /// `nn.LayerNorm` over the last dim with this eps. Inputs: x, weight, bias.
-    LayerNorm { eps: f32 },
+    LayerNorm {
+        /// Added to the variance.
+        eps: f32,
+    },
     /// `[times, ..x.shape]` copies of x.
-    Repeat { times: usize },
+    Repeat {
+        /// Copies (the batch).
+        times: usize,
+    },
     /// Multi-head attention, one pass of it (see [`attention::Attention`] for the inputs).
     Attention(attention::Pass, attention::Attention),
     /// 2×2 average pooling or bilinear halving of `[batch, h·w, C]` tokens.
@@ -541,6 +558,7 @@ impl Op {
         }
     }
 
+    /// FLOPs and minimum bytes moved of one run on `inputs`.
     pub fn cost(&self, inputs: &[&Meta]) -> Cost {
         match self {
             Op::Linear(e) => gemm::cost(*e, inputs),

@@ -8,9 +8,13 @@ use crate::shader;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Elements of x.
     pub len: u32,
+    /// Elements of the output.
     pub total: u32,
+    /// Padding to 16 bytes.
     pub _pad0: u32,
+    /// Padding.
     pub _pad1: u32,
 }
 
@@ -23,6 +27,7 @@ impl Params {
 
 const WORKGROUP: u32 = 256;
 
+/// Broadcast along a new leading dimension.
 pub const SPEC: KernelSpec = KernelSpec {
     id: KernelId::Repeat,
     name: "repeat",
@@ -54,5 +59,5 @@ pub(crate) fn workgroups(times: usize, inputs: &[&Meta]) -> u64 {
 
 pub(crate) fn cost(times: usize, inputs: &[&Meta]) -> Cost {
     let p = Params::new(times, inputs);
-    Cost { flops: 0.0, bytes: 4.0 * f64::from(p.len + p.total) }
+    Cost { flops: 0.0, bytes: inputs[0].dtype.size() as f64 * f64::from(p.len + p.total) }
 }

@@ -12,9 +12,13 @@ use crate::timing::Timer;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// FMA iterations per invocation.
     pub iterations: u32,
+    /// Elements copied.
     pub len: u32,
+    /// Padding to 16 bytes.
     pub _pad0: u32,
+    /// Padding.
     pub _pad1: u32,
 }
 
@@ -35,7 +39,9 @@ const fn spec(id: KernelId, name: &'static str) -> KernelSpec {
     }
 }
 
+/// Peak FMA throughput.
 pub const FMA_SPEC: KernelSpec = spec(KernelId::RooflineFma, "fma_peak");
+/// Copy bandwidth.
 pub const COPY_SPEC: KernelSpec = spec(KernelId::RooflineCopy, "copy_bandwidth");
 
 /// An adapter's measured limits.

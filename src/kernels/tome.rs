@@ -11,8 +11,11 @@ pub const NAME: &str = "tome";
 /// A ToMe merge of `tokens` tokens removing `r`, optionally protecting a class token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Tome {
+    /// Tokens before merging (N).
     pub tokens: usize,
+    /// Tokens merged away.
     pub r: usize,
+    /// Token 0 is a class token: never merged, kept first.
     pub class_token: bool,
 }
 
@@ -64,13 +67,21 @@ pub enum Step {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
+    /// Batch items.
     pub batch: u32,
+    /// Tokens (N).
     pub tokens: u32,
+    /// Feature width.
     pub channels: u32,
+    /// A tokens merged away.
     pub r: u32,
+    /// 1: A token 0 is protected.
     pub class_token: u32,
+    /// A tokens: ceil(N / 2).
     pub na: u32,
+    /// B tokens: floor(N / 2).
     pub nb: u32,
+    /// Unmerged A tokens.
     pub nu: u32,
 }
 
@@ -108,9 +119,13 @@ const fn spec(id: KernelId, name: &'static str, entry: &'static str) -> KernelSp
     }
 }
 
+/// Unit-norm metric rows.
 pub const NORMALIZE_SPEC: KernelSpec = spec(KernelId::TomeNormalize, "tome_normalize", "normalize");
+/// Best B match of each A token.
 pub const BEST_MATCH_SPEC: KernelSpec = spec(KernelId::TomeBestMatch, "tome_best_match", "best_match");
+/// Stable rank of the matches.
 pub const RANK_SPEC: KernelSpec = spec(KernelId::TomeRank, "tome_rank", "rank");
+/// Output row of each A token.
 pub const PLACE_SPEC: KernelSpec = spec(KernelId::TomePlace, "tome_place", "place");
 /// The merge reads and writes features as activations (f32 or f16).
 pub const MERGE_SPEC: KernelSpec = KernelSpec {
@@ -118,6 +133,7 @@ pub const MERGE_SPEC: KernelSpec = KernelSpec {
     body: shader::TOME_MERGE,
     ..spec(KernelId::TomeMerge, "tome_merge", "merge")
 };
+/// Token → output row.
 pub const SOURCE_SPEC: KernelSpec = spec(KernelId::TomeSource, "tome_source", "source");
 /// Best match sharing B rows across 8 lanes by subgroup broadcast: the fast path.
 pub const BEST_MATCH_SUBGROUP_SPEC: KernelSpec = KernelSpec {

@@ -4,23 +4,29 @@ use std::fmt;
 /// `|got - want| <= atol + rtol·|want|` element-wise.
 #[derive(Debug, Clone)]
 pub struct Comparison {
+    /// Elements compared.
     pub len: usize,
+    /// Largest `|got - want|` over finite pairs.
     pub max_abs: f64,
     /// Largest `|got - want| / |want|` over elements with `|want| > atol` (relative error is
     /// meaningless near zero).
     pub max_rel: f64,
     /// Normalised mean squared error `Σ(got-want)² / Σwant²`.
     pub nmse: f64,
+    /// The absolute tolerance used.
     pub atol: f64,
+    /// The relative tolerance used.
     pub rtol: f64,
     /// Largest error as a fraction of its element's tolerance (1.0 = at the limit).
     pub tolerance_used: f64,
     /// Up to 8 failing elements: (flat index, got, want).
     pub mismatches: Vec<(usize, f64, f64)>,
+    /// Elements outside their tolerance (or of the wrong NaN/Inf class).
     pub failures: usize,
 }
 
 impl Comparison {
+    /// No element failed.
     pub fn passed(&self) -> bool {
         self.failures == 0
     }

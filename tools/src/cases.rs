@@ -48,9 +48,23 @@ fn graph(
     inputs: &[&[usize]],
     body: impl FnOnce(&mut Graph, &[TensorId]) -> Result<TensorId>,
 ) -> Result<Built> {
+    graph_as(gpu, inputs, DType::F32, body)
+}
+
+/// [`graph`] with the inputs (and so the activations) stored as `storage`.
+fn graph_as(
+    gpu: &Gpu,
+    inputs: &[&[usize]],
+    storage: DType,
+    body: impl FnOnce(&mut Graph, &[TensorId]) -> Result<TensorId>,
+) -> Result<Built> {
     let mut g = Graph::new();
     let mut rng = rng();
-    let ids = inputs.iter().enumerate().map(|(i, s)| g.input(&format!("in{i}"), s)).collect::<Result<Vec<_>>>()?;
+    let ids = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| g.input_as(&format!("in{i}"), s, storage))
+        .collect::<Result<Vec<_>>>()?;
     let data = inputs.iter().map(|s| normal(&mut rng, s.iter().product(), 1.0)).collect();
     let out = body(&mut g, &ids)?;
     g.output(out)?;
@@ -63,9 +77,13 @@ fn constant(gpu: &Gpu, g: &mut Graph, shape: &[usize]) -> Result<TensorId> {
     Ok(g.constant("w", &Tensor::from_f32(gpu, shape, &normal(&mut rng(), n, scale))?))
 }
 
-fn linear(m: usize, k: usize, n: usize, weights: DType) -> Case {
-    case("linear", format!("{m}x{k}x{n} bias+gelu, {weights} weights"), move |gpu| {
-        graph(gpu, &[&[m, k]], |g, x| {
+fn linear(m: usize, k: usize, n: usize, weights: DType, activations: DType) -> Case {
+    let label = match activations {
+        DType::F32 => format!("{m}x{k}x{n} bias+gelu, {weights} weights"),
+        _ => format!("{m}x{k}x{n} bias+gelu, {weights} weights, {activations} activations"),
+    };
+    case("linear", label, move |gpu| {
+        graph_as(gpu, &[&[m, k]], activations, |g, x| {
             let values = normal(&mut rng(), n * k, 1.0 / (k as f32).sqrt());
             let w = match weights {
                 DType::F32 => Tensor::from_f32(gpu, &[n, k], &values)?,
@@ -88,9 +106,10 @@ fn linear(m: usize, k: usize, n: usize, weights: DType) -> Case {
 const ATTENTION_SIZES: [(&str, usize, usize, usize, u32, u32); 2] =
     [("qformer 32 over 257, 12x64", 32, 257, 0, 12, 64), ("perceiver 64 over 257+64, 16x64", 64, 257, 64, 16, 64)];
 
-fn attention(naive: bool) -> impl Iterator<Item = Case> {
+fn attention(naive: bool, storage: DType) -> impl Iterator<Item = Case> {
     ATTENTION_SIZES.into_iter().map(move |(label, q, ka, kb, heads, d)| {
         let kernel = if naive { "attention_naive" } else { "attention_flash" };
+        let label = if storage == DType::F32 { label.to_string() } else { format!("{label}, {storage} activations") };
         case(kernel, label, move |gpu| {
             let w = (heads * d) as usize;
             let mut shapes: Vec<Vec<usize>> = vec![vec![1, q, w], vec![1, ka, 2 * w]];
@@ -100,7 +119,7 @@ fn attention(naive: bool) -> impl Iterator<Item = Case> {
                 cfg = cfg.two_sources();
             }
             let refs: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-            graph(gpu, &refs, |g, x| {
+            graph_as(gpu, &refs, storage, |g, x| {
                 if !naive {
                     return g.add(Op::Attention(Pass::Flash, cfg), x);
                 }
@@ -114,10 +133,11 @@ fn attention(naive: bool) -> impl Iterator<Item = Case> {
 
 fn kernels() -> Vec<Case> {
     let mut cases = vec![
-        linear(576, 1024, 4096, DType::F32),
-        linear(576, 4096, 4096, DType::F32),
-        linear(576, 1024, 4096, DType::F16),
-        linear(576, 1024, 4096, DType::BF16),
+        linear(576, 1024, 4096, DType::F32, DType::F32),
+        linear(576, 4096, 4096, DType::F32, DType::F32),
+        linear(576, 1024, 4096, DType::F16, DType::F32),
+        linear(576, 1024, 4096, DType::BF16, DType::F32),
+        linear(576, 1024, 4096, DType::F16, DType::F16),
         case("gelu", "576x4096", |gpu| graph(gpu, &[&[576, 4096]], |g, x| g.add(Op::Gelu(GeluForm::Erf), x))),
         case("layer_norm", "577x1024", |gpu| {
             graph(gpu, &[&[577, 1024]], |g, x| {
@@ -127,8 +147,9 @@ fn kernels() -> Vec<Case> {
         }),
         case("repeat", "64x1024 x 8", |gpu| graph(gpu, &[&[64, 1024]], |g, x| g.add(Op::Repeat { times: 8 }, x))),
     ];
-    cases.extend(attention(false));
-    cases.extend(attention(true));
+    cases.extend(attention(false, DType::F32));
+    cases.extend(attention(false, DType::F16));
+    cases.extend(attention(true, DType::F32));
     for (kernel, op) in [
         ("avg_pool_2x2", Downsample::AvgPool2x2 { h: 24, w: 24, ceil_mode: false }),
         ("bilinear_half", Downsample::BilinearHalf { h: 24, w: 24 }),
@@ -151,24 +172,33 @@ fn kernels() -> Vec<Case> {
     cases
 }
 
+/// The LLaVA-1.5 projector with (weights, activations) stored as given.
+fn llava_projector(weights: DType, activations: DType) -> Case {
+    let label = match (weights, activations) {
+        (DType::F32, DType::F32) => "576x1024-4096-4096".to_string(),
+        _ => format!("576x1024-4096-4096, {weights} weights, {activations} activations"),
+    };
+    case("llava_projector", label, move |gpu| {
+        let w = synthetic::checkpoint(&mut rng(), &synthetic::llava(1024, 4096, 4096), &[], weights)?;
+        let p = LlavaProjector::from_weights(gpu, &w, GeluForm::Erf)?.with_activations(activations);
+        let plan = p.plan(gpu, 1, 576)?;
+        Ok(Built { plan: plan.plan, inputs: vec![normal(&mut rng(), 576 * 1024, 1.0)] })
+    })
+}
+
 fn connectors() -> Vec<Case> {
     vec![
-        case("llava_projector", "576x1024-4096-4096", |gpu| {
-            let [v, h, t] = [1024, 4096, 4096];
-            let mut r = rng();
-            let (w1, b1) = (normal(&mut r, h * v, 0.03), normal(&mut r, h, 0.1));
-            let (w2, b2) = (normal(&mut r, t * h, 0.015), normal(&mut r, t, 0.1));
-            let p = LlavaProjector::from_f32(gpu, [v, h, t], &w1, &b1, &w2, &b2, GeluForm::Erf)?;
-            let plan = p.plan(gpu, 1, 576)?;
-            Ok(Built { plan: plan.plan, inputs: vec![normal(&mut r, 576 * v, 1.0)] })
-        }),
+        llava_projector(DType::F32, DType::F32),
+        llava_projector(DType::F16, DType::F16),
+        llava_projector(DType::BF16, DType::F32),
         case("qformer", "32x768 over 257x1408, 12 layers", |gpu| {
-            let w = synthetic::checkpoint(&mut rng(), &synthetic::qformer(32, 768, 1408, 12, 3072, 2), &[])?;
+            let w =
+                synthetic::checkpoint(&mut rng(), &synthetic::qformer(32, 768, 1408, 12, 3072, 2), &[], DType::F32)?;
             let plan = QFormer::from_weights(gpu, &w, QFormerConfig::default())?.plan(gpu, 1, 257)?;
             Ok(Built { plan: plan.plan, inputs: vec![normal(&mut rng(), 257 * 1408, 1.0)] })
         }),
         case("perceiver", "64x1024 over 257, depth 6", |gpu| {
-            let w = synthetic::checkpoint(&mut rng(), &synthetic::perceiver(64, 1024, 6, 512, 4096), &[])?;
+            let w = synthetic::checkpoint(&mut rng(), &synthetic::perceiver(64, 1024, 6, 512, 4096), &[], DType::F32)?;
             let config = PerceiverConfig { heads: 8, ..PerceiverConfig::default() };
             let plan = PerceiverResampler::from_weights(gpu, &w, config)?.plan(gpu, 1, 257)?;
             Ok(Built { plan: plan.plan, inputs: vec![normal(&mut rng(), 257 * 1024, 1.0)] })
@@ -177,7 +207,12 @@ fn connectors() -> Vec<Case> {
             let prefix = "lang_encoder.gated_cross_attn_layers.0.";
             let gates = [(format!("{prefix}attn_gate"), 0.3), (format!("{prefix}ff_gate"), -0.7)];
             let fixed: Vec<(&str, f32)> = gates.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-            let w = synthetic::checkpoint(&mut rng(), &synthetic::gated_xattn(prefix, 4096, 1024, 512, 16384), &fixed)?;
+            let w = synthetic::checkpoint(
+                &mut rng(),
+                &synthetic::gated_xattn(prefix, 4096, 1024, 512, 16384),
+                &fixed,
+                DType::F32,
+            )?;
             let block = GatedXAttnBlock::from_weights(gpu, &w, prefix, GatedXAttnConfig::default())?;
             let plan = block.plan(gpu, 1, 64, 1, 64)?;
             let mut locations = vec![0u8; 64];

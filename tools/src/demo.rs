@@ -11,9 +11,10 @@ use vlbridge::connectors::{
     ConnectorPlan, GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer,
     QFormerConfig,
 };
+use vlbridge::kernels::round_to;
 use vlbridge::reference;
 use vlbridge::weights::Weights;
-use vlbridge::{Gpu, Result};
+use vlbridge::{DType, Gpu, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,6 +36,29 @@ pub struct Args {
     /// Also write the visual-token table as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Weight dtype of the random checkpoints: f32, f16 (activations f16 too, f32
+    /// arithmetic; needs SHADER_F16) or bf16 (activations f32).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    dtype: String,
+}
+
+impl Args {
+    /// (weight dtype, activation dtype).
+    fn dtypes(&self) -> (DType, DType) {
+        match self.dtype.as_str() {
+            "f16" => (DType::F16, DType::F16),
+            "bf16" => (DType::BF16, DType::F32),
+            _ => (DType::F32, DType::F32),
+        }
+    }
+
+    /// (atol, rtol) against the f64 reference, which sees the same stored weights and inputs:
+    /// f32 activations differ by f32 rounding (≈1e-6 here, 1e-3 held); f16 activations round
+    /// every stored intermediate to 2⁻¹¹ relative and the next GEMM sums √K of those errors
+    /// (K = 4096: ≈ 3·10⁻³ of a unit output), so 1e-2.
+    fn tolerance(&self) -> (f64, f64) {
+        if self.dtypes().1 == DType::F16 { (1e-2, 1e-2) } else { (1e-3, 1e-3) }
+    }
 }
 
 /// One row of the demo table.
@@ -70,6 +94,8 @@ impl Row {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let gpu = Gpu::new()?;
     println!("adapter: {}", gpu.describe());
+    let (weights, activations) = args.dtypes();
+    println!("weights {weights}, activations {activations} (f32 arithmetic)");
     // A driver that truncates loops would make every number below wrong: refuse it up front.
     vlbridge::kernels::loop_probe::check(&gpu)?;
     let (llava_row, projector) = llava(&gpu, args)?;
@@ -92,10 +118,16 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
     let mut rng = StdRng::seed_from_u64(0x11a7a);
     // LLaVA-1.5: CLIP ViT-L/14 (1024) -> 4096 -> Vicuna-7B (4096).
     let host;
+    let (dtype, activations) = args.dtypes();
     let projector = match &args.weights {
         Some(path) => {
             host = None;
             LlavaProjector::from_weights(gpu, &Weights::open(path)?, act)?
+        }
+        None if dtype != DType::F32 => {
+            host = None;
+            let weights = synthetic::checkpoint(&mut rng, &synthetic::llava(1024, 4096, 4096), &[], dtype)?;
+            LlavaProjector::from_weights(gpu, &weights, act)?
         }
         None => {
             let [v, h, t] = [1024, 4096, 4096];
@@ -109,7 +141,8 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
             host = Some(w);
             p
         }
-    };
+    }
+    .with_activations(activations);
     let [v, h, t] = projector.dims();
     let x = normal(&mut rng, args.tokens * v, 1.0);
 
@@ -139,11 +172,14 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
         None => projector.download(gpu)?,
     };
     let rows: Vec<usize> = sample_rows(args.tokens, args.check_rows);
-    let xs: Vec<f64> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().map(|&a| f64::from(a))).collect();
+    // The kernels see x as stored: rounded to f16 with f16 activations.
+    let stored = |a: f32| round_to(activations, f64::from(a));
+    let xs: Vec<f64> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().map(|&a| stored(a))).collect();
     let f = |a: &Vec<f32>| a.iter().map(|&b| f64::from(b)).collect::<Vec<f64>>();
     let want = reference::mlp(&xs, &f(&w[0]), &f(&w[1]), &f(&w[2]), &f(&w[3]), act, rows.len(), [v, h, t]);
     let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
-    let c = reference::compare(&got, &want, 1e-3, 1e-3);
+    let (atol, rtol) = args.tolerance();
+    let c = reference::compare(&got, &want, atol, rtol);
 
     let label = format!("LLaVA MLP {v}->{h}->{t} ({})", args.act);
     let row = Row::new(label, (args.tokens, args.tokens), (first_ms, median_ms), plan.plan.cost().flops, &c);
@@ -174,10 +210,11 @@ fn connector_row(
     gpu: &Gpu,
     label: String,
     tokens_in: usize,
-    runs: usize,
+    args: &Args,
     plan: impl FnOnce() -> Result<ConnectorPlan>,
     x: &[f32],
 ) -> Result<Row> {
+    let runs = args.runs;
     let ((p, y), first_ms, median_ms) = time(
         runs,
         || {
@@ -190,7 +227,8 @@ fn connector_row(
             gpu.wait("timing a connector")
         },
     )?;
-    let c = reference::compare(&y, &p.reference(gpu, x)?, 1e-3, 1e-3);
+    let (atol, rtol) = args.tolerance();
+    let c = reference::compare(&y, &p.reference(gpu, x)?, atol, rtol);
     let [.., tokens, _] = p.output_shape[..] else {
         return Err(vlbridge::Error::Graph("connector output has rank < 2".into()));
     };
@@ -201,12 +239,14 @@ fn connector_row(
 fn qformer(gpu: &Gpu, args: &Args) -> Result<(Row, QFormer)> {
     let mut rng = StdRng::seed_from_u64(0xb11b2);
     let (queries, hidden, encoder, layers, tokens) = (32, 768, 1408, 12, 257);
-    let weights = synthetic::checkpoint(&mut rng, &synthetic::qformer(queries, hidden, encoder, layers, 3072, 2), &[])?;
-    let model = QFormer::from_weights(gpu, &weights, QFormerConfig::default())?;
+    let (dtype, activations) = args.dtypes();
+    let tensors = synthetic::qformer(queries, hidden, encoder, layers, 3072, 2);
+    let weights = synthetic::checkpoint(&mut rng, &tensors, &[], dtype)?;
+    let model = QFormer::from_weights(gpu, &weights, QFormerConfig::default())?.with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, tokens * encoder, 1.0);
     let label = format!("Q-Former {queries}x{hidden}, {layers} layers");
-    Ok((connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)?, model))
+    Ok((connector_row(gpu, label, tokens, args, || model.plan(gpu, 1, tokens), &x)?, model))
 }
 
 /// OpenFlamingo's resampler over CLIP ViT-L/14 tokens: 64 latents of 1024, depth 6, 8 heads
@@ -214,14 +254,15 @@ fn qformer(gpu: &Gpu, args: &Args) -> Result<(Row, QFormer)> {
 fn perceiver(gpu: &Gpu, args: &Args) -> Result<(Row, PerceiverResampler)> {
     let mut rng = StdRng::seed_from_u64(0xf1a60);
     let (latents, dim, depth, heads, tokens) = (64, 1024, 6, 8, 257);
-    let weights =
-        synthetic::checkpoint(&mut rng, &synthetic::perceiver(latents, dim, depth, heads * 64, 4 * dim), &[])?;
+    let (dtype, activations) = args.dtypes();
+    let tensors = synthetic::perceiver(latents, dim, depth, heads * 64, 4 * dim);
+    let weights = synthetic::checkpoint(&mut rng, &tensors, &[], dtype)?;
     let config = PerceiverConfig { heads, ..PerceiverConfig::default() };
-    let model = PerceiverResampler::from_weights(gpu, &weights, config)?;
+    let model = PerceiverResampler::from_weights(gpu, &weights, config)?.with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, tokens * dim, 1.0);
     let label = format!("Perceiver {latents}x{dim}, depth {depth}");
-    Ok((connector_row(gpu, label, tokens, args.runs, || model.plan(gpu, 1, tokens), &x)?, model))
+    Ok((connector_row(gpu, label, tokens, args, || model.plan(gpu, 1, tokens), &x)?, model))
 }
 
 /// OpenFlamingo-9B's gated cross-attention layer: text of 4096 (64 tokens, an image token
@@ -233,8 +274,10 @@ fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
     let prefix = "lang_encoder.gated_cross_attn_layers.0.";
     let (attn_gate, ff_gate) = (format!("{prefix}attn_gate"), format!("{prefix}ff_gate"));
     let tensors = synthetic::gated_xattn(prefix, dim, visual, inner, 4 * dim);
-    let weights = synthetic::checkpoint(&mut rng, &tensors, &[(&attn_gate, 0.3), (&ff_gate, -0.7)])?;
-    let block = GatedXAttnBlock::from_weights(gpu, &weights, prefix, GatedXAttnConfig::default())?;
+    let (dtype, activations) = args.dtypes();
+    let weights = synthetic::checkpoint(&mut rng, &tensors, &[(&attn_gate, 0.3), (&ff_gate, -0.7)], dtype)?;
+    let block = GatedXAttnBlock::from_weights(gpu, &weights, prefix, GatedXAttnConfig::default())?
+        .with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, text * dim, 1.0);
     let media = normal(&mut rng, latents * visual, 1.0);
@@ -252,7 +295,8 @@ fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
             gpu.wait("timing the gated block")
         },
     )?;
-    let c = reference::compare(&y, &p.reference(gpu, &x, &media, &locations)?, 1e-3, 1e-3);
+    let (atol, rtol) = args.tolerance();
+    let c = reference::compare(&y, &p.reference(gpu, &x, &media, &locations)?, atol, rtol);
     let label = format!("Gated x-attn {dim} over {latents}x{visual}");
     Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan.cost().flops, &c))
 }

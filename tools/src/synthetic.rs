@@ -4,7 +4,7 @@
 use rand::rngs::StdRng;
 use safetensors::tensor::TensorView;
 use vlbridge::weights::Weights;
-use vlbridge::{Error, Result};
+use vlbridge::{DType, Error, Result};
 
 use crate::demo::normal;
 
@@ -24,18 +24,36 @@ fn init(rng: &mut StdRng, name: &str, shape: &[usize]) -> Vec<f32> {
     }
 }
 
-/// A checkpoint holding `tensors` (name, shape) with random values, plus `fixed` values.
-pub fn checkpoint(rng: &mut StdRng, tensors: &[(String, Vec<usize>)], fixed: &[(&str, f32)]) -> Result<Weights> {
+/// `values` as little-endian `dtype` bytes (f16 and bf16 rounded to nearest).
+fn encode(values: &[f32], dtype: DType) -> Vec<u8> {
+    match dtype {
+        DType::F32 => bytemuck::cast_slice(values).to_vec(),
+        DType::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        DType::BF16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+    }
+}
+
+/// A checkpoint holding `tensors` (name, shape) with random values, plus `fixed` values, every
+/// tensor stored as `dtype` (as checkpoints ship them: f32, f16 or bf16).
+pub fn checkpoint(
+    rng: &mut StdRng,
+    tensors: &[(String, Vec<usize>)],
+    fixed: &[(&str, f32)],
+    dtype: DType,
+) -> Result<Weights> {
     let mut data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(name, shape)| (name.clone(), shape.clone(), bytemuck::cast_slice(&init(rng, name, shape)).to_vec()))
+        .map(|(name, shape)| (name.clone(), shape.clone(), encode(&init(rng, name, shape), dtype)))
         .collect();
-    data.extend(fixed.iter().map(|(name, v)| (name.to_string(), vec![1], v.to_le_bytes().to_vec())));
+    data.extend(fixed.iter().map(|(name, v)| (name.to_string(), vec![1], encode(&[*v], dtype))));
+    let stored = match dtype {
+        DType::F32 => safetensors::Dtype::F32,
+        DType::F16 => safetensors::Dtype::F16,
+        DType::BF16 => safetensors::Dtype::BF16,
+    };
     let views = data
         .iter()
-        .map(|(name, shape, bytes)| {
-            Ok((name.as_str(), TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)?))
-        })
+        .map(|(name, shape, bytes)| Ok((name.as_str(), TensorView::new(stored, shape.clone(), bytes)?)))
         .collect::<std::result::Result<Vec<_>, safetensors::SafeTensorError>>()
         .map_err(|e| Error::File { path: "synthetic checkpoint".into(), problem: e.to_string() })?;
     let bytes = safetensors::serialize(views, None)
@@ -53,6 +71,14 @@ fn linear(out: &mut Vec<(String, Vec<usize>)>, prefix: &str, rows: usize, cols: 
 fn norm(out: &mut Vec<(String, Vec<usize>)>, prefix: &str, dim: usize) {
     out.push((format!("{prefix}.weight"), vec![dim]));
     out.push((format!("{prefix}.bias"), vec![dim]));
+}
+
+/// llava-hf's projector names: `multi_modal_projector.linear_{1,2}`.
+pub fn llava(vision: usize, hidden: usize, text: usize) -> Vec<(String, Vec<usize>)> {
+    let mut t = Vec::new();
+    linear(&mut t, "multi_modal_projector.linear_1", hidden, vision, true);
+    linear(&mut t, "multi_modal_projector.linear_2", text, hidden, true);
+    t
 }
 
 /// BLIP-2's Q-Former names (`Blip2ForConditionalGeneration`): `query_tokens`, `qformer.*`.
