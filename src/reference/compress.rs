@@ -216,7 +216,9 @@ pub fn separated_tokens(batch: usize, n: usize, c: usize, seed: u64) -> Vec<f32>
         let mut bs: Vec<Vec<f64>> = Vec::new();
         for j in 0..nb {
             let mut v: Vec<f64> = (0..c).map(|_| 0.05 * (uniform() - 0.5)).collect();
-            v[(j * 7 + b) % c] += 1.0;
+            // A coordinate of its own per B token (nb <= c): a stride sharing a factor with c
+            // gave two B tokens one spike, and their partners near-ties (c = 77, stride 7).
+            v[(j + b) % c] += 1.0;
             let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
             bs.push(v.iter().map(|a| a / norm).collect());
         }

@@ -42,6 +42,8 @@ struct Stats {
     failures: u64,
     /// Largest error as a fraction of its tolerance among passing elements.
     worst: f64,
+    /// The case that came closest to its tolerance, with its seed (`--replay` takes both).
+    worst_case: String,
 }
 
 /// splitmix64: independent case seeds from the run seed and the case index.
@@ -104,7 +106,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let entry = stats.entry(kernel).or_default();
         entry.cases += 1;
         match fuzz_cases::run(&devices[usize::from(portable)], kernel, seed) {
-            Ok(o) if o.comparison.passed() => entry.worst = entry.worst.max(o.comparison.tolerance_used),
+            Ok(o) if o.comparison.passed() => {
+                if o.comparison.tolerance_used > entry.worst {
+                    entry.worst = o.comparison.tolerance_used;
+                    entry.worst_case =
+                        format!("seed {seed}{}: {}", if portable { " portable" } else { "" }, o.description);
+                }
+            }
             result => {
                 entry.failures += 1;
                 let (description, detail) = match result {
@@ -112,7 +120,8 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     Err(e) => (String::from("(the case did not run)"), e.to_string()),
                 };
                 let path = write_reproducer(&args.out, kernel, seed, portable, &description, &detail)?;
-                bar.println(format!("FAIL {kernel} {description}\n  {detail}\n  reproducer: {}", path.display()));
+                // suspend, not bar.println: a hidden bar (output not a terminal) drops println.
+                bar.suspend(|| println!("FAIL {kernel} {description}\n  {detail}\n  reproducer: {}", path.display()));
             }
         }
         bar.inc(1);
@@ -124,6 +133,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     println!("{:<18} {:>7} {:>9} {:>22}", "kernel", "cases", "failures", "worst error/tolerance");
     for (kernel, s) in &stats {
         println!("{kernel:<18} {:>7} {:>9} {:>22.3}", s.cases, s.failures, s.worst);
+    }
+    println!("closest to its tolerance, per kernel:");
+    for (kernel, s) in stats.iter().filter(|(_, s)| !s.worst_case.is_empty()) {
+        println!("  {kernel}: {}", s.worst_case);
     }
     Ok(if stats.values().any(|s| s.failures > 0) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -337,8 +337,8 @@ pub fn run(gpu: &Gpu, kernel: &str, seed: u64) -> Result<Outcome> {
                 g.output(id)?;
             }
             let tol = 2e-6 * max_abs(&x);
-            let c = differential(gpu, &g, &[&x, &sizes], storage, 0.0, 1e-6, |_| tol)?;
-            (format!("b{batch} n{n} c{c} r{r} cls={class_token} scale {scale:e} {storage}"), c)
+            let description = format!("b{batch} n{n} c{c} r{r} cls={class_token} scale {scale:e} {storage}");
+            (description, differential(gpu, &g, &[&x, &sizes], storage, 0.0, 1e-6, |_| tol)?)
         }
         "anyres_pack" => {
             let (side, patch) = (rng.random_range(1..=6), [1, 2, 14][rng.random_range(0..3)]);
