@@ -138,6 +138,9 @@ fn kernels() -> Vec<Case> {
         linear(576, 1024, 4096, DType::F16, DType::F32),
         linear(576, 1024, 4096, DType::BF16, DType::F32),
         linear(576, 1024, 4096, DType::F16, DType::F16),
+        linear(576, 4096, 4096, DType::F16, DType::F32),
+        linear(576, 4096, 4096, DType::BF16, DType::F32),
+        linear(576, 4096, 4096, DType::F16, DType::F16),
         case("gelu", "576x4096", |gpu| graph(gpu, &[&[576, 4096]], |g, x| g.add(Op::Gelu(GeluForm::Erf), x))),
         case("layer_norm", "577x1024", |gpu| {
             graph(gpu, &[&[577, 1024]], |g, x| {
