@@ -268,3 +268,28 @@ fn intermediates_share_buffers_once_dead() {
     let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
     assert!(cmp.passed(), "{cmp}");
 }
+
+#[test]
+#[timeout(60_000)]
+fn nodes_no_output_depends_on_are_not_planned() {
+    // x -> gelu -> y (the output); x -> linear -> gelu (a branch nobody reads).
+    let gpu = gpu();
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 8]).unwrap();
+    let y = g.add(Op::Gelu(GeluForm::Tanh), &[x]).unwrap();
+    let w = g.constant("w", &Tensor::from_f32(gpu, &[5, 8], &[0.5; 40]).unwrap());
+    let unused = g.add(Op::Linear(Epilogue::NONE), &[x, w]).unwrap();
+    let unused = g.add(Op::Gelu(GeluForm::Erf), &[unused]).unwrap();
+    g.output(y).unwrap();
+    let plan = Plan::new(gpu, &g).unwrap();
+    assert_eq!(plan.dispatches(), ["gelu"], "the unused branch runs no dispatch");
+    assert!(plan.tensor(unused).is_none(), "and gets no buffer");
+    assert_eq!(plan.activation_bytes(), 2 * 3 * 8 * 4, "input + output only");
+    assert_eq!(plan.cost().flops, Op::Gelu(GeluForm::Tanh).cost(&[&vlbridge::kernels::Meta::f32(&[3, 8])]).flops);
+    let xs: Vec<f32> = (0..24).map(|i| i as f32 / 4.0 - 3.0).collect();
+    let got = plan.run_and_read(gpu, &[&xs]).unwrap().remove(0);
+    let want: Vec<f64> = xs.iter().map(|&v| reference::gelu_tanh(f64::from(v))).collect();
+    assert!(reference::compare(&got, &want, 1e-6, 1e-5).passed());
+    // Reading a tensor the plan does not hold is an error, not a panic.
+    assert!(matches!(plan.read(gpu, unused), Err(vlbridge::Error::Graph(_))));
+}

@@ -139,6 +139,26 @@ impl Graph {
         self.nodes.is_empty()
     }
 
+    /// The same graph with only the nodes some output depends on (same tensor ids): what the
+    /// planner runs, so a branch nobody reads costs no dispatch and no buffer.
+    pub(crate) fn pruned(&self) -> Graph {
+        let mut needed = vec![false; self.tensors.len()];
+        for output in &self.outputs {
+            needed[output.0] = true;
+        }
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            if needed[node.output.0] {
+                keep[i] = true;
+                for input in &node.inputs {
+                    needed[input.0] = true;
+                }
+            }
+        }
+        let nodes = self.nodes.iter().zip(keep).filter(|(_, k)| *k).map(|(n, _)| n.clone()).collect();
+        Graph { tensors: self.tensors.clone(), nodes, outputs: self.outputs.clone() }
+    }
+
     fn push(&mut self, name: &str, meta: Meta, role: Role) -> TensorId {
         self.tensors.push(TensorDecl { name: name.to_string(), meta, role });
         TensorId(self.tensors.len() - 1)

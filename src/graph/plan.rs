@@ -24,7 +24,8 @@ struct Step {
 /// threads at once; a separate [`Plan::run`] then [`Plan::read`] is not atomic across threads
 /// (another thread's run can land in between).
 pub struct Plan {
-    tensors: Vec<Tensor>,
+    // Indexed by tensor id; None for tensors only dead nodes compute (never planned).
+    tensors: Vec<Option<Tensor>>,
     inputs: Vec<TensorId>,
     outputs: Vec<TensorId>,
     steps: Vec<Step>,
@@ -81,6 +82,8 @@ impl Plan {
         if graph.outputs.is_empty() {
             return Err(Error::Graph("graph has no outputs".into()));
         }
+        // Nodes no output depends on are dropped here: no pipeline, dispatch or buffer.
+        let graph = &graph.pruned();
         let limits = gpu.limits();
         // Check everything that can fail on sizes before touching the device.
         let caps = gpu.caps();
@@ -178,13 +181,7 @@ impl Plan {
                 }
             }
         }
-        let tensors = slots
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                s.ok_or_else(|| Error::Graph(format!("tensor `{}` is never computed", graph.tensors[i].name)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let tensors = slots;
 
         // One uniform buffer for every node's Params, at aligned offsets.
         let align = u64::from(gpu.limits().min_uniform_buffer_offset_alignment);
@@ -219,7 +216,7 @@ impl Plan {
         {
             cost = cost + node.op.cost(&node_inputs(graph, &node.inputs));
             for ((dispatch, grid), offset) in node_dispatches.into_iter().zip(offsets) {
-                let bind_group = bind_group(gpu, node, spec, &pipeline, &tensors, &uniforms, offset, &dispatch);
+                let bind_group = bind_group(gpu, node, spec, &pipeline, &tensors, &uniforms, offset, &dispatch)?;
                 steps.push(Step { name: spec.name, pipeline: pipeline.clone(), bind_group, grid });
             }
         }
@@ -246,7 +243,7 @@ impl Plan {
             return Err(Error::shape("plan", "number of inputs", self.inputs.len(), inputs.len()));
         }
         for (id, data) in self.inputs.iter().zip(inputs) {
-            self.tensors[id.0].write_f32(gpu, data)?;
+            self.own(*id)?.write_f32(gpu, data)?;
         }
         gpu.scoped("running a plan", || {
             let mut encoder =
@@ -283,7 +280,7 @@ impl Plan {
         if !self.outputs.contains(&id) {
             return Err(Error::Graph(format!("tensor id {} is not an output of this plan", id.0)));
         }
-        self.tensors[id.0].to_f32(gpu)
+        self.own(id)?.to_f32(gpu)
     }
 
     /// Runs and downloads every output, in the order they were marked.
@@ -300,14 +297,14 @@ impl Plan {
     /// no host copy and no readback. Shapes and dtypes must match the graph's. Safe to call
     /// from several threads at once.
     pub fn run_into(&self, gpu: &Gpu, inputs: &[&Tensor], outputs: &[&Tensor]) -> Result<()> {
-        let pairs = |ids: &[TensorId], given: &[&Tensor], what: &str| -> Result<Vec<(usize, usize)>> {
+        let pairs = |ids: &[TensorId], given: &[&Tensor], what: &str| -> Result<Vec<(&Tensor, usize)>> {
             if ids.len() != given.len() {
                 return Err(Error::shape("plan", format!("number of {what}"), ids.len(), given.len()));
             }
             ids.iter()
                 .zip(given)
                 .map(|(id, t)| {
-                    let own = &self.tensors[id.0];
+                    let own = self.own(*id)?;
                     if t.shape() != own.shape() || t.dtype() != own.dtype() {
                         return Err(Error::shape(
                             "plan",
@@ -316,7 +313,7 @@ impl Plan {
                             format!("{:?} {}", t.shape(), t.dtype()),
                         ));
                     }
-                    Ok((id.0, own.len() * own.dtype().size()))
+                    Ok((own, own.len() * own.dtype().size()))
                 })
                 .collect()
         };
@@ -328,20 +325,25 @@ impl Plan {
                 gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("vlbridge run_into") });
             let aligned = |bytes: usize| (bytes as u64).next_multiple_of(4);
             for ((own, bytes), t) in ins.iter().zip(inputs) {
-                encoder.copy_buffer_to_buffer(t.buffer(), 0, self.tensors[*own].buffer(), 0, aligned(*bytes));
+                encoder.copy_buffer_to_buffer(t.buffer(), 0, own.buffer(), 0, aligned(*bytes));
             }
             self.encode(&mut encoder);
             for ((own, bytes), t) in outs.iter().zip(outputs) {
-                encoder.copy_buffer_to_buffer(self.tensors[*own].buffer(), 0, t.buffer(), 0, aligned(*bytes));
+                encoder.copy_buffer_to_buffer(own.buffer(), 0, t.buffer(), 0, aligned(*bytes));
             }
             gpu.queue.submit([encoder.finish()]);
         })
     }
 
     /// The GPU tensor bound to `id` (inputs, outputs, weights): a host engine can write
-    /// inputs or consume outputs without a host round trip.
+    /// inputs or consume outputs without a host round trip. None for an id of another graph
+    /// and for tensors only unused nodes compute (those are not planned).
     pub fn tensor(&self, id: TensorId) -> Option<&Tensor> {
-        self.tensors.get(id.0)
+        self.tensors.get(id.0).and_then(Option::as_ref)
+    }
+
+    fn own(&self, id: TensorId) -> Result<&Tensor> {
+        self.tensor(id).ok_or_else(|| Error::Graph(format!("tensor id {} has no buffer in this plan", id.0)))
     }
 
     /// Bytes of input, output and pooled intermediate buffers this plan allocated: its peak
@@ -375,46 +377,56 @@ fn bind_group(
     node: &super::Node,
     spec: &KernelSpec,
     pipeline: &Pipeline,
-    tensors: &[Tensor],
+    tensors: &[Option<Tensor>],
     uniforms: &wgpu::Buffer,
     offset: u64,
     dispatch: &Dispatch,
-) -> wgpu::BindGroup {
+) -> Result<wgpu::BindGroup> {
+    // Every tensor a planned node touches has a buffer (pruning keeps whatever live nodes read).
+    let buffer_of = |id: TensorId| {
+        tensors
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .map(Tensor::buffer)
+            .ok_or_else(|| Error::Graph(format!("tensor id {} has no buffer in this plan", id.0)))
+    };
     let mut slots = node.op.read_slots(spec).into_iter();
-    let entries: Vec<wgpu::BindGroupEntry> = spec
+    let entries = spec
         .bindings
         .iter()
         .enumerate()
-        .map(|(binding, access)| wgpu::BindGroupEntry {
-            binding: binding as u32,
-            resource: match access {
-                Access::Read => {
-                    let input = slots.next().flatten().unwrap_or(0);
-                    let buffer = tensors[node.inputs.get(input).copied().unwrap_or(node.output).0].buffer();
-                    match dispatch.weight_bytes {
-                        // A chunked GEMM binds its slice of the weight rows.
-                        Some((start, size)) if input == 1 => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer,
-                            offset: start,
-                            size: wgpu::BufferSize::new(size),
-                        }),
-                        _ => buffer.as_entire_binding(),
+        .map(|(binding, access)| {
+            Ok(wgpu::BindGroupEntry {
+                binding: binding as u32,
+                resource: match access {
+                    Access::Read => {
+                        let input = slots.next().flatten().unwrap_or(0);
+                        let buffer = buffer_of(node.inputs.get(input).copied().unwrap_or(node.output))?;
+                        match dispatch.weight_bytes {
+                            // A chunked GEMM binds its slice of the weight rows.
+                            Some((start, size)) if input == 1 => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer,
+                                offset: start,
+                                size: wgpu::BufferSize::new(size),
+                            }),
+                            _ => buffer.as_entire_binding(),
+                        }
                     }
-                }
-                Access::ReadWrite => tensors[node.output.0].buffer().as_entire_binding(),
-                Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: uniforms,
-                    offset,
-                    size: wgpu::BufferSize::new(spec.params_size),
-                }),
-            },
+                    Access::ReadWrite => buffer_of(node.output)?.as_entire_binding(),
+                    Access::Uniform => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: uniforms,
+                        offset,
+                        size: wgpu::BufferSize::new(spec.params_size),
+                    }),
+                },
+            })
         })
-        .collect();
-    gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        .collect::<Result<Vec<_>>>()?;
+    Ok(gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some(spec.name),
         layout: &pipeline.layout,
         entries: &entries,
-    })
+    }))
 }
 
 fn node_inputs<'g>(graph: &'g Graph, ids: &[TensorId]) -> Vec<&'g Meta> {
