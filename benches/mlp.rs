@@ -55,14 +55,7 @@ fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: 
 
 /// `values` stored on the GPU as `dtype`.
 fn stored(gpu: &Gpu, shape: &[usize], values: &[f32], dtype: DType) -> Tensor {
-    match dtype {
-        DType::F32 => Tensor::from_f32(gpu, shape, values),
-        DType::F16 => Tensor::from_f16(gpu, shape, &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()),
-        DType::BF16 => {
-            Tensor::from_bf16(gpu, shape, &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
-        }
-    }
-    .expect("weight")
+    Tensor::from_f32_as(gpu, shape, values, dtype).expect("weight")
 }
 
 /// The LLaVA-1.5 projector with (weights, activations) stored as given, side by side.

@@ -85,7 +85,13 @@ impl Tensor {
 
     /// Uploads f32 data.
     pub fn from_f32(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
-        let t = Self::zeros(gpu, shape, DType::F32)?;
+        Self::from_f32_as(gpu, shape, data, DType::F32)
+    }
+
+    /// Uploads f32 data stored as `dtype` (f16 and bf16 rounded to nearest on the host), for
+    /// weights given as f32 but meant to be read in a narrow type.
+    pub fn from_f32_as(gpu: &Gpu, shape: &[usize], data: &[f32], dtype: DType) -> Result<Self> {
+        let t = Self::zeros(gpu, shape, dtype)?;
         t.write_f32(gpu, data)?;
         Ok(t)
     }

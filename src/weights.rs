@@ -143,11 +143,9 @@ impl Weights {
     /// f32 on the host only when the device lacks `SHADER_F16`.
     pub fn upload_native(&self, gpu: &Gpu, aliases: &[&str], shape: &[usize]) -> Result<Tensor> {
         let name = self.resolve(aliases)?;
-        if self.shape(name)? != shape {
-            return Err(Error::Weights {
-                name: name.into(),
-                problem: format!("shape {:?}, expected {shape:?}", self.shape(name)?),
-            });
+        let stored = self.shape(name)?;
+        if stored != shape {
+            return Err(Error::Weights { name: name.into(), problem: format!("shape {stored:?}, expected {shape:?}") });
         }
         self.upload_rows(gpu, &[name], shape)
     }

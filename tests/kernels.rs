@@ -66,15 +66,7 @@ fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
 }
 
 fn weight_tensor(gpu: &Gpu, c: &LinearCase) -> Tensor {
-    let shape = [c.n, c.k];
-    match c.weights {
-        DType::F32 => Tensor::from_f32(gpu, &shape, &c.w),
-        DType::F16 => Tensor::from_f16(gpu, &shape, &c.w.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>()),
-        DType::BF16 => {
-            Tensor::from_bf16(gpu, &shape, &c.w.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
-        }
-    }
-    .unwrap()
+    Tensor::from_f32_as(gpu, &[c.n, c.k], &c.w, c.weights).unwrap()
 }
 
 /// Runs the case; `None` when the device cannot read the weight's dtype (f16 without

@@ -82,16 +82,7 @@ fn cases(gpu: &Gpu) -> Vec<Case> {
         let (m, k, n) = (7, 36, 13);
         let x = b.input(&[m, k], F16);
         let w: Vec<f32> = values(n * k, 99).iter().map(|v| v / 6.0).collect();
-        let stored = match weights {
-            DType::F16 => {
-                Tensor::from_f16(gpu, &[n, k], &w.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())
-            }
-            DType::BF16 => {
-                Tensor::from_bf16(gpu, &[n, k], &w.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())
-            }
-            DType::F32 => Tensor::from_f32(gpu, &[n, k], &w),
-        };
-        let w = b.graph.constant("w", &stored.unwrap());
+        let w = b.graph.constant("w", &Tensor::from_f32_as(gpu, &[n, k], &w, weights).unwrap());
         let bias = b.param(&[n], &values(n, 5));
         let residual = b.input(&[m, n], F16);
         let epilogue = Epilogue::bias_gelu(GeluForm::Tanh).with_residual(Residual::Add);

@@ -85,17 +85,7 @@ fn linear(m: usize, k: usize, n: usize, weights: DType, activations: DType) -> C
     case("linear", label, move |gpu| {
         graph_as(gpu, &[&[m, k]], activations, |g, x| {
             let values = normal(&mut rng(), n * k, 1.0 / (k as f32).sqrt());
-            let w = match weights {
-                DType::F32 => Tensor::from_f32(gpu, &[n, k], &values)?,
-                DType::F16 => {
-                    Tensor::from_f16(gpu, &[n, k], &values.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())?
-                }
-                DType::BF16 => Tensor::from_bf16(
-                    gpu,
-                    &[n, k],
-                    &values.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>(),
-                )?,
-            };
+            let w = Tensor::from_f32_as(gpu, &[n, k], &values, weights)?;
             let (w, b) = (g.constant("w", &w), constant(gpu, g, &[n])?);
             g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x[0], w, b])
         })

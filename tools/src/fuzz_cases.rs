@@ -145,15 +145,7 @@ pub fn run(gpu: &Gpu, kernel: &str, seed: u64) -> Result<Outcome> {
             // Weights in f32, bf16 or (where the device reads it) f16; the graph's reference
             // reads them back, so it sees exactly the stored values.
             let weights = [DType::F32, DType::BF16, DType::F16][rng.random_range(0..if f16 { 3 } else { 2 })];
-            let stored = match weights {
-                DType::F16 => {
-                    Tensor::from_f16(gpu, &[n, k], &w.iter().map(|&v| half::f16::from_f32(v)).collect::<Vec<_>>())?
-                }
-                DType::BF16 => {
-                    Tensor::from_bf16(gpu, &[n, k], &w.iter().map(|&v| half::bf16::from_f32(v)).collect::<Vec<_>>())?
-                }
-                DType::F32 => Tensor::from_f32(gpu, &[n, k], &w)?,
-            };
+            let stored = Tensor::from_f32_as(gpu, &[n, k], &w, weights)?;
             let xi = g.input_as("x", &[m, k], storage)?;
             let mut inputs = vec![xi, g.constant("w", &stored)];
             if epilogue.has_bias() {
