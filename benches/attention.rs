@@ -3,15 +3,14 @@
 //! and inside one full cross-attention block (LayerNorms, Q/K/V and output projections,
 //! residual); and the flash kernel with f16 storage against f32. Throughput is in FLOP; each
 //! plan's peak activation bytes go to stderr. The adapter comes from `VLBRIDGE_BACKEND` /
-//! `VLBRIDGE_ADAPTER`.
+//! `VLBRIDGE_ADAPTER` (`GpuOptions::from_env`).
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vlbridge::kernels::Op;
-use vlbridge::kernels::attention::{Attention, Pass};
-use vlbridge::kernels::gemm::{Epilogue, Residual};
-use vlbridge::{DType, Gpu, Graph, Plan, Tensor, TensorId};
+use vlbridge::ops::{Attention, Epilogue, LayerNorm, Pass, Residual};
+use vlbridge::timing::Timer;
+use vlbridge::{DType, Gpu, GpuOptions, Graph, HostData, Plan, Tensor, TensorId};
 
 /// Deterministic values in [-scale, scale] (no RNG needed for timing).
 fn ramp(n: usize, scale: f32) -> Vec<f32> {
@@ -22,11 +21,11 @@ fn ramp(n: usize, scale: f32) -> Vec<f32> {
 fn attend(g: &mut Graph, cfg: Attention, q: TensorId, kv: &[TensorId], naive: bool) -> TensorId {
     let inputs = [&[q][..], kv].concat();
     if !naive {
-        return g.add(Op::Attention(Pass::Flash, cfg), &inputs).expect("flash");
+        return g.add(cfg, &inputs).expect("flash");
     }
-    let scores = g.add(Op::Attention(Pass::Scores, cfg), &inputs).expect("scores");
-    let weights = g.add(Op::Attention(Pass::Softmax, cfg), &[scores]).expect("softmax");
-    g.add(Op::Attention(Pass::WeightedSum, cfg), &[&[weights][..], kv].concat()).expect("weighted sum")
+    let scores = g.add(cfg.naive(Pass::Scores), &inputs).expect("scores");
+    let weights = g.add(cfg.naive(Pass::Softmax), &[scores]).expect("softmax");
+    g.add(cfg.naive(Pass::WeightedSum), &[&[weights][..], kv].concat()).expect("weighted sum")
 }
 
 struct Size {
@@ -85,12 +84,12 @@ fn linear(
     inputs.extend(residual);
     let epilogue =
         Epilogue { bias, activation: None, residual: if residual.is_some() { Residual::Add } else { Residual::None } };
-    g.add(Op::Linear(epilogue), &inputs).expect("linear")
+    g.add(epilogue, &inputs).expect("linear")
 }
 
 fn layer_norm(g: &mut Graph, gpu: &Gpu, x: TensorId, dim: usize) -> TensorId {
     let (w, b) = (constant(g, gpu, "ln.w", &[dim]), constant(g, gpu, "ln.b", &[dim]));
-    g.add(Op::LayerNorm { eps: 1e-5 }, &[x, w, b]).expect("layer norm")
+    g.add(LayerNorm::new(1e-5), &[x, w, b]).expect("layer norm")
 }
 
 /// Attention alone over already projected q and K/V stored as `storage`; returns the graph
@@ -141,14 +140,15 @@ fn block(gpu: &Gpu, s: &Size, naive: bool) -> (Graph, Vec<Vec<f32>>) {
 }
 
 fn attention(c: &mut Criterion) {
-    let gpu = Gpu::new().expect("a GPU adapter (run scripts/setup.sh)");
+    let gpu =
+        Gpu::with_options(&GpuOptions::from_env().expect("VLBRIDGE_*")).expect("a GPU adapter (run scripts/setup.sh)");
     eprintln!("adapter: {}", gpu.describe());
     let tag = gpu.info().name.split_whitespace().next().unwrap_or("gpu").to_lowercase();
     let mut group = c.benchmark_group("attention");
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     for size in [QFORMER, PERCEIVER] {
         // f16 storage of q, K/V and the output against f32, on the flash kernel.
-        let f16 = gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16);
+        let f16 = gpu.caps().shader_f16;
         for (what, naive) in
             [("flash", false), ("flash_f16", false), ("naive", true), ("block_flash", false), ("block_naive", true)]
         {
@@ -164,7 +164,9 @@ fn attention(c: &mut Criterion) {
             };
             let plan = Plan::new(&gpu, &graph).expect("plan");
             gpu.flush("uploading weights").expect("flush");
-            let inputs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+            let inputs: Vec<HostData<'_>> = data.iter().map(|d| d.into()).collect();
+            plan.write_inputs(&inputs).expect("write");
+            let wall = Timer::wall_clock(&gpu);
             let id = format!("{what}/{}/{tag}", size.label);
             eprintln!(
                 "{id}: peak activation bytes {}, {} dispatches",
@@ -172,12 +174,7 @@ fn attention(c: &mut Criterion) {
                 plan.dispatches().len()
             );
             group.throughput(Throughput::Elements(plan.cost().flops as u64));
-            group.bench_function(id, |b| {
-                b.iter(|| {
-                    plan.run(&gpu, &inputs).expect("run");
-                    gpu.wait("bench").expect("wait");
-                })
-            });
+            group.bench_function(id, |b| b.iter(|| plan.time(&wall).expect("run")));
         }
     }
     group.finish();

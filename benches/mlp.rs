@@ -3,16 +3,14 @@
 //! at the projector's two shapes, with f32, f16 and bf16 weights; and the projector with f32
 //! against f16 storage (weights and activations), and bf16 weights with f32 activations.
 //! Throughput is reported in FLOP (criterion's "elements").
-//! The adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`.
+//! The adapter comes from `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER` (`GpuOptions::from_env`).
 
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vlbridge::connectors::LlavaProjector;
-use vlbridge::kernels::Op;
-use vlbridge::kernels::gelu::GeluForm;
-use vlbridge::kernels::gemm::Epilogue;
-use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
+use vlbridge::ops::{Epilogue, GeluForm};
+use vlbridge::{DType, Gpu, GpuOptions, Graph, Plan, Tensor};
 
 /// Deterministic values in [-scale, scale] (no RNG needed for timing).
 fn ramp(n: usize, scale: f32) -> Vec<f32> {
@@ -23,9 +21,10 @@ fn adapter_tag(gpu: &Gpu) -> String {
     gpu.info().name.split_whitespace().next().unwrap_or("gpu").to_lowercase()
 }
 
-fn timed_run(gpu: &Gpu, plan: &Plan, input: &[f32]) {
-    plan.run(gpu, &[input]).expect("run");
-    gpu.wait("bench").expect("wait");
+/// Writes the input and runs the plan to completion (no readback), as a host engine would.
+fn timed_run(plan: &Plan, input: &[f32]) {
+    plan.write_inputs(&[input.into()]).expect("write");
+    plan.time(&vlbridge::timing::Timer::wall_clock(plan.gpu())).expect("run");
 }
 
 fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: usize, label: &str) {
@@ -47,8 +46,8 @@ fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: 
         ("fused", projector.plan(gpu, 1, tokens).expect("plan")),
         ("unfused", projector.plan_unfused(gpu, 1, tokens).expect("plan")),
     ] {
-        group.throughput(Throughput::Elements(plan.plan.cost().flops as u64));
-        group.bench_function(format!("{name}/{label}/{tag}"), |b| b.iter(|| timed_run(gpu, &plan.plan, &x)));
+        group.throughput(Throughput::Elements(plan.plan().cost().flops as u64));
+        group.bench_function(format!("{name}/{label}/{tag}"), |b| b.iter(|| timed_run(plan.plan(), &x)));
     }
     group.finish();
 }
@@ -83,9 +82,9 @@ fn bench_projector_storage(c: &mut Criterion, gpu: &Gpu, tokens: usize) {
             }
         };
         gpu.flush("uploading weights").expect("flush");
-        group.throughput(Throughput::Elements(plan.plan.cost().flops as u64));
+        group.throughput(Throughput::Elements(plan.plan().cost().flops as u64));
         let name = format!("storage/{weights} weights {activations} activations/llava15_{tokens}/{tag}");
-        group.bench_function(name, |b| b.iter(|| timed_run(gpu, &plan.plan, &x)));
+        group.bench_function(name, |b| b.iter(|| timed_run(plan.plan(), &x)));
     }
     group.finish();
 }
@@ -95,7 +94,7 @@ fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize, weight
     let x = g.input("x", &[m, k]).expect("input");
     let w = g.constant("w", &stored(gpu, &[n, k], &ramp(n * k, 0.03), weights));
     let b = g.constant("b", &Tensor::from_f32(gpu, &[n], &ramp(n, 0.1)).expect("b"));
-    let y = g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]).expect("linear");
+    let y = g.add(Epilogue::BIAS, &[x, w, b]).expect("linear");
     g.output(y).expect("output");
     let plan = Plan::new(gpu, &g).expect("plan");
     gpu.flush("uploading weights").expect("flush");
@@ -104,19 +103,20 @@ fn bench_gemm(c: &mut Criterion, gpu: &Gpu, m: usize, k: usize, n: usize, weight
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(6));
     group.throughput(Throughput::Elements(plan.cost().flops as u64));
     group.bench_function(format!("gemm/{m}x{k}x{n} {weights} weights/{}", adapter_tag(gpu)), |b| {
-        b.iter(|| timed_run(gpu, &plan, &input))
+        b.iter(|| timed_run(&plan, &input))
     });
     group.finish();
 }
 
 fn mlp(c: &mut Criterion) {
-    let gpu = Gpu::new().expect("a GPU adapter (run scripts/setup.sh)");
+    let gpu =
+        Gpu::with_options(&GpuOptions::from_env().expect("VLBRIDGE_*")).expect("a GPU adapter (run scripts/setup.sh)");
     eprintln!("adapter: {}", gpu.describe());
     bench_projector(c, &gpu, [1024, 4096, 4096], 576, "llava15_576x1024-4096-4096");
     bench_projector(c, &gpu, [64, 128, 128], 74, "small_74x64-128-128");
     // f16 and bf16 weights (as checkpoints ship them) against f32, same shapes and adapter.
     for weights in [DType::F32, DType::F16, DType::BF16] {
-        if weights != DType::F16 || gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) {
+        if weights != DType::F16 || gpu.caps().shader_f16 {
             bench_gemm(c, &gpu, 576, 1024, 4096, weights);
             bench_gemm(c, &gpu, 576, 4096, 4096, weights);
         }

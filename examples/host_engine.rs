@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use vlbridge::connectors::{LlavaProjector, PerceiverConfig, PerceiverResampler};
-use vlbridge::kernels::gelu::GeluForm;
+use vlbridge::ops::GeluForm;
 use vlbridge::weights::Weights;
 use vlbridge::{DType, Gpu, Tensor, wgpu};
 
@@ -117,25 +117,27 @@ pub fn run() -> vlbridge::Result<f64> {
     let features = resampler_weights.f32("x", None)?;
     let vision = storage(&device, "engine vision features", features.len());
     queue.write_buffer(&vision, 0, bytemuck::cast_slice(&features));
-    let vision = Tensor::from_buffer(vision, &[items, tokens, dim], DType::F32)?;
+    let vision = Tensor::from_buffer(&gpu, vision, &[items, tokens, dim], DType::F32)?;
 
     // vlbridge writes straight into the engine's buffers.
     let projector_plan = projector.plan(&gpu, items, tokens)?;
     let [.., width] = projector.dims();
     let projected = Tensor::from_buffer(
+        &gpu,
         storage(&device, "engine projected", items * tokens * width),
-        &projector_plan.output_shape,
+        projector_plan.output_shape(),
         DType::F32,
     )?;
-    projector_plan.plan.run_into(&gpu, &[&vision], &[&projected])?;
+    projector_plan.plan().run_into(&[&vision], &[&projected])?;
     let resampler_plan = resampler.plan(&gpu, items, tokens)?;
     let [latents, ..] = resampler.dims();
     let resampled = Tensor::from_buffer(
+        &gpu,
         storage(&device, "engine latents", items * latents * dim),
-        &resampler_plan.output_shape,
+        resampler_plan.output_shape(),
         DType::F32,
     )?;
-    resampler_plan.plan.run_into(&gpu, &[&vision], &[&resampled])?;
+    resampler_plan.plan().run_into(&[&vision], &[&resampled])?;
 
     // The engine consumes both on the GPU; only the per-token means come back.
     let got = [
@@ -144,7 +146,7 @@ pub fn run() -> vlbridge::Result<f64> {
     ];
     let mut worst = 0.0f64;
     for (plan, got, width) in [(&projector_plan, &got[0], width), (&resampler_plan, &got[1], dim)] {
-        let reference = plan.reference(&gpu, &features)?;
+        let reference = plan.reference(&features)?;
         for (row, mean) in reference.chunks(width).map(|r| r.iter().sum::<f64>() / width as f64).enumerate() {
             worst = worst.max((mean - f64::from(got[row])).abs());
         }

@@ -3,10 +3,10 @@
 // `.half()` (values past f16's range: ±Inf on IEEE devices; WGSL leaves them to the device).
 
 struct Params {
-    len: u32,  // elements
+    len: u32,    // elements
+    total: u32,  // elements written: len
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<f32>;

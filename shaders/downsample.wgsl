@@ -1,8 +1,8 @@
 // Spatial downsampling of a token grid: tokens [batch, h·w, channels] are a row-major h × w
 // image (token t = y·w + x), and the output is a row-major out_h × out_w grid again.
-//   avg_pool_2x2: torch.nn.functional.avg_pool2d(kernel 2, stride 2, padding 0). With
-//     ceil_mode the last window of an odd axis is partial and divides by its in-bounds count
-//     (2 on an edge, 1 in the corner); without it the odd row / column is dropped.
+//   avg_pool: torch.nn.functional.avg_pool2d(kernel k, stride k, padding 0). With ceil_mode
+//     the last window of an axis k does not divide is partial and divides by its in-bounds
+//     count (for k = 2: 2 on an edge, 1 in the corner); without it the remainder is dropped.
 //   bilinear: F.interpolate(size=(out_h, out_w), mode="bilinear", align_corners=False, no
 //     antialias), as LLaVA-OneVision pools: scale = in/out (not 2), src = (dst + 0.5)·scale
 //     - 0.5 clamped at 0, two taps per axis, computed in f32 like PyTorch.
@@ -15,8 +15,12 @@ struct Params {
     channels: u32,
     out_h: u32,
     out_w: u32,
+    k: u32,        // avg_pool: window side and stride
+    _pad0: u32,
     scale_h: f32,  // bilinear: h / out_h
     scale_w: f32,  // bilinear: w / out_w
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<Act>;
@@ -45,18 +49,18 @@ fn output_index(o: vec4<u32>) -> u32 {
 }
 
 @compute @workgroup_size(256)
-fn avg_pool_2x2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-                @builtin(local_invocation_index) lid: u32) {
+fn avg_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
     let o = output_coords(wid, groups, lid);
     if o.x >= params.batch {
         return;
     }
     var sum = 0.0;
     var count = 0u;
-    for (var dy = 0u; dy < 2u; dy++) {
-        for (var dx = 0u; dx < 2u; dx++) {
-            let yy = 2u * o.y + dy;
-            let xx = 2u * o.z + dx;
+    for (var dy = 0u; dy < params.k; dy++) {
+        for (var dx = 0u; dx < params.k; dx++) {
+            let yy = params.k * o.y + dy;
+            let xx = params.k * o.z + dx;
             if yy < params.h && xx < params.w {
                 sum += input_at(o.x, yy, xx, o.w);
                 count += 1u;

@@ -2,10 +2,10 @@
 // GEMM epilogue is measured against.
 
 struct Params {
-    len: u32,  // elements
+    len: u32,    // elements
+    total: u32,  // elements written: len
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 override GELU_FORM: u32 = 1u; // see activate(): 1 exact (erf), 2 tanh approximation

@@ -1,21 +1,21 @@
 // ToMe's size-weighted merge (see tome.wgsl for the whole algorithm): features are read and
-// written as activations (Act: f32 or f16), sums are f32. Params, bindings 1, 2 and 4 and
-// helpers come from common/tome_layout.wgsl.
+// written as activations (Act: f32 or f16), sums are f32. Params, bindings 1 (sizes), 2 (A
+// rows) and 4 and helpers come from common/tome_layout.wgsl.
 
 override MERGE: u32 = 0u;  // 0 size-weighted features, 1 summed sizes
 
-@group(0) @binding(0) var<storage, read> in0: array<Act>;
+@group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(3) var<storage, read_write> out: array<Act>;
 
 // Channels k .. k+3 of token t (batch item b); channels past the row read its last one.
 fn features4(b: u32, t: u32, k: u32) -> vec4<f32> {
     let row = (b * params.tokens + t) * params.channels;
     let last = params.channels - 1u;
-    return vec4(f32(in0[row + min(k, last)]), f32(in0[row + min(k + 1u, last)]),
-                f32(in0[row + min(k + 2u, last)]), f32(in0[row + min(k + 3u, last)]));
+    return vec4(f32(x[row + min(k, last)]), f32(x[row + min(k + 1u, last)]),
+                f32(x[row + min(k + 2u, last)]), f32(x[row + min(k + 3u, last)]));
 }
 
-// in0 = x [batch, n, channels], in1 = sizes [batch, n], in2 = A rows [batch, na]
+// x [batch, n, channels], values = sizes [batch, n], indices = A rows [batch, na]
 // -> out [batch, n - r, channels] (MERGE 0) or [batch, n - r] (MERGE 1). One workgroup per
 // output row, each lane summing 4 channels in f32 registers per sweep over the A rows (a
 // sweep per 256 channels: the A rows are scanned c / 256 times, not once per channel).
@@ -37,12 +37,12 @@ fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         var sum = vec4(0.0);
         if row >= params.nu {
             let t = 2u * (row - params.nu) + 1u;
-            den = in1[b * params.tokens + t];
+            den = values[b * params.tokens + t];
             sum = features4(b, t, k) * den;
         }
         for (var a = 0u; a < params.na; a++) {
-            if u32(in2[b * params.na + a]) == row {
-                let s = in1[b * params.tokens + 2u * a];
+            if indices[b * params.na + a] == row {
+                let s = values[b * params.tokens + 2u * a];
                 den += s;
                 sum += features4(b, 2u * a, k) * s;
             }

@@ -5,9 +5,10 @@
 // A workgroup is 64 consecutive A tokens of one batch item; lanes past the last one compute
 // along (broadcasts need the whole subgroup) and store nothing.
 
-// As in tome.wgsl (best_match always runs with Act = f32: it reads the unit rows).
-@group(0) @binding(0) var<storage, read> in0: array<Act>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+// As in tome_index.wgsl: values = unit rows -> out = best B index [batch, na]. Binding 0 is
+// part of the shared layout but not read here.
+@group(0) @binding(0) var<storage, read> unused: array<u32>;
+@group(0) @binding(3) var<storage, read_write> out: array<u32>;
 
 var<private> best: f32;
 var<private> best_j: u32;
@@ -23,7 +24,7 @@ fn consider(s: vec4<f32>, j: u32) {
 }
 
 fn row4(row: u32, k: u32) -> vec4<f32> {
-    return vec4(f32(in0[row + k]), f32(in0[row + k + 1u]), f32(in0[row + k + 2u]), f32(in0[row + k + 3u]));
+    return vec4(values[row + k], values[row + k + 1u], values[row + k + 2u], values[row + k + 3u]);
 }
 
 @compute @workgroup_size(64)
@@ -40,12 +41,12 @@ fn best_match_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     let a_raw = (group % blocks) * WORKGROUP + lid;
     let a = min(a_raw, params.na - 1u);
     let c = params.channels;
-    let a_row = (b * params.tokens + a) * c;
+    let a_row = unit_row(b, a);
     let whole = c - c % 4u;
     best = LOWEST;
     best_j = 0u;
     for (var j0 = 0u; j0 < params.nb; j0 += 8u) {
-        let b_row = (b * params.tokens + params.na + min(j0 + (lane & 7u), params.nb - 1u)) * c;
+        let b_row = unit_row(b, params.na + min(j0 + (lane & 7u), params.nb - 1u));
         var s0 = vec4(0.0); var s1 = vec4(0.0); var s2 = vec4(0.0); var s3 = vec4(0.0);
         var s4 = vec4(0.0); var s5 = vec4(0.0); var s6 = vec4(0.0); var s7 = vec4(0.0);
         for (var k = 0u; k < whole; k += 4u) {
@@ -61,8 +62,8 @@ fn best_match_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
             s7 += av * subgroupBroadcast(bv, 7u);
         }
         for (var k = whole; k < c; k++) {
-            let av = f32(in0[a_row + k]);
-            let bv = f32(in0[b_row + k]);
+            let av = values[a_row + k];
+            let bv = values[b_row + k];
             s0.x += av * subgroupBroadcast(bv, 0u);
             s1.x += av * subgroupBroadcast(bv, 1u);
             s2.x += av * subgroupBroadcast(bv, 2u);
@@ -84,8 +85,6 @@ fn best_match_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     if a_raw >= params.na {
         return;
     }
-    let i = b * params.na + a;
     let is_class = params.class_token == 1u && a == 0u;
-    out[2u * i] = select(best, LOWEST, is_class);
-    out[2u * i + 1u] = select(f32(best_j), 0.0, is_class);
+    out[b * params.na + a] = select(best_j, 0u, is_class);
 }

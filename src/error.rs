@@ -88,6 +88,16 @@ pub enum Error {
         problem: String,
     },
 
+    /// A configuration value (config.json, an option, an environment variable) is missing,
+    /// malformed or not supported.
+    #[error("config `{field}`: {problem}")]
+    Config {
+        /// The field, as the configuration spells it (`text_config.hidden_size`).
+        field: String,
+        /// What is wrong with it, naming the value.
+        problem: String,
+    },
+
     /// A file could not be read or parsed (checkpoints, manifests).
     #[error("{path}: {problem}")]
     File {
@@ -138,7 +148,8 @@ impl std::error::Error for DeviceError {}
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn shape(
+    /// A [`Error::Shape`] of `kernel`: `what` was `got` where `expected` fits.
+    pub fn shape(
         kernel: &'static str,
         what: impl Into<String>,
         expected: impl fmt::Display,

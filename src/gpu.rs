@@ -1,5 +1,6 @@
 //! The GPU context: adapter selection, device creation with the optional features we use,
-//! and capture of wgpu errors as [`Error`]s instead of panics.
+//! what kernels may assume of the device ([`Caps`]), and capture of wgpu errors as
+//! [`Error`]s instead of panics.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +15,8 @@ const WANTED_FEATURES: wgpu::Features = wgpu::Features::SHADER_F16
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
 
-/// How to choose an adapter. [`GpuOptions::from_env`] reads `VLBRIDGE_BACKEND` and
-/// `VLBRIDGE_ADAPTER`.
+/// How to choose an adapter and what to ask of it. `Default` takes the best adapter of the
+/// primary backends and GL; [`GpuOptions::from_env`] reads the environment, explicitly.
 #[derive(Debug, Clone)]
 pub struct GpuOptions {
     /// Backends to consider.
@@ -27,6 +28,9 @@ pub struct GpuOptions {
     /// Cap the storage binding size below the adapter's (tests use this to exercise GEMMs
     /// whose weight is bound in several chunks).
     pub max_storage_binding: Option<u64>,
+    /// Kernel variants to use instead of the per-adapter choice, as (kernel, variant) names
+    /// (`("linear", "portable")`): every variant can be run on any device that supports it.
+    pub force_variants: Vec<(String, String)>,
 }
 
 impl Default for GpuOptions {
@@ -36,20 +40,47 @@ impl Default for GpuOptions {
             adapter_name: None,
             minimal_features: false,
             max_storage_binding: None,
+            force_variants: Vec::new(),
         }
     }
 }
 
 impl GpuOptions {
-    /// Options from `VLBRIDGE_BACKEND=vulkan|metal|dx12|gl|auto` and `VLBRIDGE_ADAPTER=<substring>`.
+    /// Options from `VLBRIDGE_BACKEND=vulkan|metal|dx12|gl|auto`, `VLBRIDGE_ADAPTER=<substring>`
+    /// and `VLBRIDGE_FORCE=<kernel>=<variant>[,..]`.
     pub fn from_env() -> Result<Self> {
         let mut options = Self::default();
         if let Ok(name) = std::env::var("VLBRIDGE_BACKEND") {
             options.backends = parse_backends(&name)?;
         }
         options.adapter_name = std::env::var("VLBRIDGE_ADAPTER").ok().filter(|s| !s.is_empty());
+        if let Ok(forced) = std::env::var("VLBRIDGE_FORCE") {
+            options.force_variants = parse_forced(&forced)?;
+        }
         Ok(options)
     }
+
+    /// These options with `variant` forced for `kernel`.
+    pub fn force(mut self, kernel: &str, variant: &str) -> Self {
+        self.force_variants.push((kernel.to_string(), variant.to_string()));
+        self
+    }
+}
+
+/// Parses `kernel=variant,kernel=variant`.
+pub fn parse_forced(text: &str) -> Result<Vec<(String, String)>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            }
+            _ => Err(Error::Config {
+                field: "VLBRIDGE_FORCE".into(),
+                problem: format!("`{pair}` is not kernel=variant"),
+            }),
+        })
+        .collect()
 }
 
 /// Parses a backend name as accepted by `VLBRIDGE_BACKEND` and the CLI.
@@ -80,14 +111,58 @@ pub fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     pollster::block_on(new_instance(backends).enumerate_adapters(backends))
 }
 
-/// A device and queue plus what vlbridge needs to know about them. Cheap to share by reference;
-/// all methods take `&self`.
+/// What kernels may assume of a device when a variant is chosen for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caps {
+    /// `SUBGROUP` is enabled.
+    pub subgroups: bool,
+    /// Smallest subgroup the device may use (0 when unknown).
+    pub subgroup_min_size: u32,
+    /// Largest subgroup the device may use (0 when unknown).
+    pub subgroup_max_size: u32,
+    /// `SHADER_F16` is enabled.
+    pub shader_f16: bool,
+    /// Every feature enabled on the device.
+    pub features: wgpu::Features,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: wgpu::DeviceType,
+    /// Bytes of workgroup memory a workgroup may use.
+    pub workgroup_storage: u32,
+    /// Invocations a workgroup may have.
+    pub workgroup_invocations: u32,
+    /// Cooperative-matrix shapes the device lists (empty without the feature).
+    pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
+    /// Variants forced by [`GpuOptions::force_variants`], as (kernel, variant).
+    pub forced: Vec<(String, String)>,
+}
+
+impl Caps {
+    /// The variant forced for `kernel`, if any.
+    pub fn forced(&self, kernel: &str) -> Option<&str> {
+        self.forced.iter().rev().find(|(k, _)| k == kernel).map(|(_, v)| v.as_str())
+    }
+
+    /// Subgroups are enabled and at least `lanes` wide.
+    pub fn subgroups_of(&self, lanes: u32) -> bool {
+        self.subgroups && self.subgroup_min_size >= lanes
+    }
+
+    /// A CPU rasteriser (lavapipe, WARP): register-blocked kernels without workgroup memory
+    /// win there; GPUs want workgroup-memory tiles.
+    pub fn is_cpu(&self) -> bool {
+        self.device_type == wgpu::DeviceType::Cpu
+    }
+}
+
+/// A device and queue plus what vlbridge needs to know about them. A cheap handle: clones
+/// share the device, its pipeline cache and its error sink, so plans and tensors each hold
+/// one.
 ///
 /// ```
 /// use vlbridge::{Gpu, GpuOptions};
 ///
 /// # fn main() -> vlbridge::Result<()> {
-/// // vlbridge's own device on the adapter VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER pick ...
+/// // vlbridge's own device on the adapter the environment names (explicitly) ...
 /// let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
 /// println!("{}", gpu.describe());
 ///
@@ -102,19 +177,32 @@ pub fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 /// # Ok(())
 /// # }
 /// ```
+#[derive(Clone)]
 pub struct Gpu {
-    pub(crate) device: wgpu::Device,
-    pub(crate) queue: wgpu::Queue,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    caps: Caps,
     uncaptured: Arc<Mutex<Vec<String>>>,
-    pub(crate) pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
 }
 
 impl Gpu {
-    /// Opens the adapter chosen by `VLBRIDGE_BACKEND` / `VLBRIDGE_ADAPTER`, preferring
-    /// discrete, then integrated, then software adapters.
+    /// Opens the best adapter of the default backends (discrete, then integrated, then
+    /// software). Reads no environment variables: `Gpu::with_options(&GpuOptions::from_env()?)`
+    /// does.
     pub fn new() -> Result<Self> {
-        Self::with_options(&GpuOptions::from_env()?)
+        Self::with_options(&GpuOptions::default())
     }
 
     /// Opens an adapter chosen by `options`.
@@ -145,17 +233,22 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
-        Ok(Self::assemble(device, queue, info))
+        Ok(Self::assemble(device, queue, info, options.force_variants.clone()))
     }
 
     /// Wraps a device and queue owned by a host engine. vlbridge installs no global state on
     /// the device besides an uncaptured-error handler, which the host may replace afterwards.
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
-        Self::assemble(device, queue, info)
+        Self::assemble(device, queue, info, Vec::new())
     }
 
-    fn assemble(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) -> Self {
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        forced: Vec<(String, String)>,
+    ) -> Self {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&uncaptured);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -163,44 +256,70 @@ impl Gpu {
                 errors.push(e.to_string());
             }
         }));
-        Self { device, queue, info, uncaptured, pipelines: Mutex::new(HashMap::new()) }
+        let features = device.features();
+        let limits = device.limits();
+        let caps = Caps {
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            features,
+            device_type: info.device_type,
+            workgroup_storage: limits.max_compute_workgroup_storage_size,
+            workgroup_invocations: limits.max_compute_invocations_per_workgroup,
+            cooperative_matrix: Vec::new(),
+            forced,
+        };
+        let inner = Inner { device, queue, info, caps, uncaptured, pipelines: Mutex::new(HashMap::new()) };
+        Self { inner: Arc::new(inner) }
     }
 
     /// The wgpu device, for a host engine that shares it.
     pub fn device(&self) -> &wgpu::Device {
-        &self.device
+        &self.inner.device
     }
 
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
-        &self.queue
+        &self.inner.queue
     }
 
     /// Adapter name, backend, driver.
     pub fn info(&self) -> &wgpu::AdapterInfo {
-        &self.info
+        &self.inner.info
+    }
+
+    /// What kernels may assume of this device.
+    pub fn caps(&self) -> &Caps {
+        &self.inner.caps
     }
 
     /// Features enabled on the device.
     pub fn features(&self) -> wgpu::Features {
-        self.device.features()
+        self.inner.device.features()
     }
 
     /// Limits of the device.
     pub fn limits(&self) -> wgpu::Limits {
-        self.device.limits()
+        self.inner.device.limits()
     }
 
     /// One line naming the adapter: `name (backend, driver)`; used in bench ids and reports.
     pub fn describe(&self) -> String {
-        format!("{} ({:?}, {} {})", self.info.name, self.info.backend, self.info.driver, self.info.driver_info)
+        let i = &self.inner.info;
+        format!("{} ({:?}, {} {})", i.name, i.backend, i.driver, i.driver_info)
+    }
+
+    pub(crate) fn pipelines(&self) -> &Mutex<HashMap<PipelineKey, Arc<Pipeline>>> {
+        &self.inner.pipelines
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and returns any error wgpu
     /// reports as [`Error::Device`].
     pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let device = &self.inner.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
         let validation = pollster::block_on(validation.pop());
         let oom = pollster::block_on(oom.pop());
@@ -213,7 +332,8 @@ impl Gpu {
 
     /// Blocks until all submitted work is done, then reports any error the device raised.
     pub fn wait(&self, during: &'static str) -> Result<()> {
-        self.device
+        self.inner
+            .device
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .map_err(|e| Error::device(during, e.to_string()))?;
         self.check_uncaptured(during)
@@ -222,28 +342,18 @@ impl Gpu {
     /// Submits pending buffer writes (weight uploads) and waits for them, so the next run is
     /// not charged for them.
     pub fn flush(&self, during: &'static str) -> Result<()> {
-        self.queue.submit([]);
+        self.inner.queue.submit([]);
         self.wait(during)
     }
 
     fn check_uncaptured(&self, during: &'static str) -> Result<()> {
-        let mut errors = self.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
+        let mut errors = self.inner.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
         if errors.is_empty() {
             return Ok(());
         }
         let message = errors.join("; ");
         errors.clear();
         Err(Error::device(during, message))
-    }
-
-    /// Device capabilities that pick kernel variants.
-    pub fn caps(&self) -> crate::kernels::Caps {
-        crate::kernels::Caps { subgroups: self.has_subgroups(), subgroup_min_size: self.info.subgroup_min_size }
-    }
-
-    /// Whether subgroup operations are enabled on this device.
-    pub fn has_subgroups(&self) -> bool {
-        self.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// Whether timestamp queries may be written inside compute passes.

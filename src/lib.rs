@@ -2,15 +2,30 @@
 //!
 //! Hand-written WGSL compute kernels, run through `wgpu`, for the connector layers that join a
 //! vision encoder to a language model: the LLaVA MLP projector, the BLIP-2 Q-Former, the
-//! Flamingo Perceiver Resampler and gated cross-attention, and token compression (2×2
-//! pooling, bilinear halving, ToMe, LLaVA-NeXT AnyRes). Each connector loads its weights from
+//! Flamingo Perceiver Resampler and gated cross-attention, and token compression (pooling,
+//! bilinear halving, ToMe, LLaVA-NeXT AnyRes). Each connector loads its weights from
 //! safetensors by the upstream state-dict names, is planned once into a [`Plan`] (shapes
 //! checked, pipelines built, buffers assigned) and run many times; every op has an f64 CPU
 //! reference ([`mod@reference`]) that the GPU is held to.
 //!
+//! ## The API a linking engine uses
+//! - [`Gpu`] / [`GpuOptions`]: open a device, or share the engine's with [`Gpu::from_wgpu`].
+//! - [`connectors`]: the connectors, loaded from weights, planned into a
+//!   [`connectors::ConnectorPlan`]; [`weights`]: checkpoints by upstream name.
+//! - [`Graph`] / [`Plan`] / [`Tensor`] / [`DType`]: build, plan and run graphs of [`ops`];
+//!   [`Plan::run`] (host data), [`Plan::run_into`] (the engine's GPU tensors),
+//!   [`Plan::encode`] (the engine's encoder).
+//! - [`Error`]: one error type, every failure typed.
+//!
+//! The other public modules are the layers underneath, public for tests, benches and tools:
+//! [`kernels`] (the kernel units and their registry), [`mod@reference`] (the f64 truth),
+//! [`pipeline`], [`timing`] and [`diagnostics`] (driver probe, roofline ceilings). Layers
+//! point one way: connectors → graph → kernels → core (`gpu`, `tensor`, `pipeline`), with
+//! `ops` (what an op is, GPU-free) under both kernels and `reference`.
+//!
 //! ```
 //! use vlbridge::connectors::LlavaProjector;
-//! use vlbridge::kernels::gelu::GeluForm;
+//! use vlbridge::ops::GeluForm;
 //! use vlbridge::{DType, Gpu, reference};
 //!
 //! # fn main() -> vlbridge::Result<()> {
@@ -21,17 +36,17 @@
 //!     LlavaProjector::from_f32(&gpu, [8, 16, 4], &ramp(128), &ramp(16), &ramp(64), &ramp(4), GeluForm::Erf)?;
 //! let plan = projector.plan(&gpu, 1, 3)?; // one image of 3 tokens
 //! let features = ramp(3 * 8);
-//! let projected = plan.project(&gpu, &features)?;
-//! assert_eq!(plan.output_shape, [1, 3, 4]);
+//! let projected = plan.project(&features)?;
+//! assert_eq!(plan.output_shape(), [1, 3, 4]);
 //! // The f64 CPU reference of the same graph agrees to f32 rounding.
-//! let check = reference::compare(&projected, &plan.reference(&gpu, &features)?, 1e-5, 1e-5);
+//! let check = reference::compare(&projected, &plan.reference(&features)?, 1e-5, 1e-5);
 //! assert!(check.passed(), "{check}");
 //!
 //! // The same projector with f16 activations (f32 arithmetic), where the device reads f16.
-//! if gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) {
+//! if gpu.caps().shader_f16 {
 //!     let half = projector.with_activations(DType::F16).plan(&gpu, 1, 3)?;
-//!     let projected = half.project(&gpu, &features)?;
-//!     assert!(reference::compare(&projected, &half.reference(&gpu, &features)?, 1e-2, 1e-2).passed());
+//!     let projected = half.project(&features)?;
+//!     assert!(reference::compare(&projected, &half.reference(&features)?, 1e-2, 1e-2).passed());
 //! }
 //! # Ok(())
 //! # }
@@ -40,22 +55,24 @@
 #![deny(missing_docs)]
 
 pub mod connectors;
+pub mod diagnostics;
+pub mod dtype;
 pub mod error;
-pub mod golden;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod ops;
 pub mod pipeline;
 pub mod reference;
-pub mod shader;
 pub mod tensor;
 pub mod timing;
 pub mod weights;
 
+pub use dtype::{DType, HostData, HostVec};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
 pub use graph::{Graph, Plan, TensorId};
-pub use tensor::{DType, Tensor};
+pub use tensor::Tensor;
 
 /// The wgpu version vlbridge is built against, for host engines sharing a device.
 pub use wgpu;

@@ -18,6 +18,7 @@ pub enum Clock {
 
 /// Measures recorded GPU work.
 pub struct Timer {
+    gpu: Gpu,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
@@ -38,7 +39,13 @@ impl Timer {
             });
             (set, resolve)
         });
-        Self { queries }
+        Self { gpu: gpu.clone(), queries }
+    }
+
+    /// Host wall clock around submit and wait, whatever the device offers (what a caller of
+    /// the whole round trip sees).
+    pub fn wall_clock(gpu: &Gpu) -> Self {
+        Self { gpu: gpu.clone(), queries: None }
     }
 
     /// Which clock this timer uses.
@@ -50,9 +57,9 @@ impl Timer {
     /// timestamp writes), submits, waits, and returns the pass's duration in milliseconds.
     pub fn time(
         &self,
-        gpu: &Gpu,
         record: impl FnOnce(&mut wgpu::CommandEncoder, Option<wgpu::ComputePassTimestampWrites<'_>>),
     ) -> Result<f64> {
+        let gpu = &self.gpu;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
         let writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
             query_set: set,

@@ -4,16 +4,17 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// An in-memory safetensors file.
 ///
 /// ```
 /// use safetensors::tensor::TensorView;
 /// use vlbridge::connectors::LlavaProjector;
-/// use vlbridge::kernels::gelu::GeluForm;
+/// use vlbridge::ops::GeluForm;
 /// use vlbridge::weights::Weights;
 /// use vlbridge::{Error, Gpu};
 ///

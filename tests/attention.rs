@@ -11,12 +11,9 @@ mod common;
 use common::{edge_size, gpu, minimal_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::kernels::Op;
-use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
-use vlbridge::kernels::gelu::GeluForm;
-use vlbridge::kernels::gemm::{Epilogue, Residual};
+use vlbridge::ops::{Attention, Epilogue, GeluForm, LayerNorm, MaskedRows, Pass, Residual};
 use vlbridge::reference;
-use vlbridge::{Gpu, Graph, Plan, TensorId};
+use vlbridge::{DType, Gpu, Graph, HostData, Plan, TensorId};
 
 #[derive(Debug, Clone)]
 struct AttentionCase {
@@ -30,7 +27,7 @@ struct AttentionCase {
     kv_width: usize,
     q: Vec<f32>,
     kv: [Vec<f32>; 2],
-    mask: Vec<f32>,
+    mask: Vec<u8>,
     magnitude: f32,
 }
 
@@ -65,10 +62,7 @@ fn attention_case() -> impl Strategy<Value = AttentionCase> {
             let keys = keys_a + keys_b;
             let mask = prop::collection::vec(prop::bool::weighted(0.7), batch * queries * keys).prop_map(move |keep| {
                 // Every third query row keeps nothing: the fully masked case.
-                keep.iter()
-                    .enumerate()
-                    .map(|(i, &k)| if (i / keys) % 3 == 2 || !k { 0.0 } else { 1.0 })
-                    .collect::<Vec<f32>>()
+                keep.iter().enumerate().map(|(i, &k)| u8::from((i / keys) % 3 != 2 && k)).collect::<Vec<u8>>()
             });
             let data = (
                 values(batch * queries * q_width, magnitude),
@@ -94,39 +88,42 @@ fn attention_case() -> impl Strategy<Value = AttentionCase> {
 }
 
 /// Builds the flash node, or the three naive passes, over the case's inputs.
-fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<Vec<f32>>) {
+fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<HostData<'_>>) {
     let mut g = Graph::new();
-    let mut data = Vec::new();
-    let mut input = |g: &mut Graph, name: &str, shape: &[usize], values: &[f32]| -> TensorId {
-        data.push(values.to_vec());
-        g.input(name, shape).unwrap()
-    };
-    let q = input(&mut g, "q", &[c.batch, c.queries, c.q_width], &c.q);
-    let mut kv = vec![if c.fused_qkv { q } else { input(&mut g, "kv_a", &[c.batch, c.keys[0], c.kv_width], &c.kv[0]) }];
-    if c.cfg.two_sources {
-        kv.push(input(&mut g, "kv_b", &[c.batch, c.keys[1], c.kv_width], &c.kv[1]));
+    let mut data = vec![HostData::F32(&c.q)];
+    let q = g.input("q", &[c.batch, c.queries, c.q_width]).unwrap();
+    let mut kv = vec![q];
+    if !c.fused_qkv {
+        data.push(HostData::F32(&c.kv[0]));
+        kv[0] = g.input("kv_a", &[c.batch, c.keys[0], c.kv_width]).unwrap();
     }
-    let mask = c.cfg.mask.then(|| input(&mut g, "mask", &[c.batch, c.queries, c.keys[0] + c.keys[1]], &c.mask));
+    if c.cfg.two_sources {
+        data.push(HostData::F32(&c.kv[1]));
+        kv.push(g.input("kv_b", &[c.batch, c.keys[1], c.kv_width]).unwrap());
+    }
+    let mask = c.cfg.mask.then(|| {
+        data.push(HostData::U8(&c.mask));
+        g.input_as("mask", &[c.batch, c.queries, c.keys[0] + c.keys[1]], DType::U8).unwrap()
+    });
     let with_mask = |mut v: Vec<TensorId>| {
         v.extend(mask);
         v
     };
     let out = if naive {
-        let scores = g.add(Op::Attention(Pass::Scores, c.cfg), &with_mask([vec![q], kv.clone()].concat())).unwrap();
-        let weights = g.add(Op::Attention(Pass::Softmax, c.cfg), &with_mask(vec![scores])).unwrap();
-        g.add(Op::Attention(Pass::WeightedSum, c.cfg), &[vec![weights], kv].concat()).unwrap()
+        let scores = g.add(c.cfg.naive(Pass::Scores), &with_mask([vec![q], kv.clone()].concat())).unwrap();
+        let weights = g.add(c.cfg.naive(Pass::Softmax), &with_mask(vec![scores])).unwrap();
+        g.add(c.cfg.naive(Pass::WeightedSum), &[vec![weights], kv].concat()).unwrap()
     } else {
-        g.add(Op::Attention(Pass::Flash, c.cfg), &with_mask([vec![q], kv].concat())).unwrap()
+        g.add(c.cfg, &with_mask([vec![q], kv].concat())).unwrap()
     };
     g.output(out).unwrap();
     (g, data)
 }
 
 fn check_attention(gpu: &Gpu, c: &AttentionCase, naive: bool) -> Result<(), TestCaseError> {
-    let (g, data) = attention_graph(c, naive);
-    let inputs: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
-    let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &inputs).unwrap().remove(0);
-    let want = g.reference(gpu, &inputs).unwrap().remove(0);
+    let (g, inputs) = attention_graph(c, naive);
+    let got = Plan::new(gpu, &g).unwrap().run(&inputs).unwrap().remove(0).into_f32();
+    let want = g.reference(&inputs).unwrap().remove(0);
     // Largest |logit|: magnitude² per term · head_dim terms · head_dim^-0.5, bounded loosely.
     let logit = f64::from(c.magnitude * c.magnitude) * f64::from(c.cfg.head_dim).sqrt();
     let atol = 2e-5 + 1e-6 * logit.min(200.0);
@@ -181,9 +178,9 @@ proptest! {
         let input = g.input("x", &[rows, dim]).unwrap();
         let weight = g.constant("w", &vlbridge::Tensor::from_f32(gpu, &[dim], &w).unwrap());
         let bias = g.constant("b", &vlbridge::Tensor::from_f32(gpu, &[dim], &b).unwrap());
-        let y = g.add(Op::LayerNorm { eps }, &[input, weight, bias]).unwrap();
+        let y = g.add(LayerNorm::new(eps), &[input, weight, bias]).unwrap();
         g.output(y).unwrap();
-        let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
         let want = reference::layer_norm(&to_f64(&x), &to_f64(&w), &to_f64(&b), dim, f64::from(eps));
         // f32 loses one ulp of the row's largest |x| in x - mean, as PyTorch's f32 LayerNorm
         // does: relative to the row's standard deviation that is large when a big common offset
@@ -231,9 +228,9 @@ proptest! {
             if epilogue.residual == Residual::Gated {
                 inputs.push(g.constant("gate", &vlbridge::Tensor::from_f32(gpu, &[1], &[gate]).unwrap()));
             }
-            let y = g.add(Op::Linear(epilogue), &inputs).unwrap();
+            let y = g.add(epilogue, &inputs).unwrap();
             g.output(y).unwrap();
-            Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x, &r]).unwrap().remove(0)
+            Plan::new(gpu, &g).unwrap().run_f32(&[&x, &r]).unwrap().remove(0)
         };
         let fused = build(plain.with_residual(residual));
         let unfused = build(plain);
@@ -267,11 +264,11 @@ fn gates_change_without_a_replan_and_zero_is_an_exact_identity() {
     let media = weights.f32("media", None).unwrap();
     let locations: Vec<u8> = weights.i64("media_locations").unwrap().into_iter().map(|v| v as u8).collect();
     let want = to_f64(&weights.f32("y", None).unwrap());
-    let cmp = reference::compare(&plan.run(gpu, &x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
+    let cmp = reference::compare(&plan.run(&x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
     assert!(cmp.passed(), "upstream gates: {cmp}");
-    block.set_gates(gpu, 0.0, 0.0).unwrap();
-    assert_eq!(plan.run(gpu, &x, &media, &locations).unwrap(), x, "zero gates must return x bit for bit");
-    block.set_gates(gpu, 0.3, -0.7).unwrap();
-    let cmp = reference::compare(&plan.run(gpu, &x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
+    block.set_gates(0.0, 0.0).unwrap();
+    assert_eq!(plan.run(&x, &media, &locations).unwrap(), x, "zero gates must return x bit for bit");
+    block.set_gates(0.3, -0.7).unwrap();
+    let cmp = reference::compare(&plan.run(&x, &media, &locations).unwrap(), &want, 1e-4, 1e-4);
     assert!(cmp.passed(), "gates restored: {cmp}");
 }

@@ -10,30 +10,31 @@ use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::connectors::add_token_merge;
 use vlbridge::kernels::Op;
-use vlbridge::kernels::anyres::AnyResLayout;
-use vlbridge::kernels::downsample::Downsample;
-use vlbridge::kernels::tome::Tome;
+use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
 use vlbridge::reference;
-use vlbridge::{Gpu, Graph, Plan};
+use vlbridge::{Gpu, Graph, HostVec, Plan};
 
-fn run(g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
+fn run(g: &Graph, inputs: &[&[f32]]) -> Vec<HostVec> {
     run_on(gpu(), g, inputs)
 }
 
-fn run_on(gpu: &Gpu, g: &Graph, inputs: &[&[f32]]) -> Vec<Vec<f32>> {
-    Plan::new(gpu, g).unwrap().run_and_read(gpu, inputs).unwrap()
+fn run_on(gpu: &Gpu, g: &Graph, inputs: &[&[f32]]) -> Vec<HostVec> {
+    let data: Vec<_> = inputs.iter().map(|&x| x.into()).collect();
+    Plan::new(gpu, g).unwrap().run(&data).unwrap()
 }
 
-fn downsample_case() -> impl Strategy<Value = (Downsample, usize, usize, Vec<f32>)> {
-    (1usize..=64, 1usize..=64, 0u8..3, 1usize..=2, edge_size(9)).prop_flat_map(|(h, w, kind, batch, channels)| {
-        // A 1-wide grid has no full window: floor mode would be empty, so it uses ceil mode.
-        let op = match kind {
-            0 if h > 1 && w > 1 => Downsample::AvgPool2x2 { h, w, ceil_mode: false },
-            0 | 1 => Downsample::AvgPool2x2 { h, w, ceil_mode: true },
-            _ => Downsample::BilinearHalf { h, w },
-        };
-        (Just(op), Just(batch), Just(channels), values(batch * h * w * channels, 1.0))
-    })
+/// `k × k` pooling (k = 2 mostly) or bilinear halving of a random grid.
+fn downsample_case() -> impl Strategy<Value = (Op, (usize, usize), usize, usize, Vec<f32>)> {
+    (1usize..=64, 1usize..=64, 0u8..3, prop::sample::select(vec![2usize, 2, 3, 4]), 1usize..=2, edge_size(9))
+        .prop_flat_map(|(h, w, kind, k, batch, channels)| {
+            // A grid narrower than the window has no full window: floor mode would be empty.
+            let op = match kind {
+                0 if h >= k && w >= k => Op::AvgPool(AvgPool { h, w, k, ceil_mode: false }),
+                0 | 1 => Op::AvgPool(AvgPool { h, w, k, ceil_mode: true }),
+                _ => Op::BilinearHalf(BilinearHalf { h, w }),
+            };
+            (Just(op), Just((h, w)), Just(batch), Just(channels), values(batch * h * w * channels, 1.0))
+        })
 }
 
 proptest! {
@@ -41,15 +42,17 @@ proptest! {
 
     #[test]
     #[timeout(300_000)]
-    fn downsampling_matches_reference((op, batch, channels, x) in downsample_case()) {
-        let (h, w) = op.grid();
+    fn downsampling_matches_reference((op, (h, w), batch, channels, x) in downsample_case()) {
         let mut g = Graph::new();
         let input = g.input("x", &[batch, h * w, channels]).unwrap();
-        let y = g.add(Op::Downsample(op), &[input]).unwrap();
+        let y = g.add(op, &[input]).unwrap();
         g.output(y).unwrap();
-        let got = run(&g, &[&x]).remove(0);
-        let want = reference::downsample(op, &to_f64(&x), batch, channels);
-        let (oh, ow) = op.output_grid();
+        let got = run(&g, &[&x]).remove(0).into_f32();
+        let (want, (oh, ow)) = match op {
+            Op::AvgPool(p) => (reference::avg_pool(&p, &to_f64(&x), batch, channels), p.output_grid()),
+            Op::BilinearHalf(b) => (reference::bilinear_half(&b, &to_f64(&x), batch, channels), b.output_grid()),
+            _ => unreachable!("only pools are drawn"),
+        };
         prop_assert_eq!(got.len(), batch * oh * ow * channels);
         let cmp = reference::compare(&got, &want, 1e-6, 1e-6);
         prop_assert!(cmp.passed(), "{op:?}: {cmp}");
@@ -80,9 +83,10 @@ proptest! {
         for device in [gpu(), minimal_gpu()] {
             let out = run_on(device, &g, &[&x, &sizes]);
             prop_assert_eq!(out[0].len(), batch * (n - r) * c);
-            prop_assert_eq!(&to_f64(&out[2]), &mapping, "token -> row mapping");
-            prop_assert_eq!(&to_f64(&out[1]), &new_sizes, "sizes");
-            let cmp = reference::compare(&out[0], &tokens, 1e-5, 1e-5);
+            prop_assert!(out[2].as_u32().is_some(), "the token -> row mapping is u32");
+            prop_assert_eq!(&out[2].to_f64(), &mapping, "token -> row mapping");
+            prop_assert_eq!(&out[1].to_f64(), &new_sizes, "sizes");
+            let cmp = reference::compare(out[0].as_f32().unwrap(), &tokens, 1e-5, 1e-5);
             prop_assert!(cmp.passed(), "merged tokens: {cmp}");
         }
     }
@@ -114,10 +118,10 @@ proptest! {
         let mut g = Graph::new();
         let fi = g.input("features", &[tiles, side * side, d]).unwrap();
         let ni = g.input("newline", &[d]).unwrap();
-        let y = g.add(Op::AnyRes(layout), &[fi, ni]).unwrap();
+        let y = g.add(layout, &[fi, ni]).unwrap();
         g.output(y).unwrap();
         let got = run(&g, &[&features, &newline]).remove(0);
-        prop_assert_eq!(to_f64(&got), reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline)));
+        prop_assert_eq!(got.to_f64(), reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline)));
     }
 }
 
@@ -139,7 +143,7 @@ fn anyres_keeps_one_row_more_than_the_rounded_height_when_the_padding_is_odd() {
 #[ntest::timeout(300_000)]
 fn projector_compositions_match_their_graph_references() {
     use vlbridge::connectors::{AnyRes, LlavaProjector, PoolOrder};
-    use vlbridge::kernels::gelu::GeluForm;
+    use vlbridge::ops::GeluForm;
     let gpu = gpu();
     let [v, h, t] = [12, 20, 8];
     let ramp = |n: usize, s: f32| (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) * s).collect::<Vec<f32>>();
@@ -154,10 +158,10 @@ fn projector_compositions_match_their_graph_references() {
     )
     .unwrap();
     let check = |plan: vlbridge::connectors::ConnectorPlan, tokens_out: usize| {
-        let elements: usize = plan.graph.shape(plan.input).unwrap().iter().product();
+        let elements: usize = plan.input_shape().iter().product();
         let x: Vec<f32> = (0..elements).map(|i| ((i * 7919 % 2001) as f32 / 1000.0) - 1.0).collect();
-        assert_eq!(plan.output_shape[plan.output_shape.len() - 2], tokens_out);
-        let cmp = reference::compare(&plan.project(gpu, &x).unwrap(), &plan.reference(gpu, &x).unwrap(), 1e-5, 1e-4);
+        assert_eq!(plan.output_shape()[plan.output_shape().len() - 2], tokens_out);
+        let cmp = reference::compare(&plan.project(&x).unwrap(), &plan.reference(&x).unwrap(), 1e-5, 1e-4);
         assert!(cmp.passed(), "{cmp}");
     };
     // A 5 × 7 grid: ceil-mode pooling keeps the partial windows (3 × 4 = 12 tokens).

@@ -5,11 +5,13 @@
 mod common;
 
 use ntest::timeout;
+use vlbridge::kernels::Op;
+use vlbridge::kernels::probe::LoopProbe;
 
 #[test]
 #[timeout(120_000)]
 fn long_loops_run_to_completion() {
-    if let Err(e) = vlbridge::kernels::loop_probe::check(common::gpu()) {
+    if let Err(e) = vlbridge::diagnostics::check_driver(common::gpu()) {
         panic!("{e}");
     }
 }
@@ -20,5 +22,5 @@ fn probe_expectation_is_exact() {
     let s1 = 1u32.wrapping_mul(1664525).wrapping_add(1013904223);
     let s2 = s1.wrapping_mul(1664525).wrapping_add(1013904223);
     let s3 = s2.wrapping_mul(1664525).wrapping_add(1013904223);
-    assert_eq!(vlbridge::kernels::loop_probe::expected(1, 3), (3, s3));
+    assert_eq!(Op::from(LoopProbe { outer: 1, inner: 3 }).reference(&[], &[]), [3.0, f64::from(s3)]);
 }

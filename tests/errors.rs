@@ -7,10 +7,7 @@ use ntest::timeout;
 use vlbridge::connectors::{
     GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
 };
-use vlbridge::kernels::Op;
-use vlbridge::kernels::attention::{Attention, MaskedRows, Pass};
-use vlbridge::kernels::gelu::GeluForm;
-use vlbridge::kernels::gemm::{Epilogue, Residual};
+use vlbridge::ops::{Attention, AvgPool, BilinearHalf, Epilogue, GeluForm, LayerNorm, MaskedRows, Residual};
 use vlbridge::weights::Weights;
 use vlbridge::{DType, Error, Graph, Plan, Tensor};
 
@@ -50,7 +47,7 @@ fn mismatched_inner_dimension_is_a_shape_error() {
     let x = g.input("x", &[3, 8]).unwrap();
     let w = g.constant("w", &f32_tensor(&[4, 9]));
     let b = g.constant("b", &f32_tensor(&[4]));
-    match g.add(Op::Linear(Epilogue::BIAS), &[x, w, b]) {
+    match g.add(Epilogue::BIAS, &[x, w, b]) {
         Err(Error::Shape { kernel: "linear", what, expected, got }) => {
             assert!(what.contains("in-features"), "{what}");
             assert_eq!((expected.as_str(), got.as_str()), ("8", "9"));
@@ -67,7 +64,7 @@ fn wrong_bias_length_is_a_shape_error() {
     let w = g.constant("w", &f32_tensor(&[4, 8]));
     let b = g.constant("b", &f32_tensor(&[5]));
     assert!(
-        matches!(g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x, w, b]), Err(Error::Shape { what, .. }) if what.contains("bias"))
+        matches!(g.add(Epilogue::bias_gelu(GeluForm::Erf), &[x, w, b]), Err(Error::Shape { what, .. }) if what.contains("bias"))
     );
 }
 
@@ -93,31 +90,31 @@ fn mixed_or_bf16_activations_and_non_f32_parameters_are_dtype_errors() {
     let w16 = g.constant("w16", &Tensor::from_f16(gpu, &[3, 4], &[half::f16::ONE; 12]).unwrap());
     let wbf = g.constant("wbf", &Tensor::from_bf16(gpu, &[3, 4], &[half::bf16::ONE; 12]).unwrap());
     for (x, w) in [(x16, w), (x16, w16), (x16, wbf), (x32, w16), (x32, wbf)] {
-        assert!(g.add(Op::Linear(Epilogue::NONE), &[x, w]).is_ok(), "every activation × weight dtype");
+        assert!(g.add(Epilogue::NONE, &[x, w]).is_ok(), "every activation × weight dtype");
     }
-    let y16 = g.add(Op::Linear(Epilogue::NONE), &[x16, w]).unwrap();
-    let y32 = g.add(Op::Linear(Epilogue::NONE), &[x32, w]).unwrap();
+    let y16 = g.add(Epilogue::NONE, &[x16, w]).unwrap();
+    let y32 = g.add(Epilogue::NONE, &[x32, w]).unwrap();
     // A residual in another type than x.
     let add = Epilogue::NONE.with_residual(Residual::Add);
-    match g.add(Op::Linear(add), &[x16, w, y32]) {
+    match g.add(add, &[x16, w, y32]) {
         Err(Error::DType { what, expected, got, .. }) => {
             assert!(what.contains("input 2"), "{what}");
             assert_eq!((expected.as_str(), got.as_str()), ("f16", "f32"));
         }
         other => panic!("expected a dtype error, got {other:?}"),
     }
-    assert!(g.add(Op::Linear(add), &[x16, w, y16]).is_ok());
+    assert!(g.add(add, &[x16, w, y16]).is_ok());
     // bf16 is a weight format, not an activation type.
     let xbf = g.input_as("xbf", &[2, 4], DType::BF16).unwrap();
-    match g.add(Op::Gelu(GeluForm::Erf), &[xbf]) {
+    match g.add(GeluForm::Erf, &[xbf]) {
         Err(Error::DType { what, got, .. }) => assert!(what.contains("bf16") && got == "bf16", "{what}"),
         other => panic!("expected a dtype error, got {other:?}"),
     }
     // LayerNorm parameters must be f32 even when x is f16.
     let ln16 = g.constant("ln16", &Tensor::from_f16(gpu, &[4], &[half::f16::ONE; 4]).unwrap());
     let ln = g.constant("ln", &Tensor::from_f32(gpu, &[4], &[1.0; 4]).unwrap());
-    assert!(matches!(g.add(Op::LayerNorm { eps: 1e-5 }, &[x16, ln16, ln]), Err(Error::DType { .. })));
-    assert!(g.add(Op::LayerNorm { eps: 1e-5 }, &[x16, ln, ln]).is_ok());
+    assert!(matches!(g.add(LayerNorm::new(1e-5), &[x16, ln16, ln]), Err(Error::DType { .. })));
+    assert!(g.add(LayerNorm::new(1e-5), &[x16, ln, ln]).is_ok());
 }
 
 #[test]
@@ -173,7 +170,9 @@ fn non_float_weight_dtype_is_rejected() {
 #[test]
 #[timeout(60_000)]
 fn unknown_activation_is_rejected() {
-    assert!(matches!(LlavaProjector::activation("relu"), Err(Error::Weights { .. })));
+    assert!(
+        matches!(LlavaProjector::activation("relu"), Err(Error::Config { field, .. }) if field == "projector_hidden_act")
+    );
     assert_eq!(LlavaProjector::activation("gelu_pytorch_tanh").unwrap(), GeluForm::Tanh);
 }
 
@@ -193,7 +192,7 @@ fn tensors_over_the_device_limits_are_refused_before_allocation() {
     let elements = (limits.max_storage_buffer_binding_size / 4 + 1) as usize;
     let mut g = Graph::new();
     let x = g.input("x", &[elements]).unwrap();
-    let y = g.add(Op::Gelu(GeluForm::Erf), &[x]).unwrap();
+    let y = g.add(GeluForm::Erf, &[x]).unwrap();
     g.output(y).unwrap();
     assert!(matches!(Plan::new(gpu, &g), Err(Error::Limit { .. })));
 }
@@ -204,12 +203,14 @@ fn wrong_input_length_at_run_time_is_a_shape_error() {
     let gpu = gpu();
     let mut g = Graph::new();
     let x = g.input("x", &[10]).unwrap();
-    let y = g.add(Op::Gelu(GeluForm::Erf), &[x]).unwrap();
+    let y = g.add(GeluForm::Erf, &[x]).unwrap();
     g.output(y).unwrap();
     let plan = Plan::new(gpu, &g).unwrap();
-    assert!(matches!(plan.run(gpu, &[&[0.0; 9]]), Err(Error::Shape { .. })));
-    assert!(matches!(plan.run(gpu, &[]), Err(Error::Shape { .. })));
-    assert!(plan.run_and_read(gpu, &[&[0.0; 10]]).is_ok());
+    assert!(matches!(plan.run_f32(&[&[0.0; 9]]), Err(Error::Shape { .. })));
+    assert!(matches!(plan.run(&[]), Err(Error::Shape { .. })));
+    assert!(plan.run_f32(&[&[0.0; 10]]).is_ok());
+    // Data of the wrong type for the input is a dtype error.
+    assert!(matches!(plan.run(&[(&[0u32; 10][..]).into()]), Err(Error::DType { .. })));
 }
 
 #[test]
@@ -217,7 +218,7 @@ fn wrong_input_length_at_run_time_is_a_shape_error() {
 fn graph_without_outputs_is_refused() {
     let mut g = Graph::new();
     let x = g.input("x", &[4]).unwrap();
-    g.add(Op::Gelu(GeluForm::Erf), &[x]).unwrap();
+    g.add(GeluForm::Erf, &[x]).unwrap();
     assert!(matches!(Plan::new(gpu(), &g), Err(Error::Graph(_))));
     assert!(matches!(g.output(x), Err(Error::Graph(_))));
 }
@@ -271,7 +272,7 @@ fn heads_that_do_not_divide_the_width_are_refused() {
     let mut g = Graph::new();
     let q = g.input("q", &[1, 4, 129]).unwrap();
     let kv = g.input("kv", &[1, 4, 258]).unwrap();
-    let err = g.add(Op::Attention(Pass::Flash, Attention::new(1, 129)), &[q, kv]).unwrap_err();
+    let err = g.add(Attention::new(1, 129), &[q, kv]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what == "head_dim"), "{err}");
 }
 
@@ -281,18 +282,22 @@ fn attention_inputs_must_agree() {
     let mut g = Graph::new();
     let q = g.input("q", &[2, 5, 32]).unwrap();
     let kv_other_batch = g.input("kv", &[3, 7, 64]).unwrap();
-    let err = g.add(Op::Attention(Pass::Flash, Attention::new(2, 16)), &[q, kv_other_batch]).unwrap_err();
+    let err = g.add(Attention::new(2, 16), &[q, kv_other_batch]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("batch")), "{err}");
     // Keys and values need heads·head_dim columns past their offsets.
     let kv_narrow = g.input("kv", &[2, 7, 48]).unwrap();
-    let err = g.add(Op::Attention(Pass::Flash, Attention::new(2, 16)), &[q, kv_narrow]).unwrap_err();
+    let err = g.add(Attention::new(2, 16), &[q, kv_narrow]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("row width")), "{err}");
     // A mask must be [batch, queries, keys].
     let kv = g.input("kv", &[2, 7, 64]).unwrap();
-    let mask = g.input("mask", &[2, 5, 6]).unwrap();
+    let mask = g.input_as("mask", &[2, 5, 6], DType::U8).unwrap();
     let masked = Attention::new(2, 16).masked(MaskedRows::Uniform);
-    let err = g.add(Op::Attention(Pass::Flash, masked), &[q, kv, mask]).unwrap_err();
+    let err = g.add(masked, &[q, kv, mask]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("mask")), "{err}");
+    // A keep mask is an integer tensor: f32 is a dtype error.
+    let float_mask = g.input("mask", &[2, 5, 7]).unwrap();
+    let err = g.add(masked, &[q, kv, float_mask]).unwrap_err();
+    assert!(matches!(&err, Error::DType { expected, .. } if expected == "u8"), "{err}");
 }
 
 #[test]
@@ -304,23 +309,21 @@ fn media_locations_of_the_wrong_length_are_refused() {
         GatedXAttnBlock::from_weights(gpu(), &weights, "lang_encoder.gated_cross_attn_layers.0.", config).unwrap();
     let plan = block.plan(gpu(), 2, 19, 2, 8).unwrap();
     let (x, media) = (vec![0.1; 2 * 19 * 64], vec![0.1; 2 * 16 * 48]);
-    let err = plan.run(gpu(), &x, &media, &[0; 37]).unwrap_err();
+    let err = plan.run(&x, &media, &[0; 37]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media_locations")), "{err}");
     // Three media tokens in a row, for two media items.
     let mut locations = vec![0u8; 2 * 19];
     locations[..3].fill(1);
-    let err = plan.run(gpu(), &x, &media, &locations).unwrap_err();
+    let err = plan.run(&x, &media, &locations).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media tokens")), "{err}");
     // The wrong feature width for x is caught at run time, before any GPU work.
-    assert!(matches!(plan.run(gpu(), &x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
+    assert!(matches!(plan.run(&x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
 }
 
 #[test]
 #[timeout(60_000)]
 fn compression_inputs_are_checked() {
-    use vlbridge::kernels::anyres::AnyResLayout;
-    use vlbridge::kernels::downsample::Downsample;
-    use vlbridge::kernels::tome::Tome;
+    use vlbridge::ops::{AnyResLayout, Tome};
     // ToMe can merge at most half of the unprotected tokens.
     assert!(Tome::new(577, 288, true).is_ok());
     let err = Tome::new(577, 289, true).unwrap_err();
@@ -329,9 +332,11 @@ fn compression_inputs_are_checked() {
     // A grid that is not the token count.
     let mut g = Graph::new();
     let x = g.input("x", &[1, 576, 8]).unwrap();
-    let err = g.add(Op::Downsample(Downsample::AvgPool2x2 { h: 24, w: 23, ceil_mode: false }), &[x]).unwrap_err();
+    let err = g.add(AvgPool::two_by_two(24, 23, false), &[x]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("grid")), "{err}");
-    let err = g.add(Op::Downsample(Downsample::BilinearHalf { h: 0, w: 576 }), &[x]).unwrap_err();
+    let err = g.add(AvgPool { h: 24, w: 24, k: 0, ceil_mode: false }, &[x]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("window")), "{err}");
+    let err = g.add(BilinearHalf { h: 0, w: 576 }, &[x]).unwrap_err();
     assert!(matches!(&err, Error::Shape { .. }), "{err}");
     // AnyRes: an empty image, no pinpoints, a pinpoint smaller than a tile.
     let pinpoints = [(336, 672), (672, 336)];
@@ -344,6 +349,6 @@ fn compression_inputs_are_checked() {
     let layout = AnyResLayout::new((672, 672), &pinpoints, 336, 14).unwrap();
     let features = g.input("features", &[4, 576, 8]).unwrap();
     let newline = g.input("newline", &[8]).unwrap();
-    let err = g.add(Op::AnyRes(layout), &[features, newline]).unwrap_err();
+    let err = g.add(layout, &[features, newline]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("tile features")), "{err}");
 }

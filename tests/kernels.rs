@@ -9,9 +9,7 @@ mod common;
 use common::{edge_size, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::kernels::Op;
-use vlbridge::kernels::gelu::GeluForm;
-use vlbridge::kernels::gemm::Epilogue;
+use vlbridge::ops::{Epilogue, GeluForm, Meta};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
@@ -54,11 +52,7 @@ fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
             let scale = 1.0 / (k as f32).sqrt();
             (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| {
                 // The reference sees exactly the values the narrow storage holds.
-                let w = match weights {
-                    DType::F16 => w.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
-                    DType::BF16 => w.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
-                    DType::F32 => w,
-                };
+                let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
                 LinearCase { m, n, k, x, w, b, epilogue, weights }
             })
         },
@@ -79,10 +73,10 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
     if c.epilogue.has_bias() {
         inputs.push(g.constant("b", &Tensor::from_f32(gpu, &[c.n], &c.b).unwrap()));
     }
-    let y = g.add(Op::Linear(c.epilogue), &inputs).unwrap();
+    let y = g.add(c.epilogue, &inputs).unwrap();
     g.output(y).unwrap();
     match Plan::new(gpu, &g) {
-        Ok(plan) => Some(plan.run_and_read(gpu, &[&c.x]).unwrap().remove(0)),
+        Ok(plan) => Some(plan.run_f32(&[&c.x]).unwrap().remove(0)),
         Err(vlbridge::Error::Unsupported { .. })
             if c.weights == DType::F16 && !gpu.features().contains(vlbridge::wgpu::Features::SHADER_F16) =>
         {
@@ -143,9 +137,9 @@ proptest! {
         let gpu = gpu();
         let mut g = Graph::new();
         let input = g.input("x", &[len]).unwrap();
-        let y = g.add(Op::Gelu(form), &[input]).unwrap();
+        let y = g.add(form, &[input]).unwrap();
         g.output(y).unwrap();
-        let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
         let want: Vec<f64> = x.iter().map(|&v| reference::gelu(form, f64::from(v))).collect();
         let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
         prop_assert!(cmp.passed(), "{form:?}: {cmp}");
@@ -167,9 +161,9 @@ proptest! {
         let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, dims, &w1, &b1, &w2, &b2, form).unwrap();
         let fused = p.plan(gpu, 1, m).unwrap();
         // GELU rides in the first GEMM's epilogue: two dispatches, no activation pass.
-        prop_assert_eq!(fused.plan.dispatches().len(), 2);
-        let got = fused.project(gpu, &x).unwrap();
-        let unfused = p.plan_unfused(gpu, 1, m).unwrap().project(gpu, &x).unwrap();
+        prop_assert_eq!(fused.plan().dispatches().len(), 2);
+        let got = fused.project(&x).unwrap();
+        let unfused = p.plan_unfused(gpu, 1, m).unwrap().project(&x).unwrap();
         let want = reference::mlp(&to_f64(&x), &to_f64(&w1), &to_f64(&b1), &to_f64(&w2), &to_f64(&b2), form, m, dims);
         let (atol, rtol) = tolerance(dims[0].max(dims[1]));
         let cmp = reference::compare(&got, &want, atol, rtol);
@@ -188,9 +182,9 @@ fn grids_beyond_65535_workgroups_fold_into_2d() {
     let gpu = gpu();
     let mut g = Graph::new();
     let input = g.input("x", &[len]).unwrap();
-    let y = g.add(Op::Gelu(GeluForm::Erf), &[input]).unwrap();
+    let y = g.add(GeluForm::Erf, &[input]).unwrap();
     g.output(y).unwrap();
-    let got = Plan::new(gpu, &g).unwrap().run_and_read(gpu, &[&x]).unwrap().remove(0);
+    let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
     // Every element, so a skipped or doubled workgroup anywhere is caught.
     let want: Vec<f64> = x.iter().map(|&v| reference::gelu_erf(f64::from(v))).collect();
     let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
@@ -219,11 +213,11 @@ fn plan_runs_again_with_new_inputs() {
     let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, [v, h, t], &w1, &b1, &w2, &b2, GeluForm::Erf).unwrap();
     let plan = p.plan_unfused(gpu, 1, m).unwrap();
     // GEMM, standalone GELU pass, GEMM.
-    let dispatches = plan.plan.dispatches();
+    let dispatches = plan.plan().dispatches();
     assert_eq!((dispatches.len(), dispatches[1]), (3, "gelu"));
     for round in 0..3 {
         let x = ramp(m * v, 0.1 * (round + 1) as f32);
-        let got = plan.project(gpu, &x).unwrap();
+        let got = plan.project(&x).unwrap();
         let want = reference::mlp(
             &to_f64(&x),
             &to_f64(&w1),
@@ -248,14 +242,14 @@ fn intermediates_share_buffers_once_dead() {
     let mut g = Graph::new();
     let mut t = g.input("x", &[len]).unwrap();
     for _ in 0..4 {
-        t = g.add(Op::Gelu(GeluForm::Erf), &[t]).unwrap();
+        t = g.add(GeluForm::Erf, &[t]).unwrap();
     }
     g.output(t).unwrap();
     let plan = Plan::new(gpu, &g).unwrap();
     let bytes = (len * 4) as u64;
     assert_eq!(plan.activation_bytes(), 2 * bytes + 2 * bytes, "input + output + two pooled buffers");
     let x: Vec<f32> = (0..len).map(|i| i as f32 / 100.0 - 5.0).collect();
-    let got = plan.run_and_read(gpu, &[&x]).unwrap().remove(0);
+    let got = plan.run_f32(&[&x]).unwrap().remove(0);
     let want: Vec<f64> = x.iter().map(|&v| (0..4).fold(f64::from(v), |a, _| reference::gelu_erf(a))).collect();
     let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
     assert!(cmp.passed(), "{cmp}");
@@ -268,20 +262,33 @@ fn nodes_no_output_depends_on_are_not_planned() {
     let gpu = gpu();
     let mut g = Graph::new();
     let x = g.input("x", &[3, 8]).unwrap();
-    let y = g.add(Op::Gelu(GeluForm::Tanh), &[x]).unwrap();
+    let y = g.add(GeluForm::Tanh, &[x]).unwrap();
     let w = g.constant("w", &Tensor::from_f32(gpu, &[5, 8], &[0.5; 40]).unwrap());
-    let unused = g.add(Op::Linear(Epilogue::NONE), &[x, w]).unwrap();
-    let unused = g.add(Op::Gelu(GeluForm::Erf), &[unused]).unwrap();
+    let unused = g.add(Epilogue::NONE, &[x, w]).unwrap();
+    let unused = g.add(GeluForm::Erf, &[unused]).unwrap();
     g.output(y).unwrap();
     let plan = Plan::new(gpu, &g).unwrap();
     assert_eq!(plan.dispatches(), ["gelu"], "the unused branch runs no dispatch");
     assert!(plan.tensor(unused).is_none(), "and gets no buffer");
     assert_eq!(plan.activation_bytes(), 2 * 3 * 8 * 4, "input + output only");
-    assert_eq!(plan.cost().flops, Op::Gelu(GeluForm::Tanh).cost(&[&vlbridge::kernels::Meta::f32(&[3, 8])]).flops);
+    let gelu = vlbridge::kernels::Op::Gelu(GeluForm::Tanh);
+    assert_eq!(plan.cost().flops, gelu.cost(&[&Meta::f32(&[3, 8])]).flops);
     let xs: Vec<f32> = (0..24).map(|i| i as f32 / 4.0 - 3.0).collect();
-    let got = plan.run_and_read(gpu, &[&xs]).unwrap().remove(0);
+    let got = plan.run_f32(&[&xs]).unwrap().remove(0);
     let want: Vec<f64> = xs.iter().map(|&v| reference::gelu_tanh(f64::from(v))).collect();
     assert!(reference::compare(&got, &want, 1e-6, 1e-5).passed());
-    // Reading a tensor the plan does not hold is an error, not a panic.
-    assert!(matches!(plan.read(gpu, unused), Err(vlbridge::Error::Graph(_))));
+}
+
+#[test]
+#[timeout(300_000)]
+fn a_wrong_activation_fails_parity() {
+    // The tanh golden case computed with exact GELU must fail at the golden tolerance: the
+    // parity check (`vlbridge check`) can fail.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let w = vlbridge::weights::Weights::open(dir.join("llava_mlp_gelu_tanh.safetensors")).unwrap();
+    let p = vlbridge::connectors::LlavaProjector::from_weights(gpu(), &w, GeluForm::Erf).unwrap();
+    let x = w.f32("image_features", None).unwrap();
+    let got = p.plan(gpu(), 2, 37).unwrap().project(&x).unwrap();
+    let want: Vec<f64> = w.f32("projected", None).unwrap().into_iter().map(f64::from).collect();
+    assert!(!reference::compare(&got, &want, 1e-4, 1e-4).passed());
 }

@@ -1,10 +1,12 @@
-//! No GPU needed: every WGSL file, with activations stored as f32 and as f16, parses and
-//! validates with naga, translates to SPIR-V, MSL, HLSL and GLSL (f16: not GLSL), and its entry point matches the Rust `KernelSpec` (workgroup size, binding
-//! access, `Params` size), so WGSL and Rust cannot drift apart silently.
+//! No GPU needed: every kernel of the registry, with activations stored as f32 and as f16,
+//! parses and validates with naga, translates to SPIR-V, MSL, HLSL and GLSL (f16: not GLSL),
+//! and its entry point matches the Rust `KernelSpec` (workgroup size, binding access, `Params`
+//! size), so WGSL and Rust cannot drift apart silently.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vlbridge::DType;
-use vlbridge::kernels::{Access, KernelId, KernelSpec};
+use vlbridge::kernels::{FAMILIES, KernelSpec};
+use vlbridge::pipeline::Access;
 
 fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
     let module =
@@ -15,17 +17,32 @@ fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo)
     (module, info)
 }
 
+fn specs() -> impl Iterator<Item = &'static KernelSpec> {
+    FAMILIES.iter().flat_map(|f| f.specs.iter().copied())
+}
+
 #[test]
 fn common_files_are_valid_wgsl_after_the_ones_they_build_on() {
-    for (path, source, needs) in vlbridge::shader::COMMON {
-        validate(&vlbridge::shader::assemble(needs, source), path);
+    for (path, source, needs) in vlbridge::kernels::wgsl::COMMON {
+        validate(&vlbridge::kernels::wgsl::assemble(needs, source), path);
     }
 }
 
 #[test]
+fn every_kernel_has_one_name_and_unique_labels() {
+    let mut names: Vec<&str> = FAMILIES.iter().map(|f| f.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), FAMILIES.len(), "two families share a name");
+    let mut labels: Vec<&str> = specs().map(|s| s.name).collect();
+    labels.sort_unstable();
+    labels.dedup();
+    assert_eq!(labels.len(), specs().count(), "two specs share a label");
+}
+
+#[test]
 fn every_kernel_validates_and_translates_to_every_backend() {
-    for (id, storage) in KernelId::ALL.into_iter().flat_map(|id| [(id, DType::F32), (id, DType::F16)]) {
-        let spec = id.spec();
+    for (spec, storage) in specs().flat_map(|s| [(s, DType::F32), (s, DType::F16)]) {
         let source = spec.source_for(storage);
         let (module, info) = validate(&source, spec.file);
         // Overrides keep their defaults; backends other than SPIR-V need them resolved.
@@ -81,8 +98,7 @@ fn every_kernel_validates_and_translates_to_every_backend() {
 
 #[test]
 fn entry_points_match_their_specs() {
-    for id in KernelId::ALL {
-        let spec = id.spec();
+    for spec in specs() {
         for storage in [DType::F32, DType::F16] {
             let (module, _) = validate(&spec.source_for(storage), spec.file);
             check_reflection(spec, &module);
@@ -132,9 +148,9 @@ fn check_reflection(spec: &KernelSpec, module: &naga::Module) {
 #[test]
 fn reflection_catches_a_drifted_spec() {
     // The check above must fail when the Rust side disagrees with the WGSL.
-    let real = KernelId::Gemm.spec();
+    let real = &vlbridge::kernels::gemm::SUBGROUP_F32;
     let drifted = KernelSpec { params_size: real.params_size + 4, ..*real };
-    let (module, _) = validate(&real.source(), real.file);
+    let (module, _) = validate(&real.source_for(DType::F32), real.file);
     let caught = std::panic::catch_unwind(|| check_reflection(&drifted, &module));
     assert!(caught.is_err(), "a wrong Params size went unnoticed");
 }

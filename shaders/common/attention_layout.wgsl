@@ -18,15 +18,16 @@ struct Params {
 }
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
-override MASK: u32 = 0u;        // 1: `mask` holds a keep flag (non-zero) per (query, key)
+override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (query, key)
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
 
 // Binding 0 is the queries for `flash` and `scores`, the scores or weights for the others.
-// Every binding but the mask holds activations (Act, f32 or f16).
+// Every binding but the mask holds activations (Act, f32 or f16); the mask is u8, four per
+// word.
 @group(0) @binding(0) var<storage, read> lhs: array<Act>;
 @group(0) @binding(1) var<storage, read> kv_a: array<Act>;
 @group(0) @binding(2) var<storage, read> kv_b: array<Act>;
-@group(0) @binding(3) var<storage, read> mask: array<f32>;  // [batch, queries, keys]
+@group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys] bytes
 @group(0) @binding(4) var<storage, read_write> out: array<Act>;
 @group(0) @binding(5) var<uniform> params: Params;
 
@@ -59,7 +60,11 @@ fn kv_read(j: u32, i: u32) -> f32 {
 }
 
 fn kept(b: u32, qi: u32, j: u32) -> bool {
-    return MASK == 0u || mask[(b * params.queries + qi) * keys() + j] != 0.0;
+    if MASK == 0u {
+        return true;
+    }
+    let i = (b * params.queries + qi) * keys() + j;
+    return ((mask[i / 4u] >> ((i % 4u) * 8u)) & 0xffu) != 0u;
 }
 
 fn q_start(b: u32, h: u32, qi: u32) -> u32 {

@@ -1,4 +1,5 @@
-// Params, bindings and helpers of the ToMe passes (tome.wgsl, tome_subgroup.wgsl).
+// Params, bindings and helpers of the ToMe passes (tome.wgsl, tome_index.wgsl,
+// tome_merge.wgsl, tome_subgroup.wgsl).
 
 struct Params {
     batch: u32,
@@ -11,11 +12,11 @@ struct Params {
     nu: u32,           // unmerged A tokens: na - r
 }
 
-// Bindings 0 (in0) and 3 (out) are declared by each kernel file: tome.wgsl reads features
-// (Act) in normalize and writes f32 (matches, ranks, indices), tome_merge.wgsl reads and writes
-// features (Act).
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
+// Bindings 0 and 3 are declared by each file in the type its passes read and write (features
+// as Act, f32 values, u32 indices). Binding 1 holds f32 values (unit rows, scores, sizes),
+// binding 2 u32 indices (best matches, output rows).
+@group(0) @binding(1) var<storage, read> values: array<f32>;
+@group(0) @binding(2) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
@@ -23,4 +24,9 @@ const LOWEST: f32 = -3.40282347e+38;
 
 fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+}
+
+// Row `slot` of batch item b in the unit rows (A tokens in slots 0..na, B tokens after).
+fn unit_row(b: u32, slot: u32) -> u32 {
+    return (b * params.tokens + slot) * params.channels;
 }

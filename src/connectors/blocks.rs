@@ -1,13 +1,12 @@
 //! Layers the connectors share: `nn.Linear` and `nn.LayerNorm` with their weights on the GPU,
 //! loaded by upstream name, and their graph nodes.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::kernels::Op;
-use crate::kernels::gelu::GeluForm;
-use crate::kernels::gemm::{Epilogue, Residual};
-use crate::tensor::{DType, Tensor};
+use crate::ops::{Convert, Epilogue, GeluForm, LayerNorm, Residual};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
@@ -94,7 +93,7 @@ impl Linear {
                 Residual::Gated
             }
         };
-        g.add(Op::Linear(Epilogue { bias: self.bias.is_some(), activation, residual }), &inputs)
+        g.add(Epilogue { bias: self.bias.is_some(), activation, residual }, &inputs)
     }
 }
 
@@ -119,7 +118,7 @@ impl Norm {
     pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId> {
         let w = g.constant(&format!("{name}.weight"), &self.weight);
         let b = g.constant(&format!("{name}.bias"), &self.bias);
-        g.add(Op::LayerNorm { eps: self.eps }, &[x, w, b])
+        g.add(LayerNorm::new(self.eps), &[x, w, b])
     }
 }
 
@@ -154,7 +153,7 @@ impl FeedForward {
 /// activation storage type: rounded to f16 by a convert node when the graph runs in f16.
 pub(crate) fn activation_constant(g: &mut Graph, name: &str, tensor: &Tensor, storage: DType) -> Result<TensorId> {
     let id = g.constant(name, tensor);
-    if storage == DType::F32 { Ok(id) } else { g.add(Op::Convert(storage), &[id]) }
+    if storage == DType::F32 { Ok(id) } else { g.add(Convert { to: storage }, &[id]) }
 }
 
 /// Number of consecutive layers `0, 1, ..` for which `probe(i)` names a tensor in `weights`.

@@ -6,10 +6,7 @@ use super::{ConnectorPlan, LlavaProjector, finish};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::kernels::Op;
-use crate::kernels::anyres::AnyResLayout;
-use crate::kernels::downsample::Downsample;
-use crate::kernels::tome::{Step, Tome};
+use crate::ops::{AnyResLayout, AvgPool, Step, Tome};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -21,7 +18,7 @@ pub struct Merged {
     /// `[batch, n - r, 1]`: how many input tokens (by size) each row holds, for
     /// proportional attention (`log(size)`).
     pub sizes: TensorId,
-    /// `[batch, n]`: the output row of every input token (upstream `merge_source`).
+    /// `[batch, n]` (u32): the output row of every input token (upstream `merge_source`).
     pub source: TensorId,
 }
 
@@ -36,14 +33,15 @@ pub fn add_token_merge(gpu: &Gpu, g: &mut Graph, x: TensorId, sizes: Option<Tens
             g.constant("tome.ones", &Tensor::from_f32(gpu, &[batch, tome.tokens, 1], &vec![1.0; batch * tome.tokens])?)
         }
     };
-    let unit = g.add(Op::Tome(Step::Normalize, tome), &[x])?;
-    let matches = g.add(Op::Tome(Step::BestMatch, tome), &[unit])?;
-    let ranks = g.add(Op::Tome(Step::Rank, tome), &[matches])?;
-    let rows = g.add(Op::Tome(Step::Place, tome), &[matches, ranks])?;
+    let unit = g.add(tome.step(Step::Normalize), &[x])?;
+    let best = g.add(tome.step(Step::BestMatch), &[unit])?;
+    let scores = g.add(tome.step(Step::Score), &[unit, best])?;
+    let ranks = g.add(tome.step(Step::Rank), &[scores])?;
+    let rows = g.add(tome.step(Step::Place), &[best, ranks])?;
     Ok(Merged {
-        tokens: g.add(Op::Tome(Step::MergeFeatures, tome), &[x, sizes, rows])?,
-        sizes: g.add(Op::Tome(Step::MergeSizes, tome), &[sizes, rows])?,
-        source: g.add(Op::Tome(Step::Source, tome), &[x, rows])?,
+        tokens: g.add(tome.step(Step::MergeFeatures), &[x, sizes, rows])?,
+        sizes: g.add(tome.step(Step::MergeSizes), &[sizes, rows])?,
+        source: g.add(tome.step(Step::Source), &[x, rows])?,
     })
 }
 
@@ -100,7 +98,7 @@ impl AnyRes {
     /// Adds the packing of `features` `[tiles, side², D]` to `g`.
     pub fn add(&self, g: &mut Graph, features: TensorId, layout: &AnyResLayout) -> Result<TensorId> {
         let newline = g.constant("image_newline", &self.newline);
-        g.add(Op::AnyRes(*layout), &[features, newline])
+        g.add(*layout, &[features, newline])
     }
 }
 
@@ -113,7 +111,7 @@ impl LlavaProjector {
         grid: (usize, usize),
         order: PoolOrder,
     ) -> Result<ConnectorPlan> {
-        let pool = Op::Downsample(Downsample::AvgPool2x2 { h: grid.0, w: grid.1, ceil_mode: true });
+        let pool = AvgPool::two_by_two(grid.0, grid.1, true);
         let mut g = Graph::new();
         let x = g.input_as("image_features", &[batch, grid.0 * grid.1, self.dims()[0]], self.activations())?;
         let y = match order {

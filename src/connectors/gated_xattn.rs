@@ -3,18 +3,21 @@
 //! residuals ride in the epilogue of the output GEMMs; the gates are 1-element GPU tensors, so
 //! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
 
+use super::StateDict;
 use super::blocks::{FeedForward, Linear, Norm, Skip, head_dim};
+use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan, TensorId};
-use crate::kernels::Op;
-use crate::kernels::attention::{Attention, MaskedRows, Pass};
-use crate::tensor::{DType, Tensor};
+use crate::ops::{Attention, MaskedRows};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 const NAME: &str = "gated_xattn";
 
-/// The hyper-parameters weights do not carry.
+/// open_flamingo's `GatedCrossAttentionBlock` arguments: the hyper-parameters weights do not
+/// carry, and the sizes a state dict of it has ([`GatedXAttnBlock::state_dict`]; loading takes
+/// the sizes from the checkpoint).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GatedXAttnConfig {
     /// Attention heads (open_flamingo's `heads`, 8 by default).
@@ -24,12 +27,28 @@ pub struct GatedXAttnConfig {
     pub only_attend_immediate_media: bool,
     /// LayerNorm epsilon (1e-5).
     pub layer_norm_eps: f32,
+    /// `dim`: the language model's width (4096 for OpenFlamingo-9B's MPT-7B).
+    pub dim: usize,
+    /// `dim_visual`: the media width (1024).
+    pub dim_visual: usize,
+    /// `dim_head` (64).
+    pub dim_head: usize,
+    /// `ff_mult` (4).
+    pub ff_mult: usize,
 }
 
 impl Default for GatedXAttnConfig {
-    /// OpenFlamingo's: 8 heads, immediate media only, eps 1e-5.
+    /// OpenFlamingo-9B's: 8 heads of 64, immediate media only, eps 1e-5, 4096 over 1024, FFN ×4.
     fn default() -> Self {
-        Self { heads: 8, only_attend_immediate_media: true, layer_norm_eps: 1e-5 }
+        Self {
+            heads: 8,
+            only_attend_immediate_media: true,
+            layer_norm_eps: 1e-5,
+            dim: 4096,
+            dim_visual: 1024,
+            dim_head: 64,
+            ff_mult: 4,
+        }
     }
 }
 
@@ -52,12 +71,9 @@ pub struct GatedXAttnBlock {
 
 /// A planned block for fixed `[batch, text]` and `[batch, media, latents]` sizes.
 pub struct GatedXAttnPlan {
-    /// The planned graph (inputs: x, media, mask).
-    pub plan: Plan,
-    /// The graph it was planned from, for the reference.
-    pub graph: Graph,
-    /// The block's output `[batch, text, dim]`.
-    pub output: TensorId,
+    plan: Plan,
+    graph: Graph,
+    output: TensorId,
     batch: usize,
     text: usize,
     media: usize,
@@ -69,22 +85,41 @@ impl GatedXAttnPlan {
     /// Runs on text `x` `[batch, text, dim]`, `media` `[batch, media, latents, dim_visual]` and
     /// `media_locations` `[batch, text]` (non-zero where a media token sits) and downloads
     /// `[batch, text, dim]`.
-    pub fn run(&self, gpu: &Gpu, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f32>> {
+    pub fn run(&self, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f32>> {
         let mask = self.mask(media_locations)?;
-        self.plan.run(gpu, &[x, media, &mask])?;
-        self.plan.read(gpu, self.output)
+        Ok(self.plan.run(&[x.into(), media.into(), mask[..].into()])?.remove(0).into_f32())
     }
 
     /// The f64 CPU reference of the same block.
-    pub fn reference(&self, gpu: &Gpu, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f64>> {
+    pub fn reference(&self, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f64>> {
         let mask = self.mask(media_locations)?;
-        Ok(self.graph.reference(gpu, &[x, media, &mask])?.remove(0))
+        Ok(self.graph.reference(&[x.into(), media.into(), HostData::U8(&mask)])?.remove(0))
+    }
+
+    /// The planned graph (inputs: x, media, keep mask).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The graph it was planned from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The plan, owned.
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+
+    /// The block's output `[batch, text, dim]`.
+    pub fn output(&self) -> TensorId {
+        self.output
     }
 
     /// The keep mask `[batch, text, media·latents]` from `media_locations`, as upstream:
     /// `text_time = cumsum(media_locations)` (a media token counts itself), `media_time =
     /// 1 + j / latents`, keep `text_time == media_time` (immediate) or `>=`.
-    pub fn mask(&self, media_locations: &[u8]) -> Result<Vec<f32>> {
+    pub fn mask(&self, media_locations: &[u8]) -> Result<Vec<u8>> {
         if media_locations.len() != self.batch * self.text {
             return Err(Error::shape(
                 NAME,
@@ -110,7 +145,7 @@ impl GatedXAttnPlan {
                 mask.extend((0..keys).map(|j| {
                     let media_time = 1 + j / self.latents;
                     let keep = if self.immediate { text_time == media_time } else { text_time >= media_time };
-                    if keep { 1.0 } else { 0.0 }
+                    u8::from(keep)
                 }));
             }
         }
@@ -174,6 +209,23 @@ impl GatedXAttnBlock {
         self
     }
 
+    /// The tensors a checkpoint of this configuration holds under `prefix`
+    /// (`lang_encoder.gated_cross_attn_layers.{i}.` in OpenFlamingo), gates included.
+    pub fn state_dict(config: &GatedXAttnConfig, prefix: &str) -> StateDict {
+        let (dim, inner, ff) = (config.dim, config.heads * config.dim_head, config.ff_mult * config.dim);
+        let mut t = StateDict::default();
+        t.tensor("attn_gate", &[1]);
+        t.tensor("ff_gate", &[1]);
+        t.norm("attn.norm", dim, true);
+        t.linear("attn.to_q", inner, dim, false);
+        t.linear("attn.to_kv", 2 * inner, config.dim_visual, false);
+        t.linear("attn.to_out", dim, inner, false);
+        t.norm("ff.0", dim, true);
+        t.linear("ff.1", ff, dim, false);
+        t.linear("ff.3", dim, ff, false);
+        t.prefixed(prefix)
+    }
+
     /// `[dim, dim_visual, inner]`.
     pub fn dims(&self) -> [usize; 3] {
         [self.dim, self.dim_visual, self.inner]
@@ -181,10 +233,10 @@ impl GatedXAttnBlock {
 
     /// Overwrites the two gates (raw values; the block applies tanh). Plans made earlier see
     /// the new values on their next run.
-    pub fn set_gates(&self, gpu: &Gpu, attn_gate: f32, ff_gate: f32) -> Result<()> {
-        self.attn_gate.write_f32(gpu, &[attn_gate])?;
-        self.ff_gate.write_f32(gpu, &[ff_gate])?;
-        gpu.flush("writing gates")
+    pub fn set_gates(&self, attn_gate: f32, ff_gate: f32) -> Result<()> {
+        self.attn_gate.write_f32(&[attn_gate])?;
+        self.ff_gate.write_f32(&[ff_gate])?;
+        self.attn_gate.gpu().flush("writing gates")
     }
 
     /// Plans the block for `batch` sequences of `text` tokens over `media` items of `latents`
@@ -193,7 +245,7 @@ impl GatedXAttnBlock {
         let mut g = Graph::new();
         let x = g.input_as("x", &[batch, text, self.dim], self.activations)?;
         let visual = g.input_as("media", &[batch, media * latents, self.dim_visual], self.activations)?;
-        let mask = g.input("mask", &[batch, text, media * latents])?;
+        let mask = g.input_as("mask", &[batch, text, media * latents], DType::U8)?;
         let d = head_dim(NAME, self.inner, self.config.heads)?;
         let immediate = self.config.only_attend_immediate_media;
         // Upstream zeroes the rows of text before the first image only in immediate mode.
@@ -203,7 +255,7 @@ impl GatedXAttnBlock {
         let normed = self.norm.add(&mut g, "attn.norm", x)?;
         let q = self.to_q.add(&mut g, "attn.to_q", normed, None, Skip::None)?;
         let kv = self.to_kv.add(&mut g, "attn.to_kv", visual, None, Skip::None)?;
-        let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv, mask])?;
+        let attended = g.add(attention, &[q, kv, mask])?;
         let attn_gate = g.constant("attn_gate", &self.attn_gate);
         let y = self.to_out.add(&mut g, "attn.to_out", attended, None, Skip::Gated(x, attn_gate))?;
         let ff_gate = g.constant("ff_gate", &self.ff_gate);

@@ -1,13 +1,12 @@
 //! The LLaVA MLP projector: `linear_2(gelu(linear_1(x)))`, with GELU fused into the first GEMM.
 
-use super::{ConnectorPlan, finish};
+use super::{ConnectorPlan, StateDict, finish};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::kernels::Op;
-use crate::kernels::gelu::GeluForm;
-use crate::kernels::gemm::Epilogue;
-use crate::tensor::{DType, Tensor};
+use crate::ops::{Epilogue, GeluForm};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 /// Names under which checkpoints store the projector: llava-hf on disk, transformers >= 4.52 in
@@ -31,14 +30,7 @@ pub struct LlavaProjector {
 impl LlavaProjector {
     /// Maps a HF `projector_hidden_act` string to the GELU form.
     pub fn activation(name: &str) -> Result<GeluForm> {
-        match name {
-            "gelu" => Ok(GeluForm::Erf),
-            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(GeluForm::Tanh),
-            other => Err(Error::Weights {
-                name: "projector_hidden_act".into(),
-                problem: format!("unsupported activation `{other}`"),
-            }),
-        }
+        GeluForm::from_hf("projector_hidden_act", name)
     }
 
     /// Loads from a checkpoint by upstream names (see the module docs for the aliases). The
@@ -78,6 +70,16 @@ impl LlavaProjector {
         };
         gpu.flush("uploading projector weights")?;
         Ok(projector)
+    }
+
+    /// The tensors of a projector `[vision, hidden, text]` under llava-hf's on-disk names
+    /// (`multi_modal_projector.linear_{1,2}`), biases when `bias`
+    /// (`multimodal_projector_bias`).
+    pub fn state_dict([vision, hidden, text]: [usize; 3], bias: bool) -> StateDict {
+        let mut t = StateDict::default();
+        t.linear(PREFIXES_1[0], hidden, vision, bias);
+        t.linear(PREFIXES_2[0], text, hidden, bias);
+        t
     }
 
     /// Builds from host arrays in nn.Linear layout: `w1 [hidden, vision]`, `w2 [text, hidden]`.
@@ -152,8 +154,8 @@ impl LlavaProjector {
         let act = self.act;
         self.with_input(batch, tokens, |g, x| {
             self.add_layers(g, x, |g, x, w1, b1| {
-                let h = g.add(Op::Linear(Epilogue::BIAS), &[x, w1, b1])?;
-                g.add(Op::Gelu(act), &[h])
+                let h = g.add(Epilogue::BIAS, &[x, w1, b1])?;
+                g.add(act, &[h])
             })
         })
     }
@@ -161,7 +163,7 @@ impl LlavaProjector {
     /// Adds the fused projector on `x` `[.., vision_dim]` to `g`; returns its output.
     pub fn add_to(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         let epilogue = Epilogue::bias_gelu(self.act);
-        self.add_layers(g, x, |g, x, w1, b1| g.add(Op::Linear(epilogue), &[x, w1, b1]))
+        self.add_layers(g, x, |g, x, w1, b1| g.add(epilogue, &[x, w1, b1]))
     }
 
     /// The weights as constants, `first(x, w1, b1)` for the first layer, then linear_2.
@@ -174,7 +176,7 @@ impl LlavaProjector {
         let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
         let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
         let h = first(g, x, w1, b1)?;
-        g.add(Op::Linear(Epilogue::BIAS), &[h, w2, b2])
+        g.add(Epilogue::BIAS, &[h, w2, b2])
     }
 
     /// A graph with the `[batch, tokens, vision_dim]` input, `body` on it, its result marked.
@@ -208,7 +210,7 @@ fn refs(names: &[String; 3]) -> [&str; 3] {
 
 impl LlavaProjector {
     /// Reads the weights back to the host as `[w1, b1, w2, b2]` (for reference checks).
-    pub fn download(&self, gpu: &Gpu) -> Result<[Vec<f32>; 4]> {
-        Ok([self.w1.to_f32(gpu)?, self.b1.to_f32(gpu)?, self.w2.to_f32(gpu)?, self.b2.to_f32(gpu)?])
+    pub fn download(&self) -> Result<[Vec<f32>; 4]> {
+        Ok([self.w1.to_f32()?, self.b1.to_f32()?, self.w2.to_f32()?, self.b2.to_f32()?])
     }
 }

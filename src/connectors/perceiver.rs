@@ -4,30 +4,42 @@
 //! number of latents whatever its token count.
 
 use super::blocks::{FeedForward, Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
-use super::{ConnectorPlan, finish};
+use super::{ConnectorPlan, StateDict, finish};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::kernels::Op;
-use crate::kernels::attention::{Attention, Pass};
-use crate::tensor::{DType, Tensor};
+use crate::ops::{Attention, Repeat};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 const NAME: &str = "perceiver_resampler";
 
-/// The hyper-parameters weights do not carry.
+/// open_flamingo's `PerceiverResampler` arguments: the hyper-parameters weights do not carry,
+/// and the sizes a state dict of it has ([`PerceiverResampler::state_dict`]; loading takes the
+/// sizes from the checkpoint).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerceiverConfig {
     /// Attention heads (open_flamingo's `heads`).
     pub heads: usize,
     /// LayerNorm epsilon (1e-5).
     pub layer_norm_eps: f32,
+    /// `dim`: the width of media and latents (1024 for CLIP ViT-L).
+    pub dim: usize,
+    /// `depth` (6).
+    pub depth: usize,
+    /// `dim_head` (64).
+    pub dim_head: usize,
+    /// `num_latents` (64).
+    pub num_latents: usize,
+    /// `ff_mult` (4).
+    pub ff_mult: usize,
 }
 
 impl Default for PerceiverConfig {
-    /// open_flamingo's: 8 heads, eps 1e-5.
+    /// open_flamingo's: 8 heads of 64, eps 1e-5, 64 latents of 1024, depth 6, FFN ×4.
     fn default() -> Self {
-        Self { heads: 8, layer_norm_eps: 1e-5 }
+        Self { heads: 8, layer_norm_eps: 1e-5, dim: 1024, depth: 6, dim_head: 64, num_latents: 64, ff_mult: 4 }
     }
 }
 
@@ -111,6 +123,27 @@ impl PerceiverResampler {
         self
     }
 
+    /// The tensors a checkpoint of this configuration holds, under `prefix` (`perceiver.` in
+    /// a Flamingo checkpoint, empty for the module's own state dict).
+    pub fn state_dict(config: &PerceiverConfig, prefix: &str) -> StateDict {
+        let (dim, inner, ff) = (config.dim, config.heads * config.dim_head, config.ff_mult * config.dim);
+        let mut t = StateDict::default();
+        t.tensor("latents", &[config.num_latents, dim]);
+        for i in 0..config.depth {
+            let (a, f) = (format!("layers.{i}.0"), format!("layers.{i}.1"));
+            t.norm(&format!("{a}.norm_media"), dim, true);
+            t.norm(&format!("{a}.norm_latents"), dim, true);
+            t.linear(&format!("{a}.to_q"), inner, dim, false);
+            t.linear(&format!("{a}.to_kv"), 2 * inner, dim, false);
+            t.linear(&format!("{a}.to_out"), dim, inner, false);
+            t.norm(&format!("{f}.0"), dim, true);
+            t.linear(&format!("{f}.1"), ff, dim, false);
+            t.linear(&format!("{f}.3"), dim, ff, false);
+        }
+        t.norm("norm", dim, true);
+        t.prefixed(prefix)
+    }
+
     /// `[latents, dim, depth]`.
     pub fn dims(&self) -> [usize; 3] {
         [self.latents.shape()[0], self.dim, self.layers.len()]
@@ -122,7 +155,7 @@ impl PerceiverResampler {
         let mut g = Graph::new();
         let x = g.input_as("x", &[items, tokens, self.dim], self.activations)?;
         let latents = activation_constant(&mut g, "latents", &self.latents, self.activations)?;
-        let mut latents = g.add(Op::Repeat { times: items }, &[latents])?;
+        let mut latents = g.add(Repeat { times: items }, &[latents])?;
         let d = head_dim(NAME, self.inner, self.heads)?;
         let attention = Attention::new(self.heads as u32, d).two_sources();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -133,7 +166,7 @@ impl PerceiverResampler {
             // K/V of the media and of the latents, attended as one sequence without a concat.
             let kv_media = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), media, None, Skip::None)?;
             let kv_latents = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), normed, None, Skip::None)?;
-            let attended = g.add(Op::Attention(Pass::Flash, attention), &[q, kv_media, kv_latents])?;
+            let attended = g.add(attention, &[q, kv_media, kv_latents])?;
             latents = layer.to_out.add(&mut g, &format!("{name}.to_out"), attended, None, Skip::Add(latents))?;
             latents = layer.ff.add(&mut g, &format!("{name}.1"), latents, Skip::Add(latents))?;
         }

@@ -4,22 +4,22 @@
 //! layers (layer 0 included), and the query FFN.
 
 use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
-use super::{ConnectorPlan, finish};
+use super::{ConnectorPlan, StateDict, finish};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::kernels::Op;
-use crate::kernels::attention::{Attention, Pass};
-use crate::kernels::gelu::GeluForm;
-use crate::tensor::{DType, Tensor};
+use crate::ops::{Attention, GeluForm, Repeat};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 const NAME: &str = "qformer";
 
-/// The hyper-parameters weights do not carry (`Blip2QFormerConfig`).
+/// `Blip2QFormerConfig`: the hyper-parameters weights do not carry, and the sizes a state
+/// dict of it has ([`QFormer::state_dict`]; loading takes the sizes from the checkpoint).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QFormerConfig {
-    /// `num_attention_heads` of `Blip2QFormerConfig` (12).
+    /// `num_attention_heads` (12).
     pub num_attention_heads: usize,
     /// Cross-attention every this many layers, from layer 0 (2).
     pub cross_attention_frequency: usize,
@@ -27,12 +27,33 @@ pub struct QFormerConfig {
     pub layer_norm_eps: f32,
     /// The FFN activation (`hidden_act`, exact GELU).
     pub hidden_act: GeluForm,
+    /// `hidden_size` (768).
+    pub hidden_size: usize,
+    /// `num_hidden_layers` (12).
+    pub num_hidden_layers: usize,
+    /// `intermediate_size` (3072).
+    pub intermediate_size: usize,
+    /// `encoder_hidden_size`: the vision tower's width (1408 for ViT-g).
+    pub encoder_hidden_size: usize,
+    /// `num_query_tokens` of the model config (32).
+    pub num_query_tokens: usize,
 }
 
 impl Default for QFormerConfig {
-    /// BLIP-2's: 12 heads, cross-attention every 2 layers, eps 1e-12, exact GELU.
+    /// BLIP-2's: 12 heads, cross-attention every 2 layers, eps 1e-12, exact GELU, 32 queries of
+    /// 768 over ViT-g's 1408, 12 layers, FFN 3072.
     fn default() -> Self {
-        Self { num_attention_heads: 12, cross_attention_frequency: 2, layer_norm_eps: 1e-12, hidden_act: GeluForm::Erf }
+        Self {
+            num_attention_heads: 12,
+            cross_attention_frequency: 2,
+            layer_norm_eps: 1e-12,
+            hidden_act: GeluForm::Erf,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            intermediate_size: 3072,
+            encoder_hidden_size: 1408,
+            num_query_tokens: 32,
+        }
     }
 }
 
@@ -43,13 +64,18 @@ impl QFormerConfig {
         let usize_key = |key: &str, default: usize| config[key].as_u64().map_or(default, |v| v as usize);
         let act = match config["hidden_act"].as_str() {
             None => d.hidden_act,
-            Some(name) => super::LlavaProjector::activation(name)?,
+            Some(name) => GeluForm::from_hf("qformer_config.hidden_act", name)?,
         };
         Ok(Self {
             num_attention_heads: usize_key("num_attention_heads", d.num_attention_heads),
             cross_attention_frequency: usize_key("cross_attention_frequency", d.cross_attention_frequency),
             layer_norm_eps: config["layer_norm_eps"].as_f64().map_or(d.layer_norm_eps, |v| v as f32),
             hidden_act: act,
+            hidden_size: usize_key("hidden_size", d.hidden_size),
+            num_hidden_layers: usize_key("num_hidden_layers", d.num_hidden_layers),
+            intermediate_size: usize_key("intermediate_size", d.intermediate_size),
+            encoder_hidden_size: usize_key("encoder_hidden_size", d.encoder_hidden_size),
+            num_query_tokens: usize_key("num_query_tokens", d.num_query_tokens),
         })
     }
 }
@@ -163,6 +189,35 @@ impl QFormer {
         self
     }
 
+    /// The tensors a checkpoint of this configuration holds (`Blip2ForConditionalGeneration`
+    /// names: `query_tokens`, `qformer.*`).
+    pub fn state_dict(config: &QFormerConfig) -> StateDict {
+        let (hidden, encoder) = (config.hidden_size, config.encoder_hidden_size);
+        let mut t = StateDict::default();
+        t.tensor("query_tokens", &[1, config.num_query_tokens, hidden]);
+        t.norm("qformer.layernorm", hidden, true);
+        for i in 0..config.num_hidden_layers {
+            let p = format!("qformer.encoder.layer.{i}");
+            for part in ["query", "key", "value"] {
+                t.linear(&format!("{p}.attention.attention.{part}"), hidden, hidden, true);
+            }
+            t.linear(&format!("{p}.attention.output.dense"), hidden, hidden, true);
+            t.norm(&format!("{p}.attention.output.LayerNorm"), hidden, true);
+            if i % config.cross_attention_frequency.max(1) == 0 {
+                let c = format!("{p}.crossattention");
+                t.linear(&format!("{c}.attention.query"), hidden, hidden, true);
+                t.linear(&format!("{c}.attention.key"), hidden, encoder, true);
+                t.linear(&format!("{c}.attention.value"), hidden, encoder, true);
+                t.linear(&format!("{c}.output.dense"), hidden, hidden, true);
+                t.norm(&format!("{c}.output.LayerNorm"), hidden, true);
+            }
+            t.linear(&format!("{p}.intermediate_query.dense"), config.intermediate_size, hidden, true);
+            t.linear(&format!("{p}.output_query.dense"), hidden, config.intermediate_size, true);
+            t.norm(&format!("{p}.output_query.LayerNorm"), hidden, true);
+        }
+        t
+    }
+
     /// `[queries, hidden, encoder_width, layers]`.
     pub fn dims(&self) -> [usize; 4] {
         [self.query_tokens.shape()[0], self.hidden, self.encoder_width, self.layers.len()]
@@ -174,7 +229,7 @@ impl QFormer {
         let mut g = Graph::new();
         let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
         let tokens = activation_constant(&mut g, "query_tokens", &self.query_tokens, self.activations)?;
-        let tokens = g.add(Op::Repeat { times: batch }, &[tokens])?;
+        let tokens = g.add(Repeat { times: batch }, &[tokens])?;
         let mut h = self.embed_norm.add(&mut g, "qformer.layernorm", tokens)?;
         let heads = self.config.num_attention_heads as u32;
         let d = head_dim(NAME, self.hidden, self.config.num_attention_heads)?;
@@ -183,15 +238,14 @@ impl QFormer {
             let name = format!("layer.{i}");
             let a = &layer.attention;
             let qkv = a.query.add(&mut g, &format!("{name}.qkv"), h, None, Skip::None)?;
-            let attended =
-                g.add(Op::Attention(Pass::Flash, Attention::new(heads, d).offsets(0, width, 2 * width)), &[qkv, qkv])?;
+            let attended = g.add(Attention::new(heads, d).offsets(0, width, 2 * width), &[qkv, qkv])?;
             let sum = a.output.add(&mut g, &format!("{name}.attention.output"), attended, None, Skip::Add(h))?;
             h = a.norm.add(&mut g, &format!("{name}.attention.LayerNorm"), sum)?;
             if let Some(c) = &layer.cross {
                 let q = c.query.add(&mut g, &format!("{name}.cross.query"), h, None, Skip::None)?;
                 let kv_proj = c.key_value.as_ref().ok_or_else(|| Error::Graph("cross-attention without K/V".into()))?;
                 let kv = kv_proj.add(&mut g, &format!("{name}.cross.key_value"), image, None, Skip::None)?;
-                let attended = g.add(Op::Attention(Pass::Flash, Attention::new(heads, d)), &[q, kv])?;
+                let attended = g.add(Attention::new(heads, d), &[q, kv])?;
                 let sum = c.output.add(&mut g, &format!("{name}.cross.output"), attended, None, Skip::Add(h))?;
                 h = c.norm.add(&mut g, &format!("{name}.cross.LayerNorm"), sum)?;
             }

@@ -2,12 +2,17 @@
 //! buffer reuse by liveness, one uniform arena, prebuilt bind groups), run it many times.
 
 mod plan;
+mod run;
 
 pub use plan::Plan;
 
+use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::kernels::{Meta, Op};
-use crate::tensor::{DType, Tensor};
+use crate::gpu::Gpu;
+use crate::kernels::cases::evaluate;
+use crate::kernels::{Case, Op};
+use crate::ops::{Meta, check_u32_elements};
+use crate::tensor::Tensor;
 
 /// Handle to a tensor of a [`Graph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,9 +46,7 @@ pub(crate) struct Node {
 /// builds is a graph whose every shape fits.
 ///
 /// ```
-/// use vlbridge::kernels::Op;
-/// use vlbridge::kernels::gelu::GeluForm;
-/// use vlbridge::kernels::gemm::Epilogue;
+/// use vlbridge::ops::{Epilogue, GeluForm};
 /// use vlbridge::{Gpu, Graph, Plan, Tensor};
 ///
 /// # fn main() -> vlbridge::Result<()> {
@@ -52,15 +55,16 @@ pub(crate) struct Node {
 /// let x = g.input("x", &[2, 4])?;
 /// let w = g.constant("w", &Tensor::from_f32(&gpu, &[3, 4], &[0.25; 12])?);
 /// let b = g.constant("b", &Tensor::from_f32(&gpu, &[3], &[1.0, 0.0, -1.0])?);
-/// let y = g.add(Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)), &[x, w, b])?; // gelu(x·Wᵀ + b)
+/// let y = g.add(Epilogue::bias_gelu(GeluForm::Erf), &[x, w, b])?; // gelu(x·Wᵀ + b)
 /// g.output(y)?;
 /// // A mismatched shape is an error when the node is added, not at run time.
-/// assert!(g.add(Op::Linear(Epilogue::NONE), &[y, w]).is_err());
+/// assert!(g.add(Epilogue::NONE, &[y, w]).is_err());
 ///
 /// let plan = Plan::new(&gpu, &g)?;
-/// let out = plan.run_and_read(&gpu, &[&[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])?;
-/// let want = g.reference(&gpu, &[&[1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]])?;
-/// assert!(vlbridge::reference::compare(&out[0], &want[0], 1e-6, 1e-6).passed());
+/// let x_data = [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+/// let out = plan.run(&[x_data[..].into()])?;
+/// let want = g.reference(&[x_data[..].into()])?; // f64, on the CPU
+/// assert!(vlbridge::reference::compare(out[0].as_f32().unwrap(), &want[0], 1e-6, 1e-6).passed());
 /// # Ok(())
 /// # }
 /// ```
@@ -83,28 +87,25 @@ impl Graph {
     }
 
     /// Declares an input stored as `dtype` (f16 activations: the nodes reading it run with f16
-    /// storage). [`Plan::run`] rounds the f32 data it is given to `dtype`.
+    /// storage; u8 masks; u32 indices). [`Plan::run`] rounds f32 data to f16.
     pub fn input_as(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<TensorId> {
-        crate::kernels::check_u32_elements("graph", &format!("input `{name}`"), shape)?;
-        Ok(self.push(name, Meta { shape: shape.to_vec(), dtype }, Role::Input))
+        check_u32_elements("graph", &format!("input `{name}`"), shape)?;
+        Ok(self.push(name, Meta::new(shape, dtype), Role::Input))
     }
 
     /// Declares a tensor already on the GPU (a weight), bound without copying.
     pub fn constant(&mut self, name: &str, tensor: &Tensor) -> TensorId {
-        let meta = Meta { shape: tensor.shape().to_vec(), dtype: tensor.dtype() };
+        let meta = Meta::new(tensor.shape(), tensor.dtype());
         self.push(name, meta, Role::Constant(tensor.clone()))
     }
 
-    /// Adds a node running `op` on `inputs`; returns its output. Fails if shapes do not fit.
-    pub fn add(&mut self, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
+    /// Adds a node running `op` on `inputs`; returns its output. Fails if shapes or dtypes do
+    /// not fit.
+    pub fn add(&mut self, op: impl Into<Op>, inputs: &[TensorId]) -> Result<TensorId> {
+        let op = op.into();
         let metas = inputs
             .iter()
-            .map(|id| {
-                self.tensors
-                    .get(id.0)
-                    .map(|t| &t.meta)
-                    .ok_or_else(|| Error::Graph(format!("unknown tensor id {}", id.0)))
-            })
+            .map(|id| self.meta(*id).ok_or_else(|| Error::Graph(format!("unknown tensor id {}", id.0))))
             .collect::<Result<Vec<_>>>()?;
         let meta = op.check(&metas)?;
         let output = self.push(&format!("{}#{}", op.name(), self.nodes.len()), meta, Role::Computed);
@@ -126,10 +127,30 @@ impl Graph {
 
     /// Shape of a tensor.
     pub fn shape(&self, id: TensorId) -> Option<&[usize]> {
-        self.tensors.get(id.0).map(|t| t.meta.shape.as_slice())
+        self.meta(id).map(|m| m.shape.as_slice())
     }
 
-    /// Number of kernel nodes (dispatches per run).
+    /// Shape and dtype of a tensor.
+    pub fn meta(&self, id: TensorId) -> Option<&Meta> {
+        self.tensors.get(id.0).map(|t| &t.meta)
+    }
+
+    /// The inputs in declaration order: the order [`Plan::run`] takes their data in.
+    pub fn inputs(&self) -> Vec<TensorId> {
+        (0..self.tensors.len()).filter(|&i| matches!(self.tensors[i].role, Role::Input)).map(TensorId).collect()
+    }
+
+    /// The outputs in the order they were marked.
+    pub fn outputs(&self) -> &[TensorId] {
+        &self.outputs
+    }
+
+    /// The name a tensor was declared with.
+    pub fn name(&self, id: TensorId) -> Option<&str> {
+        self.tensors.get(id.0).map(|t| t.name.as_str())
+    }
+
+    /// Number of kernel nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -163,53 +184,59 @@ impl Graph {
         self.tensors.push(TensorDecl { name: name.to_string(), meta, role });
         TensorId(self.tensors.len() - 1)
     }
-}
 
-impl Graph {
     /// Evaluates the graph on the CPU with every op's f64 reference: the truth a plan of this
-    /// graph is compared with. Weights are read back from the GPU; `inputs` are in the order
-    /// the graph declared them and are rounded to their declared dtype, as [`Plan::run`]
-    /// stores them (so the reference sees what the kernels see). Intermediate results are not
-    /// rounded: the difference is the storage error of f16 graphs. Returns the outputs in the
-    /// order they were marked.
-    pub fn reference(&self, gpu: &crate::Gpu, inputs: &[&[f32]]) -> Result<Vec<Vec<f64>>> {
-        let declared = self.tensors.iter().filter(|t| matches!(t.role, Role::Input)).count();
-        if inputs.len() != declared {
-            return Err(Error::shape("graph reference", "number of inputs", declared, inputs.len()));
+    /// graph is compared with. Constants are read back from their tensors; `inputs` are in
+    /// declaration order and are seen as their declared dtype stores them (f32 data rounded to
+    /// an f16 input), as [`Plan::run`] stores them. Intermediate results are not rounded: the
+    /// difference is the storage error of f16 graphs. Returns the outputs in the order they
+    /// were marked.
+    pub fn reference(&self, inputs: &[HostData<'_>]) -> Result<Vec<Vec<f64>>> {
+        let declared = self.inputs();
+        if inputs.len() != declared.len() {
+            return Err(Error::shape("graph reference", "number of inputs", declared.len(), inputs.len()));
         }
         let mut given = inputs.iter();
         let mut values: Vec<Option<Vec<f64>>> = Vec::with_capacity(self.tensors.len());
         for t in &self.tensors {
             values.push(match &t.role {
                 Role::Input => {
-                    let data = given.next().copied().unwrap_or_default();
-                    if data.len() != t.meta.shape.iter().product::<usize>() {
-                        return Err(Error::shape(
-                            "graph reference",
-                            format!("input `{}` elements", t.name),
-                            t.meta.shape.iter().product::<usize>(),
-                            data.len(),
-                        ));
+                    let data = given.next().copied().unwrap_or(HostData::F32(&[]));
+                    if data.len() != t.meta.len() {
+                        let what = format!("input `{}` elements", t.name);
+                        return Err(Error::shape("graph reference", what, t.meta.len(), data.len()));
                     }
-                    Some(data.iter().map(|&v| crate::kernels::round_to(t.meta.dtype, f64::from(v))).collect())
+                    Some(data.to_f64_as(t.meta.dtype)?)
                 }
-                Role::Constant(tensor) => Some(tensor.to_f32(gpu)?.into_iter().map(f64::from).collect()),
+                Role::Constant(tensor) => Some(tensor.read()?.to_f64()),
                 Role::Computed => None,
             });
         }
-        for node in &self.nodes {
-            let metas: Vec<&Meta> = node.inputs.iter().map(|id| &self.tensors[id.0].meta).collect();
-            let data = node
-                .inputs
-                .iter()
-                .map(|id| {
-                    values[id.0]
-                        .as_deref()
-                        .ok_or_else(|| Error::Graph(format!("tensor id {} read before it is computed", id.0)))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            values[node.output.0] = Some(node.op.reference(&data, &metas));
+        let metas: Vec<&Meta> = self.tensors.iter().map(|t| &t.meta).collect();
+        let nodes = self.nodes.iter().map(|n| (&n.op, n.inputs.iter().map(|i| i.0).collect(), n.output.0));
+        let outputs: Vec<usize> = self.outputs.iter().map(|o| o.0).collect();
+        evaluate(&metas, values, nodes, &outputs)
+    }
+
+    /// The graph of a kernel's case, its constants uploaded to `gpu`. Inputs keep the case's
+    /// declaration order, so `Plan::run(&case.input_data())` runs it.
+    pub fn from_case(gpu: &Gpu, case: &Case) -> Result<Graph> {
+        let mut g = Graph::new();
+        let mut ids = Vec::with_capacity(case.metas.len());
+        for t in &case.tensors {
+            ids.push(if t.constant {
+                g.constant(&t.name, &Tensor::from_data(gpu, &t.meta.shape, t.meta.dtype, t.data.as_data())?)
+            } else {
+                g.input_as(&t.name, &t.meta.shape, t.meta.dtype)?
+            });
         }
-        Ok(self.outputs.iter().map(|id| values[id.0].clone().unwrap_or_default()).collect())
+        for node in &case.nodes {
+            let inputs: Vec<TensorId> = node.inputs.iter().map(|&i| ids[i]).collect();
+            ids.push(g.add(node.op, &inputs)?);
+        }
+        for &o in &case.outputs {
+            g.output(ids[o])?;
+        }
+        Ok(g)
     }
 }

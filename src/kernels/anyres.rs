@@ -1,96 +1,14 @@
 //! LLaVA-NeXT AnyRes packing (`shaders/anyres.wgsl`): the layout is computed on the host from
 //! the image size (a few scalars), the per-token gather runs on the GPU.
 
-use super::{Access, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
-use crate::error::{Error, Result};
-use crate::shader;
-
-/// Name in errors and reports.
-pub const NAME: &str = "anyres";
-
-/// Where every packed token comes from, for one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct AnyResLayout {
-    /// Patches per tile side (vision image size / patch size).
-    pub side: usize,
-    /// Tiles (excluding the base tile) as (rows, columns).
-    pub grid: (usize, usize),
-    /// The chosen pinpoint as (height, width) in pixels.
-    pub best_resolution: (usize, usize),
-    /// The unpadded feature grid (H_u, W_u).
-    pub unpadded: (usize, usize),
-    /// First kept (row, column) of the stitched grid.
-    pub offset: (usize, usize),
-}
-
-impl AnyResLayout {
-    /// `transformers`' `select_best_resolution`, `get_anyres_image_grid_shape` and
-    /// `unpad_image` for an image of `image_hw` pixels, pinpoints as (height, width), square
-    /// tiles of `tile` pixels and `patch`-pixel patches.
-    pub fn new(image_hw: (usize, usize), pinpoints: &[(usize, usize)], tile: usize, patch: usize) -> Result<Self> {
-        let (h, w) = image_hw;
-        if h == 0 || w == 0 {
-            return Err(Error::shape(NAME, "image size (height, width)", "both >= 1", format!("{h}x{w}")));
-        }
-        if pinpoints.is_empty() {
-            return Err(Error::shape(NAME, "grid pinpoints", "at least one", 0));
-        }
-        if tile == 0 || patch == 0 || !tile.is_multiple_of(patch) {
-            return Err(Error::shape(NAME, "tile size (a multiple of the patch size)", format!("k·{patch}"), tile));
-        }
-        let best = select_best_resolution((h, w), pinpoints);
-        let grid = (best.0 / tile, best.1 / tile);
-        if grid.0 == 0 || grid.1 == 0 {
-            return Err(Error::shape(
-                NAME,
-                "pinpoint (at least one tile per side)",
-                format!(">= {tile}"),
-                format!("{best:?}"),
-            ));
-        }
-        let side = tile / patch;
-        let (cur_h, cur_w) = (grid.0 * side, grid.1 * side);
-        // unpad_image, with Python's float arithmetic and int(round(v, 7)).
-        let round7 = |v: f64| ((v * 1e7).round() / 1e7) as usize;
-        let (unpadded, offset) = if w as f64 / h as f64 > cur_w as f64 / cur_h as f64 {
-            let new_h = round7(h as f64 * (cur_w as f64 / w as f64));
-            let pad = cur_h.saturating_sub(new_h) / 2;
-            ((cur_h - 2 * pad, cur_w), (pad, 0))
-        } else {
-            let new_w = round7(w as f64 * (cur_h as f64 / h as f64));
-            let pad = cur_w.saturating_sub(new_w) / 2;
-            ((cur_h, cur_w - 2 * pad), (0, pad))
-        };
-        Ok(Self { side, grid, best_resolution: best, unpadded, offset })
-    }
-
-    /// Tiles the vision tower encodes: the base tile and the grid.
-    pub fn tiles(&self) -> usize {
-        1 + self.grid.0 * self.grid.1
-    }
-
-    /// Packed tokens: `side² + H_u·(W_u + 1)`.
-    pub fn tokens(&self) -> usize {
-        self.side * self.side + self.unpadded.0 * (self.unpadded.1 + 1)
-    }
-}
-
-/// `select_best_resolution`: the pinpoint keeping the most effective pixels, then the least
-/// waste, then the first listed.
-fn select_best_resolution((h, w): (usize, usize), pinpoints: &[(usize, usize)]) -> (usize, usize) {
-    let mut best = pinpoints[0];
-    let (mut max_effective, mut min_waste) = (0usize, usize::MAX);
-    for &(ph, pw) in pinpoints {
-        let scale = (pw as f64 / w as f64).min(ph as f64 / h as f64);
-        let (dw, dh) = ((w as f64 * scale) as usize, (h as f64 * scale) as usize);
-        let effective = (dw * dh).min(w * h);
-        let waste = (ph * pw).saturating_sub(effective);
-        if effective > max_effective || (effective == max_effective && waste < min_waste) {
-            (max_effective, min_waste, best) = (effective, waste, (ph, pw));
-        }
-    }
-    best
-}
+use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::anyres::NAME;
+use crate::ops::{AnyResLayout, Meta, Operand};
+use crate::pipeline::Access;
+use crate::reference;
 
 /// Mirrors `Params` in `shaders/anyres.wgsl`.
 #[repr(C)]
@@ -114,66 +32,100 @@ pub struct Params {
     pub tokens: u32,
 }
 
-impl Params {
-    pub(crate) fn new(layout: &AnyResLayout, inputs: &[&Meta]) -> Self {
-        Self {
-            channels: inputs[0].shape[2] as u32,
-            side: layout.side as u32,
-            grid_w: layout.grid.1 as u32,
-            rows: layout.unpadded.0 as u32,
-            cols: layout.unpadded.1 as u32,
-            top: layout.offset.0 as u32,
-            left: layout.offset.1 as u32,
-            tokens: layout.tokens() as u32,
-        }
-    }
-}
-
 const WORKGROUP: u32 = 256;
 
 /// The AnyRes packing gather.
-pub const SPEC: KernelSpec = KernelSpec {
-    id: KernelId::AnyResPack,
-    name: "anyres_pack",
-    file: "anyres.wgsl",
-    prelude: &[],
-    body: shader::ANYRES,
-    entry: "anyres_pack",
-    bindings: &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
-    workgroup_size: [WORKGROUP, 1, 1],
-    params_size: std::mem::size_of::<Params>() as u64,
-    features: wgpu::Features::empty(),
-};
+pub static SPEC: KernelSpec = KernelSpec::new(
+    NAME,
+    "anyres.wgsl",
+    include_str!("../../shaders/anyres.wgsl"),
+    "anyres_pack",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+    WORKGROUP,
+    std::mem::size_of::<Params>(),
+);
 
-/// Inputs: tile features `[tiles, side², D]` (base tile first), `image_newline` `[D]`.
-/// Output: `[tokens, D]`.
-pub(crate) fn check(layout: &AnyResLayout, inputs: &[&Meta]) -> Result<Meta> {
-    check_arity(NAME, inputs, 2)?;
-    let s = &inputs[0].shape;
-    check_u32_elements(NAME, "tile features", s)?;
-    let expected = [layout.tiles(), layout.side * layout.side];
-    if s.len() != 3 || s[..2] != expected {
-        return Err(Error::shape(
-            NAME,
-            "tile features shape ([tiles, side², D])",
-            format!("[{}, {}, D]", expected[0], expected[1]),
-            format!("{s:?}"),
-        ));
+/// The AnyRes family.
+pub static FAMILY: Family = Family { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision };
+
+impl Kernel for AnyResLayout {
+    fn name(&self) -> &'static str {
+        NAME
     }
-    if inputs[1].shape.as_slice() != [s[2]] {
-        return Err(Error::shape(NAME, "image_newline shape", format!("[{}]", s[2]), format!("{:?}", inputs[1].shape)));
+
+    fn operand(&self, i: usize) -> Operand {
+        if i == 0 { Operand::Activation } else { Operand::Param }
     }
-    let out = [layout.tokens(), s[2]];
-    check_u32_elements(NAME, "output", &out)?;
-    Ok(Meta::f32(&out))
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        AnyResLayout::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![&SPEC]
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let p = Params {
+            channels: inputs[0].shape[2] as u32,
+            side: self.side as u32,
+            grid_w: self.grid.1 as u32,
+            rows: self.unpadded.0 as u32,
+            cols: self.unpadded.1 as u32,
+            top: self.offset.0 as u32,
+            left: self.offset.1 as u32,
+            tokens: self.tokens() as u32,
+        };
+        Dispatch::new(&p, (u64::from(p.tokens) * u64::from(p.channels)).div_ceil(u64::from(WORKGROUP)))
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        Cost { flops: 0.0, bytes: 2.0 * bytes(inputs[0].dtype, self.tokens() * inputs[0].shape[2]) }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], _metas: &[&Meta]) -> Vec<f64> {
+        reference::anyres_pack(self, inputs[0], inputs[1])
+    }
 }
 
-pub(crate) fn workgroups(layout: &AnyResLayout, inputs: &[&Meta]) -> u64 {
-    let p = Params::new(layout, inputs);
-    (u64::from(p.tokens) * u64::from(p.channels)).div_ceil(u64::from(WORKGROUP))
+/// Packs `layout` with features of width `d` from `values`.
+fn case(layout: AnyResLayout, d: usize, storage: DType, features: Vec<f32>, newline: Vec<f32>) -> Result<Case> {
+    let mut c = Case::builder(NAME);
+    let fi = c.input("features", &[layout.tiles(), layout.side * layout.side, d], storage, features);
+    let ni = c.input("newline", &[d], DType::F32, newline);
+    let y = c.node(layout, &[fi, ni])?;
+    Ok(c.finish(&[y], format!("{layout:?} d{d} {storage}"), Tolerance::exact()))
 }
 
-pub(crate) fn cost(layout: &AnyResLayout, inputs: &[&Meta]) -> Cost {
-    let p = Params::new(layout, inputs);
-    Cost { flops: 0.0, bytes: 2.0 * inputs[0].dtype.size() as f64 * f64::from(p.tokens) * f64::from(p.channels) }
+/// Random image sizes, pinpoint lists, tile and patch sizes; a pure gather, so exact.
+fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (side, patch) = (rng.range(1, 6), rng.pick(&[1, 2, 14]));
+    let tile = side * patch;
+    let pinpoints: Vec<(usize, usize)> =
+        (0..rng.range(1, 6)).map(|_| (rng.range(1, 4) * tile, rng.range(1, 4) * tile)).collect();
+    let image = (rng.range(1, 2000), rng.range(1, 2000));
+    let layout = AnyResLayout::new(image, &pinpoints, tile, patch)?;
+    let d = rng.edge(17);
+    let features = rng.values(layout.tiles() * side * side * d, kind, huge_for(storage, 1e38), inject);
+    let c = case(layout, d, storage, features, rng.normals(d, 1.0))?;
+    let description =
+        format!("image {image:?} tile {tile} pinpoints {pinpoints:?} d{d} {storage} {kind:?} inject={inject}");
+    Ok(Case { description, ..c })
+}
+
+/// LLaVA-NeXT at 336 px tiles: a 672 × 672 image, 5 tiles of 576 patches, projected to 4096.
+fn bench() -> Vec<BenchCase> {
+    vec![BenchCase::new("672x672, 5x576x4096", || {
+        let pinpoints = [(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)];
+        let layout = AnyResLayout::new((672, 672), &pinpoints, 336, 14)?;
+        let mut rng = CaseRng::new(1);
+        case(layout, 4096, DType::F32, rng.normals(5 * 576 * 4096, 1.0), rng.normals(4096, 1.0))
+    })]
+}
+
+fn precision() -> Result<Vec<Case>> {
+    let layout = AnyResLayout::new((300, 500), &[(8, 16), (16, 8)], 8, 2)?;
+    let mut rng = CaseRng::new(77);
+    Ok(vec![case(layout, 5, DType::F16, rng.signed(layout.tiles() * 16 * 5), rng.signed(5))?])
 }

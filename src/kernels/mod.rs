@@ -1,45 +1,43 @@
-//! The kernel registry: one module per shader file, each with its `Params` (mirroring the WGSL
-//! struct), `SPEC`, shape `check`, `cost` and dispatch size. [`Op`] is what graph nodes hold.
+//! Kernel units: each op's WGSL, its variants per device, `Params`, dispatch math, cost and
+//! f64 reference, and the fuzz, bench and precision cases it offers. [`Op`] is what graph
+//! nodes hold; the registry at the bottom is the one list of them that the shader test,
+//! the fuzzer, `vlbridge bench`, the precision tests and the CLI iterate over.
+//!
+//! Adding a kernel: `shaders/foo.wgsl`, `src/kernels/foo.rs` (a type implementing [`Kernel`]
+//! and its [`Family`]), the f64 function in `src/reference/`, one line in the registry, one
+//! proptest block.
 
 pub mod anyres;
 pub mod attention;
-pub mod convert;
-pub mod downsample;
-pub mod gelu;
+pub mod cases;
+pub mod elementwise;
 pub mod gemm;
-mod id;
-pub mod layer_norm;
-pub mod loop_probe;
-pub mod repeat;
-pub mod roofline;
+pub mod norm;
+pub mod pool;
+pub mod probe;
 pub mod tome;
+pub mod wgsl;
 
-pub use id::KernelId;
+use std::fmt;
 
+pub use cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance};
+
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::shader;
-use crate::tensor::DType;
+use crate::gpu::Caps;
+use crate::ops::{Meta, Operand};
+use crate::pipeline::{Access, PipelineDesc};
 
-/// How a binding is accessed; the bind-group layout and the naga reflection test derive from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// `var<storage, read>`
-    Read,
-    /// `var<storage, read_write>`
-    ReadWrite,
-    /// `var<uniform>` holding the kernel's `Params`.
-    Uniform,
-}
-
-/// What a kernel looks like from the host: source, entry point, bindings, workgroup size and
-/// the byte size of its `Params` uniform. `tests/shaders.rs` checks all of it against naga's
-/// reflection of the WGSL.
+/// One shader entry point as the host sees it: source, entry point, bindings, workgroup size
+/// and the byte size of its `Params` uniform. `tests/shaders.rs` checks all of it against
+/// naga's reflection of the WGSL.
 #[derive(Debug)]
 pub struct KernelSpec {
-    /// Which kernel this is.
-    pub id: KernelId,
-    /// Short name for errors, reports and pipeline labels.
+    /// Label in errors, reports and debuggers (unique across the crate).
     pub name: &'static str,
+    /// The variant this is of its kernel (`subgroup`, `portable`, `tiled`, ..): what
+    /// [`crate::GpuOptions::force_variants`] names.
+    pub variant: &'static str,
     /// Path under `shaders/`, for messages.
     pub file: &'static str,
     /// `shaders/common/` files put in front of the body.
@@ -56,32 +54,72 @@ pub struct KernelSpec {
     pub params_size: u64,
     /// Device features the shader needs.
     pub features: wgpu::Features,
+    /// Smallest subgroup the shader works with (0: it uses no subgroup operations).
+    pub min_subgroup: u32,
 }
 
 impl KernelSpec {
-    /// Full WGSL source with activations stored as f32.
-    pub fn source(&self) -> String {
-        self.source_for(DType::F32)
+    /// A spec with no prelude, no features, variant `default`: the fields kernels override.
+    pub const fn new(
+        name: &'static str,
+        file: &'static str,
+        body: &'static str,
+        entry: &'static str,
+        bindings: &'static [Access],
+        workgroup_size: u32,
+        params_size: usize,
+    ) -> Self {
+        Self {
+            name,
+            variant: "default",
+            file,
+            prelude: &[],
+            body,
+            entry,
+            bindings,
+            workgroup_size: [workgroup_size, 1, 1],
+            params_size: params_size as u64,
+            features: wgpu::Features::empty(),
+            min_subgroup: 0,
+        }
     }
 
     /// Full WGSL source with activations stored as `storage`: the storage prelude, the
     /// kernel's prelude, then its body.
     pub fn source_for(&self, storage: DType) -> String {
         let prelude: Vec<&str> =
-            std::iter::once(shader::for_storage(storage)).chain(self.prelude.iter().copied()).collect();
-        shader::assemble(&prelude, self.body)
+            std::iter::once(wgsl::for_storage(storage)).chain(self.prelude.iter().copied()).collect();
+        wgsl::assemble(&prelude, self.body)
     }
 
     /// Device features the kernel needs with activations stored as `storage`.
     pub fn features_for(&self, storage: DType) -> wgpu::Features {
         match storage {
             DType::F16 => self.features | wgpu::Features::SHADER_F16,
-            DType::F32 | DType::BF16 => self.features,
+            _ => self.features,
+        }
+    }
+
+    /// Whether a device with `caps` can run it (activations aside).
+    pub fn runs_on(&self, caps: &Caps) -> bool {
+        caps.features.contains(self.features) && (self.min_subgroup == 0 || caps.subgroups_of(self.min_subgroup))
+    }
+
+    /// The pipeline description for `storage` and `overrides`.
+    pub fn pipeline<'a>(&'a self, storage: DType, overrides: &'a [(&'static str, f64)]) -> PipelineDesc<'a> {
+        PipelineDesc {
+            label: self.name,
+            source: self.source_for(storage),
+            entry: self.entry,
+            bindings: self.bindings,
+            uniform_size: self.params_size,
+            features: self.features_for(storage),
+            overrides,
         }
     }
 }
 
-/// Work of one dispatch, for GFLOP/s and GB/s.
+/// Work of one run, for GFLOP/s and GB/s.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Cost {
     /// Floating-point operations (an FMA counts 2).
@@ -94,6 +132,199 @@ impl std::ops::Add for Cost {
     type Output = Cost;
     fn add(self, o: Cost) -> Cost {
         Cost { flops: self.flops + o.flops, bytes: self.bytes + o.bytes }
+    }
+}
+
+/// What the planner knows of the device's binding limits.
+#[derive(Debug, Clone, Copy)]
+pub struct BindLimits {
+    /// Largest storage binding in bytes.
+    pub max_binding: u64,
+    /// Storage binding offsets must be multiples of this.
+    pub offset_alignment: u64,
+}
+
+/// One dispatch of a node, as the planner records it.
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// The `Params` uniform bytes.
+    pub params: Vec<u8>,
+    /// Workgroups before folding into a grid.
+    pub workgroups: u64,
+    /// A byte range `(input, offset, size)` of one input bound instead of the whole tensor
+    /// (GEMM weights larger than one binding run over row ranges).
+    pub partial: Option<(usize, u64, u64)>,
+}
+
+impl Dispatch {
+    /// A dispatch of `workgroups` with these Params.
+    pub fn new<P: bytemuck::Pod>(params: &P, workgroups: u64) -> Self {
+        Self { params: bytemuck::bytes_of(params).to_vec(), workgroups, partial: None }
+    }
+}
+
+/// An operation as a unit: everything the planner, the reference and the harnesses need of
+/// it. Implemented by each op's configuration type (see the registry).
+pub trait Kernel: fmt::Debug + Send + Sync {
+    /// Its one name: errors, `--kernel`, bench rows, JSON, test names.
+    fn name(&self) -> &'static str;
+
+    /// How it reads input `i`.
+    fn operand(&self, i: usize) -> Operand;
+
+    /// Checks input shapes (dtypes are checked from [`Kernel::operand`] first); returns the
+    /// output's shape and dtype.
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta>;
+
+    /// Every variant that can run these inputs, preferred first.
+    fn variants(&self, inputs: &[&Meta]) -> Vec<&'static KernelSpec>;
+
+    /// The variant for a device with `caps`: by default the first one the device can run
+    /// (the last as a fallback, which then reports what the device lacks).
+    fn choose(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
+        let variants = self.variants(inputs);
+        let last = variants[variants.len() - 1];
+        variants.into_iter().find(|s| s.runs_on(caps)).unwrap_or(last)
+    }
+
+    /// Override constants that specialise the shader.
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+
+    /// For each read-only binding of `spec`, in binding order, the index of the input bound
+    /// to it; `None` where the op has no such input (the shader never reads it).
+    fn read_slots(&self, spec: &KernelSpec) -> Vec<Option<usize>> {
+        let reads = spec.bindings.iter().filter(|a| **a == Access::Read).count();
+        (0..reads).map(Some).collect()
+    }
+
+    /// The dispatches that run the op: one, unless an input is larger than one binding.
+    fn dispatches(&self, spec: &KernelSpec, inputs: &[&Meta], _limits: &BindLimits) -> Result<Vec<Dispatch>> {
+        Ok(vec![self.dispatch(spec, inputs)])
+    }
+
+    /// The single dispatch of the op on these (checked) inputs.
+    fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch;
+
+    /// FLOPs and minimum bytes moved of one run.
+    fn cost(&self, inputs: &[&Meta]) -> Cost;
+
+    /// The f64 reference on host data (inputs as the node takes them, already checked).
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64>;
+
+    /// The activation storage type of the node: its pipeline is built for it.
+    fn storage(&self, inputs: &[&Meta]) -> DType {
+        if self.operand(0) == Operand::Activation { inputs.first().map_or(DType::F32, |m| m.dtype) } else { DType::F32 }
+    }
+}
+
+/// What a kernel family offers the harnesses, besides its ops.
+pub struct Family {
+    /// The kernel's name (as [`Kernel::name`]).
+    pub name: &'static str,
+    /// Every shader entry point it ships.
+    pub specs: &'static [&'static KernelSpec],
+    /// One random differential case (`vlbridge fuzz`); `None` for utility kernels.
+    pub fuzz: Option<fn(&mut CaseRng, &CaseTarget) -> Result<Case>>,
+    /// Its real-size rows of `vlbridge bench`.
+    pub bench: fn() -> Vec<BenchCase>,
+    /// Its cases with f16 activations (`tests/precision.rs`).
+    pub precision: fn() -> Result<Vec<Case>>,
+}
+
+impl fmt::Debug for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Family").field("name", &self.name).finish()
+    }
+}
+
+impl Family {
+    /// The family named `name`, or an error listing the known names.
+    pub fn find(name: &str) -> Result<&'static Family> {
+        FAMILIES.iter().copied().find(|f| f.name == name).ok_or_else(|| Error::Config {
+            field: "kernel".into(),
+            problem: format!(
+                "unknown kernel `{name}` (known: {})",
+                FAMILIES.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
+    /// Every family with fuzz cases.
+    pub fn fuzzable() -> impl Iterator<Item = &'static Family> {
+        FAMILIES.iter().copied().filter(|f| f.fuzz.is_some())
+    }
+
+    /// No cases: for utility kernels.
+    pub fn no_cases() -> Result<Vec<Case>> {
+        Ok(Vec::new())
+    }
+
+    /// No bench rows.
+    pub fn no_bench() -> Vec<BenchCase> {
+        Vec::new()
+    }
+}
+
+impl Op {
+    /// Its kernel's name.
+    pub fn name(&self) -> &'static str {
+        self.kernel().name()
+    }
+
+    /// Checks input dtypes (activations f32 or f16, one type per node; parameters f32;
+    /// indices u32; masks u8; weights any float) and shapes; returns the output.
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        let kernel = self.kernel();
+        let storage = kernel.storage(inputs);
+        let name = kernel.name();
+        if !matches!(storage, DType::F32 | DType::F16) {
+            let what = "activations (bf16 is a weight format)".into();
+            return Err(Error::DType { kernel: name, what, expected: "f32 or f16".into(), got: storage.to_string() });
+        }
+        for (i, m) in inputs.iter().enumerate() {
+            let operand = kernel.operand(i);
+            let ok = match operand {
+                Operand::Activation => m.dtype == storage,
+                Operand::Param => m.dtype == DType::F32,
+                Operand::Index => m.dtype == DType::U32,
+                Operand::Mask => m.dtype == DType::U8,
+                Operand::Weight => m.dtype.is_float(),
+                Operand::ShapeOnly => true,
+            };
+            if !ok {
+                let expected = match operand {
+                    Operand::Activation => storage.to_string(),
+                    Operand::Param => "f32".into(),
+                    Operand::Index => "u32".into(),
+                    Operand::Mask => "u8".into(),
+                    _ => "f32, f16 or bf16".into(),
+                };
+                let what = format!("input {i} ({operand:?})");
+                return Err(Error::DType { kernel: name, what, expected, got: m.dtype.to_string() });
+            }
+        }
+        kernel.check(inputs)
+    }
+
+    /// The variant that runs this op on a device with `caps`: the one forced for this kernel
+    /// when it can run these inputs, else the kernel's choice.
+    pub fn select(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
+        let kernel = self.kernel();
+        caps.forced(kernel.name())
+            .and_then(|forced| kernel.variants(inputs).into_iter().find(|s| s.variant == forced))
+            .unwrap_or_else(|| kernel.choose(caps, inputs))
+    }
+
+    /// FLOPs and minimum bytes moved of one run on `inputs`.
+    pub fn cost(&self, inputs: &[&Meta]) -> Cost {
+        self.kernel().cost(inputs)
+    }
+
+    /// The f64 reference on host data.
+    pub fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        self.kernel().reference(inputs, metas)
     }
 }
 
@@ -111,404 +342,68 @@ pub fn fold_grid(kernel: &'static str, count: u64, max_per_dim: u32) -> Result<[
     Ok([count.div_ceil(y) as u32, y as u32, 1])
 }
 
-/// A tensor's shape and dtype as kernels see them at plan time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    /// Element type.
-    pub dtype: DType,
+/// Bytes of `n` elements of `dtype`, as f64 for costs.
+pub(crate) fn bytes(dtype: DType, n: usize) -> f64 {
+    (dtype.size() * n) as f64
 }
 
-impl Meta {
-    /// An f32 tensor of `shape`.
-    pub fn f32(shape: &[usize]) -> Self {
-        Self { shape: shape.to_vec(), dtype: DType::F32 }
-    }
+/// Declares [`Op`] (one variant per kernel, holding its configuration), [`Op::kernel`] (the
+/// one match on it) and [`FAMILIES`] (every kernel family, once).
+macro_rules! registry {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty) => $family:path,)*) => {
+        /// One GPU operation with its static configuration: what a graph node runs.
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum Op {
+            $($(#[$doc])* $variant($ty),)*
+        }
+
+        impl Op {
+            /// The kernel unit that runs this op.
+            pub fn kernel(&self) -> &dyn Kernel {
+                match self {
+                    $(Op::$variant(k) => k,)*
+                }
+            }
+        }
+
+        $(impl From<$ty> for Op {
+            fn from(k: $ty) -> Op {
+                Op::$variant(k)
+            }
+        })*
+
+        /// Every kernel family, once, in registry order.
+        pub static FAMILIES: &[&Family] = &[$(&$family,)*];
+    };
 }
 
-/// One GPU operation with its static parameters: what a graph node runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Op {
-    /// `nn.Linear` with a fused epilogue. Inputs: x `[.., K]`, weight `[N, K]`, bias `[N]`
-    /// when the epilogue has one, then residual
-    /// and gate as the epilogue asks (see [`gemm::Epilogue`]).
-    Linear(gemm::Epilogue),
-    /// Elementwise GELU. Input: any shape.
-    Gelu(gelu::GeluForm),
-    /// `nn.LayerNorm` over the last dim with this eps. Inputs: x, weight, bias.
-    LayerNorm {
-        /// Added to the variance.
-        eps: f32,
-    },
+registry! {
+    /// `nn.Linear` with a fused epilogue (see [`crate::ops::Epilogue`]).
+    Linear(crate::ops::Epilogue) => gemm::FAMILY,
+    /// Elementwise GELU (the unfused baseline of the fused epilogue).
+    Gelu(crate::ops::GeluForm) => elementwise::GELU_FAMILY,
+    /// `nn.LayerNorm` over the last dimension.
+    LayerNorm(crate::ops::LayerNorm) => norm::LAYER_NORM_FAMILY,
     /// `[times, ..x.shape]` copies of x.
-    Repeat {
-        /// Copies (the batch).
-        times: usize,
-    },
-    /// Multi-head attention, one pass of it (see [`attention::Attention`] for the inputs).
-    Attention(attention::Pass, attention::Attention),
-    /// 2×2 average pooling or bilinear halving of `[batch, h·w, C]` tokens.
-    Downsample(downsample::Downsample),
-    /// One pass of ToMe merging (see [`tome::Step`] for the inputs).
-    Tome(tome::Step, tome::Tome),
+    Repeat(crate::ops::Repeat) => elementwise::REPEAT_FAMILY,
+    /// An f32 tensor rounded to the activation storage type.
+    Convert(crate::ops::Convert) => elementwise::CONVERT_FAMILY,
+    /// Multi-head attention, online softmax (no score matrix).
+    Attention(crate::ops::Attention) => attention::FAMILY,
+    /// One pass of the naive three-pass attention (the measured baseline).
+    AttentionNaive(crate::ops::Naive) => attention::NAIVE_FAMILY,
+    /// `k × k` average pooling of a token grid.
+    AvgPool(crate::ops::AvgPool) => pool::AVG_POOL_FAMILY,
+    /// Bilinear halving of a token grid.
+    BilinearHalf(crate::ops::BilinearHalf) => pool::BILINEAR_FAMILY,
+    /// One pass of ToMe merging.
+    Tome(crate::ops::TomeStep) => tome::FAMILY,
     /// AnyRes packing of one image's tile features with the newline vector.
-    AnyRes(anyres::AnyResLayout),
-    /// An f32 tensor rounded to this activation storage type (f32: a copy, f16: round to
-    /// nearest): f32 parameters such as learnable queries entering an f16 graph.
-    Convert(DType),
-}
-
-/// What an op expects of one input's dtype (see [`Op::operand`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operand {
-    /// An activation: stored as the node's storage type, f32 or f16, and read as such.
-    Activation,
-    /// A parameter kernels read as f32 whatever the activations are: bias, norm weight and
-    /// bias, gate, mask, AnyRes newline, ToMe sizes, matches and indices.
-    Param,
-    /// A GEMM weight: f32, f16 or bf16, read in the type it is stored in.
-    Weight,
-    /// Only its shape is used.
-    ShapeOnly,
-}
-
-/// One dispatch of a node, as the planner records it.
-#[derive(Debug, Clone)]
-pub(crate) struct Dispatch {
-    /// The `Params` uniform bytes.
-    pub(crate) params: Vec<u8>,
-    /// Workgroups before folding into a grid.
-    pub(crate) workgroups: u64,
-    /// For a GEMM: the byte range of the weight (input 1) this dispatch binds.
-    pub(crate) weight_bytes: Option<(u64, u64)>,
-}
-
-/// What the planner knows of a device when it picks a kernel variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Caps {
-    /// `SUBGROUP` is enabled.
-    pub subgroups: bool,
-    /// Smallest subgroup the device may use (0 when unknown).
-    pub subgroup_min_size: u32,
-}
-
-impl Op {
-    /// Short name for errors and reports.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::Linear(_) => gemm::NAME,
-            Op::Gelu(_) => gelu::SPEC.name,
-            Op::LayerNorm { .. } => layer_norm::SPEC.name,
-            Op::Repeat { .. } => repeat::SPEC.name,
-            Op::Attention(pass, _) => attention::spec_of(*pass).name,
-            Op::Downsample(d) => downsample::spec_of(*d).name,
-            Op::Tome(step, _) => tome::spec_of(*step).name,
-            Op::AnyRes(_) => anyres::NAME,
-            Op::Convert(_) => convert::SPEC.name,
-        }
-    }
-
-    /// The kernel variant that runs this op on a device with `caps`.
-    pub fn spec(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
-        match self {
-            Op::Linear(_) => gemm::select(caps, inputs),
-            Op::Gelu(_) => &gelu::SPEC,
-            Op::LayerNorm { .. } => &layer_norm::SPEC,
-            Op::Repeat { .. } => &repeat::SPEC,
-            Op::Attention(pass, _) => attention::select(*pass, caps),
-            Op::Downsample(d) => downsample::spec_of(*d),
-            Op::Tome(step, _) => tome::select(*step, caps),
-            Op::AnyRes(_) => &anyres::SPEC,
-            Op::Convert(_) => &convert::SPEC,
-        }
-    }
-
-    /// For each read-only binding of `spec`, in binding order, the index of the input bound
-    /// to it; `None` where the op has no such input (the shader never reads it).
-    pub(crate) fn read_slots(&self, spec: &KernelSpec) -> Vec<Option<usize>> {
-        match self {
-            Op::Linear(e) => e.read_slots(),
-            Op::Attention(pass, cfg) => attention::read_slots(*pass, cfg),
-            Op::Tome(step, _) => tome::read_slots(*step),
-            Op::Gelu(_)
-            | Op::LayerNorm { .. }
-            | Op::Repeat { .. }
-            | Op::Downsample(_)
-            | Op::AnyRes(_)
-            | Op::Convert(_) => {
-                let reads = spec.bindings.iter().filter(|a| **a == Access::Read).count();
-                (0..reads).map(Some).collect()
-            }
-        }
-    }
-
-    /// Override constants that specialise the shader.
-    pub fn overrides(&self) -> Vec<(&'static str, f64)> {
-        match self {
-            Op::Linear(e) => gemm::overrides(*e),
-            Op::Gelu(f) => gelu::overrides(*f),
-            Op::Attention(_, cfg) => attention::overrides(cfg),
-            Op::Tome(step, _) => tome::overrides(*step),
-            Op::LayerNorm { .. } | Op::Repeat { .. } | Op::Downsample(_) | Op::AnyRes(_) | Op::Convert(_) => Vec::new(),
-        }
-    }
-
-    /// How the op reads input `i` (see [`Operand`]).
-    pub fn operand(&self, i: usize) -> Operand {
-        use Operand::{Activation, Param, ShapeOnly, Weight};
-        use tome::Step;
-        match self {
-            Op::Linear(e) => match i {
-                0 => Activation,
-                1 => Weight,
-                2 if e.bias => Param,
-                // The residual, then the gate of a gated residual.
-                _ if i == 2 + usize::from(e.bias) => Activation,
-                _ => Param,
-            },
-            Op::Attention(pass, cfg) => {
-                let activations = match pass {
-                    attention::Pass::Softmax => 1,
-                    _ => 1 + cfg.kv_inputs(),
-                };
-                if i < activations { Activation } else { Param }
-            }
-            Op::Tome(step, _) => match (step, i) {
-                (Step::Normalize | Step::MergeFeatures, 0) => Activation,
-                (Step::Source, 0) => ShapeOnly,
-                _ => Param,
-            },
-            Op::Gelu(_) | Op::Repeat { .. } | Op::Downsample(_) => Activation,
-            Op::LayerNorm { .. } | Op::AnyRes(_) => {
-                if i == 0 {
-                    Activation
-                } else {
-                    Param
-                }
-            }
-            Op::Convert(_) => Param,
-        }
-    }
-
-    /// The type activations are stored in at this node: its pipeline is built for it.
-    pub fn storage(&self, inputs: &[&Meta]) -> DType {
-        match self {
-            Op::Convert(to) => *to,
-            // Every op whose first input is an activation stores its activations in that type.
-            _ if self.operand(0) == Operand::Activation => inputs.first().map_or(DType::F32, |m| m.dtype),
-            _ => DType::F32,
-        }
-    }
-
-    /// Checks input shapes/dtypes and returns the output's.
-    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        let storage = self.storage(inputs);
-        check_dtypes(self, storage, inputs)?;
-        let mut out = self.check_shapes(inputs)?;
-        // ToMe's index passes and the f32 unit rows stay f32.
-        let f32_out = matches!(self, Op::Tome(step, _) if *step != tome::Step::MergeFeatures);
-        out.dtype = if f32_out { DType::F32 } else { storage };
-        Ok(out)
-    }
-
-    fn check_shapes(&self, inputs: &[&Meta]) -> Result<Meta> {
-        match self {
-            Op::Linear(e) => gemm::check(*e, inputs),
-            Op::Gelu(_) => gelu::check(inputs),
-            Op::LayerNorm { eps } => layer_norm::check(*eps, inputs),
-            Op::Repeat { times } => repeat::check(*times, inputs),
-            Op::Attention(pass, cfg) => attention::check(*pass, cfg, inputs),
-            Op::Downsample(d) => downsample::check(*d, inputs),
-            Op::Tome(step, cfg) => tome::check(*step, cfg, inputs),
-            Op::AnyRes(layout) => anyres::check(layout, inputs),
-            Op::Convert(to) => convert::check(*to, inputs),
-        }
-    }
-
-    /// The dispatches that run this op on a device binding at most `max_binding` bytes at
-    /// offsets aligned to `offset_alignment`: one, except for a GEMM whose weight is larger
-    /// than one binding, which runs over row ranges of it.
-    pub(crate) fn dispatches(
-        &self,
-        spec: &KernelSpec,
-        inputs: &[&Meta],
-        max_binding: u64,
-        offset_alignment: u64,
-    ) -> Result<Vec<Dispatch>> {
-        match self {
-            Op::Linear(_) => Ok(gemm::weight_chunks(inputs, max_binding, offset_alignment)?
-                .into_iter()
-                .map(|(bytes, p)| Dispatch {
-                    params: bytemuck::bytes_of(&p).to_vec(),
-                    workgroups: gemm::workgroups(spec, &p),
-                    weight_bytes: Some(bytes),
-                })
-                .collect()),
-            _ => Ok(vec![Dispatch {
-                params: self.params(inputs),
-                workgroups: self.workgroups(spec, inputs),
-                weight_bytes: None,
-            }]),
-        }
-    }
-
-    /// The `Params` uniform bytes for these (already checked) inputs.
-    fn params(&self, inputs: &[&Meta]) -> Vec<u8> {
-        match self {
-            Op::Linear(_) => bytemuck::bytes_of(&gemm::Params::new(inputs)).to_vec(),
-            Op::Gelu(_) => bytemuck::bytes_of(&gelu::Params::new(inputs)).to_vec(),
-            Op::LayerNorm { eps } => bytemuck::bytes_of(&layer_norm::Params::new(*eps, inputs)).to_vec(),
-            Op::Repeat { times } => bytemuck::bytes_of(&repeat::Params::new(*times, inputs)).to_vec(),
-            Op::Attention(pass, cfg) => bytemuck::bytes_of(&attention::params(*pass, cfg, inputs)).to_vec(),
-            Op::Downsample(d) => bytemuck::bytes_of(&downsample::Params::new(*d, inputs)).to_vec(),
-            Op::Tome(_, cfg) => bytemuck::bytes_of(&tome::Params::new(cfg, inputs)).to_vec(),
-            Op::AnyRes(layout) => bytemuck::bytes_of(&anyres::Params::new(layout, inputs)).to_vec(),
-            Op::Convert(_) => bytemuck::bytes_of(&gelu::Params::new(inputs)).to_vec(),
-        }
-    }
-
-    /// Number of workgroups `spec` needs (before folding into a grid).
-    fn workgroups(&self, spec: &KernelSpec, inputs: &[&Meta]) -> u64 {
-        match self {
-            Op::Linear(_) => gemm::workgroups(spec, &gemm::Params::new(inputs)),
-            Op::Gelu(_) => gelu::workgroups(inputs),
-            Op::LayerNorm { .. } => layer_norm::workgroups(inputs),
-            Op::Repeat { times } => repeat::workgroups(*times, inputs),
-            Op::Attention(pass, cfg) => attention::workgroups(spec, *pass, cfg, inputs),
-            Op::Downsample(d) => downsample::workgroups(*d, inputs),
-            Op::Tome(step, cfg) => tome::workgroups(spec, *step, cfg, inputs),
-            Op::AnyRes(layout) => anyres::workgroups(layout, inputs),
-            Op::Convert(_) => convert::workgroups(inputs),
-        }
-    }
-
-    /// The f64 reference of this op on host data (inputs as the node takes them, already
-    /// checked with [`Op::check`]).
-    pub fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
-        use crate::reference;
-        match self {
-            Op::Linear(e) => {
-                let p = gemm::Params::new(metas);
-                let slots = e.read_slots();
-                let input = |slot: usize| slots[slot].map(|i| inputs[i]);
-                let mut y = reference::linear(inputs[0], inputs[1], input(2), p.m as usize, p.n as usize, p.k as usize);
-                reference::epilogue(&mut y, e.activation, input(3), input(4).map(|g| g[0]));
-                y
-            }
-            Op::Gelu(form) => inputs[0].iter().map(|&v| reference::gelu(*form, v)).collect(),
-            Op::LayerNorm { eps } => {
-                let dim = rows_cols(&metas[0].shape).1;
-                reference::layer_norm(inputs[0], inputs[1], inputs[2], dim, f64::from(*eps))
-            }
-            Op::Repeat { times } => inputs[0].repeat(*times),
-            Op::Attention(pass, cfg) => {
-                use attention::Pass;
-                let p = attention::params(*pass, cfg, metas);
-                let d = cfg.head_dim as usize;
-                let zero = cfg.masked_rows == attention::MaskedRows::Zero;
-                let mask = cfg.mask.then(|| inputs[inputs.len() - 1]);
-                let kv = |first: usize| [inputs[first], if cfg.two_sources { inputs[first + 1] } else { &[] }];
-                match pass {
-                    Pass::Flash => reference::attention(&p, d, zero, inputs[0], kv(1), mask),
-                    Pass::Scores => reference::attention_scores(&p, d, inputs[0], kv(1), mask),
-                    Pass::Softmax => {
-                        let s = &metas[0].shape;
-                        reference::softmax_rows(inputs[0], s[3], s[2], s[1], mask, zero)
-                    }
-                    Pass::WeightedSum => reference::weighted_sum(&p, d, inputs[0], kv(1)),
-                }
-            }
-            Op::Downsample(d) => {
-                let s = &metas[0].shape;
-                reference::downsample(*d, inputs[0], s[0], s[2])
-            }
-            Op::Tome(step, cfg) => {
-                let s = &metas[0].shape;
-                reference::tome_step(*step, cfg, inputs, s[0], s.get(2).copied().unwrap_or(1))
-            }
-            Op::AnyRes(layout) => reference::anyres_pack(layout, inputs[0], inputs[1]),
-            Op::Convert(to) => inputs[0].iter().map(|&v| round_to(*to, v)).collect(),
-        }
-    }
-
-    /// FLOPs and minimum bytes moved of one run on `inputs`.
-    pub fn cost(&self, inputs: &[&Meta]) -> Cost {
-        match self {
-            Op::Linear(e) => gemm::cost(*e, inputs),
-            Op::Gelu(_) => gelu::cost(inputs),
-            Op::LayerNorm { .. } => layer_norm::cost(inputs),
-            Op::Repeat { times } => repeat::cost(*times, inputs),
-            Op::Attention(pass, cfg) => attention::cost(*pass, cfg, inputs),
-            Op::Downsample(d) => downsample::cost(*d, inputs),
-            Op::Tome(step, cfg) => tome::cost(*step, cfg, inputs),
-            Op::AnyRes(layout) => anyres::cost(layout, inputs),
-            Op::Convert(to) => convert::cost(*to, inputs),
-        }
-    }
-}
-
-/// Activations must be f32 or f16 and all of the node's storage type, parameters f32.
-fn check_dtypes(op: &Op, storage: DType, inputs: &[&Meta]) -> Result<()> {
-    let kernel = op.name();
-    if storage == DType::BF16 {
-        let what = "activations (bf16 is a weight format)".into();
-        return Err(Error::DType { kernel, what, expected: "f32 or f16".into(), got: storage.to_string() });
-    }
-    for (i, m) in inputs.iter().enumerate() {
-        let expected = match op.operand(i) {
-            Operand::Activation => storage,
-            Operand::Param => DType::F32,
-            Operand::Weight | Operand::ShapeOnly => continue,
-        };
-        if m.dtype != expected {
-            return Err(Error::DType {
-                kernel,
-                what: format!("input {i} ({:?})", op.operand(i)),
-                expected: expected.to_string(),
-                got: m.dtype.to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// `v` as stored in `dtype` (f16 and bf16 round to nearest even), for the references.
-pub fn round_to(dtype: DType, v: f64) -> f64 {
-    match dtype {
-        DType::F32 => f64::from(v as f32),
-        DType::F16 => f64::from(half::f16::from_f64(v).to_f32()),
-        DType::BF16 => f64::from(half::bf16::from_f64(v).to_f32()),
-    }
-}
-
-/// Collapses all leading dimensions: `[.., K]` → `(rows, K)`.
-pub(crate) fn rows_cols(shape: &[usize]) -> (usize, usize) {
-    let cols = shape.last().copied().unwrap_or(0);
-    (shape.iter().rev().skip(1).product(), cols)
-}
-
-pub(crate) fn check_arity(kernel: &'static str, inputs: &[&Meta], n: usize) -> Result<()> {
-    if inputs.len() != n {
-        return Err(Error::shape(kernel, "number of inputs", n, inputs.len()));
-    }
-    Ok(())
-}
-
-/// Rejects zero-size dimensions and, since shaders index with u32, tensors of 2^32 elements
-/// or more.
-pub(crate) fn check_u32_elements(kernel: &'static str, what: &str, shape: &[usize]) -> Result<()> {
-    if shape.is_empty() || shape.contains(&0) {
-        return Err(Error::shape(kernel, format!("{what} shape"), "every dimension >= 1", format!("{shape:?}")));
-    }
-    let n = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d as u64)).unwrap_or(u64::MAX);
-    if n > u64::from(u32::MAX) {
-        return Err(Error::Limit {
-            kernel,
-            limit: "elements per tensor (u32 indexing)",
-            requested: n,
-            max: u64::from(u32::MAX),
-        });
-    }
-    Ok(())
+    AnyRes(crate::ops::AnyResLayout) => anyres::FAMILY,
+    /// Roofline microbenchmark: peak FMA throughput.
+    RooflineFma(probe::FmaPeak) => probe::FMA_FAMILY,
+    /// Roofline microbenchmark: copy bandwidth.
+    RooflineCopy(probe::CopyBandwidth) => probe::COPY_FAMILY,
+    /// Driver probe: a counted loop of more than 65,535 iterations.
+    LoopProbe(probe::LoopProbe) => probe::LOOP_FAMILY,
 }

@@ -1,69 +1,17 @@
-//! ToMe token merging on the GPU (`shaders/tome.wgsl`): bipartite soft matching, a stable rank
-//! sort of the matches, size-weighted merging and the token → row mapping, one dispatch each.
+//! ToMe token merging on the GPU (`shaders/tome*.wgsl`): normalise, best match, score, rank
+//! sort, place, size-weighted merge and the token → row map, one dispatch each, no host round
+//! trip. Indices are u32.
 
-use super::{Access, Caps, Cost, KernelId, KernelSpec, Meta, check_arity, check_u32_elements};
-use crate::error::{Error, Result};
-use crate::shader;
+use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, max_abs, pick_storage};
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::tome::NAME;
+use crate::ops::{Meta, Operand, Step, Tome, TomeStep};
+use crate::pipeline::Access;
+use crate::reference;
 
-/// Name in errors and reports.
-pub const NAME: &str = "tome";
-
-/// A ToMe merge of `tokens` tokens removing `r`, optionally protecting a class token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tome {
-    /// Tokens before merging (N).
-    pub tokens: usize,
-    /// Tokens merged away.
-    pub r: usize,
-    /// Token 0 is a class token: never merged, kept first.
-    pub class_token: bool,
-}
-
-impl Tome {
-    /// Checks `r` against what bipartite matching can remove: half of the unprotected tokens.
-    pub fn new(tokens: usize, r: usize, class_token: bool) -> Result<Self> {
-        let protected = usize::from(class_token);
-        if tokens <= protected {
-            return Err(Error::shape(NAME, "tokens", format!(">= {}", protected + 1), tokens));
-        }
-        let max = (tokens - protected) / 2;
-        if r > max {
-            return Err(Error::shape(NAME, "r (at most half the unprotected tokens)", format!("<= {max}"), r));
-        }
-        Ok(Self { tokens, r, class_token })
-    }
-
-    /// A tokens (even indices).
-    pub fn a_tokens(&self) -> usize {
-        self.tokens.div_ceil(2)
-    }
-
-    /// Tokens after merging.
-    pub fn output_tokens(&self) -> usize {
-        self.tokens - self.r
-    }
-}
-
-/// Which pass of `tome.wgsl` a node runs (see the shader for what each computes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Step {
-    /// x `[B, N, C]` → unit rows, A then B.
-    Normalize,
-    /// unit rows → `[B, na, 2]` (best similarity, B index).
-    BestMatch,
-    /// matches → `[B, na]` ranks.
-    Rank,
-    /// matches, ranks → `[B, na]` output row of each A token.
-    Place,
-    /// x, sizes `[B, N, 1]`, rows → merged `[B, N - r, C]`.
-    MergeFeatures,
-    /// sizes, rows → `[B, N - r, 1]`.
-    MergeSizes,
-    /// x, rows → `[B, N]` output row of every token.
-    Source,
-}
-
-/// Mirrors `Params` in `shaders/tome.wgsl`.
+/// Mirrors `Params` in `shaders/common/tome_layout.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -86,7 +34,7 @@ pub struct Params {
 }
 
 impl Params {
-    pub(crate) fn new(cfg: &Tome, inputs: &[&Meta]) -> Self {
+    fn new(cfg: &Tome, inputs: &[&Meta]) -> Self {
         let s = &inputs[0].shape;
         let na = cfg.a_tokens();
         Self {
@@ -96,179 +44,199 @@ impl Params {
             r: cfg.r as u32,
             class_token: u32::from(cfg.class_token),
             na: na as u32,
-            nb: (cfg.tokens / 2) as u32,
+            nb: cfg.b_tokens() as u32,
             nu: (na - cfg.r) as u32,
         }
     }
 }
 
 const WORKGROUP: u32 = 64;
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+const PARAMS: usize = std::mem::size_of::<Params>();
 
-const fn spec(id: KernelId, name: &'static str, entry: &'static str) -> KernelSpec {
+const fn spec(name: &'static str, file: &'static str, body: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
-        id,
-        name,
-        file: "tome.wgsl",
-        prelude: &[shader::TOME_LAYOUT],
-        body: shader::TOME,
-        entry,
-        bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
-        workgroup_size: [WORKGROUP, 1, 1],
-        params_size: std::mem::size_of::<Params>() as u64,
-        features: wgpu::Features::empty(),
+        variant: "portable",
+        prelude: &[wgsl::TOME_LAYOUT],
+        ..KernelSpec::new(name, file, body, entry, BINDINGS, WORKGROUP, PARAMS)
     }
 }
+
+const MAIN: &str = include_str!("../../shaders/tome.wgsl");
+const INDEX: &str = include_str!("../../shaders/tome_index.wgsl");
+const MERGE: &str = include_str!("../../shaders/tome_merge.wgsl");
 
 /// Unit-norm metric rows.
-pub const NORMALIZE_SPEC: KernelSpec = spec(KernelId::TomeNormalize, "tome_normalize", "normalize");
+pub static NORMALIZE: KernelSpec = spec("tome_normalize", "tome.wgsl", MAIN, "normalize");
+/// Similarity of each A token to its best match.
+pub static SCORE: KernelSpec = spec("tome_score", "tome.wgsl", MAIN, "score");
 /// Best B match of each A token.
-pub const BEST_MATCH_SPEC: KernelSpec = spec(KernelId::TomeBestMatch, "tome_best_match", "best_match");
-/// Stable rank of the matches.
-pub const RANK_SPEC: KernelSpec = spec(KernelId::TomeRank, "tome_rank", "rank");
-/// Output row of each A token.
-pub const PLACE_SPEC: KernelSpec = spec(KernelId::TomePlace, "tome_place", "place");
-/// The merge reads and writes features as activations (f32 or f16).
-pub const MERGE_SPEC: KernelSpec = KernelSpec {
-    file: "tome_merge.wgsl",
-    body: shader::TOME_MERGE,
-    ..spec(KernelId::TomeMerge, "tome_merge", "merge")
-};
-/// Token → output row.
-pub const SOURCE_SPEC: KernelSpec = spec(KernelId::TomeSource, "tome_source", "source");
-/// Best match sharing B rows across 8 lanes by subgroup broadcast: the fast path.
-pub const BEST_MATCH_SUBGROUP_SPEC: KernelSpec = KernelSpec {
-    file: "tome_subgroup.wgsl",
-    body: shader::TOME_SUBGROUP,
-    entry: "best_match_subgroup",
+pub static BEST_MATCH: KernelSpec = spec("tome_best_match", "tome_index.wgsl", INDEX, "best_match");
+/// The same, B rows shared across 8 lanes by subgroup broadcast.
+pub static BEST_MATCH_SUBGROUP: KernelSpec = KernelSpec {
+    variant: "subgroup",
     features: wgpu::Features::SUBGROUP,
-    ..spec(KernelId::TomeBestMatchSubgroup, "tome_best_match_subgroup", "")
+    min_subgroup: 8,
+    ..spec(
+        "tome_best_match_subgroup",
+        "tome_subgroup.wgsl",
+        include_str!("../../shaders/tome_subgroup.wgsl"),
+        "best_match_subgroup",
+    )
+};
+/// Stable rank of the scores.
+pub static RANK: KernelSpec = spec("tome_rank", "tome_index.wgsl", INDEX, "rank");
+/// Output row of each A token.
+pub static PLACE: KernelSpec = spec("tome_place", "tome_index.wgsl", INDEX, "place");
+/// Size-weighted merge (features or sizes).
+pub static MERGE_SPEC: KernelSpec = spec("tome_merge", "tome_merge.wgsl", MERGE, "merge");
+/// Token → output row.
+pub static SOURCE: KernelSpec = spec("tome_source", "tome_index.wgsl", INDEX, "source");
+
+/// The ToMe family.
+pub static FAMILY: Family = Family {
+    name: NAME,
+    specs: &[&NORMALIZE, &BEST_MATCH, &BEST_MATCH_SUBGROUP, &SCORE, &RANK, &PLACE, &MERGE_SPEC, &SOURCE],
+    fuzz: Some(fuzz),
+    bench,
+    precision,
 };
 
-/// The kernel for `step` on a device: subgroup broadcast when it has subgroups of 8+ lanes.
-pub(crate) fn select(step: Step, caps: &Caps) -> &'static KernelSpec {
-    if step == Step::BestMatch && caps.subgroups && caps.subgroup_min_size >= 8 {
-        &BEST_MATCH_SUBGROUP_SPEC
-    } else {
-        spec_of(step)
+impl Kernel for TomeStep {
+    fn name(&self) -> &'static str {
+        NAME
     }
-}
 
-pub(crate) fn spec_of(step: Step) -> &'static KernelSpec {
-    match step {
-        Step::Normalize => &NORMALIZE_SPEC,
-        Step::BestMatch => &BEST_MATCH_SPEC,
-        Step::Rank => &RANK_SPEC,
-        Step::Place => &PLACE_SPEC,
-        Step::MergeFeatures | Step::MergeSizes => &MERGE_SPEC,
-        Step::Source => &SOURCE_SPEC,
+    fn operand(&self, i: usize) -> Operand {
+        TomeStep::operand(self, i)
     }
-}
 
-pub(crate) fn overrides(step: Step) -> Vec<(&'static str, f64)> {
-    match step {
-        Step::MergeFeatures => vec![("MERGE", 0.0)],
-        Step::MergeSizes => vec![("MERGE", 1.0)],
-        _ => Vec::new(),
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        let shape = TomeStep::check(self, inputs)?;
+        let storage = self.storage(inputs);
+        Ok(Meta { shape, dtype: self.output_dtype(storage) })
     }
-}
 
-/// Input index per read binding (in0, in1, in2).
-pub(crate) fn read_slots(step: Step) -> Vec<Option<usize>> {
-    match step {
-        Step::Normalize | Step::BestMatch | Step::Rank => vec![Some(0), None, None],
-        Step::Place => vec![Some(0), Some(1), None],
-        Step::MergeFeatures => vec![Some(0), Some(1), Some(2)],
-        Step::MergeSizes => vec![None, Some(0), Some(1)],
-        Step::Source => vec![Some(1), None, None],
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        match self.step {
+            Step::Normalize => vec![&NORMALIZE],
+            Step::BestMatch => vec![&BEST_MATCH_SUBGROUP, &BEST_MATCH],
+            Step::Score => vec![&SCORE],
+            Step::Rank => vec![&RANK],
+            Step::Place => vec![&PLACE],
+            Step::MergeFeatures | Step::MergeSizes => vec![&MERGE_SPEC],
+            Step::Source => vec![&SOURCE],
+        }
     }
-}
 
-fn expect(what: &str, got: &[usize], want: &[usize]) -> Result<()> {
-    if got != want {
-        return Err(Error::shape(NAME, format!("{what} shape"), format!("{want:?}"), format!("{got:?}")));
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        match self.step {
+            Step::MergeFeatures => vec![("MERGE", 0.0)],
+            Step::MergeSizes => vec![("MERGE", 1.0)],
+            _ => Vec::new(),
+        }
     }
-    Ok(())
-}
 
-pub(crate) fn check(step: Step, cfg: &Tome, inputs: &[&Meta]) -> Result<Meta> {
-    let arity = match step {
-        Step::Normalize | Step::BestMatch | Step::Rank => 1,
-        Step::Place | Step::MergeSizes | Step::Source => 2,
-        Step::MergeFeatures => 3,
-    };
-    check_arity(NAME, inputs, arity)?;
-    Tome::new(cfg.tokens, cfg.r, cfg.class_token)?;
-    let first = &inputs[0].shape;
-    check_u32_elements(NAME, "input", first)?;
-    let batch = first[0];
-    let (n, na, rows) = (cfg.tokens, cfg.a_tokens(), cfg.output_tokens());
-    let tokens_of = |s: &[usize]| -> Result<()> {
-        let [_, _, c] = s[..] else {
-            return Err(Error::shape(NAME, "tokens rank ([batch, tokens, channels])", 3, s.len()));
+    /// Inputs bound to bindings 0 (features, or ranks), 1 (f32 values), 2 (u32 indices).
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        match self.step {
+            Step::Normalize => vec![Some(0), None, None],
+            Step::BestMatch | Step::Rank => vec![None, Some(0), None],
+            Step::Score => vec![None, Some(0), Some(1)],
+            Step::Place => vec![Some(1), None, Some(0)],
+            Step::MergeFeatures => vec![Some(0), Some(1), Some(2)],
+            Step::MergeSizes => vec![None, Some(0), Some(1)],
+            Step::Source => vec![None, None, Some(1)],
+        }
+    }
+
+    fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let p = Params::new(&self.tome, inputs);
+        let (batch, workgroup) = (u64::from(p.batch), u64::from(WORKGROUP));
+        let workgroups = match self.step {
+            // 64 A tokens of one batch item per workgroup.
+            Step::BestMatch if spec.variant == "subgroup" => batch * u64::from(p.na).div_ceil(workgroup),
+            Step::Normalize | Step::Source => (batch * u64::from(p.tokens)).div_ceil(workgroup),
+            Step::BestMatch | Step::Score | Step::Rank | Step::Place => (batch * u64::from(p.na)).div_ceil(workgroup),
+            // One workgroup per output row.
+            Step::MergeFeatures | Step::MergeSizes => batch * u64::from(p.tokens - p.r),
         };
-        expect("tokens", s, &[batch, n, c])
-    };
-    let out = match step {
-        Step::Normalize | Step::BestMatch => {
-            tokens_of(first)?;
-            if step == Step::Normalize { first.clone() } else { vec![batch, na, 2] }
+        Dispatch::new(&p, workgroups)
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let p = Params::new(&self.tome, inputs);
+        let (b, n, c) = (p.batch as usize, p.tokens as usize, p.channels as usize);
+        let (na, nb, rows) = (p.na as usize, p.nb as usize, (p.tokens - p.r) as usize);
+        let f = |n: usize| bytes(DType::F32, n);
+        let a = |n: usize| bytes(inputs[0].dtype, n);
+        match self.step {
+            Step::Normalize => Cost { flops: 3.0 * (b * n * c) as f64, bytes: a(b * n * c) + f(b * n * c) },
+            Step::BestMatch => Cost { flops: 2.0 * (b * na * nb * c) as f64, bytes: f(b * n * c) },
+            Step::Score => Cost { flops: 2.0 * (b * na * c) as f64, bytes: f(2 * b * na * c) },
+            Step::Rank | Step::Place => Cost { flops: (b * na * na) as f64, bytes: f(2 * b * na) },
+            Step::MergeFeatures => Cost { flops: 2.0 * (b * n * c) as f64, bytes: a(b * (n + rows) * c) },
+            Step::MergeSizes => Cost { flops: (b * n) as f64, bytes: f(b * (n + rows)) },
+            Step::Source => Cost { flops: 0.0, bytes: f(b * (na + n)) },
         }
-        Step::Rank => {
-            expect("matches", first, &[batch, na, 2])?;
-            vec![batch, na]
-        }
-        Step::Place => {
-            expect("matches", first, &[batch, na, 2])?;
-            expect("ranks", &inputs[1].shape, &[batch, na])?;
-            vec![batch, na]
-        }
-        Step::MergeFeatures => {
-            tokens_of(first)?;
-            expect("sizes", &inputs[1].shape, &[batch, n, 1])?;
-            expect("rows", &inputs[2].shape, &[batch, na])?;
-            vec![batch, rows, first[2]]
-        }
-        Step::MergeSizes => {
-            expect("sizes", first, &[batch, n, 1])?;
-            expect("rows", &inputs[1].shape, &[batch, na])?;
-            vec![batch, rows, 1]
-        }
-        Step::Source => {
-            tokens_of(first)?;
-            expect("rows", &inputs[1].shape, &[batch, na])?;
-            vec![batch, n]
-        }
-    };
-    check_u32_elements(NAME, "output", &out)?;
-    Ok(Meta::f32(&out))
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let s = &metas[0].shape;
+        reference::tome_step(self.step, &self.tome, inputs, s[0], s.get(2).copied().unwrap_or(1))
+    }
 }
 
-pub(crate) fn workgroups(spec: &KernelSpec, step: Step, cfg: &Tome, inputs: &[&Meta]) -> u64 {
-    let p = Params::new(cfg, inputs);
-    let batch = u64::from(p.batch);
-    if spec.id == KernelId::TomeBestMatchSubgroup {
-        // 64 A tokens of one batch item per workgroup.
-        return batch * u64::from(p.na).div_ceil(u64::from(WORKGROUP));
-    }
-    let per_invocation = match step {
-        Step::Normalize | Step::Source => batch * u64::from(p.tokens),
-        Step::BestMatch | Step::Rank | Step::Place => batch * u64::from(p.na),
-        // One workgroup per output row.
-        Step::MergeFeatures | Step::MergeSizes => return batch * u64::from(p.tokens - p.r),
-    };
-    per_invocation.div_ceil(u64::from(WORKGROUP))
+/// Every pass of a merge of `x` `[batch, n, c]` with `sizes` `[batch, n, 1]`: (tokens, sizes,
+/// source) outputs.
+fn merge(c: &mut Case, tome: Tome, x: usize, sizes: usize) -> Result<[usize; 3]> {
+    let unit = c.node(tome.step(Step::Normalize), &[x])?;
+    let best = c.node(tome.step(Step::BestMatch), &[unit])?;
+    let scores = c.node(tome.step(Step::Score), &[unit, best])?;
+    let ranks = c.node(tome.step(Step::Rank), &[scores])?;
+    let rows = c.node(tome.step(Step::Place), &[best, ranks])?;
+    Ok([
+        c.node(tome.step(Step::MergeFeatures), &[x, sizes, rows])?,
+        c.node(tome.step(Step::MergeSizes), &[sizes, rows])?,
+        c.node(tome.step(Step::Source), &[x, rows])?,
+    ])
 }
 
-pub(crate) fn cost(step: Step, cfg: &Tome, inputs: &[&Meta]) -> Cost {
-    let p = Params::new(cfg, inputs);
-    let (b, n, c) = (f64::from(p.batch), f64::from(p.tokens), f64::from(p.channels));
-    let (na, nb, rows) = (f64::from(p.na), f64::from(p.nb), f64::from(p.tokens - p.r));
-    match step {
-        Step::Normalize => Cost { flops: 3.0 * b * n * c, bytes: 8.0 * b * n * c },
-        Step::BestMatch => Cost { flops: 2.0 * b * na * nb * c, bytes: 4.0 * b * n * c },
-        Step::Rank | Step::Place => Cost { flops: b * na * na, bytes: 8.0 * b * na },
-        Step::MergeFeatures => Cost { flops: 2.0 * b * n * c, bytes: 4.0 * b * (n * c + rows * c) },
-        Step::MergeSizes => Cost { flops: b * n, bytes: 4.0 * b * (n + rows) },
-        Step::Source => Cost { flops: 0.0, bytes: 4.0 * b * (na + n) },
-    }
+/// Matching needs well-separated similarities (upstream leaves ties unspecified), so the
+/// tokens are planted; the magnitude varies, NaN/Inf are not injected (their ordering is
+/// unspecified upstream too).
+fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let storage = pick_storage(rng, target);
+    let (batch, n) = (rng.range(1, 3), rng.edge(160));
+    let c_min = n.div_ceil(2).max(40);
+    let channels = rng.range(c_min, c_min + 40);
+    let class_token = n > 1 && rng.bool(0.5);
+    let r = rng.range(0, (n - usize::from(class_token)) / 2);
+    let scale = rng.pick(&[1.0f32, huge_for(storage, 1e10), 1e-10]);
+    let x: Vec<f32> =
+        reference::separated_tokens(batch, n, channels, rng.next_u64()).iter().map(|v| v * scale).collect();
+    let sizes: Vec<f32> = (0..batch * n).map(|_| rng.range(1, 4) as f32).collect();
+    let tol = 2e-6 * max_abs(&x);
+    let mut c = Case::builder(NAME);
+    let xi = c.input("x", &[batch, n, channels], storage, x);
+    let si = c.input("sizes", &[batch, n, 1], DType::F32, sizes);
+    let outputs = merge(&mut c, Tome::new(n, r, class_token)?, xi, si)?;
+    let description = format!("b{batch} n{n} c{channels} r{r} cls={class_token} scale {scale:e} {storage}");
+    Ok(c.finish(&outputs, description, Tolerance::new(0.0, 1e-6).plus(tol)))
+}
+
+fn case(batch: usize, n: usize, channels: usize, tome: Tome, storage: DType, seed: u64) -> Result<Case> {
+    let mut c = Case::builder(NAME);
+    let xi = c.input("x", &[batch, n, channels], storage, reference::separated_tokens(batch, n, channels, seed));
+    let si = c.constant("sizes", &[batch, n, 1], DType::F32, vec![1.0f32; batch * n]);
+    let outputs = merge(&mut c, tome, xi, si)?;
+    Ok(c.finish(&outputs, format!("b{batch} n{n} c{channels} {tome:?} {storage}"), Tolerance::new(0.0, 1e-5)))
+}
+
+fn bench() -> Vec<BenchCase> {
+    vec![BenchCase::new("577x1024 r=144 cls", || case(1, 577, 1024, Tome::new(577, 144, true)?, DType::F32, 1))]
+}
+
+fn precision() -> Result<Vec<Case>> {
+    Ok(vec![case(2, 23, 40, Tome::new(23, 7, true)?, DType::F16, 11)?])
 }

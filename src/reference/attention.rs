@@ -1,43 +1,31 @@
-use crate::kernels::attention::Params;
-
-/// `nn.LayerNorm` over the last dim (`dim`) with biased variance.
-pub fn layer_norm(x: &[f64], weight: &[f64], bias: &[f64], dim: usize, eps: f64) -> Vec<f64> {
-    let mut y = Vec::with_capacity(x.len());
-    for row in x.chunks(dim) {
-        let mean = row.iter().sum::<f64>() / dim as f64;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / dim as f64;
-        let inv_std = 1.0 / (var + eps).sqrt();
-        y.extend(row.iter().zip(weight).zip(bias).map(|((v, w), b)| (v - mean) * inv_std * w + b));
-    }
-    y
-}
+use crate::ops::Geometry;
 
 /// open_flamingo's masked-logit fill value, `-finfo(float32).max`.
 pub const MASK_FILL: f64 = -(f32::MAX as f64);
 
 /// Where key `j` of batch item `b` lives: its source's row, read in place.
-fn key_row<'a>(p: &Params, kv: [&'a [f64]; 2], b: usize, j: usize) -> &'a [f64] {
-    let (keys_a, keys_b) = (p.keys_a as usize, p.keys_b as usize);
+fn key_row<'a>(p: &Geometry, kv: [&'a [f64]; 2], b: usize, j: usize) -> &'a [f64] {
+    let (keys_a, keys_b) = (p.keys_a, p.keys_b);
     let (src, stride, r) = if j < keys_a {
-        (kv[0], p.kv_stride_a as usize, b * keys_a + j)
+        (kv[0], p.kv_stride_a, b * keys_a + j)
     } else {
-        (kv[1], p.kv_stride_b as usize, b * keys_b + j - keys_a)
+        (kv[1], p.kv_stride_b, b * keys_b + j - keys_a)
     };
     &src[r * stride..(r + 1) * stride]
 }
 
 /// Attention logits `[batch, heads, queries, keys]` with the layout of
-/// `shaders/attention.wgsl` (`p` as the kernel gets it): `(q·scale)·k`, or [`MASK_FILL`]
+/// the attention kernels (`p`): `(q·scale)·k`, or [`MASK_FILL`]
 /// where the keep mask `[batch, queries, keys]` is 0.
-pub fn attention_scores(p: &Params, head_dim: usize, q: &[f64], kv: [&[f64]; 2], mask: Option<&[f64]>) -> Vec<f64> {
-    let (batch, queries, heads) = (p.batch as usize, p.queries as usize, p.heads as usize);
-    let keys = (p.keys_a + p.keys_b) as usize;
+pub fn attention_scores(p: &Geometry, q: &[f64], kv: [&[f64]; 2], mask: Option<&[f64]>) -> Vec<f64> {
+    let (batch, queries, heads, head_dim) = (p.batch, p.queries, p.heads, p.head_dim);
+    let keys = p.keys();
     let mut scores = Vec::with_capacity(batch * heads * queries * keys);
     for b in 0..batch {
         for h in 0..heads {
-            let k0 = p.k_offset as usize + h * head_dim;
+            let k0 = p.k_offset + h * head_dim;
             for i in 0..queries {
-                let q0 = (b * queries + i) * p.q_stride as usize + p.q_offset as usize + h * head_dim;
+                let q0 = (b * queries + i) * p.q_stride + p.q_offset + h * head_dim;
                 let qh: Vec<f64> = q[q0..q0 + head_dim].iter().map(|v| v * f64::from(p.scale)).collect();
                 scores.extend((0..keys).map(|j| {
                     if mask.is_some_and(|m| m[(b * queries + i) * keys + j] == 0.0) {
@@ -79,14 +67,14 @@ pub fn softmax_rows(
 
 /// `weights · V`: `[batch, queries, heads·head_dim]` from weights `[batch, heads, queries,
 /// keys]` and the value columns of the key/value sources.
-pub fn weighted_sum(p: &Params, head_dim: usize, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> {
-    let (batch, queries, heads) = (p.batch as usize, p.queries as usize, p.heads as usize);
-    let keys = (p.keys_a + p.keys_b) as usize;
+pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> {
+    let (batch, queries, heads, head_dim) = (p.batch, p.queries, p.heads, p.head_dim);
+    let keys = p.keys();
     let width = heads * head_dim;
     let mut out = vec![0.0; batch * queries * width];
     for b in 0..batch {
         for h in 0..heads {
-            let v0 = p.v_offset as usize + h * head_dim;
+            let v0 = p.v_offset + h * head_dim;
             for i in 0..queries {
                 let o = (b * queries + i) * width + h * head_dim;
                 let w = &weights[((b * heads + h) * queries + i) * keys..][..keys];
@@ -103,16 +91,8 @@ pub fn weighted_sum(p: &Params, head_dim: usize, weights: &[f64], kv: [&[f64]; 2
 
 /// Whole multi-head attention: [`weighted_sum`] of the [`softmax_rows`] of the
 /// [`attention_scores`].
-pub fn attention(
-    p: &Params,
-    head_dim: usize,
-    zero_masked_rows: bool,
-    q: &[f64],
-    kv: [&[f64]; 2],
-    mask: Option<&[f64]>,
-) -> Vec<f64> {
-    let keys = (p.keys_a + p.keys_b) as usize;
-    let scores = attention_scores(p, head_dim, q, kv, mask);
-    let weights = softmax_rows(&scores, keys, p.queries as usize, p.heads as usize, mask, zero_masked_rows);
-    weighted_sum(p, head_dim, &weights, kv)
+pub fn attention(p: &Geometry, zero_masked_rows: bool, q: &[f64], kv: [&[f64]; 2], mask: Option<&[f64]>) -> Vec<f64> {
+    let scores = attention_scores(p, q, kv, mask);
+    let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask, zero_masked_rows);
+    weighted_sum(p, &weights, kv)
 }

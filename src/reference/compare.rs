@@ -51,7 +51,7 @@ impl fmt::Display for Comparison {
 pub const F16_FLUSH: f64 = 6.2e-5;
 
 /// Extra tolerance of a result stored as f16, with the reference rounded to f16 too (see
-/// [`crate::kernels::round_to`]): the f32 result and the exact one can round to neighbouring
+/// [`crate::dtype::round_to`]): the f32 result and the exact one can round to neighbouring
 /// f16 values, one f16 ulp apart, at most `|y|·2⁻¹⁰`.
 pub fn f16_rounding(want: f64) -> f64 {
     want.abs() * 2f64.powi(-10)

@@ -1,40 +1,49 @@
-use crate::kernels::anyres::AnyResLayout;
-use crate::kernels::downsample::Downsample;
-use crate::kernels::tome::{Step, Tome};
+use crate::ops::{AnyResLayout, AvgPool, BilinearHalf, Step, Tome};
 
-/// 2×2 average pooling or bilinear halving of `[batch, h·w, channels]` tokens.
-pub fn downsample(op: Downsample, x: &[f64], batch: usize, channels: usize) -> Vec<f64> {
-    let ((h, w), (oh, ow)) = (op.grid(), op.output_grid());
+/// `avg_pool2d(k, stride k)` of `[batch, h·w, channels]` tokens (partial windows divide by
+/// their in-bounds count).
+pub fn avg_pool(op: &AvgPool, x: &[f64], batch: usize, channels: usize) -> Vec<f64> {
+    let ((h, w), (oh, ow), k) = ((op.h, op.w), op.output_grid(), op.k);
     let at = |b: usize, y: usize, xx: usize, c: usize| x[((b * h + y) * w + xx) * channels + c];
     let mut out = Vec::with_capacity(batch * oh * ow * channels);
     for b in 0..batch {
         for oy in 0..oh {
             for ox in 0..ow {
                 for c in 0..channels {
-                    out.push(match op {
-                        Downsample::AvgPool2x2 { .. } => {
-                            let window: Vec<f64> = (0..4)
-                                .map(|k| (2 * oy + k / 2, 2 * ox + k % 2))
-                                .filter(|&(y, xx)| y < h && xx < w)
-                                .map(|(y, xx)| at(b, y, xx, c))
-                                .collect();
-                            window.iter().sum::<f64>() / window.len() as f64
-                        }
-                        Downsample::BilinearHalf { .. } => {
-                            // PyTorch computes the scale and source coordinate in f32.
-                            let tap = |dst: usize, size: usize, out: usize| {
-                                let scale = size as f32 / out as f32;
-                                let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
-                                let i0 = (src.floor() as usize).min(size - 1);
-                                (i0, (i0 + 1).min(size - 1), f64::from(src) - i0 as f64)
-                            };
-                            let (y0, y1, ly) = tap(oy, h, oh);
-                            let (x0, x1, lx) = tap(ox, w, ow);
-                            let top = (1.0 - lx) * at(b, y0, x0, c) + lx * at(b, y0, x1, c);
-                            let bottom = (1.0 - lx) * at(b, y1, x0, c) + lx * at(b, y1, x1, c);
-                            (1.0 - ly) * top + ly * bottom
-                        }
-                    });
+                    let window: Vec<f64> = (0..k * k)
+                        .map(|i| (k * oy + i / k, k * ox + i % k))
+                        .filter(|&(y, xx)| y < h && xx < w)
+                        .map(|(y, xx)| at(b, y, xx, c))
+                        .collect();
+                    out.push(window.iter().sum::<f64>() / window.len() as f64);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Bilinear halving of `[batch, h·w, channels]` tokens, with PyTorch's f32 source coordinates.
+pub fn bilinear_half(op: &BilinearHalf, x: &[f64], batch: usize, channels: usize) -> Vec<f64> {
+    let ((h, w), (oh, ow)) = ((op.h, op.w), op.output_grid());
+    let at = |b: usize, y: usize, xx: usize, c: usize| x[((b * h + y) * w + xx) * channels + c];
+    // PyTorch computes the scale and source coordinate in f32.
+    let tap = |dst: usize, size: usize, out: usize| {
+        let scale = size as f32 / out as f32;
+        let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(size - 1);
+        (i0, (i0 + 1).min(size - 1), f64::from(src) - i0 as f64)
+    };
+    let mut out = Vec::with_capacity(batch * oh * ow * channels);
+    for b in 0..batch {
+        for oy in 0..oh {
+            let (y0, y1, ly) = tap(oy, h, oh);
+            for ox in 0..ow {
+                let (x0, x1, lx) = tap(ox, w, ow);
+                for c in 0..channels {
+                    let top = (1.0 - lx) * at(b, y0, x0, c) + lx * at(b, y0, x1, c);
+                    let bottom = (1.0 - lx) * at(b, y1, x0, c) + lx * at(b, y1, x1, c);
+                    out.push((1.0 - ly) * top + ly * bottom);
                 }
             }
         }
@@ -105,8 +114,8 @@ pub fn tome(cfg: &Tome, x: &[f64], sizes: &[f64], batch: usize, channels: usize)
     (merged, merged_sizes, mapping)
 }
 
-/// One pass of the GPU decomposition (`shaders/tome.wgsl`), for graph evaluation. Inputs as
-/// the node takes them.
+/// One pass of the GPU decomposition (see [`Step`]), for graph evaluation. Inputs as the node
+/// takes them.
 pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channels: usize) -> Vec<f64> {
     let (n, r) = (cfg.tokens, cfg.r);
     let (na, nb) = (n.div_ceil(2), n / 2);
@@ -126,20 +135,24 @@ pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channe
             }
             out
         }
-        Step::BestMatch => {
-            let mut out = Vec::with_capacity(batch * na * 2);
+        Step::BestMatch | Step::Score => {
+            let mut out = Vec::with_capacity(batch * na);
             for b in 0..batch {
                 let unit = |slot: usize| &inputs[0][(b * n + slot) * channels..][..channels];
+                let dot = |i: usize, j: usize| -> f64 { unit(i).iter().zip(unit(na + j)).map(|(p, q)| p * q).sum() };
                 for i in 0..na {
-                    let (best, j) = if cfg.class_token && i == 0 {
-                        (-f64::from(f32::MAX), 0)
+                    // The class token never merges; without B tokens nothing does.
+                    let class = (cfg.class_token && i == 0) || nb == 0;
+                    out.push(if step == Step::Score {
+                        if class { -f64::from(f32::MAX) } else { dot(i, inputs[1][b * na + i] as usize) }
                     } else {
-                        (0..nb).fold((-f64::from(f32::MAX), 0), |best, j| {
-                            let s: f64 = unit(i).iter().zip(unit(na + j)).map(|(p, q)| p * q).sum();
+                        // The first index wins a tie.
+                        let best = (0..nb).fold((f64::NEG_INFINITY, 0), |best, j| {
+                            let s = dot(i, j);
                             if s > best.0 || j == 0 { (s, j) } else { best }
-                        })
-                    };
-                    out.extend([best, j as f64]);
+                        });
+                        if class { 0.0 } else { best.1 as f64 }
+                    });
                 }
             }
             out
@@ -147,7 +160,7 @@ pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channe
         Step::Rank => (0..batch * na)
             .map(|g| {
                 let (b, i) = (g / na, g % na);
-                let value = |k: usize| inputs[0][2 * (b * na + k)];
+                let value = |k: usize| inputs[0][b * na + k];
                 (0..na).filter(|&k| value(k) > value(i) || (value(k) == value(i) && k < i)).count() as f64
             })
             .collect(),
@@ -156,7 +169,7 @@ pub fn tome_step(step: Step, cfg: &Tome, inputs: &[&[f64]], batch: usize, channe
                 let (b, i) = (g / na, g % na);
                 let rank = |k: usize| inputs[1][b * na + k] as usize;
                 if rank(i) < r {
-                    (nu + inputs[0][2 * g + 1] as usize) as f64
+                    (nu + inputs[0][g] as usize) as f64
                 } else if cfg.class_token {
                     (0..i).filter(|&k| rank(k) >= r).count() as f64
                 } else {

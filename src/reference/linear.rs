@@ -1,4 +1,4 @@
-use crate::kernels::gelu::GeluForm;
+use crate::ops::GeluForm;
 
 /// Exact GELU, `0.5·x·(1 + erf(x/√2))`.
 pub fn gelu_erf(x: f64) -> f64 {

@@ -4,32 +4,41 @@
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use vlbridge::{Gpu, GpuOptions};
+use vlbridge::kernels::Case;
+use vlbridge::reference::Comparison;
+use vlbridge::{Gpu, GpuOptions, Graph, Plan};
+
+fn open(options: GpuOptions) -> Gpu {
+    Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter (run scripts/setup.sh): {e}"))
+}
+
+fn env() -> GpuOptions {
+    GpuOptions::from_env().expect("VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER / VLBRIDGE_FORCE")
+}
 
 /// The default adapter (lavapipe in CI), opened once per test binary.
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| Gpu::new().unwrap_or_else(|e| panic!("tests need a GPU adapter (run scripts/setup.sh): {e}")))
+    GPU.get_or_init(|| open(env()))
 }
 
 /// The same adapter with no optional features: exercises the portable kernel variants.
 pub fn minimal_gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let options = GpuOptions { minimal_features: true, ..GpuOptions::from_env().expect("VLBRIDGE_BACKEND") };
-        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
-    })
+    GPU.get_or_init(|| open(GpuOptions { minimal_features: true, ..env() }))
 }
 
 /// The default adapter with storage bindings capped at 16 KiB: GEMM weights over that are
 /// bound in chunks of rows.
 pub fn small_binding_gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| {
-        let options =
-            GpuOptions { max_storage_binding: Some(16 << 10), ..GpuOptions::from_env().expect("VLBRIDGE_BACKEND") };
-        Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter: {e}"))
-    })
+    GPU.get_or_init(|| open(GpuOptions { max_storage_binding: Some(16 << 10), ..env() }))
+}
+
+/// Plans `case` on `gpu`, runs it and holds it to its reference and tolerance.
+pub fn run_case(gpu: &Gpu, case: &Case) -> vlbridge::Result<Comparison> {
+    let got = Plan::new(gpu, &Graph::from_case(gpu, case)?)?.run(&case.input_data())?;
+    case.check(&got)
 }
 
 /// Sizes skewed toward the edges that break index math: 1, primes, tile sizes ± 1.

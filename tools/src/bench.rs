@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+use vlbridge::diagnostics::{self, Ceilings};
 use vlbridge::gpu::{list_adapters, parse_backends};
-use vlbridge::kernels::roofline::{self, Ceilings};
 use vlbridge::timing::{Clock, Timer};
 use vlbridge::{Error, Gpu, GpuOptions, Result};
 
 use crate::cases;
-use crate::demo::median;
+use crate::util::{median, write};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -98,7 +98,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             let options = GpuOptions {
                 backends: parse_backends(backend)?,
                 adapter_name: Some(name.clone()),
-                ..GpuOptions::default()
+                ..GpuOptions::from_env()?
             };
             match Gpu::with_options(&options).and_then(|gpu| bench_adapter(&gpu, backend, args, filter.as_ref())) {
                 Ok(report) => reports.push(report),
@@ -119,19 +119,13 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(if reports.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn write(path: &std::path::Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|e| Error::File { path: path.display().to_string(), problem: e.to_string() })?;
-    println!("wrote {}", path.display());
-    Ok(())
-}
-
 fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::Regex>) -> Result<AdapterReport> {
     let info = gpu.info().clone();
     println!("\n{backend} / {}", gpu.describe());
-    vlbridge::kernels::loop_probe::check(gpu)?;
+    diagnostics::check_driver(gpu)?;
     let timer = Timer::new(gpu);
     let clock = timer.clock();
-    let ceilings = roofline::measure(gpu, &timer, if args.quick { 20.0 } else { 50.0 })?;
+    let ceilings = diagnostics::measure_ceilings(gpu, &timer, if args.quick { 20.0 } else { 50.0 })?;
     println!(
         "clock: {}; measured ceilings: {:.1} GFLOP/s FMA, {:.1} GB/s copy",
         match clock {
@@ -165,7 +159,7 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
             }
             Err(e) => return Err(e),
         };
-        let inputs: Vec<&[f32]> = built.inputs.iter().map(Vec::as_slice).collect();
+        built.plan.write_inputs(&built.data())?;
         // A GPU that idled while the host built the case (random checkpoints take seconds) has
         // lowered its clocks, and a couple of millisecond runs do not raise them again (on an
         // H200 the same projector timed 2.4 or 6.3 ms by what ran before): warm up for a
@@ -173,13 +167,10 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
         let started = Instant::now();
         let mut warmed = 0;
         while warmed < warmup || started.elapsed() < warm_for {
-            built.plan.run(gpu, &inputs)?;
-            gpu.wait("warming up")?;
+            built.plan.time(&timer)?;
             warmed += 1;
         }
-        let mut times = (0..runs)
-            .map(|_| timer.time(gpu, |encoder, writes| built.plan.encode_timed(encoder, writes)))
-            .collect::<Result<Vec<f64>>>()?;
+        let mut times = (0..runs).map(|_| built.plan.time(&timer)).collect::<Result<Vec<f64>>>()?;
         let cost = built.plan.cost();
         let median_ms = median(&mut times).unwrap_or(f64::NAN);
         rows.push(Row {

@@ -1,20 +1,19 @@
 //! `vlbridge demo`: every connector at its real size, timed and checked against the CPU reference.
 
 use std::process::ExitCode;
-use std::time::Instant;
 
+use crate::util::{normal, time};
 use crate::{synthetic, tokens};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
 use vlbridge::connectors::{
     ConnectorPlan, GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer,
     QFormerConfig,
 };
-use vlbridge::kernels::round_to;
 use vlbridge::reference;
+use vlbridge::timing::Timer;
 use vlbridge::weights::Weights;
-use vlbridge::{DType, Gpu, Result};
+use vlbridge::{DType, Gpu, GpuOptions, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -92,12 +91,12 @@ impl Row {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let gpu = Gpu::new()?;
+    let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
     let (weights, activations) = args.dtypes();
     println!("weights {weights}, activations {activations} (f32 arithmetic)");
     // A driver that truncates loops would make every number below wrong: refuse it up front.
-    vlbridge::kernels::loop_probe::check(&gpu)?;
+    vlbridge::diagnostics::check_driver(&gpu)?;
     let (llava_row, projector) = llava(&gpu, args)?;
     let (qformer_row, qformer) = qformer(&gpu, args)?;
     let (perceiver_row, perceiver) = perceiver(&gpu, args)?;
@@ -108,101 +107,47 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-pub(crate) fn normal(rng: &mut StdRng, n: usize, std: f32) -> Vec<f32> {
-    let d = Normal::new(0.0, std).unwrap_or_else(|_| unreachable!("std is finite and positive"));
-    (0..n).map(|_| d.sample(rng)).collect()
-}
-
 fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
     let act = LlavaProjector::activation(&args.act)?;
     let mut rng = StdRng::seed_from_u64(0x11a7a);
     // LLaVA-1.5: CLIP ViT-L/14 (1024) -> 4096 -> Vicuna-7B (4096).
-    let host;
     let (dtype, activations) = args.dtypes();
-    let projector = match &args.weights {
-        Some(path) => {
-            host = None;
-            LlavaProjector::from_weights(gpu, &Weights::open(path)?, act)?
-        }
-        None if dtype != DType::F32 => {
-            host = None;
-            let weights = synthetic::checkpoint(&mut rng, &synthetic::llava(1024, 4096, 4096), &[], dtype)?;
-            LlavaProjector::from_weights(gpu, &weights, act)?
-        }
-        None => {
-            let [v, h, t] = [1024, 4096, 4096];
-            let w = [
-                normal(&mut rng, h * v, (1.0 / v as f32).sqrt()),
-                normal(&mut rng, h, 0.1),
-                normal(&mut rng, t * h, (1.0 / h as f32).sqrt()),
-                normal(&mut rng, t, 0.1),
-            ];
-            let p = LlavaProjector::from_f32(gpu, [v, h, t], &w[0], &w[1], &w[2], &w[3], act)?;
-            host = Some(w);
-            p
-        }
-    }
-    .with_activations(activations);
+    let weights = match &args.weights {
+        Some(path) => Weights::open(path)?,
+        None => synthetic::checkpoint(&mut rng, &LlavaProjector::state_dict([1024, 4096, 4096], true), &[], dtype)?,
+    };
+    let projector = LlavaProjector::from_weights(gpu, &weights, act)?.with_activations(activations);
+    drop(weights);
     let [v, h, t] = projector.dims();
     let x = normal(&mut rng, args.tokens * v, 1.0);
-
+    let wall = Timer::wall_clock(gpu);
     let ((plan, y), first_ms, median_ms) = time(
         args.runs,
         || {
             let plan = projector.plan(gpu, 1, args.tokens)?;
-            let y = plan.project(gpu, &x)?;
+            let y = plan.project(&x)?;
             Ok((plan, y))
         },
-        |(plan, _)| {
-            plan.plan.run(gpu, &[&x])?;
-            gpu.wait("timing the projector")
-        },
+        |(plan, _)| plan.plan().time(&wall).map(|_| ()),
     )?;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!(
         "llava plan: dispatches {:?}, activation buffers {:.1} MiB (peak), weights {:.1} MiB",
-        plan.plan.dispatches(),
-        mib(plan.plan.activation_bytes()),
-        mib(plan.plan.constant_bytes())
+        plan.plan().dispatches(),
+        mib(plan.plan().activation_bytes()),
+        mib(plan.plan().constant_bytes())
     );
-
-    // The reference needs the weights on the host: ours, or read back from the GPU.
-    let w = match host {
-        Some(w) => w,
-        None => projector.download(gpu)?,
-    };
-    let rows: Vec<usize> = sample_rows(args.tokens, args.check_rows);
-    // The kernels see x as stored: rounded to f16 with f16 activations.
-    let stored = |a: f32| round_to(activations, f64::from(a));
-    let xs: Vec<f64> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().map(|&a| stored(a))).collect();
-    let f = |a: &Vec<f32>| a.iter().map(|&b| f64::from(b)).collect::<Vec<f64>>();
-    let want = reference::mlp(&xs, &f(&w[0]), &f(&w[1]), &f(&w[2]), &f(&w[3]), act, rows.len(), [v, h, t]);
+    // The projector is row-wise: the graph reference of the same projector on the sampled
+    // rows is the reference of those rows (an f64 reference of all 576 is ~24 GFLOP).
+    let rows = sample_rows(args.tokens, args.check_rows);
+    let xs: Vec<f32> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().copied()).collect();
+    let want = projector.plan(gpu, 1, rows.len())?.reference(&xs)?;
     let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
     let (atol, rtol) = args.tolerance();
     let c = reference::compare(&got, &want, atol, rtol);
-
     let label = format!("LLaVA MLP {v}->{h}->{t} ({})", args.act);
-    let row = Row::new(label, (args.tokens, args.tokens), (first_ms, median_ms), plan.plan.cost().flops, &c);
+    let row = Row::new(label, (args.tokens, args.tokens), (first_ms, median_ms), plan.plan().cost().flops, &c);
     Ok((row, projector))
-}
-
-/// Wall time of `first` (plan, compile, run, read back) and the median of `runs` runs of
-/// `again` on what `first` returned.
-pub(crate) fn time<P>(
-    runs: usize,
-    first: impl FnOnce() -> Result<P>,
-    again: impl Fn(&P) -> Result<()>,
-) -> Result<(P, f64, f64)> {
-    let start = Instant::now();
-    let planned = first()?;
-    let first_ms = start.elapsed().as_secs_f64() * 1e3;
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let start = Instant::now();
-        again(&planned)?;
-        times.push(start.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok((planned, first_ms, median(&mut times).unwrap_or(first_ms)))
 }
 
 /// Times a single-input connector plan on `x` and checks it against its f64 graph reference.
@@ -214,35 +159,33 @@ fn connector_row(
     plan: impl FnOnce() -> Result<ConnectorPlan>,
     x: &[f32],
 ) -> Result<Row> {
-    let runs = args.runs;
+    let wall = Timer::wall_clock(gpu);
     let ((p, y), first_ms, median_ms) = time(
-        runs,
+        args.runs,
         || {
             let p = plan()?;
-            let y = p.project(gpu, x)?;
+            let y = p.project(x)?;
             Ok((p, y))
         },
-        |(p, _)| {
-            p.plan.run(gpu, &[x])?;
-            gpu.wait("timing a connector")
-        },
+        |(p, _)| p.plan().time(&wall).map(|_| ()),
     )?;
     let (atol, rtol) = args.tolerance();
-    let c = reference::compare(&y, &p.reference(gpu, x)?, atol, rtol);
-    let [.., tokens, _] = p.output_shape[..] else {
+    let c = reference::compare(&y, &p.reference(x)?, atol, rtol);
+    let [.., tokens, _] = p.output_shape()[..] else {
         return Err(vlbridge::Error::Graph("connector output has rank < 2".into()));
     };
-    Ok(Row::new(label, (tokens_in, tokens), (first_ms, median_ms), p.plan.cost().flops, &c))
+    Ok(Row::new(label, (tokens_in, tokens), (first_ms, median_ms), p.plan().cost().flops, &c))
 }
 
 /// BLIP-2 (ViT-g/14, OPT / Flan-T5): 32 queries of 768 over 257 tokens of 1408, 12 layers.
 fn qformer(gpu: &Gpu, args: &Args) -> Result<(Row, QFormer)> {
     let mut rng = StdRng::seed_from_u64(0xb11b2);
-    let (queries, hidden, encoder, layers, tokens) = (32, 768, 1408, 12, 257);
+    let config = QFormerConfig::default();
+    let (queries, hidden, encoder, layers, tokens) =
+        (config.num_query_tokens, config.hidden_size, config.encoder_hidden_size, config.num_hidden_layers, 257);
     let (dtype, activations) = args.dtypes();
-    let tensors = synthetic::qformer(queries, hidden, encoder, layers, 3072, 2);
-    let weights = synthetic::checkpoint(&mut rng, &tensors, &[], dtype)?;
-    let model = QFormer::from_weights(gpu, &weights, QFormerConfig::default())?.with_activations(activations);
+    let weights = synthetic::checkpoint(&mut rng, &QFormer::state_dict(&config), &[], dtype)?;
+    let model = QFormer::from_weights(gpu, &weights, config)?.with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, tokens * encoder, 1.0);
     let label = format!("Q-Former {queries}x{hidden}, {layers} layers");
@@ -253,11 +196,10 @@ fn qformer(gpu: &Gpu, args: &Args) -> Result<(Row, QFormer)> {
 /// of 64 (open_flamingo's defaults), 257 tokens.
 fn perceiver(gpu: &Gpu, args: &Args) -> Result<(Row, PerceiverResampler)> {
     let mut rng = StdRng::seed_from_u64(0xf1a60);
-    let (latents, dim, depth, heads, tokens) = (64, 1024, 6, 8, 257);
+    let config = PerceiverConfig::default();
+    let (latents, dim, depth, tokens) = (config.num_latents, config.dim, config.depth, 257);
     let (dtype, activations) = args.dtypes();
-    let tensors = synthetic::perceiver(latents, dim, depth, heads * 64, 4 * dim);
-    let weights = synthetic::checkpoint(&mut rng, &tensors, &[], dtype)?;
-    let config = PerceiverConfig { heads, ..PerceiverConfig::default() };
+    let weights = synthetic::checkpoint(&mut rng, &PerceiverResampler::state_dict(&config, "perceiver."), &[], dtype)?;
     let model = PerceiverResampler::from_weights(gpu, &weights, config)?.with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, tokens * dim, 1.0);
@@ -270,35 +212,33 @@ fn perceiver(gpu: &Gpu, args: &Args) -> Result<(Row, PerceiverResampler)> {
 /// would make the block an identity and the check trivial).
 fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
     let mut rng = StdRng::seed_from_u64(0x6a7ed);
-    let (dim, visual, inner, text, latents) = (4096, 1024, 512, 64, 64);
+    let config = GatedXAttnConfig::default();
+    let (dim, visual, text, latents) = (config.dim, config.dim_visual, 64, 64);
     let prefix = "lang_encoder.gated_cross_attn_layers.0.";
     let (attn_gate, ff_gate) = (format!("{prefix}attn_gate"), format!("{prefix}ff_gate"));
-    let tensors = synthetic::gated_xattn(prefix, dim, visual, inner, 4 * dim);
     let (dtype, activations) = args.dtypes();
-    let weights = synthetic::checkpoint(&mut rng, &tensors, &[(&attn_gate, 0.3), (&ff_gate, -0.7)], dtype)?;
-    let block = GatedXAttnBlock::from_weights(gpu, &weights, prefix, GatedXAttnConfig::default())?
-        .with_activations(activations);
+    let layout = GatedXAttnBlock::state_dict(&config, prefix);
+    let weights = synthetic::checkpoint(&mut rng, &layout, &[(&attn_gate, 0.3), (&ff_gate, -0.7)], dtype)?;
+    let block = GatedXAttnBlock::from_weights(gpu, &weights, prefix, config)?.with_activations(activations);
     drop(weights);
     let x = normal(&mut rng, text * dim, 1.0);
     let media = normal(&mut rng, latents * visual, 1.0);
     let mut locations = vec![0u8; text];
     locations[0] = 1;
+    let wall = Timer::wall_clock(gpu);
     let ((p, y), first_ms, median_ms) = time(
         args.runs,
         || {
             let p = block.plan(gpu, 1, text, 1, latents)?;
-            let y = p.run(gpu, &x, &media, &locations)?;
+            let y = p.run(&x, &media, &locations)?;
             Ok((p, y))
         },
-        |(p, _)| {
-            p.plan.run(gpu, &[&x, &media, &p.mask(&locations)?])?;
-            gpu.wait("timing the gated block")
-        },
+        |(p, _)| p.plan().time(&wall).map(|_| ()),
     )?;
     let (atol, rtol) = args.tolerance();
-    let c = reference::compare(&y, &p.reference(gpu, &x, &media, &locations)?, atol, rtol);
+    let c = reference::compare(&y, &p.reference(&x, &media, &locations)?, atol, rtol);
     let label = format!("Gated x-attn {dim} over {latents}x{visual}");
-    Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan.cost().flops, &c))
+    Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan().cost().flops, &c))
 }
 
 fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {
@@ -308,14 +248,6 @@ fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {
     let mut rows: Vec<usize> = (0..wanted).map(|i| i * (total - 1) / (wanted - 1).max(1)).collect();
     rows.dedup();
     rows
-}
-
-pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    Some(values[values.len() / 2])
 }
 
 fn print_table(rows: &[Row]) {

@@ -1,7 +1,7 @@
-//! `vlbridge fuzz`: differential testing of every kernel against the f64 reference. Cases
-//! alternate between the default device (fast kernel variants) and the same adapter with no
-//! optional features (portable variants). Each failure is written as a reproducer that
-//! `--replay` re-runs.
+//! `vlbridge fuzz`: differential testing of every kernel of the registry against the f64
+//! reference, on the random cases each kernel unit offers. Cases alternate between the default
+//! device (fast kernel variants) and the same adapter with no optional features (portable
+//! variants). Each failure is written as a reproducer that `--replay` re-runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use vlbridge::{Error, Gpu, GpuOptions, Result};
-
-use crate::fuzz_cases::{self, KERNELS};
+use vlbridge::kernels::{CaseRng, CaseTarget, Family};
+use vlbridge::reference::Comparison;
+use vlbridge::{Error, Gpu, GpuOptions, Graph, Plan, Result};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,6 +54,23 @@ fn case_seed(seed: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// What one case ran and how it compared.
+struct Outcome {
+    description: String,
+    comparison: Comparison,
+}
+
+/// Runs case `seed` of `family` on `gpu`.
+fn run_case(gpu: &Gpu, family: &Family, seed: u64) -> Result<Outcome> {
+    let fuzz = family.fuzz.ok_or_else(|| Error::Config {
+        field: "kernel".into(),
+        problem: format!("`{}` offers no fuzz cases", family.name),
+    })?;
+    let case = fuzz(&mut CaseRng::new(seed), &CaseTarget { shader_f16: gpu.caps().shader_f16 })?;
+    let got = Plan::new(gpu, &Graph::from_case(gpu, &case)?)?.run(&case.input_data())?;
+    Ok(Outcome { comparison: case.check(&got)?, description: case.description })
+}
+
 fn devices() -> Result<[Gpu; 2]> {
     let options = GpuOptions::from_env()?;
     let portable = GpuOptions { minimal_features: true, ..options.clone() };
@@ -63,14 +80,13 @@ fn devices() -> Result<[Gpu; 2]> {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let devices = devices()?;
     println!("adapter: {}", devices[0].describe());
-    vlbridge::kernels::loop_probe::check(&devices[0])?;
+    vlbridge::diagnostics::check_driver(&devices[0])?;
     if let Some(path) = &args.replay {
         return replay(&devices, path);
     }
-    let kernels: Vec<&str> = match &args.kernel {
-        Some(k) if KERNELS.contains(&k.as_str()) => vec![KERNELS[KERNELS.iter().position(|n| n == k).unwrap_or(0)]],
-        Some(k) => return Err(Error::Graph(format!("unknown kernel `{k}` (known: {})", KERNELS.join(", ")))),
-        None => KERNELS.to_vec(),
+    let kernels: Vec<&'static Family> = match &args.kernel {
+        Some(k) => vec![Family::find(k)?],
+        None => Family::fuzzable().collect(),
     };
     let seed = args.seed.unwrap_or_else(rand::random);
     let deadline = args.cases.is_none().then(|| Duration::from_secs(args.seconds.unwrap_or(60)));
@@ -87,7 +103,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         ProgressStyle::with_template("{pos} cases, {per_sec}, {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut stats: BTreeMap<&str, Stats> = kernels.iter().map(|k| (*k, Stats::default())).collect();
+    let mut stats: BTreeMap<&str, Stats> = kernels.iter().map(|k| (k.name, Stats::default())).collect();
     let start = Instant::now();
     let mut index = 0u64;
     loop {
@@ -99,13 +115,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         if done {
             break;
         }
-        let kernel = kernels[(index % kernels.len() as u64) as usize];
+        let family = kernels[(index % kernels.len() as u64) as usize];
+        let kernel = family.name;
         let portable = (index / kernels.len() as u64) % 2 == 1;
         let seed = case_seed(seed, index);
         index += 1;
         let entry = stats.entry(kernel).or_default();
         entry.cases += 1;
-        match fuzz_cases::run(&devices[usize::from(portable)], kernel, seed) {
+        match run_case(&devices[usize::from(portable)], family, seed) {
             Ok(o) if o.comparison.passed() => {
                 if o.comparison.tolerance_used > entry.worst {
                     entry.worst = o.comparison.tolerance_used;
@@ -165,7 +182,7 @@ fn replay(devices: &[Gpu; 2], path: &Path) -> Result<ExitCode> {
         return Err(file_error("needs `kernel` and `seed`".into()));
     };
     let portable = doc["portable"].as_bool().unwrap_or(false);
-    let outcome = fuzz_cases::run(&devices[usize::from(portable)], kernel, seed)?;
+    let outcome = run_case(&devices[usize::from(portable)], Family::find(kernel)?, seed)?;
     println!(
         "{kernel} seed {seed} ({} kernels): {}",
         if portable { "portable" } else { "default" },

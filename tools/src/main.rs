@@ -4,10 +4,11 @@ mod bench;
 mod cases;
 mod demo;
 mod fuzz;
-mod fuzz_cases;
+mod golden;
 mod roofline_plot;
 mod synthetic;
 mod tokens;
+mod util;
 
 use std::process::ExitCode;
 
@@ -94,10 +95,10 @@ fn info(backend: &str) -> vlbridge::Result<ExitCode> {
 }
 
 fn check(manifest: &std::path::Path) -> vlbridge::Result<ExitCode> {
-    let gpu = vlbridge::Gpu::new()?;
+    let gpu = vlbridge::Gpu::with_options(&vlbridge::GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
-    let reports = vlbridge::golden::check_manifest(&gpu, manifest)?;
-    let summary = vlbridge::golden::Summary::of(&reports);
+    let reports = golden::check_manifest(&gpu, manifest)?;
+    let summary = golden::Summary::of(&reports);
     for r in &reports {
         println!("{r}");
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
-use vlbridge::kernels::roofline::Ceilings;
+use vlbridge::diagnostics::Ceilings;
 use vlbridge::{Error, Result};
 
 /// One adapter's ceilings and (label, FLOP/byte, GFLOP/s) points.

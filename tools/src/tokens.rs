@@ -9,9 +9,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::json;
 use vlbridge::connectors::{AnyRes, ConnectorPlan, LlavaProjector, PerceiverResampler, PoolOrder, QFormer};
+use vlbridge::timing::Timer;
 use vlbridge::{Error, Gpu, Result, Tensor};
 
-use crate::demo::{normal, time};
+use crate::util::{normal, time};
 
 const CONTEXT: usize = 4096;
 /// LLaVA-NeXT's `image_grid_pinpoints` at 336 px tiles, as (height, width).
@@ -41,27 +42,25 @@ fn measure(
     elements: usize,
 ) -> Result<(ConnectorPlan, f64)> {
     let x = normal(&mut StdRng::seed_from_u64(0x7013e5), elements, 1.0);
+    let wall = Timer::wall_clock(gpu);
     let ((plan, _), _, median_ms) = time(
         runs,
         || {
             let p = plan()?;
-            let y = p.project(gpu, &x)?;
+            let y = p.project(&x)?;
             Ok((p, y))
         },
-        |(p, _)| {
-            p.plan.run(gpu, &[&x])?;
-            gpu.wait("timing a connector")
-        },
+        |(p, _)| p.plan().time(&wall).map(|_| ()),
     )?;
     Ok((plan, median_ms))
 }
 
 fn row(connector: String, image: &'static str, tokens_in: usize, measured: (ConnectorPlan, f64)) -> Result<Row> {
     let (plan, gpu_ms) = measured;
-    let [.., tokens_out, _] = plan.output_shape[..] else {
+    let [.., tokens_out, _] = plan.output_shape()[..] else {
         return Err(Error::Graph("connector output has rank < 2".into()));
     };
-    Ok(Row { connector, image, tokens_in, tokens_out, gpu_ms, gflop: plan.plan.cost().flops / 1e9 })
+    Ok(Row { connector, image, tokens_in, tokens_out, gpu_ms, gflop: plan.plan().cost().flops / 1e9 })
 }
 
 pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> Result<()> {
@@ -138,11 +137,8 @@ pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> 
                 "gflop": r.gflop,
             })).collect::<Vec<_>>(),
         });
-        let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| Error::File { path: path.display().to_string(), problem: e.to_string() })?;
-        std::fs::write(path, text)
-            .map_err(|e| Error::File { path: path.display().to_string(), problem: e.to_string() })?;
-        println!("wrote {}", path.display());
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| crate::util::file_error(path, e))?;
+        crate::util::write(path, &text)?;
     }
     Ok(())
 }

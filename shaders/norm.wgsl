@@ -1,6 +1,7 @@
-// y = (x - mean) / sqrt(var + eps) · weight + bias over the last dimension, as torch's
-// nn.LayerNorm: biased variance, computed in two passes (mean first, then the mean of squared
-// deviations) so a row with a large common offset loses no precision. One workgroup per row.
+// Normalisation over the last dimension, one workgroup per row, sums in f32:
+//   layer_norm  y = (x - mean) / sqrt(var + eps) · weight + bias, as torch's nn.LayerNorm:
+//               biased variance, computed in two passes (mean first, then the mean of squared
+//               deviations) so a row with a large common offset loses no precision
 // x and y are activations (Act); weight and bias f32 parameters.
 
 struct Params {
@@ -64,3 +65,4 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
         y[base + i] = Act((f32(x[base + i]) - mean) * inv_std * weight[i] + bias[i]);
     }
 }
+

@@ -1,0 +1,157 @@
+//! The attention kernels' fuzz, bench and precision cases: flash alone, naive as its three
+//! passes, over the same random layouts.
+
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::kernels::cases::{
+    BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage,
+};
+use crate::ops::attention::NAME;
+use crate::ops::{Attention, MaskedRows, Naive, Pass};
+
+/// Adds the flash node, or the naive scores → softmax → weighted-sum passes, on q, the key /
+/// value sources and the mask.
+fn attend(c: &mut Case, cfg: Attention, naive: bool, q: usize, kv: &[usize], mask: Option<usize>) -> Result<usize> {
+    let with_mask = |mut v: Vec<usize>| {
+        v.extend(mask);
+        v
+    };
+    if !naive {
+        return c.node(cfg, &with_mask([&[q], kv].concat()));
+    }
+    let scores = c.node(cfg.naive(Pass::Scores), &with_mask([&[q], kv].concat()))?;
+    let weights = c.node(cfg.naive(Pass::Softmax), &with_mask(vec![scores]))?;
+    c.node(cfg.naive(Pass::WeightedSum), &[&[weights], kv].concat())
+}
+
+pub(super) fn fuzz_flash(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    fuzz(rng, target, false)
+}
+
+pub(super) fn fuzz_naive(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    fuzz(rng, target, true)
+}
+
+/// Random batch, heads, head dims (a fixed set: each is a pipeline of its own), query and key
+/// counts, one or two sources, masks with fully masked rows, logits up to ±80.
+fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (batch, heads) = (rng.range(1, 2), rng.range(1, 4) as u32);
+    let d = rng.pick(&[1u32, 5, 16, 17, 24, 32, 33, 48, 64, 80, 96, 127, 128]);
+    let (nq, ka) = (rng.edge(70), rng.edge(70));
+    let kb = if rng.bool(0.5) { rng.edge(40) } else { 0 };
+    let w = (heads * d) as usize;
+    // Logits up to ±max_logit: q and k ~ N(0, s²) give logits of std s².
+    let max_logit = rng.range_f32(1.0, 80.0);
+    let s = (max_logit / 4.0).sqrt();
+    let q = rng.normals(batch * nq * w, s);
+    let huge = huge_for(storage, 1e30);
+    let mut kv_a = rng.values(batch * ka * 2 * w, kind, huge, inject);
+    let mut kv_b = rng.values(batch * kb * 2 * w, kind, huge, inject);
+    // Keys keep the logit scale (±Inf stays: it makes ±Inf logits); values carry the
+    // distribution and NaN, but not ±Inf: a weight that underflows f32 but not f64 would make
+    // 0 · Inf = NaN against the reference's Inf.
+    for (i, v) in kv_a.iter_mut().chain(kv_b.iter_mut()).enumerate() {
+        if i % (2 * w) < w && v.is_finite() {
+            *v = v.signum() * s * (1.0 + (i % 7) as f32 / 7.0);
+        } else if i % (2 * w) >= w && v.is_infinite() {
+            *v = f32::NAN;
+        }
+    }
+    let v_max = max_abs(&kv_a).max(max_abs(&kv_b));
+    let mut cfg = Attention::new(heads, d);
+    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let qi = c.input("q", &[batch, nq, w], storage, q);
+    let mut kv = vec![c.input("kv_a", &[batch, ka, 2 * w], storage, kv_a)];
+    if kb > 0 {
+        cfg = cfg.two_sources();
+        kv.push(c.input("kv_b", &[batch, kb, 2 * w], storage, kv_b));
+    }
+    let masked = rng.bool(0.5);
+    let mut mask = None;
+    if masked {
+        cfg = cfg.masked(rng.pick(&[MaskedRows::Zero, MaskedRows::Uniform]));
+        let keys = ka + kb;
+        // Every third row fully masked.
+        let keep: Vec<u8> = (0..batch * nq * keys).map(|i| u8::from(!((i / keys) % 3 == 2 || rng.bool(0.3)))).collect();
+        mask = Some(c.input("mask", &[batch, nq, keys], DType::U8, keep));
+    }
+    let out = attend(&mut c, cfg, naive, qi, &kv, mask)?;
+    // A convex combination of the values: error ~ (logit rounding) · max|v|.
+    let mut tol = (2e-5 + 2e-6 * f64::from(max_logit)) * v_max;
+    if storage == DType::F16 && naive {
+        // The naive passes store logits and weights as f16: a logit off by |s|·2⁻¹¹ scales a
+        // weight by up to that, and each weight is off by 2⁻¹¹.
+        tol += 2f64.powi(-10) * (f64::from(max_logit) + 1.0) * v_max;
+    }
+    let description = format!(
+        "b{batch} q{nq} k{ka}+{kb} {heads}x{d} logits<={max_logit:.0} mask={masked} {storage} {kind:?} inject={inject}"
+    );
+    Ok(c.finish(&[out], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-4).plus(tol)))
+}
+
+/// (label, queries, keys of source a, keys of source b, heads, head dim).
+const SIZES: [(&str, usize, usize, usize, u32, u32); 2] =
+    [("qformer 32 over 257, 12x64", 32, 257, 0, 12, 64), ("perceiver 64 over 257+64, 16x64", 64, 257, 64, 16, 64)];
+
+fn bench_case(naive: bool, storage: DType, (q, ka, kb, heads, d): (usize, usize, usize, u32, u32)) -> Result<Case> {
+    let mut rng = CaseRng::new(0xbe7c4);
+    let w = (heads * d) as usize;
+    let mut cfg = Attention::new(heads, d);
+    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let qi = c.input("q", &[1, q, w], storage, rng.normals(q * w, 1.0));
+    let mut kv = vec![c.input("kv_a", &[1, ka, 2 * w], storage, rng.normals(ka * 2 * w, 1.0))];
+    if kb > 0 {
+        cfg = cfg.two_sources();
+        kv.push(c.input("kv_b", &[1, kb, 2 * w], storage, rng.normals(kb * 2 * w, 1.0)));
+    }
+    let out = attend(&mut c, cfg, naive, qi, &kv, None)?;
+    Ok(c.finish(&[out], String::new(), Tolerance::exact()))
+}
+
+fn bench(naive: bool, storages: &[DType]) -> Vec<BenchCase> {
+    storages
+        .iter()
+        .flat_map(|&storage| {
+            SIZES.into_iter().map(move |(label, q, ka, kb, heads, d)| {
+                let label =
+                    if storage == DType::F32 { label.to_string() } else { format!("{label}, {storage} activations") };
+                BenchCase::new(label, move || bench_case(naive, storage, (q, ka, kb, heads, d)))
+            })
+        })
+        .collect()
+}
+
+pub(super) fn bench_flash() -> Vec<BenchCase> {
+    bench(false, &[DType::F32, DType::F16])
+}
+
+pub(super) fn bench_naive() -> Vec<BenchCase> {
+    bench(true, &[DType::F32])
+}
+
+/// Two sources, a mask with a fully masked row, head dim 20, f16 storage.
+fn precision(naive: bool) -> Result<Vec<Case>> {
+    let (batch, nq, ka, kb, heads, d) = (2, 5, 9, 4, 2u32, 20u32);
+    let w = (heads * d) as usize;
+    let cfg = Attention::new(heads, d).two_sources().masked(MaskedRows::Uniform);
+    let mut rng = CaseRng::new(1);
+    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let q = c.input("q", &[batch, nq, w], DType::F16, rng.signed(batch * nq * w));
+    let kv_a = c.input("kv_a", &[batch, ka, 2 * w], DType::F16, rng.signed(batch * ka * 2 * w));
+    let kv_b = c.input("kv_b", &[batch, kb, 2 * w], DType::F16, rng.signed(batch * kb * 2 * w));
+    let keep: Vec<u8> = (0..batch * nq * (ka + kb)).map(|i| u8::from(i % 5 != 0 && i / (ka + kb) != 3)).collect();
+    let mask = c.constant("mask", &[batch, nq, ka + kb], DType::U8, keep);
+    let out = attend(&mut c, cfg, naive, q, &[kv_a, kv_b], Some(mask))?;
+    // The naive passes also store logits and weights as f16 (logits <= 4.5: ≈ 5.5·2⁻¹⁰).
+    let extra = if naive { 2e-3 } else { 0.0 };
+    Ok(vec![c.finish(&[out], "two sources, masked".into(), Tolerance::new(0.0, 1e-5).plus(extra))])
+}
+
+pub(super) fn precision_flash() -> Result<Vec<Case>> {
+    precision(false)
+}
+
+pub(super) fn precision_naive() -> Result<Vec<Case>> {
+    precision(true)
+}

@@ -1,0 +1,258 @@
+//! Multi-head attention. `attention_flash` never stores the queries × keys scores: an online
+//! softmax streams the keys (`shaders/attention_subgroup.wgsl` shares each key across a
+//! subgroup; `shaders/attention.wgsl` has the portable kernel). `attention_naive` is the
+//! three-pass version that materialises them (scores, softmax, weighted sum), kept as the
+//! measured baseline.
+
+mod cases;
+
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::{Attention, Geometry, MaskedRows, Meta, Naive, Operand, Pass};
+use crate::pipeline::Access;
+use crate::reference;
+
+const SOURCE: &str = include_str!("../../../shaders/attention.wgsl");
+const SUBGROUP_SOURCE: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
+
+/// Mirrors `Params` in `shaders/common/attention_layout.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Batch items.
+    pub batch: u32,
+    /// Queries per item.
+    pub queries: u32,
+    /// Keys of the first source per item.
+    pub keys_a: u32,
+    /// Keys of the second source per item (0: one source).
+    pub keys_b: u32,
+    /// Attention heads.
+    pub heads: u32,
+    /// Elements per query row.
+    pub q_stride: u32,
+    /// Column of head 0's query.
+    pub q_offset: u32,
+    /// Elements per row of the first source.
+    pub kv_stride_a: u32,
+    /// Elements per row of the second source.
+    pub kv_stride_b: u32,
+    /// Column of head 0's key in a K/V row.
+    pub k_offset: u32,
+    /// Column of head 0's value in a K/V row.
+    pub v_offset: u32,
+    /// Applied to q before the dot product.
+    pub scale: f32,
+}
+
+impl From<&Geometry> for Params {
+    fn from(g: &Geometry) -> Self {
+        Self {
+            batch: g.batch as u32,
+            queries: g.queries as u32,
+            keys_a: g.keys_a as u32,
+            keys_b: g.keys_b as u32,
+            heads: g.heads as u32,
+            q_stride: g.q_stride as u32,
+            q_offset: g.q_offset as u32,
+            kv_stride_a: g.kv_stride_a as u32,
+            kv_stride_b: g.kv_stride_b as u32,
+            k_offset: g.k_offset as u32,
+            v_offset: g.v_offset as u32,
+            scale: g.scale,
+        }
+    }
+}
+
+const WORKGROUP: u32 = 64;
+const BINDINGS: &[Access] =
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+const PARAMS: usize = std::mem::size_of::<Params>();
+
+const fn spec(name: &'static str, variant: &'static str, entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        variant,
+        prelude: &[wgsl::ATTENTION_LAYOUT],
+        ..KernelSpec::new(name, "attention.wgsl", SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
+    }
+}
+
+/// Flash attention sharing each key across 8 lanes by subgroup broadcast.
+pub static FLASH_SUBGROUP: KernelSpec = KernelSpec {
+    file: "attention_subgroup.wgsl",
+    body: SUBGROUP_SOURCE,
+    features: wgpu::Features::SUBGROUP,
+    min_subgroup: 8,
+    ..spec("attention_flash_subgroup", "subgroup", "flash_subgroup")
+};
+/// Flash attention, any device.
+pub static FLASH_PORTABLE: KernelSpec = spec("attention_flash", "portable", "flash");
+/// Naive pass 1: the scores.
+pub static SCORES: KernelSpec = spec("attention_scores", "scores", "scores");
+/// Naive pass 2: row softmax.
+pub static SOFTMAX: KernelSpec = spec("attention_softmax", "softmax", "softmax_rows");
+/// Naive pass 3: weights · V.
+pub static WEIGHTED_SUM: KernelSpec = spec("attention_weighted_sum", "weighted_sum", "weighted_sum");
+
+/// The flash attention family.
+pub static FAMILY: Family = Family {
+    name: crate::ops::attention::NAME,
+    specs: &[&FLASH_SUBGROUP, &FLASH_PORTABLE],
+    fuzz: Some(cases::fuzz_flash),
+    bench: cases::bench_flash,
+    precision: cases::precision_flash,
+};
+
+/// The naive three-pass family.
+pub static NAIVE_FAMILY: Family = Family {
+    name: Naive::NAME,
+    specs: &[&SCORES, &SOFTMAX, &WEIGHTED_SUM],
+    fuzz: Some(cases::fuzz_naive),
+    bench: cases::bench_naive,
+    precision: cases::precision_naive,
+};
+
+fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
+    vec![
+        ("HEAD_DIM", f64::from(cfg.head_dim)),
+        ("MASK", f64::from(u8::from(cfg.mask))),
+        ("MASKED_ROWS", if cfg.masked_rows == MaskedRows::Zero { 1.0 } else { 0.0 }),
+    ]
+}
+
+/// Queries and key/value sources are activations, the mask is a keep mask.
+fn operand(mask_input: Option<usize>, i: usize) -> Operand {
+    if Some(i) == mask_input { Operand::Mask } else { Operand::Activation }
+}
+
+/// Bytes of q, K/V, mask and output for `rows` query rows over `keys` keys.
+fn io_bytes(g: &Geometry, a: DType, mask: bool) -> f64 {
+    let kv = bytes(a, 2 * g.batch * g.heads * g.keys() * g.head_dim);
+    let mask = if mask { (g.batch * g.queries * g.keys()) as f64 } else { 0.0 };
+    2.0 * bytes(a, g.rows() * g.head_dim) + kv + mask
+}
+
+impl Kernel for Attention {
+    fn name(&self) -> &'static str {
+        crate::ops::attention::NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        operand(self.mask_input(), i)
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        Attention::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![&FLASH_SUBGROUP, &FLASH_PORTABLE]
+    }
+
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        overrides(self)
+    }
+
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        vec![Some(0), Some(1), self.two_sources.then_some(2), self.mask_input()]
+    }
+
+    fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let g = self.geometry(inputs);
+        let workgroups = if spec.variant == "subgroup" {
+            // One workgroup per (batch, head, block of 64 queries).
+            (g.batch * g.heads * g.queries.div_ceil(WORKGROUP as usize)) as u64
+        } else {
+            (g.rows() as u64).div_ceil(u64::from(WORKGROUP))
+        };
+        Dispatch::new(&Params::from(&g), workgroups)
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let g = self.geometry(inputs);
+        Cost { flops: 4.0 * (g.rows() * g.keys() * g.head_dim) as f64, bytes: io_bytes(&g, inputs[0].dtype, self.mask) }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let g = self.geometry(metas);
+        let zero = self.masked_rows == MaskedRows::Zero;
+        let mask = self.mask_input().map(|m| inputs[m]);
+        let kv = [inputs[1], if self.two_sources { inputs[2] } else { &[] }];
+        reference::attention(&g, zero, inputs[0], kv, mask)
+    }
+}
+
+impl Kernel for Naive {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        operand(self.mask_input(), i)
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        Naive::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![match self.pass {
+            Pass::Scores => &SCORES,
+            Pass::Softmax => &SOFTMAX,
+            Pass::WeightedSum => &WEIGHTED_SUM,
+        }]
+    }
+
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        overrides(&self.attention)
+    }
+
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        let second = self.attention.two_sources.then_some(2);
+        match self.pass {
+            Pass::Scores => vec![Some(0), Some(1), second, self.mask_input()],
+            Pass::Softmax => vec![Some(0), None, None, self.mask_input()],
+            Pass::WeightedSum => vec![Some(0), Some(1), second, None],
+        }
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let g = self.geometry(inputs);
+        let invocations = match self.pass {
+            Pass::Softmax => g.rows(),
+            Pass::Scores => g.rows() * g.keys(),
+            Pass::WeightedSum => g.rows() * g.head_dim,
+        };
+        Dispatch::new(&Params::from(&g), (invocations as u64).div_ceil(u64::from(WORKGROUP)))
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let g = self.geometry(inputs);
+        let a = inputs[0].dtype;
+        let (rows, keys, d) = (g.rows() as f64, g.keys() as f64, g.head_dim as f64);
+        let scores = bytes(a, g.rows() * g.keys());
+        let half_io = io_bytes(&g, a, false) / 2.0;
+        let mask = if self.attention.mask { (g.batch * g.queries * g.keys()) as f64 } else { 0.0 };
+        match self.pass {
+            Pass::Scores => Cost { flops: 2.0 * rows * keys * d, bytes: half_io + scores + mask },
+            Pass::Softmax => Cost { flops: 3.0 * rows * keys, bytes: 2.0 * scores + mask },
+            Pass::WeightedSum => Cost { flops: 2.0 * rows * keys * d, bytes: scores + half_io },
+        }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let g = self.geometry(metas);
+        let cfg = &self.attention;
+        let mask = self.mask_input().map(|m| inputs[m]);
+        let kv = || [inputs[1], if cfg.two_sources { inputs[2] } else { &[] }];
+        match self.pass {
+            Pass::Scores => reference::attention_scores(&g, inputs[0], kv(), mask),
+            Pass::Softmax => {
+                let zero = cfg.masked_rows == MaskedRows::Zero;
+                reference::softmax_rows(inputs[0], g.keys(), g.queries, g.heads, mask, zero)
+            }
+            Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv()),
+        }
+    }
+}

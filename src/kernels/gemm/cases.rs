@@ -1,0 +1,95 @@
+//! The linear kernel's fuzz, bench and precision cases.
+
+use super::NAME;
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::kernels::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
+use crate::ops::{Epilogue, GeluForm, Residual};
+use crate::reference;
+
+/// Random shapes, epilogues and weight dtypes; x from the fuzz distributions. A dot
+/// product's rounding grows with Σ|x·w| (+|b|), not with its result: the tolerance follows it.
+pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (m, k, n) = (rng.edge(64), rng.edge(300), rng.edge(300));
+    let x = rng.values(m * k, kind, huge_for(storage, 1e15), inject);
+    let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
+    let b = rng.normals(n, 0.1);
+    let epilogue = rng.pick(&[
+        Epilogue::NONE,
+        Epilogue::BIAS,
+        Epilogue::bias_gelu(GeluForm::Erf),
+        Epilogue::bias_gelu(GeluForm::Tanh),
+    ]);
+    // The reference reads the weights as stored, so it sees exactly what the kernel does.
+    let weights = rng.pick(if target.shader_f16 {
+        &[DType::F32, DType::BF16, DType::F16][..]
+    } else {
+        &[DType::F32, DType::BF16]
+    });
+    let mut c = Case::builder(NAME);
+    let mut inputs = vec![c.input("x", &[m, k], storage, x.clone()), c.constant("w", &[n, k], weights, w.clone())];
+    if epilogue.has_bias() {
+        inputs.push(c.constant("b", &[n], DType::F32, b.clone()));
+    }
+    let y = c.node(epilogue, &inputs)?;
+    let abs = |v: &[f32]| v.iter().map(|a| f64::from(a.abs())).collect::<Vec<_>>();
+    let bias = epilogue.has_bias().then(|| abs(&b));
+    let magnitude = reference::linear(&abs(&x), &abs(&w), bias.as_deref(), m, n, k);
+    let extra = magnitude.iter().map(|v| 4e-7 * (k as f64).sqrt() * v).collect();
+    let description =
+        format!("{m}x{k}x{n} {storage} activations {weights} weights {epilogue:?} {kind:?} inject={inject}");
+    Ok(c.finish(&[y], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-5).with_extra(extra)))
+}
+
+/// The LLaVA-1.5 projector's two GEMM shapes with bias+GELU, weights and activations as shipped.
+pub(super) fn bench() -> Vec<BenchCase> {
+    let rows = [
+        (1024, DType::F32, DType::F32),
+        (4096, DType::F32, DType::F32),
+        (1024, DType::F16, DType::F32),
+        (1024, DType::BF16, DType::F32),
+        (1024, DType::F16, DType::F16),
+        (4096, DType::F16, DType::F32),
+        (4096, DType::BF16, DType::F32),
+        (4096, DType::F16, DType::F16),
+    ];
+    rows.into_iter()
+        .map(|(k, weights, activations)| {
+            let (m, n) = (576, 4096);
+            let label = match activations {
+                DType::F32 => format!("{m}x{k}x{n} bias+gelu, {weights} weights"),
+                _ => format!("{m}x{k}x{n} bias+gelu, {weights} weights, {activations} activations"),
+            };
+            BenchCase::new(label, move || {
+                let mut rng = CaseRng::new(0xbe7c4);
+                let mut c = Case::builder(NAME);
+                let x = c.input("x", &[m, k], activations, rng.normals(m * k, 1.0));
+                let w = c.constant("w", &[n, k], weights, rng.normals(n * k, 1.0 / (k as f32).sqrt()));
+                let b = c.constant("b", &[n], DType::F32, rng.normals(n, 1.0 / (n as f32).sqrt()));
+                let y = c.node(Epilogue::bias_gelu(GeluForm::Erf), &[x, w, b])?;
+                Ok(c.finish(&[y], String::new(), Tolerance::exact()))
+            })
+        })
+        .collect()
+}
+
+/// f16 activations over f32, f16 and bf16 weights, with bias, tanh GELU and a residual.
+pub(super) fn precision() -> Result<Vec<Case>> {
+    [DType::F32, DType::F16, DType::BF16]
+        .into_iter()
+        .map(|weights| {
+            let mut rng = CaseRng::new(99);
+            let (m, k, n) = (7, 36, 13);
+            let mut c = Case::builder(NAME);
+            let x = c.input("x", &[m, k], DType::F16, rng.signed(m * k));
+            let residual = c.input("residual", &[m, n], DType::F16, rng.signed(m * n));
+            let w: Vec<f32> = rng.signed(n * k).iter().map(|v| v / 6.0).collect();
+            let w = c.constant("w", &[n, k], weights, w);
+            let bias = c.constant("bias", &[n], DType::F32, rng.signed(n));
+            let epilogue = Epilogue::bias_gelu(GeluForm::Tanh).with_residual(Residual::Add);
+            let y = c.node(epilogue, &[x, w, bias, residual])?;
+            Ok(c.finish(&[y], format!("{weights} weights"), Tolerance::new(0.0, 1e-5)))
+        })
+        .collect()
+}

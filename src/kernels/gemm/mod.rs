@@ -1,0 +1,243 @@
+//! GEMM with a fused epilogue: `y = act(x·Wᵀ + b)` (+ residual, + tanh-gated residual) with `W`
+//! in PyTorch's `nn.Linear` layout `[out, in]`, weights read as stored (f32, f16 or bf16).
+//! Variants: `subgroup` (`shaders/gemm.wgsl`: register-blocked, rows shared by subgroup
+//! broadcast, vec4 loads; tuned on llvmpipe) and `portable` (`shaders/gemm_portable.wgsl`: any
+//! `k`, any device).
+
+mod cases;
+
+use super::{BindLimits, Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::ops::linear::{NAME, dims};
+use crate::ops::{Epilogue, GeluForm, Meta, Operand, Residual, rows_cols};
+use crate::pipeline::Access;
+use crate::reference;
+
+const SOURCE: &str = include_str!("../../../shaders/gemm.wgsl");
+const PORTABLE_SOURCE: &str = include_str!("../../../shaders/gemm_portable.wgsl");
+
+/// Mirrors `Params` in `shaders/gemm.wgsl` and `shaders/gemm_portable.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows of x (all leading dims folded).
+    pub m: u32,
+    /// Output features this dispatch writes.
+    pub n: u32,
+    /// Input features.
+    pub k: u32,
+    /// Row stride of y (all output features).
+    pub y_stride: u32,
+    /// First output column this dispatch writes.
+    pub y_col: u32,
+    /// Padding to 32 bytes.
+    pub _pad0: u32,
+    /// Padding.
+    pub _pad1: u32,
+    /// Padding.
+    pub _pad2: u32,
+}
+
+impl Params {
+    /// The whole op in one dispatch.
+    fn new(inputs: &[&Meta]) -> Self {
+        let (m, n, k) = dims(inputs);
+        Self { m: m as u32, n: n as u32, k: k as u32, y_stride: n as u32, y_col: 0, _pad0: 0, _pad1: 0, _pad2: 0 }
+    }
+
+    /// The dispatch for weight rows (output columns) `start .. start + rows`.
+    fn columns(self, start: usize, rows: usize) -> Self {
+        Self { n: rows as u32, y_col: start as u32, ..self }
+    }
+}
+
+const WORKGROUP: u32 = 64;
+/// Outputs per workgroup of `gemm.wgsl`: 16 rows × (64 invocations · 4 columns).
+const TILE_M: u64 = 16;
+const TILE_N: u64 = 64 * 4;
+/// `gemm_portable.wgsl`: 4 × 4 blocks, 64 per workgroup.
+const BLOCK: u64 = 4;
+
+/// x, weight, bias, residual, gate, y, params.
+const BINDINGS: &[Access] =
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+
+const SUBGROUP: wgpu::Features = wgpu::Features::SUBGROUP;
+const F16: wgpu::Features = wgpu::Features::SHADER_F16;
+const PARAMS: usize = std::mem::size_of::<Params>();
+
+/// The weight reader for the storage type, then what every GEMM needs.
+macro_rules! prelude {
+    ($weights:ident) => {
+        &[wgsl::$weights, wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE]
+    };
+}
+
+const fn subgroup(name: &'static str, prelude: &'static [&'static str], features: wgpu::Features) -> KernelSpec {
+    KernelSpec {
+        variant: "subgroup",
+        prelude,
+        features: SUBGROUP.union(features),
+        min_subgroup: 8,
+        ..KernelSpec::new(name, "gemm.wgsl", SOURCE, "gemm", BINDINGS, WORKGROUP, PARAMS)
+    }
+}
+
+const fn portable(name: &'static str, prelude: &'static [&'static str], features: wgpu::Features) -> KernelSpec {
+    KernelSpec {
+        variant: "portable",
+        prelude,
+        features,
+        ..KernelSpec::new(name, "gemm_portable.wgsl", PORTABLE_SOURCE, "gemm_portable", BINDINGS, WORKGROUP, PARAMS)
+    }
+}
+
+/// Subgroup-broadcast, vec4-load GEMM with f32 weights.
+pub static SUBGROUP_F32: KernelSpec = subgroup("gemm", prelude!(WEIGHTS_VEC4_F32), wgpu::Features::empty());
+/// The same over f16 weights.
+pub static SUBGROUP_F16: KernelSpec = subgroup("gemm_f16w", prelude!(WEIGHTS_VEC4_F16), F16);
+/// The same over bf16 weights.
+pub static SUBGROUP_BF16: KernelSpec = subgroup("gemm_bf16w", prelude!(WEIGHTS_VEC4_BF16), wgpu::Features::empty());
+/// Scalar GEMM for any `k` on any device, f32 weights.
+pub static PORTABLE_F32: KernelSpec = portable("gemm_portable", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+/// The portable GEMM over f16 weights.
+pub static PORTABLE_F16: KernelSpec = portable("gemm_portable_f16w", prelude!(WEIGHTS_SCALAR_F16), F16);
+/// The portable GEMM over bf16 weights.
+pub static PORTABLE_BF16: KernelSpec =
+    portable("gemm_portable_bf16w", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+
+/// The linear kernel family.
+pub static FAMILY: Family = Family {
+    name: NAME,
+    specs: &[&SUBGROUP_F32, &SUBGROUP_F16, &SUBGROUP_BF16, &PORTABLE_F32, &PORTABLE_F16, &PORTABLE_BF16],
+    fuzz: Some(cases::fuzz),
+    bench: cases::bench,
+    precision: cases::precision,
+};
+
+impl Kernel for Epilogue {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        match self.slots().iter().position(|&s| s == Some(i)) {
+            Some(0 | 3) => Operand::Activation,
+            Some(1) => Operand::Weight,
+            _ => Operand::Param,
+        }
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        Epilogue::check(*self, inputs)
+    }
+
+    /// For the weight's dtype: `subgroup` where rows are whole vec4s, then `portable`.
+    fn variants(&self, inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        let (_, k) = rows_cols(&inputs[0].shape);
+        let (fast, slow): (&'static KernelSpec, &'static KernelSpec) = match inputs[1].dtype {
+            DType::F16 => (&SUBGROUP_F16, &PORTABLE_F16),
+            DType::BF16 => (&SUBGROUP_BF16, &PORTABLE_BF16),
+            _ => (&SUBGROUP_F32, &PORTABLE_F32),
+        };
+        if k.is_multiple_of(4) { vec![fast, slow] } else { vec![slow] }
+    }
+
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        let residual = match self.residual {
+            Residual::None => 0.0,
+            Residual::Add => 1.0,
+            Residual::Gated => 2.0,
+        };
+        vec![
+            ("HAS_BIAS", f64::from(u8::from(self.bias))),
+            ("ACTIVATION", f64::from(GeluForm::code(self.activation))),
+            ("RESIDUAL", residual),
+        ]
+    }
+
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        self.slots().to_vec()
+    }
+
+    /// One dispatch, or several over row ranges of a weight larger than one binding.
+    fn dispatches(&self, spec: &KernelSpec, inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<Dispatch>> {
+        Ok(weight_chunks(inputs, limits)?
+            .into_iter()
+            .map(|((offset, size), p)| Dispatch {
+                partial: Some((1, offset, size)),
+                ..Dispatch::new(&p, workgroups(spec, &p))
+            })
+            .collect())
+    }
+
+    fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let p = Params::new(inputs);
+        Dispatch::new(&p, workgroups(spec, &p))
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let (m, n, k) = dims(inputs);
+        let a = inputs[0].dtype;
+        let bias = if self.bias { 4.0 * n as f64 } else { 0.0 };
+        let residual = if self.residual == Residual::None { 0.0 } else { bytes(a, m * n) };
+        let io = bytes(a, m * k) + bytes(a, m * n) + residual;
+        Cost { flops: 2.0 * (m * n * k) as f64, bytes: io + bias + bytes(inputs[1].dtype, n * k) }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let (m, n, k) = dims(metas);
+        let slot = |i: usize| self.slots()[i].map(|s| inputs[s]);
+        let mut y = reference::linear(inputs[0], inputs[1], slot(2), m, n, k);
+        reference::epilogue(&mut y, self.activation, slot(3), slot(4).map(|g| g[0]));
+        y
+    }
+}
+
+/// Splits the weight `[n, k]` into row ranges whose bytes fit one storage binding and start at
+/// offsets the device accepts: one range unless the weight is larger than the binding limit
+/// (OpenFlamingo-9B's 16384 × 4096 f32 FFN weight is 256 MiB; lavapipe binds 128 MiB).
+/// Returns, per dispatch, the byte range of the weight it binds (whole words: an odd count
+/// of 2-byte weights reads 2 bytes past its rows, never used and still inside the buffer,
+/// which is rounded up to 4) and its Params.
+fn weight_chunks(inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<((u64, u64), Params)>> {
+    let whole = Params::new(inputs);
+    let (n, k) = (whole.n as usize, whole.k as usize);
+    let row_bytes = (k * inputs[1].dtype.size()) as u64;
+    let mut rows = (limits.max_binding / row_bytes) as usize;
+    // Chunk starts must be multiples of the offset alignment: round rows down to a multiple
+    // of alignment / gcd(row_bytes, alignment).
+    let alignment = limits.offset_alignment.max(1);
+    let step = (alignment / gcd(row_bytes, alignment)) as usize;
+    rows -= rows % step.max(1);
+    if rows == 0 {
+        return Err(Error::Limit {
+            kernel: NAME,
+            limit: "storage binding size in bytes (one weight row)",
+            requested: row_bytes * step as u64,
+            max: limits.max_binding,
+        });
+    }
+    Ok((0..n)
+        .step_by(rows)
+        .map(|start| {
+            let count = rows.min(n - start);
+            let range = (start as u64 * row_bytes, (count as u64 * row_bytes).next_multiple_of(4));
+            (range, whole.columns(start, count))
+        })
+        .collect())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
+    let (m, n) = (u64::from(p.m), u64::from(p.n));
+    if spec.variant == "subgroup" {
+        m.div_ceil(TILE_M) * n.div_ceil(TILE_N)
+    } else {
+        (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP))
+    }
+}

@@ -1,0 +1,157 @@
+//! Normalisation over the last dimension, one workgroup per row (`shaders/norm.wgsl`):
+//! LayerNorm (two passes, so a large common offset loses no precision).
+
+use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
+use crate::dtype::DType;
+use crate::error::Result;
+use crate::ops::{LayerNorm, Meta, Operand, rows_cols};
+use crate::pipeline::Access;
+use crate::reference;
+
+/// Mirrors `Params` in `shaders/layer_norm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct Params {
+    /// Rows (leading dimensions folded).
+    pub rows: u32,
+    /// Normalised (last) dimension.
+    pub dim: u32,
+    /// Added to the variance.
+    pub eps: f32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+const WORKGROUP: u32 = 64;
+const SOURCE: &str = include_str!("../../shaders/norm.wgsl");
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+const PARAMS: usize = std::mem::size_of::<Params>();
+
+/// LayerNorm, one workgroup per row.
+pub static LAYER_NORM_SPEC: KernelSpec =
+    KernelSpec::new(LayerNorm::NAME, "norm.wgsl", SOURCE, "layer_norm", BINDINGS, WORKGROUP, PARAMS);
+
+/// The LayerNorm family.
+pub static LAYER_NORM_FAMILY: Family = Family {
+    name: LayerNorm::NAME,
+    specs: &[&LAYER_NORM_SPEC],
+    fuzz: Some(fuzz_layer_norm),
+    bench: bench_layer_norm,
+    precision: precision_layer_norm,
+};
+
+/// One workgroup per row of `[.., dim]`.
+fn row_dispatch(inputs: &[&Meta], eps: f32) -> Dispatch {
+    let (rows, dim) = rows_cols(&inputs[0].shape);
+    Dispatch::new(&Params { rows: rows as u32, dim: dim as u32, eps, _pad: 0 }, rows as u64)
+}
+
+/// Reads and writes each element once, reads each parameter once.
+fn row_cost(inputs: &[&Meta], flops_per_element: f64) -> Cost {
+    let (rows, dim) = rows_cols(&inputs[0].shape);
+    let n = rows * dim;
+    Cost {
+        flops: flops_per_element * n as f64,
+        bytes: 2.0 * bytes(inputs[0].dtype, n) + bytes(DType::F32, dim * (inputs.len() - 1)),
+    }
+}
+
+impl Kernel for LayerNorm {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        if i == 0 { Operand::Activation } else { Operand::Param }
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        LayerNorm::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![&LAYER_NORM_SPEC]
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        row_dispatch(inputs, self.eps)
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        row_cost(inputs, 7.0)
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let dim = rows_cols(&metas[0].shape).1;
+        reference::layer_norm(inputs[0], inputs[1], inputs[2], dim, f64::from(self.eps))
+    }
+}
+
+/// A norm case: x `[rows, dim]` from `x`, one `[dim]` parameter per entry of `params`.
+fn norm_case(
+    op: impl Into<super::Op>,
+    x: Vec<f32>,
+    dim: usize,
+    storage: DType,
+    params: Vec<Vec<f32>>,
+) -> Result<(Case, usize)> {
+    let op = op.into();
+    let mut c = Case::builder(op.name());
+    let mut inputs = vec![c.input("x", &[x.len() / dim, dim], storage, x)];
+    for (i, p) in params.into_iter().enumerate() {
+        inputs.push(c.constant(&format!("param{i}"), &[dim], DType::F32, p));
+    }
+    let y = c.node(op, &inputs)?;
+    Ok((c, y))
+}
+
+/// Per-row f32 cancellation in `x - mean`: one ulp of the row's largest |x| over its standard
+/// deviation (PyTorch's f32 loses the same), times |w|, plus √dim rounding.
+fn cancellation_tolerance(x: &[f32], w: &[f32], dim: usize, eps: f32) -> Vec<f64> {
+    let per_row: Vec<f64> = x
+        .chunks(dim)
+        .map(|row| {
+            let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            let mean = row.iter().sum::<f64>() / dim as f64;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / dim as f64;
+            let largest = row.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            4e-7 * largest / (var + f64::from(eps)).sqrt()
+        })
+        .collect();
+    (0..x.len()).map(|i| f64::from(w[i % dim].abs()) * (2e-6 * (dim as f64).sqrt() + per_row[i / dim])).collect()
+}
+
+fn fuzz_layer_norm(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (rows, dim) = (rng.edge(64), rng.edge(300));
+    let eps = rng.pick(&[1e-5, 1e-12]);
+    // Variance is computed in f32, as PyTorch's: |x| up to 1e15 keeps it finite.
+    let x = rng.values(rows * dim, kind, huge_for(storage, 1e15), inject);
+    let (w, b) = (rng.normals(dim, 1.0), rng.normals(dim, 1.0));
+    let extra = cancellation_tolerance(&x, &w, dim, eps);
+    let (c, y) = norm_case(LayerNorm::new(eps), x, dim, storage, vec![w, b])?;
+    let description = format!("{rows}x{dim} eps {eps:e} {storage} {kind:?} inject={inject}");
+    Ok(c.finish(&[y], description, Tolerance::new(1e-6, 1e-5).with_extra(extra)))
+}
+
+fn bench_layer_norm() -> Vec<BenchCase> {
+    vec![BenchCase::new("577x1024", || {
+        let mut rng = CaseRng::new(1);
+        let (c, y) = norm_case(
+            LayerNorm::new(1e-5),
+            rng.normals(577 * 1024, 1.0),
+            1024,
+            DType::F32,
+            vec![rng.normals(1024, 1.0), rng.normals(1024, 0.1)],
+        )?;
+        Ok(c.finish(&[y], String::new(), Tolerance::exact()))
+    })]
+}
+
+fn precision_layer_norm() -> Result<Vec<Case>> {
+    let mut rng = CaseRng::new(3);
+    let (c, y) =
+        norm_case(LayerNorm::new(1e-5), rng.signed(5 * 67), 67, DType::F16, vec![rng.signed(67), rng.signed(67)])?;
+    Ok(vec![c.finish(&[y], "5x67".into(), Tolerance::new(0.0, 1e-5))])
+}

@@ -1,0 +1,81 @@
+//! WGSL assembly. Each kernel family is one file in `shaders/`, its source constant in its
+//! kernel unit; the small shared files in `shaders/common/` are prepended by plain
+//! concatenation, so every file stays valid WGSL that naga parses as-is (the kernels validate
+//! once their prelude is in front).
+
+use crate::dtype::DType;
+
+/// The activation storage type `Act` as f32 or f16: every kernel is assembled with one of
+/// them in front (see [`for_storage`]).
+pub const STORAGE_F32: &str = include_str!("../../shaders/common/storage_f32.wgsl");
+/// (see [`STORAGE_F32`])
+pub const STORAGE_F16: &str = include_str!("../../shaders/common/storage_f16.wgsl");
+/// GELU in both forms and an overflow-safe tanh.
+pub const ACTIVATIONS: &str = include_str!("../../shaders/common/activations.wgsl");
+/// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
+pub const GEMM_EPILOGUE: &str = include_str!("../../shaders/common/gemm_epilogue.wgsl");
+/// GEMM weight readers, one per storage type: four at a time ...
+pub const WEIGHTS_VEC4_F32: &str = include_str!("../../shaders/common/weights_vec4_f32.wgsl");
+/// (f16 weights, four at a time)
+pub const WEIGHTS_VEC4_F16: &str = include_str!("../../shaders/common/weights_vec4_f16.wgsl");
+/// (bf16 weights, four at a time)
+pub const WEIGHTS_VEC4_BF16: &str = include_str!("../../shaders/common/weights_vec4_bf16.wgsl");
+/// ... and one at a time.
+pub const WEIGHTS_SCALAR_F32: &str = include_str!("../../shaders/common/weights_scalar_f32.wgsl");
+/// (f16 weights, one at a time)
+pub const WEIGHTS_SCALAR_F16: &str = include_str!("../../shaders/common/weights_scalar_f16.wgsl");
+/// (bf16 weights, one at a time)
+pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../../shaders/common/weights_scalar_bf16.wgsl");
+/// Params, bindings and row helpers of the attention kernels.
+pub const ATTENTION_LAYOUT: &str = include_str!("../../shaders/common/attention_layout.wgsl");
+/// Params, bindings and helpers of the ToMe passes.
+pub const TOME_LAYOUT: &str = include_str!("../../shaders/common/tome_layout.wgsl");
+
+/// Every file under `shaders/common/`, with its path and the common files it needs in front,
+/// for the no-GPU shader tests.
+pub const COMMON: &[(&str, &str, &[&str])] = &[
+    ("common/storage_f32.wgsl", STORAGE_F32, &[]),
+    ("common/storage_f16.wgsl", STORAGE_F16, &[]),
+    ("common/activations.wgsl", ACTIVATIONS, &[]),
+    ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
+    ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
+    ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
+    ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),
+    ("common/weights_vec4_f16.wgsl", WEIGHTS_VEC4_F16, &[]),
+    ("common/weights_vec4_bf16.wgsl", WEIGHTS_VEC4_BF16, &[]),
+    ("common/weights_scalar_f32.wgsl", WEIGHTS_SCALAR_F32, &[]),
+    ("common/weights_scalar_f16.wgsl", WEIGHTS_SCALAR_F16, &[]),
+    ("common/weights_scalar_bf16.wgsl", WEIGHTS_SCALAR_BF16, &[]),
+];
+
+/// The prelude defining `Act` for activations stored as `storage` (f32 or f16; the other
+/// types are not activation storage).
+pub fn for_storage(storage: DType) -> &'static str {
+    match storage {
+        DType::F16 => STORAGE_F16,
+        _ => STORAGE_F32,
+    }
+}
+
+/// The full source a pipeline is built from: prelude files, then the kernel file.
+/// `enable` directives (`enable f16;`) are hoisted to the top, where WGSL requires them.
+pub fn assemble(prelude: &[&str], kernel: &str) -> String {
+    let parts = || prelude.iter().copied().chain([kernel]);
+    let is_directive = |line: &str| line.trim_start().starts_with("enable ");
+    let mut source = String::with_capacity(parts().map(str::len).sum::<usize>() + prelude.len());
+    for part in parts() {
+        for line in part.lines().filter(|l| is_directive(l)) {
+            if !source.contains(line.trim()) {
+                source.push_str(line.trim());
+                source.push('\n');
+            }
+        }
+    }
+    for part in parts() {
+        for line in part.lines().filter(|l| !is_directive(l)) {
+            source.push_str(line);
+            source.push('\n');
+        }
+    }
+    source
+}

@@ -1,0 +1,37 @@
+//! Activation functions by name.
+
+use crate::error::{Error, Result};
+
+/// Which GELU formula. Mixing them up is the most common parity bug of connectors: they differ
+/// by up to ~1e-3 at O(1) inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeluForm {
+    /// `0.5·x·(1 + erf(x/√2))`, PyTorch's default (HF `gelu`).
+    Erf,
+    /// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`, HF `gelu_pytorch_tanh`.
+    Tanh,
+}
+
+impl GeluForm {
+    /// The form a Hugging Face `hidden_act` / `projector_hidden_act` string names; `field`
+    /// names the config key in the error.
+    pub fn from_hf(field: &str, name: &str) -> Result<Self> {
+        match name {
+            "gelu" => Ok(GeluForm::Erf),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(GeluForm::Tanh),
+            other => Err(Error::Config {
+                field: field.into(),
+                problem: format!("unsupported activation `{other}` (gelu, gelu_pytorch_tanh, gelu_new, gelu_fast)"),
+            }),
+        }
+    }
+
+    /// The code `activate()` in `shaders/common/activations.wgsl` takes.
+    pub fn code(form: Option<GeluForm>) -> u32 {
+        match form {
+            None => 0,
+            Some(GeluForm::Erf) => 1,
+            Some(GeluForm::Tanh) => 2,
+        }
+    }
+}

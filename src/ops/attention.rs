@@ -1,0 +1,355 @@
+//! Multi-head attention: where queries, keys and values live in their rows, masking, and which
+//! pass of the naive three-pass version a node runs.
+
+use super::{Meta, batch_rows_cols, check_arity, check_u32_elements};
+use crate::error::{Error, Result};
+
+/// Name in errors and reports.
+pub const NAME: &str = "attention_flash";
+/// Largest head dimension the kernels hold in registers.
+pub const MAX_HEAD_DIM: u32 = 128;
+
+/// What a fully masked query row produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaskedRows {
+    /// Masked logits are `-f32::MAX` (open_flamingo's fill), so the row averages every value.
+    Uniform,
+    /// The row is zero: open_flamingo with `only_attend_immediate_media=True`.
+    Zero,
+}
+
+/// One pass of the naive three-pass attention that materialises the scores (the measured
+/// baseline of the flash kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pass {
+    /// Pass 1: scores `[B, H, Nq, Nk]`. Inputs as flash: q, kv_a, then kv_b and the mask when
+    /// configured.
+    Scores,
+    /// Pass 2: row softmax. Inputs: scores, then the mask when configured.
+    Softmax,
+    /// Pass 3: weights · V. Inputs: weights, kv_a, then kv_b when configured.
+    WeightedSum,
+}
+
+/// One naive pass of an attention: what an `attention_naive` node runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Naive {
+    /// The pass.
+    pub pass: Pass,
+    /// The attention it is a pass of.
+    pub attention: Attention,
+}
+
+/// Configuration of an attention node. Inputs: queries `[.., Nq, Wq]`, the first key/value
+/// source `[.., Na, Wa]`, the second `[.., Nb, Wb]` when `two_sources`, and a keep mask
+/// `[.., Nq, Na + Nb]` (u8, non-zero = attend) when `mask`. Leading dims are the batch and
+/// must agree. Output: `[.., Nq, heads·head_dim]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attention {
+    /// Attention heads.
+    pub heads: u32,
+    /// Dimension per head (1..=128).
+    pub head_dim: u32,
+    /// Column of head 0's query in a query row.
+    pub q_offset: u32,
+    /// Column of head 0's key in a key/value row.
+    pub k_offset: u32,
+    /// Column of head 0's value in a key/value row.
+    pub v_offset: u32,
+    /// Keys/values come from two tensors (the Perceiver's media and latents).
+    pub two_sources: bool,
+    /// A keep mask `[batch, queries, keys]` is the last input.
+    pub mask: bool,
+    /// What a fully masked query row becomes.
+    pub masked_rows: MaskedRows,
+    /// Multiplies the queries; `head_dim^-0.5` by default.
+    pub scale: f32,
+}
+
+impl Attention {
+    /// `heads × head_dim` attention over key/value rows laid out `[K; V]` (an `nn.Linear`
+    /// producing both, as open_flamingo's `to_kv`), no mask.
+    pub fn new(heads: u32, head_dim: u32) -> Self {
+        Self {
+            heads,
+            head_dim,
+            q_offset: 0,
+            k_offset: 0,
+            v_offset: heads * head_dim,
+            two_sources: false,
+            mask: false,
+            masked_rows: MaskedRows::Uniform,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Queries at column `q`, keys at `k` and values at `v` of their rows (fused projections).
+    pub fn offsets(self, q: u32, k: u32, v: u32) -> Self {
+        Self { q_offset: q, k_offset: k, v_offset: v, ..self }
+    }
+
+    /// Keys and values continue in a second tensor (read in place, not concatenated).
+    pub fn two_sources(self) -> Self {
+        Self { two_sources: true, ..self }
+    }
+
+    /// Takes a keep mask input; fully masked rows behave as `rows` says.
+    pub fn masked(self, rows: MaskedRows) -> Self {
+        Self { mask: true, masked_rows: rows, ..self }
+    }
+
+    /// One pass of the naive version of this attention.
+    pub fn naive(self, pass: Pass) -> Naive {
+        Naive { pass, attention: self }
+    }
+
+    /// `heads · head_dim`.
+    pub fn width(&self) -> u64 {
+        u64::from(self.heads) * u64::from(self.head_dim)
+    }
+
+    /// Key/value source tensors: 1 or 2.
+    pub fn kv_inputs(&self) -> usize {
+        1 + usize::from(self.two_sources)
+    }
+
+    /// Number of inputs: queries, key/value sources, then the mask when configured.
+    pub fn arity(&self) -> usize {
+        1 + self.kv_inputs() + usize::from(self.mask)
+    }
+
+    /// The input index of the mask, when configured.
+    pub fn mask_input(&self) -> Option<usize> {
+        self.mask.then(|| 1 + self.kv_inputs())
+    }
+
+    /// Checks queries, key/value sources and mask; returns `[.., Nq, heads·head_dim]`.
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        self.check_pass(None, inputs)
+    }
+
+    fn check_pass(&self, pass: Option<Pass>, inputs: &[&Meta]) -> Result<Meta> {
+        self.check_config()?;
+        let arity = match pass {
+            None | Some(Pass::Scores) => self.arity(),
+            Some(Pass::Softmax) => 1 + usize::from(self.mask),
+            Some(Pass::WeightedSum) => 1 + self.kv_inputs(),
+        };
+        check_arity(NAME, inputs, arity)?;
+        let heads = self.heads as usize;
+        let first = &inputs[0].shape;
+        let dtype = inputs[0].dtype;
+        match pass {
+            None | Some(Pass::Scores) => {
+                check_rank("queries", first)?;
+                let (batch, queries, q_width) = batch_rows_cols(first);
+                let need = u64::from(self.q_offset) + self.width();
+                if (q_width as u64) < need {
+                    let what = "query row width (q offset + heads·head_dim)";
+                    return Err(Error::shape(NAME, what, format!(">= {need}"), q_width));
+                }
+                let keys = self.check_sources(batch, &inputs[1..1 + self.kv_inputs()])?;
+                if let Some(m) = self.mask_input() {
+                    check_mask(batch, queries, keys, inputs[m])?;
+                }
+                let out = if pass.is_none() {
+                    let mut out = first[..first.len() - 1].to_vec();
+                    out.push(self.width() as usize);
+                    out
+                } else {
+                    vec![batch, heads, queries, keys]
+                };
+                check_u32_elements(NAME, "output", &out)?;
+                Ok(Meta { shape: out, dtype })
+            }
+            Some(Pass::Softmax) => {
+                let [batch, _, queries, keys] = self.check_scores("scores", first)?;
+                if self.mask {
+                    check_mask(batch, queries, keys, inputs[1])?;
+                }
+                Ok(inputs[0].clone())
+            }
+            Some(Pass::WeightedSum) => {
+                let [batch, _, queries, keys] = self.check_scores("weights", first)?;
+                let total = self.check_sources(batch, &inputs[1..])?;
+                if total != keys {
+                    return Err(Error::shape(NAME, "keys in the value sources", keys, total));
+                }
+                Ok(Meta { shape: vec![batch, queries, self.width() as usize], dtype })
+            }
+        }
+    }
+
+    fn check_config(&self) -> Result<()> {
+        if self.heads == 0 {
+            return Err(Error::shape(NAME, "heads", ">= 1", 0));
+        }
+        if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM {
+            return Err(Error::shape(NAME, "head_dim", format!("1..={MAX_HEAD_DIM}"), self.head_dim));
+        }
+        Ok(())
+    }
+
+    fn check_scores(&self, what: &str, shape: &[usize]) -> Result<[usize; 4]> {
+        let [batch, h, queries, keys] = shape[..] else {
+            return Err(Error::shape(NAME, format!("{what} rank ([batch, heads, queries, keys])"), 4, shape.len()));
+        };
+        if h != self.heads as usize {
+            return Err(Error::shape(NAME, format!("{what} heads"), self.heads, h));
+        }
+        Ok([batch, h, queries, keys])
+    }
+
+    /// Checks the key/value sources; returns their total key count.
+    fn check_sources(&self, batch: usize, sources: &[&Meta]) -> Result<usize> {
+        let need = u64::from(self.k_offset.max(self.v_offset)) + self.width();
+        let mut keys = 0;
+        for (i, m) in sources.iter().enumerate() {
+            let what = format!("key/value source {i}");
+            check_rank(&what, &m.shape)?;
+            let (b, rows, width) = batch_rows_cols(&m.shape);
+            if b != batch {
+                return Err(Error::shape(NAME, format!("{what} batch (leading dims)"), batch, b));
+            }
+            if (width as u64) < need {
+                let w = format!("{what} row width (key/value offsets + heads·head_dim)");
+                return Err(Error::shape(NAME, w, format!(">= {need}"), width));
+            }
+            keys += rows;
+        }
+        Ok(keys)
+    }
+
+    /// Where everything lives for these (checked) inputs.
+    pub fn geometry(&self, inputs: &[&Meta]) -> Geometry {
+        self.geometry_of(None, inputs)
+    }
+
+    fn geometry_of(&self, pass: Option<Pass>, inputs: &[&Meta]) -> Geometry {
+        let (batch, queries, q_stride, sources) = match pass {
+            None | Some(Pass::Scores) => {
+                let (b, q, w) = batch_rows_cols(&inputs[0].shape);
+                (b, q, w, &inputs[1..1 + self.kv_inputs()])
+            }
+            Some(p) => {
+                let s = &inputs[0].shape;
+                (s[0], s[2], 0, if p == Pass::Softmax { &inputs[..0] } else { &inputs[1..] })
+            }
+        };
+        let source = |i: usize| {
+            sources.get(i).map_or((0, 0), |m| {
+                let (_, rows, width) = batch_rows_cols(&m.shape);
+                (rows, width)
+            })
+        };
+        let (mut keys_a, kv_stride_a) = source(0);
+        let (keys_b, kv_stride_b) = source(1);
+        if pass == Some(Pass::Softmax) {
+            keys_a = inputs[0].shape[3];
+        }
+        Geometry {
+            batch,
+            queries,
+            keys_a,
+            keys_b,
+            heads: self.heads as usize,
+            head_dim: self.head_dim as usize,
+            q_stride,
+            q_offset: self.q_offset as usize,
+            kv_stride_a,
+            kv_stride_b,
+            k_offset: self.k_offset as usize,
+            v_offset: self.v_offset as usize,
+            scale: self.scale,
+        }
+    }
+}
+
+impl Naive {
+    /// Name in errors and reports.
+    pub const NAME: &'static str = "attention_naive";
+
+    /// The input index of the mask, when this pass reads it.
+    pub fn mask_input(&self) -> Option<usize> {
+        match self.pass {
+            Pass::Scores => self.attention.mask_input(),
+            Pass::Softmax => self.attention.mask.then_some(1),
+            Pass::WeightedSum => None,
+        }
+    }
+
+    /// Checks the pass's inputs; returns its output.
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        self.attention.check_pass(Some(self.pass), inputs)
+    }
+
+    /// Where everything lives for these (checked) inputs.
+    pub fn geometry(&self, inputs: &[&Meta]) -> Geometry {
+        self.attention.geometry_of(Some(self.pass), inputs)
+    }
+}
+
+/// Where queries, keys, values and outputs live for one attention node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    /// Batch items.
+    pub batch: usize,
+    /// Queries per item.
+    pub queries: usize,
+    /// Keys of the first source per item.
+    pub keys_a: usize,
+    /// Keys of the second source per item (0: one source).
+    pub keys_b: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Dimension per head.
+    pub head_dim: usize,
+    /// Elements per query row.
+    pub q_stride: usize,
+    /// Column of head 0's query.
+    pub q_offset: usize,
+    /// Elements per row of the first source.
+    pub kv_stride_a: usize,
+    /// Elements per row of the second source.
+    pub kv_stride_b: usize,
+    /// Column of head 0's key in a K/V row.
+    pub k_offset: usize,
+    /// Column of head 0's value in a K/V row.
+    pub v_offset: usize,
+    /// Applied to q before the dot product.
+    pub scale: f32,
+}
+
+impl Geometry {
+    /// Keys per batch item, both sources.
+    pub fn keys(&self) -> usize {
+        self.keys_a + self.keys_b
+    }
+
+    /// (batch · heads · queries) rows of scores.
+    pub fn rows(&self) -> usize {
+        self.batch * self.heads * self.queries
+    }
+}
+
+fn check_rank(what: &str, shape: &[usize]) -> Result<()> {
+    check_u32_elements(NAME, what, shape)?;
+    if shape.len() < 2 {
+        return Err(Error::shape(NAME, format!("{what} rank"), ">= 2 ([.., rows, features])", shape.len()));
+    }
+    Ok(())
+}
+
+fn check_mask(batch: usize, queries: usize, keys: usize, mask: &Meta) -> Result<()> {
+    check_u32_elements(NAME, "mask", &mask.shape)?;
+    let (b, rows, cols) = batch_rows_cols(&mask.shape);
+    if mask.shape.len() < 2 || (b, rows, cols) != (batch, queries, keys) {
+        return Err(Error::shape(
+            NAME,
+            "mask shape ([batch, queries, keys])",
+            format!("[{batch}, {queries}, {keys}]"),
+            format!("{:?}", mask.shape),
+        ));
+    }
+    Ok(())
+}

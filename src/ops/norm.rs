@@ -1,0 +1,43 @@
+//! Normalisation over the last dimension.
+
+use super::{Meta, check_arity, check_u32_elements, rows_cols};
+use crate::error::{Error, Result};
+
+/// `nn.LayerNorm` over the last dimension: biased variance, affine weight and bias. Inputs:
+/// x `[.., D]`, weight `[D]`, bias `[D]`. Output: x's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerNorm {
+    /// Added to the variance.
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    /// Name in errors and reports.
+    pub const NAME: &'static str = "layer_norm";
+
+    /// LayerNorm with this eps.
+    pub fn new(eps: f32) -> Self {
+        Self { eps }
+    }
+
+    /// Checks x, weight and bias; returns y.
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        check_params(Self::NAME, self.eps, inputs, &["weight", "bias"])
+    }
+}
+
+/// x `[.., D]` then one `[D]` parameter per name; a finite eps >= 0.
+pub(crate) fn check_params(kernel: &'static str, eps: f32, inputs: &[&Meta], params: &[&str]) -> Result<Meta> {
+    check_arity(kernel, inputs, 1 + params.len())?;
+    check_u32_elements(kernel, "x", &inputs[0].shape)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::shape(kernel, "eps", "finite and >= 0", eps));
+    }
+    let (_, dim) = rows_cols(&inputs[0].shape);
+    for (what, m) in params.iter().zip(&inputs[1..]) {
+        if m.shape.as_slice() != [dim] {
+            return Err(Error::shape(kernel, format!("{what} shape"), format!("[{dim}]"), format!("{:?}", m.shape)));
+        }
+    }
+    Ok(inputs[0].clone())
+}

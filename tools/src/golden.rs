@@ -1,0 +1,375 @@
+//! Parity with the upstream PyTorch modules: runs the cases of a golden manifest (the format
+//! of `shared/golden/README.md`, read through serde) and compares with the outputs stored
+//! beside the inputs.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use vlbridge::connectors::{
+    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
+    add_token_merge,
+};
+use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
+use vlbridge::reference::{Comparison, compare};
+use vlbridge::weights::Weights;
+use vlbridge::{DType, Error, Gpu, Graph, HostVec, Plan, Result};
+
+use crate::util::file_error;
+
+/// `manifest.json`, schema version 1.
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    /// Must be 1.
+    pub schema_version: u32,
+    /// The cases.
+    pub cases: Vec<ManifestCase>,
+}
+
+/// One case of the manifest.
+#[derive(Debug, Deserialize)]
+pub struct ManifestCase {
+    /// Its name.
+    pub name: String,
+    /// The safetensors file beside the manifest.
+    pub file: String,
+    /// The upstream op it covers.
+    pub op: String,
+    /// `float32` or `float16`.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    /// Every hyper-parameter; each op reads its own fields (below).
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+impl ManifestCase {
+    /// The config as the op's own typed struct.
+    fn config<T: for<'de> Deserialize<'de>>(&self) -> Result<T> {
+        serde_json::from_value(self.config.clone())
+            .map_err(|e| Error::Config { field: format!("{}.config", self.name), problem: e.to_string() })
+    }
+}
+
+#[derive(Deserialize)]
+struct MlpCase {
+    projector_hidden_act: String,
+}
+
+#[derive(Deserialize)]
+struct PerceiverCase {
+    heads: usize,
+    layer_norm_eps: f32,
+}
+
+#[derive(Deserialize)]
+struct GatedCase {
+    heads: usize,
+    layer_norm_eps: f32,
+    only_attend_immediate_media: bool,
+}
+
+#[derive(Deserialize)]
+struct GridCase {
+    grid_h: usize,
+    grid_w: usize,
+    #[serde(default)]
+    ceil_mode: bool,
+}
+
+#[derive(Deserialize)]
+struct TomeCase {
+    r: usize,
+    class_token: bool,
+}
+
+#[derive(Deserialize)]
+struct AnyResCase {
+    grid_pinpoints_hw: Vec<(usize, usize)>,
+    vision_image_size: usize,
+    patch_size: usize,
+}
+
+/// How one case ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Ran and compared; passed or failed by the tolerance.
+    Compared(Comparison),
+    /// The op is not implemented: neither a pass nor a failure.
+    Unsupported,
+    /// Ran into an error (bad file, shape, device error).
+    Error(String),
+}
+
+/// One case's result.
+#[derive(Debug)]
+pub struct CaseReport {
+    /// The case's name in the manifest.
+    pub name: String,
+    /// The upstream op it covers.
+    pub op: String,
+    /// How it compared.
+    pub outcome: Outcome,
+}
+
+impl CaseReport {
+    /// A failed comparison or an error.
+    pub fn failed(&self) -> bool {
+        match &self.outcome {
+            Outcome::Compared(c) => !c.passed(),
+            Outcome::Unsupported => false,
+            Outcome::Error(_) => true,
+        }
+    }
+}
+
+impl fmt::Display for CaseReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = format!("{:<28} {:<42}", self.name, self.op);
+        match &self.outcome {
+            Outcome::Compared(c) => write!(
+                f,
+                "{head} {}  max abs {:.2e}  max rel {:.2e}  (atol {:.0e}, rtol {:.0e})",
+                if c.passed() { "pass" } else { "FAIL" },
+                c.max_abs,
+                c.max_rel,
+                c.atol,
+                c.rtol
+            ),
+            Outcome::Unsupported => write!(f, "{head} unsupported"),
+            Outcome::Error(e) => write!(f, "{head} ERROR {e}"),
+        }
+    }
+}
+
+/// Counts over a manifest run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Cases that compared within tolerance.
+    pub passed: usize,
+    /// Cases that failed or did not run.
+    pub failed: usize,
+    /// Cases of ops vlbridge does not implement.
+    pub unsupported: usize,
+}
+
+impl Summary {
+    /// Counts `reports`.
+    pub fn of(reports: &[CaseReport]) -> Self {
+        let mut s = Self::default();
+        for r in reports {
+            match (&r.outcome, r.failed()) {
+                (Outcome::Unsupported, _) => s.unsupported += 1,
+                (_, true) => s.failed += 1,
+                (_, false) => s.passed += 1,
+            }
+        }
+        s
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} passed, {} failed, {} unsupported", self.passed, self.failed, self.unsupported)
+    }
+}
+
+/// Runs every case of `manifest` on `gpu`.
+pub fn check_manifest(gpu: &Gpu, manifest: &Path) -> Result<Vec<CaseReport>> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| file_error(manifest, e))?;
+    let doc: Manifest = serde_json::from_str(&text).map_err(|e| file_error(manifest, e))?;
+    if doc.schema_version != 1 {
+        return Err(file_error(manifest, format!("schema_version {}, expected 1", doc.schema_version)));
+    }
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    Ok(doc
+        .cases
+        .iter()
+        .map(|case| {
+            let outcome = match run_case(gpu, dir, case) {
+                Ok(Some(c)) => Outcome::Compared(c),
+                Ok(None) => Outcome::Unsupported,
+                Err(e) => Outcome::Error(e.to_string()),
+            };
+            CaseReport { name: case.name.clone(), op: case.op.clone(), outcome }
+        })
+        .collect())
+}
+
+type Runner = fn(&Gpu, &Weights, &ManifestCase) -> Result<Comparison>;
+
+/// The runner of each upstream op; `None` for ops not implemented.
+fn runner(op: &str) -> Option<Runner> {
+    Some(match op {
+        "mlp2x_gelu" | "mlp2x_gelu_tanh" => llava_mlp,
+        "qformer" => qformer,
+        "perceiver_resampler" => perceiver,
+        "gated_xattn_dense" => gated_xattn,
+        "avg_pool2d_tokens" => avg_pool,
+        "bilinear_half_tokens" => bilinear,
+        "tome_bipartite_soft_matching_merge_wavg" => tome,
+        "anyres_pack" => anyres,
+        _ => return None,
+    })
+}
+
+fn run_case(gpu: &Gpu, dir: &Path, case: &ManifestCase) -> Result<Option<Comparison>> {
+    let Some(run) = runner(&case.op) else {
+        return Ok(None);
+    };
+    run(gpu, &Weights::open(dir.join(&case.file))?, case).map(Some)
+}
+
+/// The deep attention blocks: README's suggested atol/rtol for f32.
+const BLOCK_TOLERANCE: f64 = 1e-4;
+/// Gathers, pools and ToMe (absolute).
+const GATHER_TOLERANCE: f64 = 1e-5;
+/// Bilinear: PyTorch computes source coordinates in f32 (absolute).
+const BILINEAR_TOLERANCE: f64 = 2e-5;
+
+/// Shape of `name`, which must have `N` dims.
+fn shape_of<const N: usize>(weights: &Weights, name: &str) -> Result<[usize; N]> {
+    let shape = weights.shape(name)?;
+    shape.clone().try_into().map_err(|_| Error::shape("golden", format!("{name} rank"), N, shape.len()))
+}
+
+fn expected(weights: &Weights, name: &str) -> Result<Vec<f64>> {
+    Ok(weights.f32(name, None)?.into_iter().map(f64::from).collect())
+}
+
+fn qformer(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let model = QFormer::from_weights(gpu, weights, QFormerConfig::from_json(&case.config)?)?;
+    let [batch, tokens, _] = shape_of(weights, "encoder_hidden_states")?;
+    let got = model.plan(gpu, batch, tokens)?.project(&weights.f32("encoder_hidden_states", None)?)?;
+    Ok(compare(&got, &expected(weights, "last_hidden_state")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+fn perceiver(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: PerceiverCase = case.config()?;
+    let config = PerceiverConfig { heads: c.heads, layer_norm_eps: c.layer_norm_eps, ..PerceiverConfig::default() };
+    let model = PerceiverResampler::from_weights(gpu, weights, config)?;
+    // [b, T, F, v, D]: every (b, T) item is resampled on its own over F·v tokens.
+    let [b, media, frames, tokens, _] = shape_of(weights, "x")?;
+    let got = model.plan(gpu, b * media, frames * tokens)?.project(&weights.f32("x", None)?)?;
+    Ok(compare(&got, &expected(weights, "latents_out")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+fn gated_xattn(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: GatedCase = case.config()?;
+    let config = GatedXAttnConfig {
+        heads: c.heads,
+        only_attend_immediate_media: c.only_attend_immediate_media,
+        layer_norm_eps: c.layer_norm_eps,
+        ..GatedXAttnConfig::default()
+    };
+    let block = GatedXAttnBlock::from_weights(gpu, weights, "lang_encoder.gated_cross_attn_layers.0.", config)?;
+    let [batch, text, _] = shape_of(weights, "x")?;
+    let [_, media, latents, _] = shape_of(weights, "media")?;
+    let locations: Vec<u8> = weights.i64("media_locations")?.into_iter().map(|v| u8::from(v != 0)).collect();
+    let plan = block.plan(gpu, batch, text, media, latents)?;
+    let got = plan.run(&weights.f32("x", None)?, &weights.f32("media", None)?, &locations)?;
+    Ok(compare(&got, &expected(weights, "y")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+/// Plans a graph of `op` on the single input `x` and returns its output.
+fn single(gpu: &Gpu, weights: &Weights, op: impl Into<vlbridge::kernels::Op>) -> Result<Vec<f32>> {
+    let mut g = Graph::new();
+    let x = g.input("x", &weights.shape("x")?)?;
+    let y = g.add(op, &[x])?;
+    g.output(y)?;
+    Ok(Plan::new(gpu, &g)?.run_f32(&[&weights.f32("x", None)?])?.remove(0))
+}
+
+fn avg_pool(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: GridCase = case.config()?;
+    let got = single(gpu, weights, AvgPool::two_by_two(c.grid_h, c.grid_w, c.ceil_mode))?;
+    Ok(compare(&got, &expected(weights, "y")?, GATHER_TOLERANCE, 0.0))
+}
+
+fn bilinear(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: GridCase = case.config()?;
+    let got = single(gpu, weights, BilinearHalf { h: c.grid_h, w: c.grid_w })?;
+    Ok(compare(&got, &expected(weights, "y")?, BILINEAR_TOLERANCE, 0.0))
+}
+
+/// Merged tokens, then sizes, then the token → row mapping as upstream's one-hot `source`
+/// `[batch, n - r, n]`, compared in one go.
+fn tome(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: TomeCase = case.config()?;
+    let [batch, tokens, channels] = shape_of(weights, "x")?;
+    let cfg = Tome::new(tokens, c.r, c.class_token)?;
+    let mut g = Graph::new();
+    let x = g.input("x", &[batch, tokens, channels])?;
+    let mut data = vec![weights.f32("x", None)?];
+    let sizes = if weights.names()?.iter().any(|n| n == "size_in") {
+        data.push(weights.f32("size_in", Some(&[batch, tokens, 1]))?);
+        Some(g.input("size_in", &[batch, tokens, 1])?)
+    } else {
+        None
+    };
+    let merged = add_token_merge(gpu, &mut g, x, sizes, cfg)?;
+    for id in [merged.tokens, merged.sizes, merged.source] {
+        g.output(id)?;
+    }
+    let inputs: Vec<_> = data.iter().map(|d| d.into()).collect();
+    let [tokens_out, sizes_out, source] = <[HostVec; 3]>::try_from(Plan::new(gpu, &g)?.run(&inputs)?)
+        .map_err(|_| Error::Graph("ToMe graph has three outputs".into()))?;
+    let rows = cfg.output_tokens();
+    let mut one_hot = vec![0.0f32; batch * rows * tokens];
+    for (i, &row) in source.as_u32().unwrap_or_default().iter().enumerate() {
+        let (b, t) = (i / tokens, i % tokens);
+        if let Some(cell) = one_hot.get_mut((b * rows + row as usize) * tokens + t) {
+            *cell = 1.0;
+        }
+    }
+    let got: Vec<f32> = [tokens_out.into_f32(), sizes_out.into_f32(), one_hot].concat();
+    let want = [expected(weights, "merged")?, expected(weights, "size")?, expected(weights, "source")?].concat();
+    Ok(compare(&got, &want, GATHER_TOLERANCE, 0.0))
+}
+
+fn anyres(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: AnyResCase = case.config()?;
+    let size = weights.i64("image_size")?;
+    let [h, w] = size[..] else {
+        return Err(Error::shape("golden", "image_size elements", 2, size.len()));
+    };
+    let layout = AnyResLayout::new((h as usize, w as usize), &c.grid_pinpoints_hw, c.vision_image_size, c.patch_size)?;
+    let mut g = Graph::new();
+    let features = g.input("image_features", &weights.shape("image_features")?)?;
+    let newline = g.input("image_newline", &weights.shape("image_newline")?)?;
+    let packed = g.add(layout, &[features, newline])?;
+    g.output(packed)?;
+    let inputs = [weights.f32("image_features", None)?, weights.f32("image_newline", None)?];
+    let got = Plan::new(gpu, &g)?.run_f32(&[&inputs[0], &inputs[1]])?.remove(0);
+    // The token count must match exactly: it is appended to both sides.
+    let got: Vec<f32> = got.into_iter().chain([layout.tokens() as f32]).collect();
+    let want: Vec<f64> = expected(weights, "packed")?
+        .into_iter()
+        .chain(weights.i64("packed_len")?.into_iter().map(|v| v as f64))
+        .collect();
+    if got.len() != want.len() {
+        return Err(Error::shape("golden", "packed elements (+1 for the count)", want.len(), got.len()));
+    }
+    Ok(compare(&got, &want, GATHER_TOLERANCE, 0.0))
+}
+
+fn llava_mlp(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: MlpCase = case.config()?;
+    let projector = LlavaProjector::from_weights(gpu, weights, LlavaProjector::activation(&c.projector_hidden_act)?)?;
+    let [batch, tokens, dim] = shape_of(weights, "image_features")?;
+    let x = weights.f32("image_features", Some(&[batch, tokens, dim]))?;
+    let got = projector.plan(gpu, batch, tokens)?.project(&x)?;
+    if case.dtype.as_deref() != Some("float16") {
+        return Ok(compare(&got, &expected(weights, "projected")?, 1e-4, 1e-4));
+    }
+    // f16 cases (README: atol ~5e-3): f32 activations over the f16 weights against upstream's
+    // f32 evaluation of the same f16 values, and, where the device reads f16, f16 activations
+    // (as upstream's f16 module stores them) against upstream's f16 output, in one comparison.
+    let (mut got, mut want) = (got, expected(weights, "projected_f32ref")?);
+    if gpu.caps().shader_f16 {
+        let f16 = projector.with_activations(DType::F16);
+        got.extend(f16.plan(gpu, batch, tokens)?.project(&x)?);
+        want.extend(expected(weights, "projected")?);
+    }
+    Ok(compare(&got, &want, 5e-3, 5e-3))
+}
