@@ -2,6 +2,8 @@
 //   layer_norm  y = (x - mean) / sqrt(var + eps) · weight + bias, as torch's nn.LayerNorm:
 //               biased variance, computed in two passes (mean first, then the mean of squared
 //               deviations) so a row with a large common offset loses no precision
+//   rms_norm    y = x / sqrt(mean(x²) + eps) · (WEIGHT_OFFSET + weight): Llama/Qwen RMSNorm
+//               (offset 0), Gemma's, which scales by 1 + w (offset 1)
 // x and y are activations (Act); weight and bias f32 parameters.
 
 struct Params {
@@ -11,6 +13,9 @@ struct Params {
     _pad: u32,
 }
 
+override WEIGHT_OFFSET: f32 = 0.0;  // rms_norm: 1 scales by (1 + weight)
+
+// rms_norm has no bias: its layout skips binding 2.
 @group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
@@ -66,3 +71,22 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     }
 }
 
+@compute @workgroup_size(64)
+fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    // Uniform per workgroup, so the barriers below stay in uniform control flow.
+    let row = wid.y * groups.x + wid.x;
+    if row >= params.rows {
+        return;
+    }
+    let base = row * params.dim;
+    var squares = 0.0;
+    for (var i = lid; i < params.dim; i += WORKGROUP) {
+        let v = f32(x[base + i]);
+        squares += v * v;
+    }
+    let inv_rms = inverseSqrt(workgroup_sum(lid, squares) / f32(params.dim) + params.eps);
+    for (var i = lid; i < params.dim; i += WORKGROUP) {
+        y[base + i] = Act(f32(x[base + i]) * inv_rms * (WEIGHT_OFFSET + weight[i]));
+    }
+}

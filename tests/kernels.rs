@@ -9,7 +9,7 @@ mod common;
 use common::{edge_size, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::ops::{Epilogue, GeluForm, Meta};
+use vlbridge::ops::{Epilogue, GeluForm, Meta, RmsNorm};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
@@ -143,6 +143,26 @@ proptest! {
         let want: Vec<f64> = x.iter().map(|&v| reference::gelu(form, f64::from(v))).collect();
         let cmp = reference::compare(&got, &want, 1e-6, 1e-5);
         prop_assert!(cmp.passed(), "{form:?}: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn rms_norm_matches_reference(
+        (rows, dim, x, w, unit_offset, eps) in (edge_size(40), edge_size(300), any::<bool>(), prop::sample::select(vec![1e-6f32, 1e-5]))
+            .prop_flat_map(|(rows, dim, unit_offset, eps)| (Just(rows), Just(dim), values(rows * dim, 3.0), values(dim, 1.5), Just(unit_offset), Just(eps)))
+    ) {
+        let gpu = gpu();
+        let op = RmsNorm { eps, unit_offset };
+        let mut g = Graph::new();
+        let input = g.input("x", &[rows, dim]).unwrap();
+        let weight = g.constant("w", &Tensor::from_f32(gpu, &[dim], &w).unwrap());
+        let y = g.add(op, &[input, weight]).unwrap();
+        g.output(y).unwrap();
+        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
+        let want = reference::rms_norm(&to_f64(&x), &to_f64(&w), dim, f64::from(eps), f64::from(u8::from(unit_offset)));
+        // |x|/rms <= √dim: the normalised values carry ~√dim·1e-7 relative rounding.
+        let cmp = reference::compare(&got, &want, 2e-6 * (dim as f64).sqrt() * 3.0, 1e-5);
+        prop_assert!(cmp.passed(), "{rows}x{dim} {op:?}: {cmp}");
     }
 
     #[test]

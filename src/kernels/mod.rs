@@ -384,6 +384,8 @@ registry! {
     Gelu(crate::ops::GeluForm) => elementwise::GELU_FAMILY,
     /// `nn.LayerNorm` over the last dimension.
     LayerNorm(crate::ops::LayerNorm) => norm::LAYER_NORM_FAMILY,
+    /// RMSNorm over the last dimension (plain, or Gemma's 1 + w).
+    RmsNorm(crate::ops::RmsNorm) => norm::RMS_NORM_FAMILY,
     /// `[times, ..x.shape]` copies of x.
     Repeat(crate::ops::Repeat) => elementwise::REPEAT_FAMILY,
     /// An f32 tensor rounded to the activation storage type.

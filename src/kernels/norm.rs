@@ -1,11 +1,11 @@
 //! Normalisation over the last dimension, one workgroup per row (`shaders/norm.wgsl`):
-//! LayerNorm (two passes, so a large common offset loses no precision).
+//! LayerNorm (two passes, so a large common offset loses no precision) and RMSNorm.
 
-use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
+use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, max_abs, pick_storage};
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::{LayerNorm, Meta, Operand, rows_cols};
+use crate::ops::{LayerNorm, Meta, Operand, RmsNorm, rows_cols};
 use crate::pipeline::Access;
 use crate::reference;
 
@@ -86,6 +86,106 @@ impl Kernel for LayerNorm {
         let dim = rows_cols(&metas[0].shape).1;
         reference::layer_norm(inputs[0], inputs[1], inputs[2], dim, f64::from(self.eps))
     }
+}
+
+/// RMSNorm, one workgroup per row.
+pub static RMS_NORM_SPEC: KernelSpec =
+    KernelSpec::new(RmsNorm::NAME, "norm.wgsl", SOURCE, "rms_norm", BINDINGS, WORKGROUP, PARAMS);
+
+/// The RMSNorm family.
+pub static RMS_NORM_FAMILY: Family = Family {
+    name: RmsNorm::NAME,
+    specs: &[&RMS_NORM_SPEC],
+    fuzz: Some(fuzz_rms_norm),
+    bench: bench_rms_norm,
+    precision: precision_rms_norm,
+};
+
+impl Kernel for RmsNorm {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        if i == 0 { Operand::Activation } else { Operand::Param }
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        RmsNorm::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![&RMS_NORM_SPEC]
+    }
+
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        vec![("WEIGHT_OFFSET", if self.unit_offset { 1.0 } else { 0.0 })]
+    }
+
+    /// x, weight; the bias binding is not read.
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        vec![Some(0), Some(1), None]
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        row_dispatch(inputs, self.eps)
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        row_cost(inputs, 4.0)
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let dim = rows_cols(&metas[0].shape).1;
+        reference::rms_norm(inputs[0], inputs[1], dim, f64::from(self.eps), f64::from(u8::from(self.unit_offset)))
+    }
+}
+
+/// |y| <= |x|/rms·|w'|: f32 rounding of the sum of squares and the rsqrt, √dim ulps of it.
+fn fuzz_rms_norm(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (rows, dim) = (rng.edge(64), rng.edge(300));
+    let op = RmsNorm { eps: rng.pick(&[1e-5, 1e-6]), unit_offset: rng.bool(0.5) };
+    // The sum of squares is f32: |x| up to 1e15 keeps it finite.
+    let x = rng.values(rows * dim, kind, huge_for(storage, 1e15), inject);
+    let w = rng.normals(dim, 1.0);
+    // Rows with ±Inf or NaN are all NaN or 0, which the parity check covers.
+    let scale: Vec<f64> = x
+        .chunks(dim)
+        .map(|row| {
+            let ms = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / dim as f64;
+            let s = max_abs(row) / (ms + f64::from(op.eps)).sqrt();
+            if s.is_finite() { s } else { 0.0 }
+        })
+        .collect();
+    let offset = f32::from(u8::from(op.unit_offset));
+    let extra = (0..x.len())
+        .map(|i| 2e-6 * (dim as f64).sqrt() * scale[i / dim] * f64::from((w[i % dim] + offset).abs()))
+        .collect();
+    let (c, y) = norm_case(op, x, dim, storage, vec![w])?;
+    let description = format!("{rows}x{dim} {op:?} {storage} {kind:?} inject={inject}");
+    Ok(c.finish(&[y], description, Tolerance::new(1e-6, 1e-5).with_extra(extra)))
+}
+
+fn bench_rms_norm() -> Vec<BenchCase> {
+    vec![BenchCase::new("4096x1280", || {
+        let mut rng = CaseRng::new(1);
+        let (c, y) = norm_case(
+            RmsNorm { eps: 1e-6, unit_offset: false },
+            rng.normals(4096 * 1280, 1.0),
+            1280,
+            DType::F32,
+            vec![rng.normals(1280, 1.0)],
+        )?;
+        Ok(c.finish(&[y], String::new(), Tolerance::exact()))
+    })]
+}
+
+fn precision_rms_norm() -> Result<Vec<Case>> {
+    let mut rng = CaseRng::new(4);
+    let op = RmsNorm { eps: 1e-6, unit_offset: true };
+    let (c, y) = norm_case(op, rng.signed(5 * 67), 67, DType::F16, vec![rng.signed(67)])?;
+    Ok(vec![c.finish(&[y], "5x67, 1 + w".into(), Tolerance::new(0.0, 1e-5))])
 }
 
 /// A norm case: x `[rows, dim]` from `x`, one `[dim]` parameter per entry of `params`.

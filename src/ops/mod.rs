@@ -16,7 +16,7 @@ pub use anyres::AnyResLayout;
 pub use attention::{Attention, Geometry, MaskedRows, Naive, Pass};
 pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, Residual};
-pub use norm::LayerNorm;
+pub use norm::{LayerNorm, RmsNorm};
 pub use pool::{AvgPool, BilinearHalf};
 pub use tome::{Step, Tome, TomeStep};
 

@@ -41,3 +41,24 @@ pub(crate) fn check_params(kernel: &'static str, eps: f32, inputs: &[&Meta], par
     }
     Ok(inputs[0].clone())
 }
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · w` (Llama, Qwen2.5-VL, Mistral),
+/// or `· (1 + w)` with `unit_offset` (Gemma, whose weight is stored as an offset from 1).
+/// Inputs: x `[.., D]`, weight `[D]`. Output: x's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsNorm {
+    /// Added to the mean square.
+    pub eps: f32,
+    /// Scale by `1 + w` (Gemma) instead of `w`.
+    pub unit_offset: bool,
+}
+
+impl RmsNorm {
+    /// Name in errors and reports.
+    pub const NAME: &'static str = "rms_norm";
+
+    /// Checks x and weight; returns y.
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        check_params(Self::NAME, self.eps, inputs, &["weight"])
+    }
+}

@@ -11,4 +11,4 @@ pub use attention::{MASK_FILL, attention, attention_scores, softmax_rows, weight
 pub use compare::{Comparison, F16_FLUSH, compare, compare_with, f16_rounding};
 pub use compress::{anyres_pack, avg_pool, bilinear_half, separated_tokens, tome, tome_step};
 pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp};
-pub use norm::layer_norm;
+pub use norm::{layer_norm, rms_norm};

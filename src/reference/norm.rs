@@ -11,3 +11,13 @@ pub fn layer_norm(x: &[f64], weight: &[f64], bias: &[f64], dim: usize, eps: f64)
     }
     y
 }
+
+/// RMSNorm over the last dim: `x / sqrt(mean(x²) + eps) · (offset + w)` (offset 1: Gemma).
+pub fn rms_norm(x: &[f64], weight: &[f64], dim: usize, eps: f64, offset: f64) -> Vec<f64> {
+    x.chunks(dim)
+        .flat_map(|row| {
+            let inv_rms = 1.0 / (row.iter().map(|v| v * v).sum::<f64>() / dim as f64 + eps).sqrt();
+            row.iter().zip(weight).map(move |(v, w)| v * inv_rms * (offset + w))
+        })
+        .collect()
+}
