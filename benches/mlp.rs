@@ -67,9 +67,9 @@ fn bench_projector_storage(c: &mut Criterion, gpu: &Gpu, tokens: usize) {
     for (weights, activations) in [(DType::F32, DType::F32), (DType::F16, DType::F16), (DType::BF16, DType::F32)] {
         let projector = LlavaProjector::from_tensors(
             stored(gpu, &[h, v], &ramp(h * v, (1.0 / v as f32).sqrt()), weights),
-            stored(gpu, &[h], &ramp(h, 0.1), DType::F32),
+            Some(stored(gpu, &[h], &ramp(h, 0.1), DType::F32)),
             stored(gpu, &[t, h], &ramp(t * h, (1.0 / h as f32).sqrt()), weights),
-            stored(gpu, &[t], &ramp(t, 0.1), DType::F32),
+            Some(stored(gpu, &[t], &ramp(t, 0.1), DType::F32)),
             GeluForm::Erf,
         )
         .expect("projector")

@@ -98,6 +98,15 @@ pub enum Error {
         problem: String,
     },
 
+    /// An input tensor given to a connector is missing or does not fit.
+    #[error("input `{name}`: {problem}")]
+    Input {
+        /// The input's name (as the upstream module calls it).
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+
     /// A file could not be read or parsed (checkpoints, manifests).
     #[error("{path}: {problem}")]
     File {

@@ -61,6 +61,7 @@ pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod kernels;
+pub mod models;
 pub mod ops;
 pub mod pipeline;
 pub mod reference;

@@ -74,7 +74,7 @@ impl Tensor {
     }
 
     /// Uploads raw little-endian elements of `dtype` (a checkpoint's bytes as they are on
-    /// disk, straight from a memory map: no intermediate host copy).
+    /// disk).
     pub fn from_bytes(gpu: &Gpu, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<Self> {
         let t = Self::zeros(gpu, shape, dtype)?;
         t.write_bytes(bytes)?;
@@ -111,6 +111,18 @@ impl Tensor {
     /// Overwrites the contents with f32 data (see [`Tensor::write`]).
     pub fn write_f32(&self, data: &[f32]) -> Result<()> {
         self.write(HostData::F32(data))
+    }
+
+    /// Writes raw bytes at byte `offset` (both whole words): checkpoint data streamed in
+    /// chunks straight from a memory map.
+    pub(crate) fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        let end = offset + bytes.len() as u64;
+        if !offset.is_multiple_of(4) || !bytes.len().is_multiple_of(4) || end > self.byte_len() {
+            let what = format!("byte range of a {}-byte tensor (whole words)", self.byte_len());
+            return Err(Error::shape("tensor", what, "in range and 4-aligned", format!("{offset}..{end}")));
+        }
+        self.gpu.queue().write_buffer(&self.buffer, offset, bytes);
+        Ok(())
     }
 
     fn write_bytes(&self, bytes: &[u8]) -> Result<()> {

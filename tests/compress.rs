@@ -123,6 +123,37 @@ proptest! {
         let got = run(&g, &[&features, &newline]).remove(0);
         prop_assert_eq!(got.to_f64(), reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline)));
     }
+
+    #[test]
+    #[timeout(300_000)]
+    fn onevision_resize_matches_reference(
+        (h, w, side, picks, max_patches, d, seed) in
+            (1usize..=1200, 1usize..=1200, 2usize..=6, prop::collection::vec((1usize..=6, 1usize..=6), 1..=8),
+             1usize..=9, edge_size(9), any::<u32>())
+    ) {
+        // OneVision: SigLIP-like tiles of `side` patches of 8 px, anyres_max_N.
+        let tile = side * 8;
+        let pinpoints: Vec<(usize, usize)> = picks.iter().map(|&(a, b)| (a * tile, b * tile)).collect();
+        let layout = AnyResLayout::new((h, w), &pinpoints, tile, 8).unwrap().with_max_patches(max_patches);
+        let (uh, uw) = layout.unpadded;
+        let ratio = ((uh * uw) as f64 / (max_patches * side * side) as f64).sqrt();
+        prop_assume!(ratio <= 1.1 || ((uh as f64 / ratio) as usize > 0 && (uw as f64 / ratio) as usize > 0));
+        // Python's int(h // ratio) where the map is more than 1.1² times the budget.
+        let expected = (ratio > 1.1).then(|| ((uh as f64 / ratio).floor() as usize, (uw as f64 / ratio).floor() as usize));
+        prop_assert_eq!(layout.resized, expected);
+        let features: Vec<f32> = (0..layout.tiles() * side * side * d).map(|i| ((i as u64 * 2654435761 + u64::from(seed)) % 10007) as f32 / 1000.0).collect();
+        let newline: Vec<f32> = (0..d).map(|i| -1.0 - i as f32).collect();
+        let mut g = Graph::new();
+        let fi = g.input("features", &[layout.tiles(), side * side, d]).unwrap();
+        let ni = g.input("newline", &[d]).unwrap();
+        let y = g.add(layout, &[fi, ni]).unwrap();
+        g.output(y).unwrap();
+        let got = run(&g, &[&features, &newline]).remove(0).into_f32();
+        let want = reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline));
+        // Features up to 10: a two-tap blend per axis rounds within a few ulps of that.
+        let cmp = reference::compare(&got, &want, 1e-5, 1e-6);
+        prop_assert!(cmp.passed(), "{layout:?}: {cmp}");
+    }
 }
 
 #[test]

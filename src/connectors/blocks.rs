@@ -65,8 +65,27 @@ impl Linear {
         })
     }
 
+    /// From tensors already on the GPU: weight `[out, in]` (any float), bias `[out]` (f32).
+    pub(crate) fn from_tensors(connector: &'static str, weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let s = weight.shape().to_vec();
+        let fits = s.len() == 2 && bias.as_ref().is_none_or(|b| b.shape() == [s[0]].as_slice());
+        if !fits {
+            let got = format!("weight {s:?}, bias {:?}", bias.as_ref().map(|b| b.shape().to_vec()));
+            return Err(Error::shape(connector, "linear", "weight [out, in], bias [out]", got));
+        }
+        Ok(Self { weight, bias })
+    }
+
     pub(crate) fn out_features(&self) -> usize {
         self.weight.shape()[0]
+    }
+
+    pub(crate) fn in_features(&self) -> usize {
+        self.weight.shape()[1]
+    }
+
+    pub(crate) fn has_bias(&self) -> bool {
+        self.bias.is_some()
     }
 
     /// Adds `skip(activation(x·Wᵀ + b))` to `g` as one GEMM.

@@ -1,28 +1,32 @@
-//! The LLaVA MLP projector: `linear_2(gelu(linear_1(x)))`, with GELU fused into the first GEMM.
+//! The LLaVA MLP projector: `linear_2(act(linear_1(x)))`, with the activation fused into the
+//! first GEMM; biases when the checkpoint has them (`multimodal_projector_bias`).
 
+use super::blocks::{Linear, Skip};
 use super::{ConnectorPlan, StateDict, finish};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::ops::{Epilogue, GeluForm};
+use crate::ops::GeluForm;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
-/// Names under which checkpoints store the projector: llava-hf on disk, transformers >= 4.52 in
-/// memory, and the original LLaVA repository (`mm_projector` is an `nn.Sequential`).
-const PREFIXES_1: [&str; 3] =
-    ["multi_modal_projector.linear_1", "model.multi_modal_projector.linear_1", "model.mm_projector.0"];
-const PREFIXES_2: [&str; 3] =
-    ["multi_modal_projector.linear_2", "model.multi_modal_projector.linear_2", "model.mm_projector.2"];
+const NAME: &str = "llava projector";
+
+/// Where checkpoints store the projector: llava-hf on disk (`multi_modal_projector.linear_{1,2}`),
+/// transformers >= 4.52 in memory (`model.multi_modal_projector.*`), and the original LLaVA
+/// repository (`model.mm_projector.{0,2}`, an `nn.Sequential`).
+const LAYOUTS: [(&str, &str, &str); 3] = [
+    ("multi_modal_projector.", "linear_1", "linear_2"),
+    ("model.multi_modal_projector.", "linear_1", "linear_2"),
+    ("model.mm_projector.", "0", "2"),
+];
 
 /// The LLaVA-1.5 style projector with its weights on the GPU.
 #[derive(Debug, Clone)]
 pub struct LlavaProjector {
-    w1: Tensor,
-    b1: Tensor,
-    w2: Tensor,
-    b2: Tensor,
+    linear_1: Linear,
+    linear_2: Linear,
     act: GeluForm,
     activations: DType,
 }
@@ -33,43 +37,25 @@ impl LlavaProjector {
         GeluForm::from_hf("projector_hidden_act", name)
     }
 
-    /// Loads from a checkpoint by upstream names (see the module docs for the aliases). The
-    /// weight matrices stay in their stored dtype (f32, f16 or bf16); biases become f32.
+    /// Loads from a checkpoint by upstream names (see the module docs for the aliases), with
+    /// biases when `linear_1` has one. The weight matrices stay in their stored dtype (f32, f16
+    /// or bf16); biases become f32.
     pub fn from_weights(gpu: &Gpu, weights: &Weights, act: GeluForm) -> Result<Self> {
-        let names = |prefixes: &[&str; 3], leaf: &str| prefixes.map(|p| format!("{p}.{leaf}"));
-        let [w1, b1, w2, b2] = [
-            names(&PREFIXES_1, "weight"),
-            names(&PREFIXES_1, "bias"),
-            names(&PREFIXES_2, "weight"),
-            names(&PREFIXES_2, "bias"),
-        ];
-        let w1_name = weights.resolve(&refs(&w1))?;
-        let w2_name = weights.resolve(&refs(&w2))?;
-        let (s1, s2) = (weights.shape(w1_name)?, weights.shape(w2_name)?);
-        if s1.len() != 2 {
-            return Err(Error::Weights {
-                name: w1_name.into(),
-                problem: format!("shape {s1:?}, expected [hidden, vision_dim]"),
-            });
-        }
-        let (hidden, vision) = (s1[0], s1[1]);
-        if s2.len() != 2 || s2[1] != hidden {
-            return Err(Error::Weights {
-                name: w2_name.into(),
-                problem: format!("shape {s2:?}, expected [text_dim, {hidden}]"),
-            });
-        }
-        let text = s2[0];
-        let projector = Self {
-            w1: weights.upload_native(gpu, &[w1_name], &[hidden, vision])?,
-            b1: weights.upload(gpu, &refs(&b1), &[hidden])?,
-            w2: weights.upload_native(gpu, &[w2_name], &[text, hidden])?,
-            b2: weights.upload(gpu, &refs(&b2), &[text])?,
-            act,
-            activations: DType::F32,
+        let names: Vec<String> = LAYOUTS.iter().map(|(p, l1, _)| format!("{p}{l1}.weight")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let found = weights.resolve(&refs)?;
+        let (prefix, l1, l2) = LAYOUTS[refs.iter().position(|n| *n == found).unwrap_or(0)];
+        let (p1, p2) = (format!("{prefix}{l1}"), format!("{prefix}{l2}"));
+        let shape = weights.shape(&format!("{p1}.weight"))?;
+        let [_, vision] = shape[..] else {
+            let problem = format!("shape {shape:?}, expected [hidden, vision_dim]");
+            return Err(Error::Weights { name: format!("{p1}.weight"), problem });
         };
+        let bias = weights.contains(&format!("{p1}.bias"));
+        let linear_1 = Linear::load(gpu, weights, &p1, vision, bias)?;
+        let linear_2 = Linear::load(gpu, weights, &p2, linear_1.out_features(), bias)?;
         gpu.flush("uploading projector weights")?;
-        Ok(projector)
+        Ok(Self { linear_1, linear_2, act, activations: DType::F32 })
     }
 
     /// The tensors of a projector `[vision, hidden, text]` under llava-hf's on-disk names
@@ -77,8 +63,8 @@ impl LlavaProjector {
     /// (`multimodal_projector_bias`).
     pub fn state_dict([vision, hidden, text]: [usize; 3], bias: bool) -> StateDict {
         let mut t = StateDict::default();
-        t.linear(PREFIXES_1[0], hidden, vision, bias);
-        t.linear(PREFIXES_2[0], text, hidden, bias);
+        t.linear("multi_modal_projector.linear_1", hidden, vision, bias);
+        t.linear("multi_modal_projector.linear_2", text, hidden, bias);
         t
     }
 
@@ -95,9 +81,9 @@ impl LlavaProjector {
         let [vision, hidden, text] = dims;
         let projector = Self::from_tensors(
             Tensor::from_f32(gpu, &[hidden, vision], w1)?,
-            Tensor::from_f32(gpu, &[hidden], b1)?,
+            Some(Tensor::from_f32(gpu, &[hidden], b1)?),
             Tensor::from_f32(gpu, &[text, hidden], w2)?,
-            Tensor::from_f32(gpu, &[text], b2)?,
+            Some(Tensor::from_f32(gpu, &[text], b2)?),
             act,
         )?;
         gpu.flush("uploading projector weights")?;
@@ -105,20 +91,15 @@ impl LlavaProjector {
     }
 
     /// Builds from weights already on the GPU (a host engine's): `w1 [hidden, vision]` and
-    /// `w2 [text, hidden]` in f32, f16 or bf16, biases f32. Shapes are checked here, dtypes
-    /// when a plan is built.
-    pub fn from_tensors(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, act: GeluForm) -> Result<Self> {
-        let (s1, s2) = (w1.shape(), w2.shape());
-        let fits = s1.len() == 2
-            && s2.len() == 2
-            && s2[1] == s1[0]
-            && b1.shape() == [s1[0]].as_slice()
-            && b2.shape() == [s2[0]].as_slice();
-        if !fits {
-            let got = format!("w1 {s1:?}, b1 {:?}, w2 {s2:?}, b2 {:?}", b1.shape(), b2.shape());
-            return Err(Error::shape("llava projector", "weights", "w1 [h, v], b1 [h], w2 [t, h], b2 [t]", got));
+    /// `w2 [text, hidden]` in f32, f16 or bf16, biases f32 (or none). Shapes are checked here,
+    /// dtypes when a plan is built.
+    pub fn from_tensors(w1: Tensor, b1: Option<Tensor>, w2: Tensor, b2: Option<Tensor>, act: GeluForm) -> Result<Self> {
+        let (linear_1, linear_2) = (Linear::from_tensors(NAME, w1, b1)?, Linear::from_tensors(NAME, w2, b2)?);
+        if linear_2.in_features() != linear_1.out_features() {
+            let (expected, got) = (linear_1.out_features(), linear_2.in_features());
+            return Err(Error::shape(NAME, "linear_2 in-features (linear_1's out-features)", expected, got));
         }
-        Ok(Self { w1, b1, w2, b2, act, activations: DType::F32 })
+        Ok(Self { linear_1, linear_2, act, activations: DType::F32 })
     }
 
     /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
@@ -136,7 +117,12 @@ impl LlavaProjector {
 
     /// `[vision_dim, hidden, text_dim]`.
     pub fn dims(&self) -> [usize; 3] {
-        [self.w1.shape()[1], self.w1.shape()[0], self.w2.shape()[0]]
+        [self.linear_1.in_features(), self.linear_1.out_features(), self.linear_2.out_features()]
+    }
+
+    /// Whether the layers have biases.
+    pub fn has_bias(&self) -> bool {
+        self.linear_1.has_bias()
     }
 
     /// The GELU form.
@@ -151,32 +137,17 @@ impl LlavaProjector {
 
     /// The unfused baseline: GEMM(+bias), a standalone GELU pass, GEMM(+bias).
     pub fn unfused_graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
-        let act = self.act;
         self.with_input(batch, tokens, |g, x| {
-            self.add_layers(g, x, |g, x, w1, b1| {
-                let h = g.add(Epilogue::BIAS, &[x, w1, b1])?;
-                g.add(act, &[h])
-            })
+            let h = self.linear_1.add(g, "linear_1", x, None, Skip::None)?;
+            let h = g.add(self.act, &[h])?;
+            self.linear_2.add(g, "linear_2", h, None, Skip::None)
         })
     }
 
     /// Adds the fused projector on `x` `[.., vision_dim]` to `g`; returns its output.
     pub fn add_to(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
-        let epilogue = Epilogue::bias_gelu(self.act);
-        self.add_layers(g, x, |g, x, w1, b1| g.add(epilogue, &[x, w1, b1]))
-    }
-
-    /// The weights as constants, `first(x, w1, b1)` for the first layer, then linear_2.
-    fn add_layers(
-        &self,
-        g: &mut Graph,
-        x: TensorId,
-        first: impl FnOnce(&mut Graph, TensorId, TensorId, TensorId) -> Result<TensorId>,
-    ) -> Result<TensorId> {
-        let (w1, b1) = (g.constant("linear_1.weight", &self.w1), g.constant("linear_1.bias", &self.b1));
-        let (w2, b2) = (g.constant("linear_2.weight", &self.w2), g.constant("linear_2.bias", &self.b2));
-        let h = first(g, x, w1, b1)?;
-        g.add(Epilogue::BIAS, &[h, w2, b2])
+        let h = self.linear_1.add(g, "linear_1", x, Some(self.act), Skip::None)?;
+        self.linear_2.add(g, "linear_2", h, None, Skip::None)
     }
 
     /// A graph with the `[batch, tokens, vision_dim]` input, `body` on it, its result marked.
@@ -201,16 +172,5 @@ impl LlavaProjector {
     /// Plans the unfused baseline for `[batch, tokens]`.
     pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
         finish(gpu, self.unfused_graph(batch, tokens)?)
-    }
-}
-
-fn refs(names: &[String; 3]) -> [&str; 3] {
-    names.each_ref().map(String::as_str)
-}
-
-impl LlavaProjector {
-    /// Reads the weights back to the host as `[w1, b1, w2, b2]` (for reference checks).
-    pub fn download(&self) -> Result<[Vec<f32>; 4]> {
-        Ok([self.w1.to_f32()?, self.b1.to_f32()?, self.w2.to_f32()?, self.b2.to_f32()?])
     }
 }

@@ -109,6 +109,8 @@ pub struct QFormer {
     hidden: usize,
     encoder_width: usize,
     activations: DType,
+    /// BLIP-2's `language_projection` into the language model's width, when loaded.
+    projection: Option<Linear>,
 }
 
 impl QFormer {
@@ -178,7 +180,26 @@ impl QFormer {
         let query_tokens = Tensor::from_f32(gpu, &[queries, hidden], &weights.f32("query_tokens", None)?)?;
         let embed_norm = Norm::load(gpu, weights, "qformer.layernorm", hidden, eps)?;
         gpu.flush("uploading Q-Former weights")?;
-        Ok(Self { query_tokens, embed_norm, layers, config, hidden, encoder_width, activations: DType::F32 })
+        Ok(Self {
+            query_tokens,
+            embed_norm,
+            layers,
+            config,
+            hidden,
+            encoder_width,
+            activations: DType::F32,
+            projection: None,
+        })
+    }
+
+    /// Adds BLIP-2's `language_projection` (`[text_dim, hidden]`, with its bias when stored):
+    /// plans then output the language model's inputs, and the Q-Former's last hidden state as
+    /// a second output.
+    pub fn with_language_projection(mut self, gpu: &Gpu, weights: &Weights) -> Result<Self> {
+        let bias = weights.contains("language_projection.bias");
+        self.projection = Some(Linear::load(gpu, weights, "language_projection", self.hidden, bias)?);
+        gpu.flush("uploading language_projection")?;
+        Ok(self)
     }
 
     /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
@@ -218,13 +239,19 @@ impl QFormer {
         t
     }
 
+    /// The language model's width after `language_projection`, when loaded.
+    pub fn text_dim(&self) -> Option<usize> {
+        self.projection.as_ref().map(Linear::out_features)
+    }
+
     /// `[queries, hidden, encoder_width, layers]`.
     pub fn dims(&self) -> [usize; 4] {
         [self.query_tokens.shape()[0], self.hidden, self.encoder_width, self.layers.len()]
     }
 
     /// The graph for `image_embeds` `[batch, tokens, encoder_width]` → `[batch, queries,
-    /// hidden]`. Returns (graph, input, output).
+    /// hidden]` (or `[batch, queries, text_dim]` with the language projection, the hidden state
+    /// then a second output). Returns (graph, input, output).
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
@@ -259,8 +286,14 @@ impl QFormer {
             let sum = layer.output.add(&mut g, &format!("{name}.output_query"), f, None, Skip::Add(h))?;
             h = layer.norm.add(&mut g, &format!("{name}.output_query.LayerNorm"), sum)?;
         }
+        let Some(projection) = &self.projection else {
+            g.output(h)?;
+            return Ok((g, image, h));
+        };
+        let projected = projection.add(&mut g, "language_projection", h, None, Skip::None)?;
+        g.output(projected)?;
         g.output(h)?;
-        Ok((g, image, h))
+        Ok((g, image, projected))
     }
 
     /// Plans the Q-Former for `[batch, tokens]` image features.

@@ -1,7 +1,7 @@
 //! LLaVA-NeXT AnyRes packing (`shaders/anyres.wgsl`): the layout is computed on the host from
 //! the image size (a few scalars), the per-token gather runs on the GPU.
 
-use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
+use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
@@ -30,6 +30,14 @@ pub struct Params {
     pub left: u32,
     /// Output tokens.
     pub tokens: u32,
+    /// Packed grid rows (unpadded, or resized).
+    pub out_rows: u32,
+    /// Packed grid columns.
+    pub out_cols: u32,
+    /// Resize: rows / out_rows.
+    pub scale_h: f32,
+    /// Resize: cols / out_cols.
+    pub scale_w: f32,
 }
 
 const WORKGROUP: u32 = 256;
@@ -65,7 +73,12 @@ impl Kernel for AnyResLayout {
         vec![&SPEC]
     }
 
+    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+        vec![("RESIZE", f64::from(u8::from(self.resized.is_some())))]
+    }
+
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let (out_rows, out_cols) = self.packed_grid();
         let p = Params {
             channels: inputs[0].shape[2] as u32,
             side: self.side as u32,
@@ -75,12 +88,19 @@ impl Kernel for AnyResLayout {
             top: self.offset.0 as u32,
             left: self.offset.1 as u32,
             tokens: self.tokens() as u32,
+            out_rows: out_rows as u32,
+            out_cols: out_cols as u32,
+            // PyTorch's scale is in/out in f32.
+            scale_h: self.unpadded.0 as f32 / out_rows.max(1) as f32,
+            scale_w: self.unpadded.1 as f32 / out_cols.max(1) as f32,
         };
         Dispatch::new(&p, (u64::from(p.tokens) * u64::from(p.channels)).div_ceil(u64::from(WORKGROUP)))
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        Cost { flops: 0.0, bytes: 2.0 * bytes(inputs[0].dtype, self.tokens() * inputs[0].shape[2]) }
+        let out = self.tokens() * inputs[0].shape[2];
+        let flops = if self.resized.is_some() { 8.0 * out as f64 } else { 0.0 };
+        Cost { flops, bytes: 2.0 * bytes(inputs[0].dtype, out) }
     }
 
     fn reference(&self, inputs: &[&[f64]], _metas: &[&Meta]) -> Vec<f64> {
@@ -97,7 +117,8 @@ fn case(layout: AnyResLayout, d: usize, storage: DType, features: Vec<f32>, newl
     Ok(c.finish(&[y], format!("{layout:?} d{d} {storage}"), Tolerance::exact()))
 }
 
-/// Random image sizes, pinpoint lists, tile and patch sizes; a pure gather, so exact.
+/// Random image sizes, pinpoint lists, tile and patch sizes, half with OneVision's resize; a
+/// pure gather is exact, the resize within a few ulps of the largest feature.
 fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (side, patch) = (rng.range(1, 6), rng.pick(&[1, 2, 14]));
@@ -105,13 +126,24 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let pinpoints: Vec<(usize, usize)> =
         (0..rng.range(1, 6)).map(|_| (rng.range(1, 4) * tile, rng.range(1, 4) * tile)).collect();
     let image = (rng.range(1, 2000), rng.range(1, 2000));
-    let layout = AnyResLayout::new(image, &pinpoints, tile, patch)?;
+    let mut layout = AnyResLayout::new(image, &pinpoints, tile, patch)?;
+    // OneVision's resize half the time, where it leaves a non-empty grid (upstream's
+    // interpolate refuses an empty one, and so does the layout check).
+    let resized = layout.with_max_patches(rng.range(1, 9));
+    if rng.bool(0.5) && resized.resized.is_none_or(|(r, c)| r > 0 && c > 0) {
+        layout = resized;
+    }
     let d = rng.edge(17);
-    let features = rng.values(layout.tiles() * side * side * d, kind, huge_for(storage, 1e38), inject);
+    let resize = layout.resized.is_some();
+    let features =
+        rng.values(layout.tiles() * side * side * d, kind, huge_for(storage, if resize { 1e30 } else { 1e38 }), inject);
+    let tolerance = Tolerance::new(SUBNORMAL_FLOOR, 1e-6).plus(if resize { 2e-6 * max_abs(&features) } else { 0.0 });
     let c = case(layout, d, storage, features, rng.normals(d, 1.0))?;
-    let description =
-        format!("image {image:?} tile {tile} pinpoints {pinpoints:?} d{d} {storage} {kind:?} inject={inject}");
-    Ok(Case { description, ..c })
+    let description = format!(
+        "image {image:?} tile {tile} pinpoints {pinpoints:?} resized {:?} d{d} {storage} {kind:?} inject={inject}",
+        layout.resized
+    );
+    Ok(Case { description, tolerance, ..c })
 }
 
 /// LLaVA-NeXT at 336 px tiles: a 672 × 672 image, 5 tiles of 576 patches, projected to 4096.
@@ -127,5 +159,9 @@ fn bench() -> Vec<BenchCase> {
 fn precision() -> Result<Vec<Case>> {
     let layout = AnyResLayout::new((300, 500), &[(8, 16), (16, 8)], 8, 2)?;
     let mut rng = CaseRng::new(77);
-    Ok(vec![case(layout, 5, DType::F16, rng.signed(layout.tiles() * 16 * 5), rng.signed(5))?])
+    let resized = layout.with_max_patches(1);
+    Ok(vec![
+        case(layout, 5, DType::F16, rng.signed(layout.tiles() * 16 * 5), rng.signed(5))?,
+        case(resized, 5, DType::F16, rng.signed(layout.tiles() * 16 * 5), rng.signed(5))?,
+    ])
 }

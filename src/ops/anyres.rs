@@ -20,6 +20,9 @@ pub struct AnyResLayout {
     pub unpadded: (usize, usize),
     /// First kept (row, column) of the stitched grid.
     pub offset: (usize, usize),
+    /// LLaVA-OneVision's `anyres_max_N`: the unpadded grid bilinearly resized to this
+    /// (rows, columns) before the newlines go in; `None` keeps it.
+    pub resized: Option<(usize, usize)>,
 }
 
 impl AnyResLayout {
@@ -45,7 +48,23 @@ impl AnyResLayout {
         }
         let side = tile / patch;
         let (unpadded, offset) = unpad((h, w), (grid.0 * side, grid.1 * side));
-        Ok(Self { side, grid, best_resolution: best, unpadded, offset })
+        Ok(Self { side, grid, best_resolution: best, unpadded, offset, resized: None })
+    }
+
+    /// LLaVA-OneVision's `anyres_max_{max_patches}` rule: when the unpadded grid holds more
+    /// than 1.1² times `max_patches` tiles' worth of patches, it is resized (bilinear,
+    /// `align_corners=False`) by `ratio = sqrt(H_u·W_u / (max_patches·side²))` to
+    /// `(int(H_u // ratio), int(W_u // ratio))`.
+    pub fn with_max_patches(self, max_patches: usize) -> Self {
+        let (h, w) = (self.unpadded.0 as f64, self.unpadded.1 as f64);
+        let ratio = (h * w / (max_patches * self.side * self.side) as f64).sqrt();
+        let resized = (ratio > 1.1).then(|| ((h / ratio).floor() as usize, (w / ratio).floor() as usize));
+        Self { resized, ..self }
+    }
+
+    /// The (rows, columns) of patches that get a newline each row: unpadded, or resized.
+    pub fn packed_grid(&self) -> (usize, usize) {
+        self.resized.unwrap_or(self.unpadded)
     }
 
     /// Tiles the vision tower encodes: the base tile and the grid.
@@ -53,9 +72,10 @@ impl AnyResLayout {
         1 + self.grid.0 * self.grid.1
     }
 
-    /// Packed tokens: `side² + H_u·(W_u + 1)`.
+    /// Packed tokens: `side² + H·(W + 1)` for the packed grid.
     pub fn tokens(&self) -> usize {
-        self.side * self.side + self.unpadded.0 * (self.unpadded.1 + 1)
+        let (rows, cols) = self.packed_grid();
+        self.side * self.side + rows * (cols + 1)
     }
 
     /// Checks the tile features and the newline; returns `[tokens, D]`.
@@ -75,6 +95,9 @@ impl AnyResLayout {
         if inputs[1].shape.as_slice() != [s[2]] {
             let got = format!("{:?}", inputs[1].shape);
             return Err(Error::shape(NAME, "image_newline shape", format!("[{}]", s[2]), got));
+        }
+        if self.resized.is_some_and(|(r, c)| r == 0 || c == 0) {
+            return Err(Error::shape(NAME, "resized grid", ">= 1x1", format!("{:?}", self.resized)));
         }
         let out = [self.tokens(), s[2]];
         check_u32_elements(NAME, "output", &out)?;

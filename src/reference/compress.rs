@@ -25,30 +25,11 @@ pub fn avg_pool(op: &AvgPool, x: &[f64], batch: usize, channels: usize) -> Vec<f
 
 /// Bilinear halving of `[batch, h·w, channels]` tokens, with PyTorch's f32 source coordinates.
 pub fn bilinear_half(op: &BilinearHalf, x: &[f64], batch: usize, channels: usize) -> Vec<f64> {
-    let ((h, w), (oh, ow)) = ((op.h, op.w), op.output_grid());
-    let at = |b: usize, y: usize, xx: usize, c: usize| x[((b * h + y) * w + xx) * channels + c];
-    // PyTorch computes the scale and source coordinate in f32.
-    let tap = |dst: usize, size: usize, out: usize| {
-        let scale = size as f32 / out as f32;
-        let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (src.floor() as usize).min(size - 1);
-        (i0, (i0 + 1).min(size - 1), f64::from(src) - i0 as f64)
-    };
-    let mut out = Vec::with_capacity(batch * oh * ow * channels);
-    for b in 0..batch {
-        for oy in 0..oh {
-            let (y0, y1, ly) = tap(oy, h, oh);
-            for ox in 0..ow {
-                let (x0, x1, lx) = tap(ox, w, ow);
-                for c in 0..channels {
-                    let top = (1.0 - lx) * at(b, y0, x0, c) + lx * at(b, y0, x1, c);
-                    let bottom = (1.0 - lx) * at(b, y1, x0, c) + lx * at(b, y1, x1, c);
-                    out.push((1.0 - ly) * top + ly * bottom);
-                }
-            }
-        }
-    }
-    out
+    let per_item = op.h * op.w * channels;
+    x.chunks(per_item)
+        .take(batch)
+        .flat_map(|item| resize_bilinear(item, (op.h, op.w), op.output_grid(), channels))
+        .collect()
 }
 
 /// ToMe as upstream writes it (`bipartite_soft_matching`, `merge_wavg`, `merge_source`), with
@@ -262,20 +243,57 @@ pub fn separated_tokens(batch: usize, n: usize, c: usize, seed: u64) -> Vec<f32>
     x
 }
 
-/// AnyRes packing: the base tile, then each unpadded grid row followed by the newline.
+/// AnyRes packing: the base tile, then each row of the unpadded grid (bilinearly resized when
+/// the layout says so) followed by the newline.
 pub fn anyres_pack(layout: &AnyResLayout, features: &[f64], newline: &[f64]) -> Vec<f64> {
     let d = newline.len();
     let side = layout.side;
     let patches = side * side;
-    let mut out = features[..patches * d].to_vec();
     let (rows, cols) = layout.unpadded;
+    // The unpadded grid, row-major, gathered from the stitched tiles.
+    let mut grid = Vec::with_capacity(rows * cols * d);
     for y in layout.offset.0..layout.offset.0 + rows {
         for x in layout.offset.1..layout.offset.1 + cols {
             let tile = 1 + (y / side) * layout.grid.1 + x / side;
             let patch = (y % side) * side + x % side;
-            out.extend_from_slice(&features[(tile * patches + patch) * d..][..d]);
+            grid.extend_from_slice(&features[(tile * patches + patch) * d..][..d]);
         }
+    }
+    let (out_rows, out_cols) = layout.packed_grid();
+    if layout.resized.is_some() {
+        grid = resize_bilinear(&grid, (rows, cols), (out_rows, out_cols), d);
+    }
+    let mut out = features[..patches * d].to_vec();
+    // An unpadded grid can be zero columns wide (a 2000 × 1 image): rows of newlines only.
+    let row_len = out_cols * d;
+    for r in 0..out_rows {
+        out.extend_from_slice(&grid[r * row_len..(r + 1) * row_len]);
         out.extend_from_slice(newline);
+    }
+    out
+}
+
+/// Bilinear resize of a row-major `[h·w, d]` grid to `(oh, ow)`: `F.interpolate(mode="bilinear",
+/// align_corners=False)` with PyTorch's f32 source coordinates.
+pub fn resize_bilinear(x: &[f64], (h, w): (usize, usize), (oh, ow): (usize, usize), d: usize) -> Vec<f64> {
+    let tap = |dst: usize, size: usize, out: usize| {
+        let scale = size as f32 / out as f32;
+        let src = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (src.floor() as usize).min(size - 1);
+        (i0, (i0 + 1).min(size - 1), f64::from(src) - i0 as f64)
+    };
+    let at = |y: usize, xx: usize, c: usize| x[(y * w + xx) * d + c];
+    let mut out = Vec::with_capacity(oh * ow * d);
+    for oy in 0..oh {
+        let (y0, y1, ly) = tap(oy, h, oh);
+        for ox in 0..ow {
+            let (x0, x1, lx) = tap(ox, w, ow);
+            for c in 0..d {
+                let top = (1.0 - lx) * at(y0, x0, c) + lx * at(y0, x1, c);
+                let bottom = (1.0 - lx) * at(y1, x0, c) + lx * at(y1, x1, c);
+                out.push((1.0 - ly) * top + ly * bottom);
+            }
+        }
     }
     out
 }

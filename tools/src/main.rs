@@ -5,6 +5,7 @@ mod cases;
 mod demo;
 mod fuzz;
 mod golden;
+mod models;
 mod roofline_plot;
 mod synthetic;
 mod tokens;
@@ -38,6 +39,10 @@ enum Command {
     /// Differential testing of every kernel against the f64 reference on random shapes and
     /// values; writes a reproducer per failure.
     Fuzz(fuzz::Args),
+    /// Run a Hugging Face model directory's connector on named inputs; write the outputs.
+    Run(models::RunArgs),
+    /// Describe a model directory's connector (no GPU, no tensor data read).
+    Inspect(models::InspectArgs),
     /// Run every case of a golden manifest and compare with its stored outputs.
     Check {
         /// Path to manifest.json.
@@ -54,6 +59,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Check { manifest } => check(&manifest),
+        Command::Run(args) => models::run(&args),
+        Command::Inspect(args) => models::inspect(&args),
     };
     match result {
         Ok(code) => code,

@@ -51,3 +51,11 @@ pub fn write(path: &std::path::Path, text: &str) -> Result<()> {
     println!("wrote {}", path.display());
     Ok(())
 }
+
+/// This process's peak resident memory (VmHWM) in MiB, where the OS reports it (Linux).
+pub fn peak_rss() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

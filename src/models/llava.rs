@@ -1,0 +1,276 @@
+//! LLaVA (`llava`), LLaVA-NeXT (`llava_next`) and LLaVA-OneVision (`llava_onevision`): the MLP
+//! projector, and for the latter two AnyRes packing of the projected tiles (OneVision with its
+//! `anyres_max_N` resize).
+
+use serde::Deserialize;
+
+use super::config::{ConfigJson, TextConfig, VisionConfig, required};
+use super::{Family, HostTensor, Model, Runner, Tensors, input_f32, input_ints, input_shape_error};
+use crate::connectors::{AnyRes, LlavaProjector, StateDict};
+use crate::dtype::{DType, HostData, HostVec};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan};
+use crate::ops::{AnyResLayout, GeluForm};
+use crate::weights::Weights;
+
+/// The fields of a LLaVA-family `config.json` the connector uses (transformers' defaults
+/// where it has them).
+#[derive(Debug, Deserialize)]
+struct LlavaJson {
+    #[serde(default = "gelu")]
+    projector_hidden_act: String,
+    #[serde(default = "yes")]
+    multimodal_projector_bias: bool,
+    #[serde(default)]
+    vision_feature_layer: Option<serde_json::Value>,
+    #[serde(default)]
+    vision_feature_select_strategy: Option<String>,
+    vision_config: Option<VisionConfig>,
+    text_config: Option<TextConfig>,
+    image_grid_pinpoints: Option<Vec<(usize, usize)>>,
+    vision_aspect_ratio: Option<String>,
+}
+
+fn gelu() -> String {
+    "gelu".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A LLaVA-family connector described by its config.
+#[derive(Debug, Clone)]
+pub(super) struct Llava {
+    family: Family,
+    act: GeluForm,
+    act_name: String,
+    bias: bool,
+    /// Vision width × selected feature layers, hidden (= text) width.
+    vision: usize,
+    text: usize,
+    feature_layer: String,
+    strategy: String,
+    /// Tile (vision image size) and patch, in pixels.
+    tile: usize,
+    patch: usize,
+    pinpoints: Vec<(usize, usize)>,
+    max_patches: Option<usize>,
+}
+
+impl Llava {
+    pub(super) fn new(family: Family, config: &ConfigJson) -> Result<Self> {
+        let c: LlavaJson = config.parse()?;
+        let act = GeluForm::from_hf("projector_hidden_act", &c.projector_hidden_act)?;
+        let vision_config = required("vision_config", c.vision_config)?;
+        let width = required("vision_config.hidden_size", vision_config.hidden_size)?;
+        let text = required("text_config.hidden_size", required("text_config", c.text_config)?.hidden_size)?;
+        // A list of feature layers is concatenated along the features.
+        let (layers, feature_layer) = match &c.vision_feature_layer {
+            Some(serde_json::Value::Array(list)) => (list.len(), serde_json::Value::Array(list.clone()).to_string()),
+            Some(v) => (1, v.to_string()),
+            None => (1, "-2".into()),
+        };
+        let strategy = c.vision_feature_select_strategy.unwrap_or_else(|| "default".into());
+        if !matches!(strategy.as_str(), "default" | "full") {
+            return Err(Error::Config {
+                field: "vision_feature_select_strategy".into(),
+                problem: format!("`{strategy}` (default or full)"),
+            });
+        }
+        let anyres = family != Family::Llava;
+        let pinpoints = if anyres {
+            required("image_grid_pinpoints", c.image_grid_pinpoints.as_ref())?.clone()
+        } else {
+            Vec::new()
+        };
+        let max_patches = match (family, c.vision_aspect_ratio.as_deref()) {
+            (Family::LlavaOnevision, None) => Some(9),
+            (Family::LlavaOnevision, Some(ratio)) => {
+                Some(ratio.strip_prefix("anyres_max_").and_then(|n| n.parse().ok()).ok_or_else(|| Error::Config {
+                    field: "vision_aspect_ratio".into(),
+                    problem: format!("`{ratio}` (anyres_max_N)"),
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            family,
+            act,
+            act_name: c.projector_hidden_act,
+            bias: c.multimodal_projector_bias,
+            vision: width * layers,
+            text,
+            feature_layer,
+            strategy,
+            tile: required("vision_config.image_size", vision_config.image_size)?,
+            patch: required("vision_config.patch_size", vision_config.patch_size)?,
+            pinpoints,
+            max_patches,
+        })
+    }
+
+    fn side(&self) -> usize {
+        self.tile / self.patch.max(1)
+    }
+
+    /// The packing of an image of `image_hw` pixels.
+    fn layout(&self, image_hw: (usize, usize)) -> Result<AnyResLayout> {
+        let layout = AnyResLayout::new(image_hw, &self.pinpoints, self.tile, self.patch)?;
+        Ok(match self.max_patches {
+            Some(max) => layout.with_max_patches(max),
+            None => layout,
+        })
+    }
+}
+
+impl Model for Llava {
+    fn connector(&self) -> &'static str {
+        match self.family {
+            Family::Llava => "LlavaMultiModalProjector",
+            Family::LlavaNext => "LlavaMultiModalProjector + LlavaNextModel.pack_image_features",
+            _ => "LlavaOnevisionMultiModalProjector + LlavaOnevisionModel.pack_image_features",
+        }
+    }
+
+    fn dims(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "projector".into(),
+                format!("{} -> {} -> {} ({}, bias {})", self.vision, self.text, self.text, self.act_name, self.bias),
+            ),
+            ("layers".into(), "2 linear".into()),
+        ]
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        let mut s = vec![
+            ("vision_feature_layer".into(), self.feature_layer.clone()),
+            ("vision_feature_select_strategy".into(), self.strategy.clone()),
+        ];
+        if self.family != Family::Llava {
+            s.push((
+                "tile".into(),
+                format!("{} px, patch {} ({0}/{1} = {} per side)", self.tile, self.patch, self.side()),
+            ));
+            s.push(("image_grid_pinpoints".into(), format!("{:?}", self.pinpoints)));
+        }
+        if let Some(max) = self.max_patches {
+            s.push(("vision_aspect_ratio".into(), format!("anyres_max_{max}")));
+        }
+        s
+    }
+
+    fn tokens(&self) -> (String, String) {
+        let patches = self.side() * self.side();
+        if self.family == Family::Llava {
+            return (patches.to_string(), patches.to_string());
+        }
+        // An image the size of the largest pinpoint, as an example.
+        let largest = self.pinpoints.iter().copied().max_by_key(|(h, w)| h * w).unwrap_or((self.tile, self.tile));
+        match self.layout(largest) {
+            Ok(l) => (
+                format!("{} ({} tiles of {patches})", l.tiles() * patches, l.tiles()),
+                format!("{} for a {}x{} px image", l.tokens(), largest.0, largest.1),
+            ),
+            Err(e) => ("?".into(), e.to_string()),
+        }
+    }
+
+    fn shape_fields(&self) -> &'static str {
+        "vision_config.hidden_size / text_config.hidden_size"
+    }
+
+    fn state_dict(&self) -> StateDict {
+        let mut t = LlavaProjector::state_dict([self.vision, self.text, self.text], self.bias);
+        if self.family != Family::Llava {
+            t.tensor("image_newline", &[self.text]);
+        }
+        t
+    }
+
+    fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
+        let projector = LlavaProjector::from_weights(gpu, weights, self.act)?.with_activations(activations);
+        if self.family == Family::Llava {
+            return Ok(Box::new(Projector { gpu: gpu.clone(), projector }));
+        }
+        let anyres = AnyRes::from_weights(gpu, weights, self.tile, self.patch, &self.pinpoints)?;
+        Ok(Box::new(Packed { gpu: gpu.clone(), projector, anyres, config: self.clone() }))
+    }
+}
+
+/// `llava`: `projected = multi_modal_projector(image_features)`.
+struct Projector {
+    gpu: Gpu,
+    projector: LlavaProjector,
+}
+
+impl Runner for Projector {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["image_features"]
+    }
+
+    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        let (shape, x) = input_f32(inputs, "image_features", 3)?;
+        let vision = self.projector.dims()[0];
+        if shape[2] != vision {
+            return Err(input_shape_error("image_features", shape, format!("[batch, tokens, {vision}]")));
+        }
+        let plan = self.projector.plan(&self.gpu, shape[0], shape[1])?;
+        let y = plan.project(x)?;
+        Ok([("projected".into(), HostTensor::new(plan.output_shape(), HostVec::F32(y))?)].into())
+    }
+}
+
+/// `llava_next` / `llava_onevision`: the projector over every tile, then
+/// `pack_image_features` for the image's size.
+struct Packed {
+    gpu: Gpu,
+    projector: LlavaProjector,
+    anyres: AnyRes,
+    config: Llava,
+}
+
+impl Runner for Packed {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["image_features", "image_size"]
+    }
+
+    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        let (shape, x) = input_f32(inputs, "image_features", 3)?;
+        let size = input_ints(inputs, "image_size", 2)?;
+        let layout = self
+            .config
+            .layout((size[0], size[1]))
+            .map_err(|e| Error::Input { name: "image_size".into(), problem: e.to_string() })?;
+        let (side, vision) = (self.config.side(), self.projector.dims()[0]);
+        let expected = [layout.tiles(), side * side, vision];
+        if shape != expected {
+            return Err(input_shape_error(
+                "image_features",
+                shape,
+                format!("{expected:?} for an image of {}x{} px", size[0], size[1]),
+            ));
+        }
+        let mut g = Graph::new();
+        let features = g.input_as("image_features", shape, self.projector.activations())?;
+        let projected = self.projector.add_to(&mut g, features)?;
+        let packed = self.anyres.add(&mut g, projected, &layout)?;
+        g.output(packed)?;
+        g.output(projected)?;
+        let outputs = Plan::new(&self.gpu, &g)?.run(&[HostData::F32(x)])?;
+        let names = ["packed", "projected_tiles"];
+        names
+            .iter()
+            .zip([packed, projected])
+            .zip(outputs)
+            .map(|((name, id), data)| {
+                Ok((
+                    (*name).to_string(),
+                    HostTensor::new(g.shape(id).unwrap_or_default(), HostVec::F32(data.into_f32()))?,
+                ))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,365 @@
+//! Hugging Face model directories as they are (`config.json`, sharded safetensors with an
+//! index, or one `model.safetensors`): the family detected from `model_type`, the connector
+//! built with every setting from the config, its tensors found by the on-disk checkpoint names
+//! or transformers' `model.`-prefixed in-memory names, and run by the upstream input and output
+//! names. [`inspect`] reads only the config and the shard headers; [`from_pretrained`] uploads
+//! only the connector's tensors (a language model's shards are never opened).
+//!
+//! ```no_run
+//! use vlbridge::models::{self, HostTensor};
+//! use vlbridge::{Gpu, HostVec};
+//!
+//! # fn main() -> vlbridge::Result<()> {
+//! let gpu = Gpu::new()?;
+//! let model = models::from_pretrained(&gpu, "llava-hf/llava-1.5-7b-hf")?;
+//! println!("{}", model.inspection()); // family, dims, dtypes, shards, tokens per image
+//! let features = HostTensor::new(&[1, 576, 1024], HostVec::F32(vec![0.0; 576 * 1024]))?;
+//! let outputs = model.run(&[("image_features".into(), features)].into())?;
+//! assert_eq!(outputs["projected"].shape, [1, 576, 4096]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod blip2;
+mod config;
+mod llava;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+pub use config::{ConfigJson, TextConfig, VisionConfig};
+
+use crate::connectors::StateDict;
+use crate::dtype::{DType, HostVec};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::weights::{ReadObserver, Weights};
+
+/// A host tensor by shape: what connectors take in and give back by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Row-major shape.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub data: HostVec,
+}
+
+impl HostTensor {
+    /// A tensor of `shape` holding `data` (whose length must fit).
+    pub fn new(shape: &[usize], data: HostVec) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape("tensor", format!("elements of {shape:?}"), n, data.len()));
+        }
+        Ok(Self { shape: shape.to_vec(), data })
+    }
+}
+
+/// Tensors by name.
+pub type Tensors = BTreeMap<String, HostTensor>;
+
+/// The model families vlbridge serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// LLaVA-1.5 (`llava`): the MLP projector.
+    Llava,
+    /// LLaVA-NeXT (`llava_next`): the projector per tile, then AnyRes packing.
+    LlavaNext,
+    /// LLaVA-OneVision (`llava_onevision`): as LLaVA-NeXT, with `anyres_max_N` resizing.
+    LlavaOnevision,
+    /// BLIP-2 (`blip-2`): query tokens, the Q-Former, `language_projection`.
+    Blip2,
+}
+
+/// `(model_type, family, the architecture class transformers writes)`.
+const FAMILIES: [(&str, Family, &str); 4] = [
+    ("llava", Family::Llava, "LlavaForConditionalGeneration"),
+    ("llava_next", Family::LlavaNext, "LlavaNextForConditionalGeneration"),
+    ("llava_onevision", Family::LlavaOnevision, "LlavaOnevisionForConditionalGeneration"),
+    ("blip-2", Family::Blip2, "Blip2ForConditionalGeneration"),
+];
+
+impl Family {
+    /// From `model_type`, or from `architectures` when the config has no `model_type`.
+    pub fn detect(config: &ConfigJson) -> Result<Self> {
+        let (model_type, architectures) = config.model_type()?;
+        let known = || FAMILIES.iter().map(|f| f.0).collect::<Vec<_>>().join(", ");
+        if let Some(model_type) = model_type {
+            return FAMILIES.iter().find(|f| f.0 == model_type).map(|f| f.1).ok_or_else(|| Error::Config {
+                field: "model_type".into(),
+                problem: format!("`{model_type}` is not a family vlbridge serves ({})", known()),
+            });
+        }
+        architectures.iter().find_map(|a| FAMILIES.iter().find(|f| f.2 == a)).map(|f| f.1).ok_or_else(|| {
+            Error::Config {
+                field: "model_type".into(),
+                problem: format!(
+                    "missing, and architectures {architectures:?} name no family vlbridge serves ({})",
+                    known()
+                ),
+            }
+        })
+    }
+
+    /// The `model_type` transformers writes.
+    pub fn model_type(self) -> &'static str {
+        FAMILIES.iter().find(|f| f.1 == self).map_or("?", |f| f.0)
+    }
+}
+
+/// A connector described from `config.json` alone, before any weight is read.
+pub(crate) trait Model: Send + Sync {
+    /// The upstream module(s) it reproduces.
+    fn connector(&self) -> &'static str;
+    /// Dims and layer counts, as (label, value).
+    fn dims(&self) -> Vec<(String, String)>;
+    /// Settings taken from the config that the caller needs (feature layer, strategy, ..).
+    fn settings(&self) -> Vec<(String, String)>;
+    /// Visual tokens (in, out) per image, in words.
+    fn tokens(&self) -> (String, String);
+    /// The config fields its tensor shapes follow, for errors.
+    fn shape_fields(&self) -> &'static str;
+    /// Its tensors under the on-disk checkpoint names, with the shapes the config implies.
+    fn state_dict(&self) -> StateDict;
+    /// Uploads its weights (`weights` finds them by the on-disk names) and returns it ready.
+    fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>>;
+}
+
+/// A loaded connector, run by upstream input and output names.
+pub(crate) trait Runner: Send + Sync {
+    /// The input names it reads.
+    fn inputs(&self) -> &'static [&'static str];
+    /// Runs once on `inputs`; returns the outputs by name.
+    fn run(&self, inputs: &Tensors) -> Result<Tensors>;
+}
+
+fn model(family: Family, config: &ConfigJson) -> Result<Box<dyn Model>> {
+    Ok(match family {
+        Family::Llava | Family::LlavaNext | Family::LlavaOnevision => Box::new(llava::Llava::new(family, config)?),
+        Family::Blip2 => Box::new(blip2::Blip2::new(config)?),
+    })
+}
+
+/// One tensor of a connector as the checkpoint holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorEntry {
+    /// Its name in the checkpoint.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its stored dtype.
+    pub dtype: DType,
+    /// The shard that holds it.
+    pub shard: String,
+    /// Its bytes.
+    pub bytes: usize,
+}
+
+/// What `vlbridge inspect` prints: a model directory's connector, from its config and shard
+/// headers only.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The directory.
+    pub dir: String,
+    /// The family.
+    pub family: Family,
+    /// The upstream module(s).
+    pub connector: &'static str,
+    /// Dims and layer counts.
+    pub dims: Vec<(String, String)>,
+    /// Settings the caller needs.
+    pub settings: Vec<(String, String)>,
+    /// Visual tokens (in, out) per image.
+    pub tokens: (String, String),
+    /// The connector's tensors.
+    pub tensors: Vec<TensorEntry>,
+    /// `""` for the on-disk names, `model.` for transformers' in-memory ones.
+    pub prefix: String,
+}
+
+impl Inspection {
+    /// Bytes of the connector's parameters as stored.
+    pub fn parameter_bytes(&self) -> usize {
+        self.tensors.iter().map(|t| t.bytes).sum()
+    }
+
+    /// The distinct stored dtypes.
+    pub fn dtypes(&self) -> Vec<DType> {
+        let mut d: Vec<DType> = self.tensors.iter().map(|t| t.dtype).collect();
+        d.sort_by_key(|t| t.name());
+        d.dedup();
+        d
+    }
+
+    /// The shards holding the connector, sorted.
+    pub fn shards(&self) -> Vec<&str> {
+        let mut s: Vec<&str> = self.tensors.iter().map(|t| t.shard.as_str()).collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.dir)?;
+        writeln!(f, "  family: {} ({})", self.family.model_type(), self.connector)?;
+        for (label, value) in self.dims.iter().chain(&self.settings) {
+            writeln!(f, "  {label}: {value}")?;
+        }
+        writeln!(f, "  tokens per image: {} in, {} out", self.tokens.0, self.tokens.1)?;
+        let dtypes: Vec<&str> = self.dtypes().iter().map(|d| d.name()).collect();
+        writeln!(f, "  dtypes on disk: {}", dtypes.join(", "))?;
+        let params: usize = self.tensors.iter().map(|t| t.shape.iter().product::<usize>()).sum();
+        writeln!(f, "  parameters: {params} ({} bytes, {} tensors)", self.parameter_bytes(), self.tensors.len())?;
+        let names = if self.prefix.is_empty() {
+            "on-disk names".to_string()
+        } else {
+            format!("in-memory names ({}*)", self.prefix)
+        };
+        write!(f, "  shards holding the connector ({names}): {}", self.shards().join(", "))
+    }
+}
+
+/// Reads `dir`'s config and the headers of the shards holding the connector: the family, the
+/// connector's dims and tensors, where they are. Reads no tensor data, needs no GPU. Every
+/// tensor the config implies must be in the checkpoint with that shape.
+pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
+    Ok(open(dir.as_ref())?.0)
+}
+
+fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
+    let config = ConfigJson::read(dir)?;
+    let family = Family::detect(&config)?;
+    let model = model(family, &config)?;
+    let weights = Weights::open_dir(dir)?;
+    let expected = model.state_dict();
+    // On-disk names, or transformers' in-memory ones (`model.` in front).
+    let probe = expected.tensors.first().map(|t| t.0.clone()).unwrap_or_default();
+    let prefix = if weights.contains(&probe) || !weights.contains(&format!("model.{probe}")) { "" } else { "model." };
+    let weights = weights.with_prefix(prefix);
+    let mut tensors = Vec::with_capacity(expected.tensors.len());
+    for (name, shape) in &expected.tensors {
+        let stored = weights.shape(name)?;
+        if &stored != shape {
+            return Err(Error::Config {
+                field: model.shape_fields().into(),
+                problem: format!(
+                    "tensor `{prefix}{name}` is {stored:?} in the checkpoint, but config.json implies {shape:?}"
+                ),
+            });
+        }
+        tensors.push(TensorEntry {
+            name: format!("{prefix}{name}"),
+            shape: stored,
+            dtype: weights.dtype(name)?,
+            shard: weights.shard_of(name).unwrap_or_default().to_string(),
+            bytes: weights.byte_len(name)?,
+        });
+    }
+    let inspection = Inspection {
+        dir: dir.display().to_string(),
+        family,
+        connector: model.connector(),
+        dims: model.dims(),
+        settings: model.settings(),
+        tokens: model.tokens(),
+        tensors,
+        prefix: prefix.into(),
+    };
+    Ok((inspection, model, weights))
+}
+
+/// How [`from_pretrained_with`] loads.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// Upload float weights as this type (f32, f16 or bf16) instead of the stored one.
+    pub weights: Option<DType>,
+    /// Store activations as f16 (f32 arithmetic; needs `SHADER_F16`) instead of f32.
+    pub f16_activations: bool,
+    /// Called as each tensor is read (a progress bar).
+    pub observer: Option<ReadObserver>,
+}
+
+/// A model directory's connector on the GPU, run by the upstream input and output names.
+pub struct Pretrained {
+    inspection: Inspection,
+    runner: Box<dyn Runner>,
+}
+
+impl Pretrained {
+    /// What was loaded, from where.
+    pub fn inspection(&self) -> &Inspection {
+        &self.inspection
+    }
+
+    /// The family.
+    pub fn family(&self) -> Family {
+        self.inspection.family
+    }
+
+    /// The input names [`Pretrained::run`] reads (as the upstream module calls them).
+    pub fn input_names(&self) -> &'static [&'static str] {
+        self.runner.inputs()
+    }
+
+    /// Runs the connector once on `inputs` (by name); returns its outputs by name. Missing
+    /// inputs and inputs of the wrong shape are [`Error::Input`].
+    pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        self.runner.run(inputs)
+    }
+}
+
+/// Opens a Hugging Face model directory and uploads its connector (weights as stored, f32
+/// activations).
+pub fn from_pretrained(gpu: &Gpu, dir: impl AsRef<Path>) -> Result<Pretrained> {
+    from_pretrained_with(gpu, dir, &LoadOptions::default())
+}
+
+/// [`from_pretrained`] with options.
+pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Pretrained> {
+    let (inspection, model, weights) = open(dir.as_ref())?;
+    let mut weights = weights.cast(options.weights);
+    if let Some(observer) = &options.observer {
+        weights = weights.observed(observer.clone());
+    }
+    let activations = if options.f16_activations { DType::F16 } else { DType::F32 };
+    let runner = model.load(gpu, &weights, activations)?;
+    Ok(Pretrained { inspection, runner })
+}
+
+/// Input `name` of `inputs`, as f32 data of rank `rank`, or an [`Error::Input`].
+pub(crate) fn input_f32<'a>(inputs: &'a Tensors, name: &str, rank: usize) -> Result<(&'a [usize], &'a [f32])> {
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+    let Some(data) = t.data.as_f32() else {
+        return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
+    };
+    if t.shape.len() != rank {
+        return Err(Error::Input { name: name.into(), problem: format!("shape {:?}, expected rank {rank}", t.shape) });
+    }
+    Ok((&t.shape, data))
+}
+
+/// Input `name` as integers (an image size), or an [`Error::Input`].
+pub(crate) fn input_ints(inputs: &Tensors, name: &str, len: usize) -> Result<Vec<usize>> {
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+    let values: Vec<usize> = match &t.data {
+        HostVec::U32(v) => v.iter().map(|&x| x as usize).collect(),
+        HostVec::F32(v) if v.iter().all(|x| x.fract() == 0.0 && *x >= 0.0) => v.iter().map(|&x| x as usize).collect(),
+        _ => return Err(Error::Input { name: name.into(), problem: "expected non-negative integers".into() }),
+    };
+    if values.len() != len {
+        return Err(Error::Input { name: name.into(), problem: format!("{} values, expected {len}", values.len()) });
+    }
+    Ok(values)
+}
+
+/// An [`Error::Input`] for an input whose dimension `what` does not fit.
+pub(crate) fn input_shape_error(name: &str, shape: &[usize], expected: impl fmt::Display) -> Error {
+    Error::Input { name: name.into(), problem: format!("shape {shape:?}, expected {expected}") }
+}
