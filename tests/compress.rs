@@ -10,7 +10,7 @@ use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::connectors::add_token_merge;
 use vlbridge::kernels::Op;
-use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
+use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, ChannelOrder, ImageGrid, PixelShuffle, Tome};
 use vlbridge::reference;
 use vlbridge::{Gpu, Graph, HostVec, Plan};
 
@@ -122,6 +122,28 @@ proptest! {
         g.output(y).unwrap();
         let got = run(&g, &[&features, &newline]).remove(0);
         prop_assert_eq!(got.to_f64(), reference::anyres_pack(&layout, &to_f64(&features), &to_f64(&newline)));
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn pixel_shuffle_matches_reference(
+        (grids, scale, channel_major, channels, seed) in
+            (prop::collection::vec((1usize..=9, 1usize..=9), 1..=3), 2usize..=3, any::<bool>(), edge_size(17), any::<u32>())
+    ) {
+        // Grids at least one block big; odd remainders dropped.
+        let grids: Vec<ImageGrid> = grids.iter().map(|&(h, w)| ImageGrid { h: h.max(scale), w: w.max(scale) }).collect();
+        let order = if channel_major { ChannelOrder::ChannelMajor } else { ChannelOrder::OffsetMajor };
+        let (op, table) = PixelShuffle::new(&grids, scale, order).unwrap();
+        let tokens: usize = grids.iter().map(|g| g.h * g.w).sum();
+        let x: Vec<f32> = (0..tokens * channels).map(|i| ((i as u64 * 2654435761 + u64::from(seed)) % 10007) as f32).collect();
+        let mut g = Graph::new();
+        let xi = g.input("x", &[tokens, channels]).unwrap();
+        let ti = g.constant("grids", &vlbridge::Tensor::from_data(gpu(), &[grids.len(), 4], vlbridge::DType::U32, table[..].into()).unwrap());
+        let y = g.add(op, &[xi, ti]).unwrap();
+        g.output(y).unwrap();
+        let got = run(&g, &[&x]).remove(0);
+        let table: Vec<f64> = table.iter().map(|&v| f64::from(v)).collect();
+        prop_assert_eq!(got.to_f64(), reference::pixel_shuffle(&op, &to_f64(&x), &table, channels));
     }
 
     #[test]

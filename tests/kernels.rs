@@ -152,7 +152,7 @@ proptest! {
             .prop_flat_map(|(rows, dim, unit_offset, eps)| (Just(rows), Just(dim), values(rows * dim, 3.0), values(dim, 1.5), Just(unit_offset), Just(eps)))
     ) {
         let gpu = gpu();
-        let op = RmsNorm { eps, unit_offset };
+        let op = RmsNorm { eps, unit_offset, per_head: false };
         let mut g = Graph::new();
         let input = g.input("x", &[rows, dim]).unwrap();
         let weight = g.constant("w", &Tensor::from_f32(gpu, &[dim], &w).unwrap());

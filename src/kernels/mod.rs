@@ -15,6 +15,7 @@ pub mod gemm;
 pub mod norm;
 pub mod pool;
 pub mod probe;
+pub mod shuffle;
 pub mod tome;
 pub mod wgsl;
 
@@ -398,6 +399,8 @@ registry! {
     AvgPool(crate::ops::AvgPool) => pool::AVG_POOL_FAMILY,
     /// Bilinear halving of a token grid.
     BilinearHalf(crate::ops::BilinearHalf) => pool::BILINEAR_FAMILY,
+    /// Pixel shuffle (space to depth) of token grids.
+    PixelShuffle(crate::ops::PixelShuffle) => shuffle::FAMILY,
     /// One pass of ToMe merging.
     Tome(crate::ops::TomeStep) => tome::FAMILY,
     /// AnyRes packing of one image's tile features with the newline vector.

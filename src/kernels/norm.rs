@@ -41,16 +41,15 @@ pub static LAYER_NORM_FAMILY: Family = Family {
     precision: precision_layer_norm,
 };
 
-/// One workgroup per row of `[.., dim]`.
-fn row_dispatch(inputs: &[&Meta], eps: f32) -> Dispatch {
-    let (rows, dim) = rows_cols(&inputs[0].shape);
+/// One workgroup per row of `dim` elements.
+fn row_dispatch(inputs: &[&Meta], dim: usize, eps: f32) -> Dispatch {
+    let rows = inputs[0].len() / dim;
     Dispatch::new(&Params { rows: rows as u32, dim: dim as u32, eps, _pad: 0 }, rows as u64)
 }
 
 /// Reads and writes each element once, reads each parameter once.
-fn row_cost(inputs: &[&Meta], flops_per_element: f64) -> Cost {
-    let (rows, dim) = rows_cols(&inputs[0].shape);
-    let n = rows * dim;
+fn row_cost(inputs: &[&Meta], dim: usize, flops_per_element: f64) -> Cost {
+    let n = inputs[0].len();
     Cost {
         flops: flops_per_element * n as f64,
         bytes: 2.0 * bytes(inputs[0].dtype, n) + bytes(DType::F32, dim * (inputs.len() - 1)),
@@ -75,11 +74,11 @@ impl Kernel for LayerNorm {
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        row_dispatch(inputs, self.eps)
+        row_dispatch(inputs, rows_cols(&inputs[0].shape).1, self.eps)
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        row_cost(inputs, 7.0)
+        row_cost(inputs, rows_cols(&inputs[0].shape).1, 7.0)
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
@@ -128,15 +127,15 @@ impl Kernel for RmsNorm {
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        row_dispatch(inputs, self.eps)
+        row_dispatch(inputs, RmsNorm::dim(inputs), self.eps)
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        row_cost(inputs, 4.0)
+        row_cost(inputs, RmsNorm::dim(inputs), 4.0)
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
-        let dim = rows_cols(&metas[0].shape).1;
+        let dim = RmsNorm::dim(metas);
         reference::rms_norm(inputs[0], inputs[1], dim, f64::from(self.eps), f64::from(u8::from(self.unit_offset)))
     }
 }
@@ -145,9 +144,11 @@ impl Kernel for RmsNorm {
 fn fuzz_rms_norm(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (rows, dim) = (rng.edge(64), rng.edge(300));
-    let op = RmsNorm { eps: rng.pick(&[1e-5, 1e-6]), unit_offset: rng.bool(0.5) };
+    let per_head = rng.bool(0.3);
+    let heads = if per_head { rng.range(1, 4) } else { 1 };
+    let op = RmsNorm { eps: rng.pick(&[1e-5, 1e-6]), unit_offset: rng.bool(0.5), per_head };
     // The sum of squares is f32: |x| up to 1e15 keeps it finite.
-    let x = rng.values(rows * dim, kind, huge_for(storage, 1e15), inject);
+    let x = rng.values(rows * heads * dim, kind, huge_for(storage, 1e15), inject);
     let w = rng.normals(dim, 1.0);
     // Rows with ±Inf or NaN are all NaN or 0, which the parity check covers.
     let scale: Vec<f64> = x
@@ -162,8 +163,8 @@ fn fuzz_rms_norm(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let extra = (0..x.len())
         .map(|i| 2e-6 * (dim as f64).sqrt() * scale[i / dim] * f64::from((w[i % dim] + offset).abs()))
         .collect();
-    let (c, y) = norm_case(op, x, dim, storage, vec![w])?;
-    let description = format!("{rows}x{dim} {op:?} {storage} {kind:?} inject={inject}");
+    let (c, y) = norm_case(op, x, heads * dim, storage, vec![w])?;
+    let description = format!("{rows}x{heads}x{dim} {op:?} {storage} {kind:?} inject={inject}");
     Ok(c.finish(&[y], description, Tolerance::new(1e-6, 1e-5).with_extra(extra)))
 }
 
@@ -171,7 +172,7 @@ fn bench_rms_norm() -> Vec<BenchCase> {
     vec![BenchCase::new("4096x1280", || {
         let mut rng = CaseRng::new(1);
         let (c, y) = norm_case(
-            RmsNorm { eps: 1e-6, unit_offset: false },
+            RmsNorm::new(1e-6),
             rng.normals(4096 * 1280, 1.0),
             1280,
             DType::F32,
@@ -183,12 +184,12 @@ fn bench_rms_norm() -> Vec<BenchCase> {
 
 fn precision_rms_norm() -> Result<Vec<Case>> {
     let mut rng = CaseRng::new(4);
-    let op = RmsNorm { eps: 1e-6, unit_offset: true };
+    let op = RmsNorm { unit_offset: true, ..RmsNorm::new(1e-6) };
     let (c, y) = norm_case(op, rng.signed(5 * 67), 67, DType::F16, vec![rng.signed(67)])?;
     Ok(vec![c.finish(&[y], "5x67, 1 + w".into(), Tolerance::new(0.0, 1e-5))])
 }
 
-/// A norm case: x `[rows, dim]` from `x`, one `[dim]` parameter per entry of `params`.
+/// A norm case: x `[rows, width]` from `x`, one parameter tensor per entry of `params`.
 fn norm_case(
     op: impl Into<super::Op>,
     x: Vec<f32>,
@@ -200,7 +201,7 @@ fn norm_case(
     let mut c = Case::builder(op.name());
     let mut inputs = vec![c.input("x", &[x.len() / dim, dim], storage, x)];
     for (i, p) in params.into_iter().enumerate() {
-        inputs.push(c.constant(&format!("param{i}"), &[dim], DType::F32, p));
+        inputs.push(c.constant(&format!("param{i}"), &[p.len()], DType::F32, p));
     }
     let y = c.node(op, &inputs)?;
     Ok((c, y))

@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod shuffle;
 pub mod tome;
 
 pub use activation::GeluForm;
@@ -18,6 +19,7 @@ pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, Residual};
 pub use norm::{LayerNorm, RmsNorm};
 pub use pool::{AvgPool, BilinearHalf};
+pub use shuffle::{ChannelOrder, ImageGrid, PixelShuffle};
 pub use tome::{Step, Tome, TomeStep};
 
 use crate::dtype::DType;

@@ -44,21 +44,44 @@ pub(crate) fn check_params(kernel: &'static str, eps: f32, inputs: &[&Meta], par
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) · w` (Llama, Qwen2.5-VL, Mistral),
 /// or `· (1 + w)` with `unit_offset` (Gemma, whose weight is stored as an offset from 1).
-/// Inputs: x `[.., D]`, weight `[D]`. Output: x's shape.
+/// Inputs: x `[.., D]`, weight `[D]`; with `per_head`, weight `[d]` for every `d`-chunk of the
+/// last dimension (Mllama's q/k norms over `[.., heads·d]`). Output: x's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RmsNorm {
     /// Added to the mean square.
     pub eps: f32,
     /// Scale by `1 + w` (Gemma) instead of `w`.
     pub unit_offset: bool,
+    /// Normalise each weight-sized chunk of the last dimension on its own (per head).
+    pub per_head: bool,
 }
 
 impl RmsNorm {
     /// Name in errors and reports.
     pub const NAME: &'static str = "rms_norm";
 
+    /// `x / rms · w`.
+    pub fn new(eps: f32) -> Self {
+        Self { eps, unit_offset: false, per_head: false }
+    }
+
+    /// The length each row is normalised over: the weight's.
+    pub fn dim(inputs: &[&Meta]) -> usize {
+        inputs[1].len()
+    }
+
     /// Checks x and weight; returns y.
     pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        check_params(Self::NAME, self.eps, inputs, &["weight"])
+        check_arity(Self::NAME, inputs, 2)?;
+        let (_, last) = rows_cols(&inputs[0].shape);
+        let d = inputs[1].len();
+        if !self.per_head || inputs[1].shape.len() != 1 || d == 0 || !last.is_multiple_of(d) {
+            return check_params(Self::NAME, self.eps, inputs, &["weight"]);
+        }
+        check_u32_elements(Self::NAME, "x", &inputs[0].shape)?;
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(Error::shape(Self::NAME, "eps", "finite and >= 0", self.eps));
+        }
+        Ok(inputs[0].clone())
     }
 }

@@ -1,4 +1,4 @@
-use crate::ops::{AnyResLayout, AvgPool, BilinearHalf, Step, Tome};
+use crate::ops::{AnyResLayout, AvgPool, BilinearHalf, ChannelOrder, PixelShuffle, Step, Tome};
 
 /// `avg_pool2d(k, stride k)` of `[batch, h·w, channels]` tokens (partial windows divide by
 /// their in-bounds count).
@@ -292,6 +292,29 @@ pub fn resize_bilinear(x: &[f64], (h, w): (usize, usize), (oh, ow): (usize, usiz
                 let top = (1.0 - lx) * at(y0, x0, c) + lx * at(y0, x1, c);
                 let bottom = (1.0 - lx) * at(y1, x0, c) + lx * at(y1, x1, c);
                 out.push((1.0 - ly) * top + ly * bottom);
+            }
+        }
+    }
+    out
+}
+
+/// Pixel shuffle of the images a grid table describes (`[in_start, out_start, h, w]` per image),
+/// tokens `[.., C]`: each output token the `s × s` block at its place, channels ordered by
+/// `op.order`.
+pub fn pixel_shuffle(op: &PixelShuffle, x: &[f64], table: &[f64], channels: usize) -> Vec<f64> {
+    let s = op.scale;
+    let mut out = vec![0.0; op.out_tokens * s * s * channels];
+    for image in table.chunks(4) {
+        let [in_start, out_start, h, w] = [0, 1, 2, 3].map(|i| image[i] as usize);
+        let (oh, ow) = (h / s, w / s);
+        for (t, (i, j)) in (0..oh).flat_map(|i| (0..ow).map(move |j| (i, j))).enumerate() {
+            for (a, d, c) in (0..s).flat_map(|a| (0..s).flat_map(move |d| (0..channels).map(move |c| (a, d, c)))) {
+                let k = match op.order {
+                    ChannelOrder::OffsetMajor => (a * s + d) * channels + c,
+                    ChannelOrder::ChannelMajor => c * s * s + a * s + d,
+                };
+                let src = in_start + (s * i + a) * w + s * j + d;
+                out[(out_start + t) * s * s * channels + k] = x[src * channels + c];
             }
         }
     }
