@@ -83,7 +83,7 @@ fn linear(
     }
     inputs.extend(residual);
     let epilogue =
-        Epilogue { bias, activation: None, residual: if residual.is_some() { Residual::Add } else { Residual::None } };
+        Epilogue { bias, residual: if residual.is_some() { Residual::Add } else { Residual::None }, ..Epilogue::NONE };
     g.add(epilogue, &inputs).expect("linear")
 }
 

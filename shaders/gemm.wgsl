@@ -12,8 +12,8 @@ struct Params {
     m: u32,  // rows of x (tokens, batch folded in)
     n: u32,  // output features (rows of w)
     k: u32,  // input features, a multiple of 4
-    // y is [m, y_stride]; this dispatch writes columns y_col .. y_col + n (a weight too large
-    // for one binding runs as several dispatches over row ranges of w).
+    // y is [m, y_stride]; this dispatch computes weight rows y_col .. y_col + n (a weight too
+    // large for one binding runs as several dispatches over row ranges of w).
     y_stride: u32,
     y_col: u32,
     _pad0: u32,
@@ -22,7 +22,7 @@ struct Params {
 }
 
 // x and y are activations (Act: f32 or f16, common/storage_*.wgsl). Binding 1 (the weights, f32, f16 or bf16, read through weight4()) comes from a
-// common/weights_vec4_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
+// common/weights_vec4_*.wgsl; bindings 2-4 and 7 (bias, residual, gate, row scale) and the epilogue from
 // common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<Act4>;
 @group(0) @binding(5) var<storage, read_write> y: array<Act>;
@@ -85,7 +85,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     }
 
     let rows = array(c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15);
-    for (var j = 0u; j < TILE_N; j++) {
+    // SWIGLU pairs columns (j, j + 1): n is even and n0 a multiple of 4, so pairs never split.
+    for (var j = 0u; j < TILE_N; j += 1u + SWIGLU) {
         let col = n0 + j;
         if col >= params.n {
             break;
@@ -93,8 +94,12 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         for (var i = 0u; i < TILE_M; i++) {
             let row = m0 + i;
             if row < params.m {
-                let out = row * params.y_stride + params.y_col + col;
-                y[out] = Act(epilogue(rows[i][j], out, params.y_col + col));
+                let out = out_index(row, params.y_col + col, params.y_stride);
+                if SWIGLU != 0u {
+                    y[out] = Act(epilogue_swiglu(rows[i][j], rows[i][j + 1u], out, row, params.y_col + col));
+                } else {
+                    y[out] = Act(epilogue(rows[i][j], out, row, params.y_col + col));
+                }
             }
         }
     }

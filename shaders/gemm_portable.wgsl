@@ -14,7 +14,7 @@ struct Params {
 }
 
 // x and y are activations (Act: f32 or f16). Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
-// common/weights_scalar_*.wgsl; bindings 2-4 (bias, residual, gate) and the epilogue from
+// common/weights_scalar_*.wgsl; bindings 2-4 and 7 (bias, residual, gate, row scale) and the epilogue from
 // common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(5) var<storage, read_write> y: array<Act>;
@@ -43,13 +43,18 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
             acc[i] += f32(x[min(m0 + i, params.m - 1u) * k + kk]) * b;
         }
     }
+    // SWIGLU pairs columns (j, j + 1): n is even and n0 a multiple of 4, so pairs never split.
     for (var i = 0u; i < BLOCK; i++) {
-        for (var j = 0u; j < BLOCK; j++) {
+        for (var j = 0u; j < BLOCK; j += 1u + SWIGLU) {
             let row = m0 + i;
             let col = n0 + j;
             if row < params.m && col < params.n {
-                let out = row * params.y_stride + params.y_col + col;
-                y[out] = Act(epilogue(acc[i][j], out, params.y_col + col));
+                let out = out_index(row, params.y_col + col, params.y_stride);
+                if SWIGLU != 0u {
+                    y[out] = Act(epilogue_swiglu(acc[i][j], acc[i][j + 1u], out, row, params.y_col + col));
+                } else {
+                    y[out] = Act(epilogue(acc[i][j], out, row, params.y_col + col));
+                }
             }
         }
     }

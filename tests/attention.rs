@@ -212,7 +212,7 @@ proptest! {
         let (x, w, b, r) = data;
         let gpu = if portable { minimal_gpu() } else { gpu() };
         let residual = if gated { Residual::Gated } else { Residual::Add };
-        let plain = Epilogue { bias, activation: act, residual: Residual::None };
+        let plain = Epilogue { bias, activation: act, ..Epilogue::NONE };
         // Fused: one GEMM. Unfused: the GEMM, then the residual composed on the host.
         let build = |epilogue: Epilogue| {
             let mut g = Graph::new();

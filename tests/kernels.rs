@@ -9,7 +9,7 @@ mod common;
 use common::{edge_size, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::ops::{Epilogue, GeluForm, Meta, RmsNorm};
+use vlbridge::ops::{Epilogue, GeluForm, LayerNorm, Meta, RmsNorm};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
@@ -18,12 +18,15 @@ fn tolerance(k: usize) -> (f64, f64) {
 }
 
 fn epilogue() -> impl Strategy<Value = Epilogue> {
-    prop::sample::select(vec![
+    let base = prop::sample::select(vec![
         Epilogue::NONE,
         Epilogue::BIAS,
         Epilogue::bias_gelu(GeluForm::Erf),
         Epilogue::bias_gelu(GeluForm::Tanh),
-    ])
+        Epilogue::SWIGLU,
+        Epilogue { bias: true, ..Epilogue::SWIGLU },
+    ]);
+    (base, any::<bool>()).prop_map(|(e, scaled)| if scaled { e.with_row_scale() } else { e })
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +37,8 @@ struct LinearCase {
     x: Vec<f32>,
     w: Vec<f32>,
     b: Vec<f32>,
+    /// One per row, read when the epilogue scales rows.
+    scale: Vec<f32>,
     epilogue: Epilogue,
     /// Storage of the weight; `w` holds the values it represents exactly.
     weights: DType,
@@ -49,12 +54,16 @@ fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
     let dtypes = prop::sample::select(vec![DType::F32, DType::F16, DType::BF16]);
     (edge_size(max_m), edge_size(300), edge_size(96), epilogue(), dtypes).prop_flat_map(
         |(m, n, k, epilogue, weights)| {
-            let scale = 1.0 / (k as f32).sqrt();
-            (values(m * k, 1.0), values(n * k, scale * 1.7), values(n, 0.5)).prop_map(move |(x, w, b)| {
-                // The reference sees exactly the values the narrow storage holds.
-                let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
-                LinearCase { m, n, k, x, w, b, epilogue, weights }
-            })
+            // SwiGLU reads gate/up pairs of weight rows.
+            let n = if epilogue.swiglu { 2 * n } else { n };
+            let spread = 1.0 / (k as f32).sqrt();
+            (values(m * k, 1.0), values(n * k, spread * 1.7), values(n, 0.5), values(m, 1.0)).prop_map(
+                move |(x, w, b, scale)| {
+                    // The reference sees exactly the values the narrow storage holds.
+                    let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
+                    LinearCase { m, n, k, x, w, b, scale, epilogue, weights }
+                },
+            )
         },
     )
 }
@@ -73,6 +82,9 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
     if c.epilogue.has_bias() {
         inputs.push(g.constant("b", &Tensor::from_f32(gpu, &[c.n], &c.b).unwrap()));
     }
+    if c.epilogue.row_scale {
+        inputs.push(g.constant("scale", &Tensor::from_f32(gpu, &[c.m], &c.scale).unwrap()));
+    }
     let y = g.add(c.epilogue, &inputs).unwrap();
     g.output(y).unwrap();
     match Plan::new(gpu, &g) {
@@ -89,10 +101,15 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
 fn reference_linear(c: &LinearCase) -> Vec<f64> {
     let bias = to_f64(&c.b);
     let y = reference::linear(&to_f64(&c.x), &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
-    match c.epilogue.activation {
+    let mut y: Vec<f64> = match c.epilogue.activation {
         Some(form) => y.into_iter().map(|v| reference::gelu(form, v)).collect(),
+        None if c.epilogue.swiglu => reference::swiglu_pairs(&y),
         None => y,
+    };
+    if c.epilogue.row_scale {
+        reference::scale_rows(&mut y, &to_f64(&c.scale));
     }
+    y
 }
 
 fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
@@ -148,13 +165,14 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn rms_norm_matches_reference(
-        (rows, dim, x, w, unit_offset, eps) in (edge_size(40), edge_size(300), any::<bool>(), prop::sample::select(vec![1e-6f32, 1e-5]))
-            .prop_flat_map(|(rows, dim, unit_offset, eps)| (Just(rows), Just(dim), values(rows * dim, 3.0), values(dim, 1.5), Just(unit_offset), Just(eps)))
+        (rows, heads, dim, x, w, unit_offset, eps) in (edge_size(40), 1..4usize, edge_size(300), any::<bool>(), prop::sample::select(vec![1e-6f32, 1e-5]))
+            .prop_flat_map(|(rows, heads, dim, unit_offset, eps)| (Just(rows), Just(heads), Just(dim), values(rows * heads * dim, 3.0), values(dim, 1.5), Just(unit_offset), Just(eps)))
     ) {
         let gpu = gpu();
-        let op = RmsNorm { eps, unit_offset, per_head: false };
+        // heads > 1: the weight serves every dim-chunk of a [rows, heads·dim] row (Mllama's q/k norms).
+        let op = RmsNorm { eps, unit_offset, per_head: heads > 1 };
         let mut g = Graph::new();
-        let input = g.input("x", &[rows, dim]).unwrap();
+        let input = g.input("x", &[rows, heads * dim]).unwrap();
         let weight = g.constant("w", &Tensor::from_f32(gpu, &[dim], &w).unwrap());
         let y = g.add(op, &[input, weight]).unwrap();
         g.output(y).unwrap();
@@ -162,7 +180,27 @@ proptest! {
         let want = reference::rms_norm(&to_f64(&x), &to_f64(&w), dim, f64::from(eps), f64::from(u8::from(unit_offset)));
         // |x|/rms <= √dim: the normalised values carry ~√dim·1e-7 relative rounding.
         let cmp = reference::compare(&got, &want, 2e-6 * (dim as f64).sqrt() * 3.0, 1e-5);
-        prop_assert!(cmp.passed(), "{rows}x{dim} {op:?}: {cmp}");
+        prop_assert!(cmp.passed(), "{rows}x{heads}x{dim} {op:?}: {cmp}");
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn per_token_layer_norm_matches_reference(
+        (rows, group, dim, x, w, b) in (edge_size(40), 1..5usize, edge_size(200))
+            .prop_flat_map(|(rows, group, dim)| (Just(rows), Just(group), Just(dim), values(rows * group * dim, 3.0), values(dim, 1.5), values(dim, 0.5)))
+    ) {
+        // Qwen2-VL's merger: each of the `group` tokens of a [rows, group·dim] row on its own.
+        let gpu = gpu();
+        let mut g = Graph::new();
+        let input = g.input("x", &[rows, group * dim]).unwrap();
+        let weight = g.constant("w", &Tensor::from_f32(gpu, &[dim], &w).unwrap());
+        let bias = g.constant("b", &Tensor::from_f32(gpu, &[dim], &b).unwrap());
+        let y = g.add(LayerNorm::new(1e-6).per_head(), &[input, weight, bias]).unwrap();
+        g.output(y).unwrap();
+        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
+        let want = reference::layer_norm(&to_f64(&x), &to_f64(&w), &to_f64(&b), dim, 1e-6);
+        let cmp = reference::compare(&got, &want, 2e-6 * (dim as f64).sqrt() * 3.0, 1e-5);
+        prop_assert!(cmp.passed(), "{rows}x{group}x{dim}: {cmp}");
     }
 
     #[test]

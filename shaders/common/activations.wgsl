@@ -29,6 +29,11 @@ fn gelu_tanh(x: f32) -> f32 {
     return 0.5 * x * (1.0 + tanh_safe(inner));
 }
 
+// SiLU (swish), x·sigmoid(x): Llama's MLP gate. exp(-x) = inf for very negative x gives -0.
+fn silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
 // Activation by code, for kernels that pick one with an override constant:
 // 0: identity, 1: exact GELU, 2: tanh GELU.
 fn activate(kind: u32, v: f32) -> f32 {

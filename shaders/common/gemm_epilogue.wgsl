@@ -1,31 +1,58 @@
 // What the GEMM kernels (gemm.wgsl, gemm_portable.wgsl) do to each accumulated output before
 // storing it, chosen by override constants so one module serves every fused variant:
 //   v = activation(acc + bias[col])                        (bias optional)
+//   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i)
+//   v = row_scale[row] · v                                 (ROW_SCALE)
 //   y = v | residual + v | residual + tanh(gate[0]) · v     (RESIDUAL 0 | 1 | 2)
 // The gate is read from a 1-element buffer, not baked in, so changing it needs no re-plan;
 // tanh(0) = 0 makes a zero gate an exact identity, as upstream's init intends.
-// Bias and gate are f32 parameters; the residual is an activation (Act). Needs a storage
-// prelude and activations.wgsl in front.
+// Bias, gate and row scale are f32 parameters; the residual is an activation (Act). Needs a
+// storage prelude and activations.wgsl in front.
 
 override HAS_BIAS: u32 = 1u;    // 1: add bias[col]
 override ACTIVATION: u32 = 0u;  // see activate()
+override SWIGLU: u32 = 0u;      // 1: weight rows interleave gate/up; output column = pair / 2
+override ROW_SCALE: u32 = 0u;   // 1: multiply by row_scale[row]
 override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-gated residual
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> residual: array<Act>;  // an activation
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
+@group(0) @binding(7) var<storage, read> row_scale: array<f32>;
 
-// The output element at flat index `out` of the result, in column `col`.
-fn epilogue(acc: f32, out: u32, col: u32) -> f32 {
-    var v = acc;
+fn biased(acc: f32, col: u32) -> f32 {
     if HAS_BIAS != 0u {
-        v += bias[col];
+        return acc + bias[col];
     }
-    v = activate(ACTIVATION, v);
+    return acc;
+}
+
+// Row scale and residual of the output element at flat index `out`, in row `row`.
+fn finish(value: f32, out: u32, row: u32) -> f32 {
+    var v = value;
+    if ROW_SCALE != 0u {
+        v *= row_scale[row];
+    }
     switch RESIDUAL {
         case 1u: { v = f32(residual[out]) + v; }
         case 2u: { v = f32(residual[out]) + tanh_safe(gate[0]) * v; }
         default: {}
     }
     return v;
+}
+
+// The output element at flat index `out` (row `row`) from weight row `col`.
+fn epilogue(acc: f32, out: u32, row: u32, col: u32) -> f32 {
+    return finish(activate(ACTIVATION, biased(acc, col)), out, row);
+}
+
+// SWIGLU: the output element at `out` from weight rows `col` (gate) and `col + 1` (up).
+fn epilogue_swiglu(gate_acc: f32, up_acc: f32, out: u32, row: u32, col: u32) -> f32 {
+    return finish(silu(biased(gate_acc, col)) * biased(up_acc, col + 1u), out, row);
+}
+
+// Where weight row `col` of output row `row` is stored in y [m, y_stride]: SWIGLU stores
+// each gate/up pair once.
+fn out_index(row: u32, col: u32, y_stride: u32) -> u32 {
+    return row * y_stride + select(col, col / 2u, SWIGLU != 0u);
 }

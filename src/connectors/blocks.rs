@@ -112,7 +112,7 @@ impl Linear {
                 Residual::Gated
             }
         };
-        g.add(Epilogue { bias: self.bias.is_some(), activation, residual }, &inputs)
+        g.add(Epilogue { bias: self.bias.is_some(), activation, residual, ..Epilogue::NONE }, &inputs)
     }
 }
 

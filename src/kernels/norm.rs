@@ -5,11 +5,12 @@ use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, ma
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::{LayerNorm, Meta, Operand, RmsNorm, rows_cols};
+use crate::ops::norm::norm_dim;
+use crate::ops::{LayerNorm, Meta, Operand, RmsNorm};
 use crate::pipeline::Access;
 use crate::reference;
 
-/// Mirrors `Params` in `shaders/layer_norm.wgsl`.
+/// Mirrors `Params` in `shaders/norm.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct Params {
@@ -74,15 +75,15 @@ impl Kernel for LayerNorm {
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        row_dispatch(inputs, rows_cols(&inputs[0].shape).1, self.eps)
+        row_dispatch(inputs, norm_dim(inputs), self.eps)
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        row_cost(inputs, rows_cols(&inputs[0].shape).1, 7.0)
+        row_cost(inputs, norm_dim(inputs), 7.0)
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
-        let dim = rows_cols(&metas[0].shape).1;
+        let dim = norm_dim(metas);
         reference::layer_norm(inputs[0], inputs[1], inputs[2], dim, f64::from(self.eps))
     }
 }
@@ -127,15 +128,15 @@ impl Kernel for RmsNorm {
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        row_dispatch(inputs, RmsNorm::dim(inputs), self.eps)
+        row_dispatch(inputs, norm_dim(inputs), self.eps)
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        row_cost(inputs, RmsNorm::dim(inputs), 4.0)
+        row_cost(inputs, norm_dim(inputs), 4.0)
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
-        let dim = RmsNorm::dim(metas);
+        let dim = norm_dim(metas);
         reference::rms_norm(inputs[0], inputs[1], dim, f64::from(self.eps), f64::from(u8::from(self.unit_offset)))
     }
 }
@@ -227,12 +228,15 @@ fn fuzz_layer_norm(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (rows, dim) = (rng.edge(64), rng.edge(300));
     let eps = rng.pick(&[1e-5, 1e-12]);
+    // Per head: each `dim` chunk of a `[rows, heads·dim]` row on its own (Qwen2-VL's merger).
+    let heads = if rng.bool(0.3) { rng.range(2, 4) } else { 1 };
+    let op = if heads > 1 { LayerNorm::new(eps).per_head() } else { LayerNorm::new(eps) };
     // Variance is computed in f32, as PyTorch's: |x| up to 1e15 keeps it finite.
-    let x = rng.values(rows * dim, kind, huge_for(storage, 1e15), inject);
+    let x = rng.values(rows * heads * dim, kind, huge_for(storage, 1e15), inject);
     let (w, b) = (rng.normals(dim, 1.0), rng.normals(dim, 1.0));
     let extra = cancellation_tolerance(&x, &w, dim, eps);
-    let (c, y) = norm_case(LayerNorm::new(eps), x, dim, storage, vec![w, b])?;
-    let description = format!("{rows}x{dim} eps {eps:e} {storage} {kind:?} inject={inject}");
+    let (c, y) = norm_case(op, x, heads * dim, storage, vec![w, b])?;
+    let description = format!("{rows}x{heads}x{dim} eps {eps:e} {storage} {kind:?} inject={inject}");
     Ok(c.finish(&[y], description, Tolerance::new(1e-6, 1e-5).with_extra(extra)))
 }
 

@@ -1,4 +1,5 @@
-//! `nn.Linear` with a fused epilogue: `y = residual (+ tanh(gate)·) act(x·Wᵀ + b)`.
+//! `nn.Linear` with a fused epilogue: `y = residual (+ tanh(gate)·) scale[row] · act(x·Wᵀ + b)`,
+//! or SwiGLU's `silu(gate) · up` from one GEMM over interleaved gate/up weights.
 
 use super::{GeluForm, Meta, check_arity, check_u32_elements, rows_cols};
 use crate::error::{Error, Result};
@@ -18,33 +19,51 @@ pub enum Residual {
 }
 
 /// What happens to each accumulated output `acc` before it is stored:
-/// `residual (+ tanh(gate)·) activation(acc + bias)`. The op's inputs: x `[.., K]`, the weight
-/// `[N, K]` (PyTorch's `nn.Linear` layout), then in this order the bias `[N]`, the residual
-/// (the output's shape) and the gate `[1]`, each when the epilogue has it.
+/// `residual (+ tanh(gate)·) scale[row] · activation(acc + bias)`. The op's inputs: x `[.., K]`,
+/// the weight `[N, K]` (PyTorch's `nn.Linear` layout), then in this order the bias `[N]`, the
+/// residual (the output's shape), the gate `[1]` and the row scale (one f32 per output row),
+/// each when the epilogue has it.
+///
+/// With `swiglu` the weight's rows interleave two projections, `[gate₀, up₀, gate₁, up₁, ..]`
+/// (see [`interleave_rows`]), and output column `i` is `silu(gate_i + b) · (up_i + b)`: Llama's
+/// MLP `silu(gate_proj(x)) · up_proj(x)` as one GEMM whose output is `[.., N/2]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epilogue {
     /// Adds a bias `[N]` (an input after the weight).
     pub bias: bool,
     /// GELU after the bias.
     pub activation: Option<GeluForm>,
+    /// Pairs of outputs become `silu(gate) · up` (no `activation` then).
+    pub swiglu: bool,
+    /// Multiplies each output row by its entry of a row-scale input (Mllama's
+    /// `full_text_row_masked_out_mask`), before the residual.
+    pub row_scale: bool,
     /// What is added last.
     pub residual: Residual,
 }
 
 impl Epilogue {
     /// `x·Wᵀ`
-    pub const NONE: Epilogue = Epilogue { bias: false, activation: None, residual: Residual::None };
+    pub const NONE: Epilogue =
+        Epilogue { bias: false, activation: None, swiglu: false, row_scale: false, residual: Residual::None };
     /// `x·Wᵀ + b`
     pub const BIAS: Epilogue = Epilogue { bias: true, ..Self::NONE };
+    /// `silu(x·W_gateᵀ) · (x·W_upᵀ)` over interleaved weight rows.
+    pub const SWIGLU: Epilogue = Epilogue { swiglu: true, ..Self::NONE };
 
     /// `gelu(x·Wᵀ + b)`
     pub const fn bias_gelu(form: GeluForm) -> Epilogue {
-        Epilogue { bias: true, activation: Some(form), residual: Residual::None }
+        Epilogue { bias: true, activation: Some(form), ..Self::NONE }
     }
 
     /// The same epilogue followed by `residual`.
     pub const fn with_residual(self, residual: Residual) -> Epilogue {
         Epilogue { residual, ..self }
+    }
+
+    /// The same epilogue with a per-row scale before the residual.
+    pub const fn with_row_scale(self) -> Epilogue {
+        Epilogue { row_scale: true, ..self }
     }
 
     /// Whether the op takes a bias input.
@@ -54,7 +73,7 @@ impl Epilogue {
 
     /// Number of inputs the op takes: x, weight, then the optional ones.
     pub fn arity(self) -> usize {
-        2 + usize::from(self.bias) + self.residual_inputs()
+        2 + usize::from(self.bias) + self.residual_inputs() + usize::from(self.row_scale)
     }
 
     fn residual_inputs(self) -> usize {
@@ -65,14 +84,15 @@ impl Epilogue {
         }
     }
 
-    /// The input index of (x, weight, bias, residual, gate); `None` where absent.
-    pub fn slots(self) -> [Option<usize>; 5] {
+    /// The input index of (x, weight, bias, residual, gate, row scale); `None` where absent.
+    pub fn slots(self) -> [Option<usize>; 6] {
         let mut next = 2..;
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.bias);
         let residual = take(self.residual != Residual::None);
         let gate = take(self.residual == Residual::Gated);
-        [Some(0), Some(1), bias, residual, gate]
+        let row_scale = take(self.row_scale);
+        [Some(0), Some(1), bias, residual, gate, row_scale]
     }
 
     /// Checks x `[.., K]`, weight `[N, K]`, bias `[N]`, residual and gate; returns y `[.., N]`
@@ -85,9 +105,18 @@ impl Epilogue {
         if w.len() != 2 {
             return Err(Error::shape(NAME, "weight rank ([out, in])", 2, w.len()));
         }
-        let (_, k) = rows_cols(x);
+        let (m, k) = rows_cols(x);
         if w[1] != k {
             return Err(Error::shape(NAME, "weight in-features (dim 1) vs x's last dim", k, w[1]));
+        }
+        if self.swiglu && (self.activation.is_some() || !w[0].is_multiple_of(2)) {
+            let what = "swiglu weight rows (interleaved gate/up pairs, no other activation)";
+            return Err(Error::shape(
+                NAME,
+                what,
+                "an even count",
+                format!("{} rows, activation {:?}", w[0], self.activation),
+            ));
         }
         let slots = self.slots();
         if let Some(b) = slots[2]
@@ -97,7 +126,7 @@ impl Epilogue {
         }
         let mut out = x.clone();
         if let Some(last) = out.last_mut() {
-            *last = w[0];
+            *last = if self.swiglu { w[0] / 2 } else { w[0] };
         }
         check_u32_elements(NAME, "output", &out)?;
         if let Some(r) = slots[3]
@@ -111,8 +140,19 @@ impl Epilogue {
         {
             return Err(Error::shape(NAME, "gate elements", 1, format!("{:?}", inputs[g].shape)));
         }
+        if let Some(r) = slots[5]
+            && inputs[r].len() != m
+        {
+            return Err(Error::shape(NAME, "row scale elements (one per row)", m, format!("{:?}", inputs[r].shape)));
+        }
         Ok(Meta { shape: out, dtype: inputs[0].dtype })
     }
+}
+
+/// `[gate₀, up₀, gate₁, up₁, ..]` from two `[n, k]` row-major weights: the layout
+/// [`Epilogue::swiglu`] reads (one GEMM, both projections of a row in one tile).
+pub fn interleave_rows<T: Copy>(gate: &[T], up: &[T], k: usize) -> Vec<T> {
+    gate.chunks(k.max(1)).zip(up.chunks(k.max(1))).flat_map(|(g, u)| g.iter().chain(u).copied()).collect()
 }
 
 /// `(m, n, k)` of a linear op on these (checked) inputs.

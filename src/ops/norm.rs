@@ -4,11 +4,15 @@ use super::{Meta, check_arity, check_u32_elements, rows_cols};
 use crate::error::{Error, Result};
 
 /// `nn.LayerNorm` over the last dimension: biased variance, affine weight and bias. Inputs:
-/// x `[.., D]`, weight `[D]`, bias `[D]`. Output: x's shape.
+/// x `[.., D]`, weight `[D]`, bias `[D]`; with `per_head`, weight and bias `[d]` for every
+/// `d`-chunk of the last dimension (Qwen2-VL's merger normalises each token of a 2×2 group
+/// read as one `[.., 4C]` row). Output: x's shape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LayerNorm {
     /// Added to the variance.
     pub eps: f32,
+    /// Normalise each weight-sized chunk of the last dimension on its own.
+    pub per_head: bool,
 }
 
 impl LayerNorm {
@@ -17,13 +21,40 @@ impl LayerNorm {
 
     /// LayerNorm with this eps.
     pub fn new(eps: f32) -> Self {
-        Self { eps }
+        Self { eps, per_head: false }
+    }
+
+    /// The same norm over each weight-sized chunk of the last dimension.
+    pub fn per_head(self) -> Self {
+        Self { per_head: true, ..self }
     }
 
     /// Checks x, weight and bias; returns y.
     pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        check_params(Self::NAME, self.eps, inputs, &["weight", "bias"])
+        check_norm(Self::NAME, self.eps, self.per_head, inputs, &["weight", "bias"])
     }
+}
+
+/// The length each row is normalised over: the weight's.
+pub fn norm_dim(inputs: &[&Meta]) -> usize {
+    inputs[1].len()
+}
+
+/// As [`check_params`]; with `per_head` the parameters may instead be `[d]` for a `d` that
+/// divides the last dimension.
+fn check_norm(kernel: &'static str, eps: f32, per_head: bool, inputs: &[&Meta], params: &[&str]) -> Result<Meta> {
+    check_arity(kernel, inputs, 1 + params.len())?;
+    let (_, last) = rows_cols(&inputs[0].shape);
+    let d = inputs[1].len();
+    let chunked = per_head && d > 0 && last.is_multiple_of(d) && inputs[1..].iter().all(|m| m.shape.as_slice() == [d]);
+    if !chunked {
+        return check_params(kernel, eps, inputs, params);
+    }
+    check_u32_elements(kernel, "x", &inputs[0].shape)?;
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::shape(kernel, "eps", "finite and >= 0", eps));
+    }
+    Ok(inputs[0].clone())
 }
 
 /// x `[.., D]` then one `[D]` parameter per name; a finite eps >= 0.
@@ -65,23 +96,13 @@ impl RmsNorm {
         Self { eps, unit_offset: false, per_head: false }
     }
 
-    /// The length each row is normalised over: the weight's.
-    pub fn dim(inputs: &[&Meta]) -> usize {
-        inputs[1].len()
+    /// The same norm over each weight-sized chunk of the last dimension.
+    pub fn per_head(self) -> Self {
+        Self { per_head: true, ..self }
     }
 
     /// Checks x and weight; returns y.
     pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        check_arity(Self::NAME, inputs, 2)?;
-        let (_, last) = rows_cols(&inputs[0].shape);
-        let d = inputs[1].len();
-        if !self.per_head || inputs[1].shape.len() != 1 || d == 0 || !last.is_multiple_of(d) {
-            return check_params(Self::NAME, self.eps, inputs, &["weight"]);
-        }
-        check_u32_elements(Self::NAME, "x", &inputs[0].shape)?;
-        if !(self.eps.is_finite() && self.eps >= 0.0) {
-            return Err(Error::shape(Self::NAME, "eps", "finite and >= 0", self.eps));
-        }
-        Ok(inputs[0].clone())
+        check_norm(Self::NAME, self.eps, self.per_head, inputs, &["weight"])
     }
 }

@@ -59,6 +59,25 @@ pub fn epilogue(y: &mut [f64], activation: Option<GeluForm>, residual: Option<&[
     }
 }
 
+/// SwiGLU over interleaved pairs: `[.., 2n]` (gate₀, up₀, gate₁, up₁, ..) → `[.., n]` of
+/// `silu(gate) · up`.
+pub fn swiglu_pairs(y: &[f64]) -> Vec<f64> {
+    y.chunks(2).map(|p| silu(p[0]) * p[1]).collect()
+}
+
+/// SiLU, `x · sigmoid(x)`.
+pub fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Multiplies row `r` of `y` (rows of `y.len() / scale.len()`) by `scale[r]`.
+pub fn scale_rows(y: &mut [f64], scale: &[f64]) {
+    let cols = y.len() / scale.len().max(1);
+    for (row, s) in y.chunks_mut(cols.max(1)).zip(scale) {
+        row.iter_mut().for_each(|v| *v *= s);
+    }
+}
+
 /// The LLaVA projector: `linear_2(gelu(linear_1(x)))`.
 #[allow(clippy::too_many_arguments)]
 pub fn mlp(

@@ -12,5 +12,5 @@ pub use compare::{Comparison, F16_FLUSH, compare, compare_with, f16_rounding};
 pub use compress::{
     anyres_pack, avg_pool, bilinear_half, pixel_shuffle, resize_bilinear, separated_tokens, tome, tome_step,
 };
-pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp};
+pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp, scale_rows, silu, swiglu_pairs};
 pub use norm::{layer_norm, rms_norm};

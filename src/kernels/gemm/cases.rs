@@ -12,15 +12,23 @@ use crate::reference;
 pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (m, k, n) = (rng.edge(64), rng.edge(300), rng.edge(300));
-    let x = rng.values(m * k, kind, huge_for(storage, 1e15), inject);
-    let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
-    let b = rng.normals(n, 0.1);
-    let epilogue = rng.pick(&[
+    let mut epilogue = rng.pick(&[
         Epilogue::NONE,
         Epilogue::BIAS,
         Epilogue::bias_gelu(GeluForm::Erf),
         Epilogue::bias_gelu(GeluForm::Tanh),
+        Epilogue::SWIGLU,
+        Epilogue { bias: true, ..Epilogue::SWIGLU },
     ]);
+    if rng.bool(0.2) {
+        epilogue = epilogue.with_row_scale();
+    }
+    // SwiGLU reads gate/up pairs of weight rows.
+    let n = if epilogue.swiglu { 2 * n } else { n };
+    let x = rng.values(m * k, kind, huge_for(storage, 1e15), inject);
+    let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
+    let b = rng.normals(n, 0.1);
+    let scale = rng.normals(m, 1.0);
     // The reference reads the weights as stored, so it sees exactly what the kernel does.
     let weights = rng.pick(if target.shader_f16 {
         &[DType::F32, DType::BF16, DType::F16][..]
@@ -32,11 +40,23 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     if epilogue.has_bias() {
         inputs.push(c.constant("b", &[n], DType::F32, b.clone()));
     }
+    if epilogue.row_scale {
+        inputs.push(c.constant("row_scale", &[m], DType::F32, scale.clone()));
+    }
     let y = c.node(epilogue, &inputs)?;
     let abs = |v: &[f32]| v.iter().map(|a| f64::from(a.abs())).collect::<Vec<_>>();
     let bias = epilogue.has_bias().then(|| abs(&b));
     let magnitude = reference::linear(&abs(&x), &abs(&w), bias.as_deref(), m, n, k);
-    let extra = magnitude.iter().map(|v| 4e-7 * (k as f64).sqrt() * v).collect();
+    let ulps = 4e-7 * (k as f64).sqrt();
+    // silu(g)·u: each factor's rounding times the other's size (|silu'| <= 1.1).
+    let mut extra: Vec<f64> = if epilogue.swiglu {
+        magnitude.chunks(2).map(|p| 2.1 * ulps * p[0] * p[1]).collect()
+    } else {
+        magnitude.iter().map(|v| ulps * v).collect()
+    };
+    if epilogue.row_scale {
+        reference::scale_rows(&mut extra, &abs(&scale));
+    }
     let description =
         format!("{m}x{k}x{n} {storage} activations {weights} weights {epilogue:?} {kind:?} inject={inject}");
     Ok(c.finish(&[y], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-5).with_extra(extra)))

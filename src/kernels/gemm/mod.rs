@@ -1,5 +1,6 @@
-//! GEMM with a fused epilogue: `y = act(x·Wᵀ + b)` (+ residual, + tanh-gated residual) with `W`
-//! in PyTorch's `nn.Linear` layout `[out, in]`, weights read as stored (f32, f16 or bf16).
+//! GEMM with a fused epilogue: `y = act(x·Wᵀ + b)` or SwiGLU's `silu(gate) · up`, then a row
+//! scale, a residual or a tanh-gated residual, with `W` in PyTorch's `nn.Linear` layout
+//! `[out, in]`, weights read as stored (f32, f16 or bf16).
 //! Variants: `subgroup` (`shaders/gemm.wgsl`: register-blocked, rows shared by subgroup
 //! broadcast, vec4 loads; tuned on llvmpipe) and `portable` (`shaders/gemm_portable.wgsl`: any
 //! `k`, any device).
@@ -23,13 +24,13 @@ const PORTABLE_SOURCE: &str = include_str!("../../../shaders/gemm_portable.wgsl"
 pub struct Params {
     /// Rows of x (all leading dims folded).
     pub m: u32,
-    /// Output features this dispatch writes.
+    /// Weight rows this dispatch computes (output features; twice them with SwiGLU).
     pub n: u32,
     /// Input features.
     pub k: u32,
     /// Row stride of y (all output features).
     pub y_stride: u32,
-    /// First output column this dispatch writes.
+    /// First weight row this dispatch computes.
     pub y_col: u32,
     /// Padding to 32 bytes.
     pub _pad0: u32,
@@ -41,9 +42,19 @@ pub struct Params {
 
 impl Params {
     /// The whole op in one dispatch.
-    fn new(inputs: &[&Meta]) -> Self {
+    fn new(epilogue: &Epilogue, inputs: &[&Meta]) -> Self {
         let (m, n, k) = dims(inputs);
-        Self { m: m as u32, n: n as u32, k: k as u32, y_stride: n as u32, y_col: 0, _pad0: 0, _pad1: 0, _pad2: 0 }
+        let y_stride = if epilogue.swiglu { n / 2 } else { n };
+        Self {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            y_stride: y_stride as u32,
+            y_col: 0,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }
     }
 
     /// The dispatch for weight rows (output columns) `start .. start + rows`.
@@ -59,9 +70,17 @@ const TILE_N: u64 = 64 * 4;
 /// `gemm_portable.wgsl`: 4 × 4 blocks, 64 per workgroup.
 const BLOCK: u64 = 4;
 
-/// x, weight, bias, residual, gate, y, params.
-const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+/// x, weight, bias, residual, gate, y, params, row scale.
+const BINDINGS: &[Access] = &[
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::Read,
+    Access::ReadWrite,
+    Access::Uniform,
+    Access::Read,
+];
 
 const SUBGROUP: wgpu::Features = wgpu::Features::SUBGROUP;
 const F16: wgpu::Features = wgpu::Features::SHADER_F16;
@@ -153,6 +172,8 @@ impl Kernel for Epilogue {
         vec![
             ("HAS_BIAS", f64::from(u8::from(self.bias))),
             ("ACTIVATION", f64::from(GeluForm::code(self.activation))),
+            ("SWIGLU", f64::from(u8::from(self.swiglu))),
+            ("ROW_SCALE", f64::from(u8::from(self.row_scale))),
             ("RESIDUAL", residual),
         ]
     }
@@ -163,7 +184,7 @@ impl Kernel for Epilogue {
 
     /// One dispatch, or several over row ranges of a weight larger than one binding.
     fn dispatches(&self, spec: &KernelSpec, inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<Dispatch>> {
-        Ok(weight_chunks(inputs, limits)?
+        Ok(weight_chunks(self, inputs, limits)?
             .into_iter()
             .map(|((offset, size), p)| Dispatch {
                 partial: Some((1, offset, size)),
@@ -173,7 +194,7 @@ impl Kernel for Epilogue {
     }
 
     fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        let p = Params::new(inputs);
+        let p = Params::new(self, inputs);
         Dispatch::new(&p, workgroups(spec, &p))
     }
 
@@ -181,8 +202,9 @@ impl Kernel for Epilogue {
         let (m, n, k) = dims(inputs);
         let a = inputs[0].dtype;
         let bias = if self.bias { 4.0 * n as f64 } else { 0.0 };
-        let residual = if self.residual == Residual::None { 0.0 } else { bytes(a, m * n) };
-        let io = bytes(a, m * k) + bytes(a, m * n) + residual;
+        let out = if self.swiglu { m * n / 2 } else { m * n };
+        let residual = if self.residual == Residual::None { 0.0 } else { bytes(a, out) };
+        let io = bytes(a, m * k) + bytes(a, out) + residual;
         Cost { flops: 2.0 * (m * n * k) as f64, bytes: io + bias + bytes(inputs[1].dtype, n * k) }
     }
 
@@ -190,7 +212,16 @@ impl Kernel for Epilogue {
         let (m, n, k) = dims(metas);
         let slot = |i: usize| self.slots()[i].map(|s| inputs[s]);
         let mut y = reference::linear(inputs[0], inputs[1], slot(2), m, n, k);
-        reference::epilogue(&mut y, self.activation, slot(3), slot(4).map(|g| g[0]));
+        if self.swiglu {
+            y = reference::swiglu_pairs(&y);
+        }
+        if let Some(form) = self.activation {
+            y.iter_mut().for_each(|v| *v = reference::gelu(form, *v));
+        }
+        if let Some(scale) = slot(5) {
+            reference::scale_rows(&mut y, scale);
+        }
+        reference::epilogue(&mut y, None, slot(3), slot(4).map(|g| g[0]));
         y
     }
 }
@@ -201,8 +232,8 @@ impl Kernel for Epilogue {
 /// Returns, per dispatch, the byte range of the weight it binds (whole words: an odd count
 /// of 2-byte weights reads 2 bytes past its rows, never used and still inside the buffer,
 /// which is rounded up to 4) and its Params.
-fn weight_chunks(inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<((u64, u64), Params)>> {
-    let whole = Params::new(inputs);
+fn weight_chunks(epilogue: &Epilogue, inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<((u64, u64), Params)>> {
+    let whole = Params::new(epilogue, inputs);
     let (n, k) = (whole.n as usize, whole.k as usize);
     let row_bytes = (k * inputs[1].dtype.size()) as u64;
     let mut rows = (limits.max_binding / row_bytes) as usize;
@@ -210,6 +241,8 @@ fn weight_chunks(inputs: &[&Meta], limits: &BindLimits) -> Result<Vec<((u64, u64
     // of alignment / gcd(row_bytes, alignment).
     let alignment = limits.offset_alignment.max(1);
     let step = (alignment / gcd(row_bytes, alignment)) as usize;
+    // SwiGLU's gate/up pairs stay in one chunk.
+    let step = if epilogue.swiglu { step.next_multiple_of(2) } else { step };
     rows -= rows % step.max(1);
     if rows == 0 {
         return Err(Error::Limit {
