@@ -7,9 +7,13 @@
 // value at v_offset + h·HEAD_DIM, so fused QKV / KV projections are read without a split.
 // The output is [batch, queries, heads·HEAD_DIM], heads concatenated as `(h d)`.
 //
-// Masking follows open_flamingo: a masked logit is set to -f32::MAX (not -inf), so a fully
-// masked row becomes a uniform average of the values; MASKED_ROWS = 1 instead zeroes such
-// rows, as upstream does for text before the first image with only_attend_immediate_media.
+// Query head h reads key/value head h / (heads / kv_heads) (grouped-query attention). With
+// QK_NORM each head of q and k is RMS-normalised and scaled by its norm weight first (Mllama).
+//
+// A keep mask (MASK = 1) follows open_flamingo: a masked logit is set to -f32::MAX (not -inf),
+// so a fully masked row becomes a uniform average of the values; MASKED_ROWS = 1 instead
+// zeroes such rows, as upstream does for text before the first image with
+// only_attend_immediate_media. An additive mask (MASK = 2) is added to the scaled logits.
 //
 // `flash` never stores the queries × keys scores: one invocation per (batch, head, query)
 // streams the keys with an online softmax. `scores`, `softmax_rows` and `weighted_sum` are
@@ -17,8 +21,7 @@
 //
 // The Params, bindings and row helpers come from common/attention_layout.wgsl.
 
-// Per-invocation state of `flash`, four dims per vec4 (see D4).
-var<private> q4: array<vec4<f32>, MAX_D4>;
+// Per-invocation state of `flash`, four dims per vec4 (see D4); q4 is in the layout.
 var<private> acc4: array<vec4<f32>, MAX_D4>;
 var<private> run_max: f32;
 var<private> run_sum: f32;
@@ -50,9 +53,8 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let qi = index % params.queries;
     let h = (index / params.queries) % params.heads;
     let b = index / (params.queries * params.heads);
-    let q0 = q_start(b, h, qi);
+    load_query(q_start(b, h, qi));
     for (var d4 = 0u; d4 < D4; d4++) {
-        q4[d4] = query4(q0, d4);
         acc4[d4] = vec4(0.0);
     }
     // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
@@ -60,15 +62,18 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     run_sum = 0.0;
     var any_kept = false;
     for (var j = 0u; j < keys(); j++) {
-        let row = kv_row(b, j) + h * HEAD_DIM;
+        let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
         var s = FILL;
         if kept(b, qi, j) {
             any_kept = true;
             var dots = vec4(0.0);
+            var squares = vec4(0.0);
             for (var d4 = 0u; d4 < D4; d4++) {
-                dots += q4[d4] * kv4(j, row + params.k_offset, d4);
+                let k = kv4(j, row + params.k_offset, d4);
+                dots += q4[d4] * k;
+                squares += k * k;
             }
-            s = dots.x + dots.y + dots.z + dots.w;
+            s = dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
         }
         let p = online_softmax_step(s);
         for (var d4 = 0u; d4 < D4; d4++) {
@@ -86,7 +91,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
 }
 
 // Naive pass 1: out[b, h, q, j] = logit, masked ones set to the storage type's -max (FILL in
-// f32, as upstream fills with its dtype's -max).
+// f32, as upstream fills with its dtype's -max), additively masked ones at least that.
 @compute @workgroup_size(64)
 fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
@@ -101,11 +106,23 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     let b = index / (n * params.queries * params.heads);
     var s = -ACT_MAX;
     if kept(b, qi, j) {
-        let q0 = q_start(b, h, qi);
-        let k0 = kv_row(b, j) + h * HEAD_DIM + params.k_offset;
-        s = 0.0;
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            s += (f32(lhs[q0 + d]) * params.scale) * kv_read(j, k0 + d);
+        load_query(q_start(b, h, qi));
+        let k0 = kv_row(b, j) + kv_head(h) * HEAD_DIM + params.k_offset;
+        var dots = vec4(0.0);
+        var squares = vec4(0.0);
+        for (var d4 = 0u; d4 < D4; d4++) {
+            let k = kv4(j, k0, d4);
+            dots += q4[d4] * k;
+            squares += k * k;
+        }
+        s = dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
+        if MASK == 2u {
+            // finfo(f32).min added: stored as the storage type's -max (not f16's -inf), so a
+            // row masked throughout stays a uniform average, as in `flash`.
+            // A comparison, not max(): a NaN logit must stay NaN.
+            if s < -ACT_MAX {
+                s = -ACT_MAX;
+            }
         }
     }
     out[index] = Act(s);
@@ -154,7 +171,7 @@ fn weighted_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let weights = ((b * params.heads + h) * params.queries + qi) * n;
     var sum = 0.0;
     for (var j = 0u; j < n; j++) {
-        sum += f32(lhs[weights + j]) * kv_read(j, kv_row(b, j) + h * HEAD_DIM + params.v_offset + d);
+        sum += f32(lhs[weights + j]) * kv_read(j, kv_row(b, j) + kv_head(h) * HEAD_DIM + params.v_offset + d);
     }
     out[index] = Act(sum);
 }

@@ -9,18 +9,18 @@
 // reads the same head's keys; lanes past the last query compute along (broadcasts need the
 // whole subgroup) and store nothing.
 
-var<private> q4: array<vec4<f32>, MAX_D4>;
 var<private> acc4: array<vec4<f32>, MAX_D4>;
 var<private> any_kept: bool;
 
-// Key j's logit from its dot-product partials, or FILL where masked or past the last key
-// (those get weight 0 below, even in a fully masked row where FILL logits are averaged).
-fn logit(dots: vec4<f32>, b: u32, qi: u32, j: u32) -> f32 {
+// Key j's logit from its dot-product partials and its key_scale, or FILL where masked or past
+// the last key (those get weight 0 below, even in a fully masked row where FILL logits are
+// averaged).
+fn logit(dots: vec4<f32>, k_scale: f32, b: u32, qi: u32, j: u32) -> f32 {
     if j >= keys() || !kept(b, qi, j) {
         return FILL;
     }
     any_kept = true;
-    return dots.x + dots.y + dots.z + dots.w;
+    return dot(dots, vec4(1.0)) * k_scale + mask_add(b, qi, j);
 }
 
 @compute @workgroup_size(64)
@@ -36,9 +36,8 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let b = group / (blocks * params.heads);
     let qi_raw = (group % blocks) * WORKGROUP + lid;
     let qi = min(qi_raw, params.queries - 1u);
-    let q0 = q_start(b, h, qi);
+    load_query(q_start(b, h, qi));
     for (var d4 = 0u; d4 < D4; d4++) {
-        q4[d4] = query4(q0, d4);
         acc4[d4] = vec4(0.0);
     }
     var run_max = FILL;
@@ -48,11 +47,14 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     for (var j0 = 0u; j0 < n; j0 += 8u) {
         // The key this lane fetches for the whole subgroup (clamped; logit() drops extras).
         let jl = min(j0 + (lane & 7u), n - 1u);
-        let row = kv_row(b, jl) + h * HEAD_DIM;
+        let row = kv_row(b, jl) + kv_head(h) * HEAD_DIM;
         var s0 = vec4(0.0); var s1 = vec4(0.0); var s2 = vec4(0.0); var s3 = vec4(0.0);
         var s4 = vec4(0.0); var s5 = vec4(0.0); var s6 = vec4(0.0); var s7 = vec4(0.0);
+        // This lane's key's sum of squares, for its key_scale (QK_NORM).
+        var squares = vec4(0.0);
         for (var d4 = 0u; d4 < D4; d4++) {
             let k = kv4(jl, row + params.k_offset, d4);
+            squares += k * k;
             let q = q4[d4];
             s0 += q * subgroupBroadcast(k, 0u);
             s1 += q * subgroupBroadcast(k, 1u);
@@ -63,14 +65,15 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
             s6 += q * subgroupBroadcast(k, 6u);
             s7 += q * subgroupBroadcast(k, 7u);
         }
-        let l0 = logit(s0, b, qi, j0);
-        let l1 = logit(s1, b, qi, j0 + 1u);
-        let l2 = logit(s2, b, qi, j0 + 2u);
-        let l3 = logit(s3, b, qi, j0 + 3u);
-        let l4 = logit(s4, b, qi, j0 + 4u);
-        let l5 = logit(s5, b, qi, j0 + 5u);
-        let l6 = logit(s6, b, qi, j0 + 6u);
-        let l7 = logit(s7, b, qi, j0 + 7u);
+        let k_scale = key_scale(dot(squares, vec4(1.0)));
+        let l0 = logit(s0, subgroupBroadcast(k_scale, 0u), b, qi, j0);
+        let l1 = logit(s1, subgroupBroadcast(k_scale, 1u), b, qi, j0 + 1u);
+        let l2 = logit(s2, subgroupBroadcast(k_scale, 2u), b, qi, j0 + 2u);
+        let l3 = logit(s3, subgroupBroadcast(k_scale, 3u), b, qi, j0 + 3u);
+        let l4 = logit(s4, subgroupBroadcast(k_scale, 4u), b, qi, j0 + 4u);
+        let l5 = logit(s5, subgroupBroadcast(k_scale, 5u), b, qi, j0 + 5u);
+        let l6 = logit(s6, subgroupBroadcast(k_scale, 6u), b, qi, j0 + 6u);
+        let l7 = logit(s7, subgroupBroadcast(k_scale, 7u), b, qi, j0 + 7u);
         let block_max = max(max(max(l0, l1), max(l2, l3)), max(max(l4, l5), max(l6, l7)));
         // Online softmax over the block: one rescale per 8 keys.
         let m = max(run_max, block_max);

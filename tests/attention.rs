@@ -101,7 +101,7 @@ fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<HostData<'_>>)
         data.push(HostData::F32(&c.kv[1]));
         kv.push(g.input("kv_b", &[c.batch, c.keys[1], c.kv_width]).unwrap());
     }
-    let mask = c.cfg.mask.then(|| {
+    let mask = c.cfg.has_mask().then(|| {
         data.push(HostData::U8(&c.mask));
         g.input_as("mask", &[c.batch, c.queries, c.keys[0] + c.keys[1]], DType::U8).unwrap()
     });
@@ -130,6 +130,103 @@ fn check_attention(gpu: &Gpu, c: &AttentionCase, naive: bool) -> Result<(), Test
     let cmp = reference::compare(&got, &want, atol, 1e-4);
     prop_assert!(cmp.passed(), "naive {naive}: {cmp}");
     Ok(())
+}
+
+/// Mllama's cross-attention: grouped key/value heads in a `[K | V]` row, an additive mask with
+/// `finfo(f32).min` entries (every third row entirely), per-head q/k RMSNorms.
+#[derive(Debug, Clone)]
+struct GroupedCase {
+    batch: usize,
+    queries: usize,
+    keys: usize,
+    cfg: Attention,
+    q: Vec<f32>,
+    kv: Vec<f32>,
+    mask: Vec<f32>,
+    norms: Vec<f32>,
+}
+
+fn grouped_case() -> impl Strategy<Value = GroupedCase> {
+    let heads = prop::sample::select(vec![(1u32, 1u32), (2, 1), (4, 2), (4, 1), (6, 3), (8, 2)]);
+    let head_dim = prop_oneof![prop::sample::select(vec![16u32, 64, 128]), 1u32..=128];
+    (1usize..=2, heads, head_dim, edge_size(40), edge_size(60), any::<bool>(), any::<bool>()).prop_flat_map(
+        |(batch, (heads, kv_heads), d, queries, keys, masked, qk_norm)| {
+            let mut cfg = Attention::new(heads, d).grouped(kv_heads).offsets(0, 0, kv_heads * d);
+            if masked {
+                cfg = cfg.additive_mask();
+            }
+            if qk_norm {
+                cfg = cfg.qk_norm(1e-5);
+            }
+            let (w, kv_w) = ((heads * d) as usize, (kv_heads * d) as usize);
+            let mask = (
+                prop::collection::vec(prop::bool::weighted(0.6), batch * queries * keys),
+                values(batch * queries * keys, 3.0),
+            )
+                .prop_map(move |(keep, bias)| {
+                    keep.iter()
+                        .zip(bias)
+                        .enumerate()
+                        .map(|(i, (&k, b))| if (i / keys) % 3 == 2 || !k { f32::MIN } else { b })
+                        .collect::<Vec<f32>>()
+                });
+            let norms = values(2 * d as usize, 0.5).prop_map(|v| v.iter().map(|x| 1.0 + x).collect::<Vec<f32>>());
+            (values(batch * queries * w, 2.0), values(batch * keys * 2 * kv_w, 2.0), mask, norms)
+                .prop_map(move |(q, kv, mask, norms)| GroupedCase { batch, queries, keys, cfg, q, kv, mask, norms })
+        },
+    )
+}
+
+fn check_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> Result<(), TestCaseError> {
+    let (w, kv_w) = (c.cfg.width() as usize, c.cfg.kv_width() as usize);
+    let mut g = Graph::new();
+    let q = g.input("q", &[c.batch, c.queries, w]).unwrap();
+    let kv = g.input("kv", &[c.batch, c.keys, 2 * kv_w]).unwrap();
+    let mut data = vec![HostData::F32(&c.q), HostData::F32(&c.kv)];
+    let mut extra = Vec::new();
+    if c.cfg.has_mask() {
+        extra.push(g.input("mask", &[c.batch, c.queries, c.keys]).unwrap());
+        data.push(HostData::F32(&c.mask));
+    }
+    if c.cfg.qk_norm.is_some() {
+        let d = c.cfg.head_dim as usize;
+        extra.push(g.constant("norms", &vlbridge::Tensor::from_f32(gpu, &[2, d], &c.norms).unwrap()));
+    }
+    let inputs = [vec![q, kv], extra.clone()].concat();
+    let out = if naive {
+        let scores = g.add(c.cfg.naive(Pass::Scores), &inputs).unwrap();
+        let mask = extra.iter().take(usize::from(c.cfg.has_mask())).copied();
+        let weights = g.add(c.cfg.naive(Pass::Softmax), &[vec![scores], mask.collect()].concat()).unwrap();
+        g.add(c.cfg.naive(Pass::WeightedSum), &[weights, kv]).unwrap()
+    } else {
+        g.add(c.cfg, &inputs).unwrap()
+    };
+    g.output(out).unwrap();
+    let got = Plan::new(gpu, &g).unwrap().run(&data).unwrap().remove(0).into_f32();
+    let want = g.reference(&data).unwrap().remove(0);
+    // Logits: |q|·|k|·d^-0.5 with entries up to 2 (normalised: √d·max|w|²), plus the mask's 3.
+    let d = f64::from(c.cfg.head_dim);
+    let logit = if c.cfg.qk_norm.is_some() { d.sqrt() * 2.25 } else { 4.0 * d.sqrt() } + 3.0;
+    let cmp = reference::compare(&got, &want, (2e-5 + 2e-6 * logit) * 2.0, 1e-4);
+    prop_assert!(cmp.passed(), "naive {naive} {:?}: {cmp}", c.cfg);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    #[timeout(300_000)]
+    fn grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
+        check_grouped(gpu(), &c, false)?;
+        check_grouped(gpu(), &c, true)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn portable_grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
+        check_grouped(minimal_gpu(), &c, false)?;
+    }
 }
 
 proptest! {

@@ -15,21 +15,28 @@ struct Params {
     k_offset: u32,     // column of head 0's key in a kv row
     v_offset: u32,     // column of head 0's value in a kv row
     scale: f32,        // applied to q before the dot product, as open_flamingo does
+    kv_heads: u32,     // key/value heads; query head h reads kv head h / (heads / kv_heads)
+    norm_eps: f32,     // QK_NORM's RMSNorm eps
+    _pad0: u32,
+    _pad1: u32,
 }
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
-override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (query, key)
+override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (query, key);
+                                // 2: an f32 added to the logit (bitcast from the u32 words)
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
+override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weights in `norms`)
 
 // Binding 0 is the queries for `flash` and `scores`, the scores or weights for the others.
-// Every binding but the mask holds activations (Act, f32 or f16); the mask is u8, four per
-// word.
+// Bindings 0-2 and 4 hold activations (Act, f32 or f16); a keep mask is u8, four per word, an
+// additive one f32; the norm weights are f32 [2, HEAD_DIM] (q's, then k's).
 @group(0) @binding(0) var<storage, read> lhs: array<Act>;
 @group(0) @binding(1) var<storage, read> kv_a: array<Act>;
 @group(0) @binding(2) var<storage, read> kv_b: array<Act>;
-@group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys] bytes
+@group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys]
 @group(0) @binding(4) var<storage, read_write> out: array<Act>;
 @group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(6) var<storage, read> norms: array<f32>;
 
 const WORKGROUP: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 128u;
@@ -42,6 +49,11 @@ fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
 
 fn keys() -> u32 {
     return params.keys_a + params.keys_b;
+}
+
+// The key/value head query head h reads (grouped-query attention).
+fn kv_head(h: u32) -> u32 {
+    return h / (params.heads / params.kv_heads);
 }
 
 // Start of key j's row (batch item b) in its source; keys below keys_a live in kv_a.
@@ -60,11 +72,19 @@ fn kv_read(j: u32, i: u32) -> f32 {
 }
 
 fn kept(b: u32, qi: u32, j: u32) -> bool {
-    if MASK == 0u {
+    if MASK != 1u {
         return true;
     }
     let i = (b * params.queries + qi) * keys() + j;
     return ((mask[i / 4u] >> ((i % 4u) * 8u)) & 0xffu) != 0u;
+}
+
+// What the additive mask adds to logit (qi, j); 0 without one.
+fn mask_add(b: u32, qi: u32, j: u32) -> f32 {
+    if MASK != 2u {
+        return 0.0;
+    }
+    return bitcast<f32>(mask[(b * params.queries + qi) * keys() + j]);
 }
 
 fn q_start(b: u32, h: u32, qi: u32) -> u32 {
@@ -91,11 +111,42 @@ fn kv4(j: u32, i: u32, d4: u32) -> vec4<f32> {
     return select(vec4(0.0), v, in_head(d));
 }
 
-// Dims 4·d4 .. 4·d4+3 of the query starting at q0, pre-multiplied by the scale.
-fn query4(q0: u32, d4: u32) -> vec4<f32> {
+// The query of one invocation, four dims per vec4 (see D4).
+var<private> q4: array<vec4<f32>, MAX_D4>;
+
+// Dims 4·d4 .. 4·d4+3 of norm weight row `which` (0: q, 1: k); 0 past HEAD_DIM.
+fn norm4(which: u32, d4: u32) -> vec4<f32> {
     let d = d4 * 4u;
-    let v = vec4<f32>(vec4(lhs[q0 + d], lhs[q0 + d + 1u], lhs[q0 + d + 2u], lhs[q0 + d + 3u])) * params.scale;
-    return select(vec4(0.0), v, in_head(d));
+    let i = min(vec4(d, d + 1u, d + 2u, d + 3u), vec4(HEAD_DIM - 1u)) + which * HEAD_DIM;
+    return select(vec4(0.0), vec4(norms[i.x], norms[i.y], norms[i.z], norms[i.w]), in_head(d));
+}
+
+// Loads the query starting at q0 into q4, times the scale. With QK_NORM it is RMS-normalised
+// and multiplied by both norm weights: q_norm's, and k_norm's, so that a key only needs its
+// own 1 / rms (key_scale) instead of a normalised copy.
+fn load_query(q0: u32) {
+    var squares = 0.0;
+    for (var d4 = 0u; d4 < D4; d4++) {
+        let d = d4 * 4u;
+        let v = vec4<f32>(vec4(lhs[q0 + d], lhs[q0 + d + 1u], lhs[q0 + d + 2u], lhs[q0 + d + 3u]));
+        q4[d4] = select(vec4(0.0), v, in_head(d));
+        squares += dot(q4[d4], q4[d4]);
+    }
+    let inv_rms = inverseSqrt(squares / f32(HEAD_DIM) + params.norm_eps);
+    for (var d4 = 0u; d4 < D4; d4++) {
+        if QK_NORM != 0u {
+            q4[d4] *= inv_rms * norm4(0u, d4) * norm4(1u, d4);
+        }
+        q4[d4] *= params.scale;
+    }
+}
+
+// What multiplies a key's dot product: its 1 / rms with QK_NORM (from its sum of squares).
+fn key_scale(squares: f32) -> f32 {
+    if QK_NORM == 0u {
+        return 1.0;
+    }
+    return inverseSqrt(squares / f32(HEAD_DIM) + params.norm_eps);
 }
 
 // What upstream's `0 · v` gives for a zeroed row: 0 for finite v, NaN for ±Inf or NaN. Written

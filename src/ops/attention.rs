@@ -1,13 +1,25 @@
 //! Multi-head attention: where queries, keys and values live in their rows, masking, and which
 //! pass of the naive three-pass version a node runs.
 
-use super::{Meta, batch_rows_cols, check_arity, check_u32_elements};
+use super::{Meta, batch_rows_cols, check_arity, check_u32_elements, expect_shape};
 use crate::error::{Error, Result};
 
 /// Name in errors and reports.
 pub const NAME: &str = "attention_flash";
 /// Largest head dimension the kernels hold in registers.
 pub const MAX_HEAD_DIM: u32 = 128;
+
+/// The mask input of an attention, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mask {
+    /// No mask input.
+    None,
+    /// A keep mask `[.., Nq, keys]` (u8, non-zero = attend); fully masked rows as given.
+    Keep(MaskedRows),
+    /// An f32 mask `[.., Nq, keys]` added to the scaled logits (Mllama's cross-attention mask:
+    /// 0 attends, `finfo(f32).min` does not).
+    Additive,
+}
 
 /// What a fully masked query row produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,9 +53,14 @@ pub struct Naive {
 }
 
 /// Configuration of an attention node. Inputs: queries `[.., Nq, Wq]`, the first key/value
-/// source `[.., Na, Wa]`, the second `[.., Nb, Wb]` when `two_sources`, and a keep mask
-/// `[.., Nq, Na + Nb]` (u8, non-zero = attend) when `mask`. Leading dims are the batch and
-/// must agree. Output: `[.., Nq, heads·head_dim]`.
+/// source `[.., Na, Wa]`, the second `[.., Nb, Wb]` when `two_sources`, the mask
+/// `[.., Nq, Na + Nb]` when there is one, and the q/k norm weights `[2, head_dim]` when
+/// `qk_norm`. Leading dims are the batch and must agree. Output: `[.., Nq, heads·head_dim]`.
+///
+/// With `kv_heads < heads` the keys and values have `kv_heads` heads and query head `h` reads
+/// key/value head `h / (heads / kv_heads)` (grouped-query attention, `repeat_kv`). With
+/// `qk_norm`, each head of q and of k is RMS-normalised (eps `norm_eps`) and scaled by row 0
+/// (q) or row 1 (k) of the norm weights before the dot product, as Mllama's q_norm/k_norm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Attention {
     /// Attention heads.
@@ -56,12 +73,14 @@ pub struct Attention {
     pub k_offset: u32,
     /// Column of head 0's value in a key/value row.
     pub v_offset: u32,
+    /// Heads of the keys and values (divides `heads`).
+    pub kv_heads: u32,
     /// Keys/values come from two tensors (the Perceiver's media and latents).
     pub two_sources: bool,
-    /// A keep mask `[batch, queries, keys]` is the last input.
-    pub mask: bool,
-    /// What a fully masked query row becomes.
-    pub masked_rows: MaskedRows,
+    /// The mask input.
+    pub mask: Mask,
+    /// Per-head RMSNorm of q and k with this eps (norm weights are the last input).
+    pub qk_norm: Option<f32>,
     /// Multiplies the queries; `head_dim^-0.5` by default.
     pub scale: f32,
 }
@@ -76,11 +95,27 @@ impl Attention {
             q_offset: 0,
             k_offset: 0,
             v_offset: heads * head_dim,
+            kv_heads: heads,
             two_sources: false,
-            mask: false,
-            masked_rows: MaskedRows::Uniform,
+            mask: Mask::None,
+            qk_norm: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
         }
+    }
+
+    /// Keys and values have `kv_heads` heads, each serving `heads / kv_heads` query heads.
+    pub fn grouped(self, kv_heads: u32) -> Self {
+        Self { kv_heads, ..self }
+    }
+
+    /// Adds an f32 mask to the logits (its input follows the key/value sources).
+    pub fn additive_mask(self) -> Self {
+        Self { mask: Mask::Additive, ..self }
+    }
+
+    /// RMS-normalises each head of q and k (weights `[2, head_dim]`, the last input).
+    pub fn qk_norm(self, eps: f32) -> Self {
+        Self { qk_norm: Some(eps), ..self }
     }
 
     /// Queries at column `q`, keys at `k` and values at `v` of their rows (fused projections).
@@ -95,7 +130,17 @@ impl Attention {
 
     /// Takes a keep mask input; fully masked rows behave as `rows` says.
     pub fn masked(self, rows: MaskedRows) -> Self {
-        Self { mask: true, masked_rows: rows, ..self }
+        Self { mask: Mask::Keep(rows), ..self }
+    }
+
+    /// Whether there is a mask input.
+    pub fn has_mask(&self) -> bool {
+        self.mask != Mask::None
+    }
+
+    /// Whether fully masked rows are zeroed.
+    pub fn zeroes_masked_rows(&self) -> bool {
+        self.mask == Mask::Keep(MaskedRows::Zero)
     }
 
     /// One pass of the naive version of this attention.
@@ -108,19 +153,30 @@ impl Attention {
         u64::from(self.heads) * u64::from(self.head_dim)
     }
 
+    /// `kv_heads · head_dim`: what a key/value row holds of keys (and of values).
+    pub fn kv_width(&self) -> u64 {
+        u64::from(self.kv_heads) * u64::from(self.head_dim)
+    }
+
     /// Key/value source tensors: 1 or 2.
     pub fn kv_inputs(&self) -> usize {
         1 + usize::from(self.two_sources)
     }
 
-    /// Number of inputs: queries, key/value sources, then the mask when configured.
+    /// Number of inputs: queries, key/value sources, then the mask and the norm weights when
+    /// configured.
     pub fn arity(&self) -> usize {
-        1 + self.kv_inputs() + usize::from(self.mask)
+        1 + self.kv_inputs() + usize::from(self.has_mask()) + usize::from(self.qk_norm.is_some())
     }
 
     /// The input index of the mask, when configured.
     pub fn mask_input(&self) -> Option<usize> {
-        self.mask.then(|| 1 + self.kv_inputs())
+        self.has_mask().then(|| 1 + self.kv_inputs())
+    }
+
+    /// The input index of the q/k norm weights, when configured.
+    pub fn norm_input(&self) -> Option<usize> {
+        self.qk_norm.map(|_| 1 + self.kv_inputs() + usize::from(self.has_mask()))
     }
 
     /// Checks queries, key/value sources and mask; returns `[.., Nq, heads·head_dim]`.
@@ -132,7 +188,7 @@ impl Attention {
         self.check_config()?;
         let arity = match pass {
             None | Some(Pass::Scores) => self.arity(),
-            Some(Pass::Softmax) => 1 + usize::from(self.mask),
+            Some(Pass::Softmax) => 1 + usize::from(self.has_mask()),
             Some(Pass::WeightedSum) => 1 + self.kv_inputs(),
         };
         check_arity(NAME, inputs, arity)?;
@@ -152,6 +208,10 @@ impl Attention {
                 if let Some(m) = self.mask_input() {
                     check_mask(batch, queries, keys, inputs[m])?;
                 }
+                if let Some(n) = self.norm_input() {
+                    let d = self.head_dim as usize;
+                    expect_shape(NAME, "q/k norm weights ([2, head_dim])", &inputs[n].shape, &[2, d])?;
+                }
                 let out = if pass.is_none() {
                     let mut out = first[..first.len() - 1].to_vec();
                     out.push(self.width() as usize);
@@ -164,7 +224,7 @@ impl Attention {
             }
             Some(Pass::Softmax) => {
                 let [batch, _, queries, keys] = self.check_scores("scores", first)?;
-                if self.mask {
+                if self.has_mask() {
                     check_mask(batch, queries, keys, inputs[1])?;
                 }
                 Ok(inputs[0].clone())
@@ -187,6 +247,19 @@ impl Attention {
         if self.head_dim == 0 || self.head_dim > MAX_HEAD_DIM {
             return Err(Error::shape(NAME, "head_dim", format!("1..={MAX_HEAD_DIM}"), self.head_dim));
         }
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return Err(Error::shape(
+                NAME,
+                "kv_heads (a divisor of heads)",
+                format!("a divisor of {}", self.heads),
+                self.kv_heads,
+            ));
+        }
+        if let Some(eps) = self.qk_norm
+            && !(eps.is_finite() && eps >= 0.0)
+        {
+            return Err(Error::shape(NAME, "q/k norm eps", "finite and >= 0", eps));
+        }
         Ok(())
     }
 
@@ -202,7 +275,7 @@ impl Attention {
 
     /// Checks the key/value sources; returns their total key count.
     fn check_sources(&self, batch: usize, sources: &[&Meta]) -> Result<usize> {
-        let need = u64::from(self.k_offset.max(self.v_offset)) + self.width();
+        let need = u64::from(self.k_offset.max(self.v_offset)) + self.kv_width();
         let mut keys = 0;
         for (i, m) in sources.iter().enumerate() {
             let what = format!("key/value source {i}");
@@ -253,6 +326,7 @@ impl Attention {
             keys_a,
             keys_b,
             heads: self.heads as usize,
+            kv_heads: self.kv_heads as usize,
             head_dim: self.head_dim as usize,
             q_stride,
             q_offset: self.q_offset as usize,
@@ -261,6 +335,7 @@ impl Attention {
             k_offset: self.k_offset as usize,
             v_offset: self.v_offset as usize,
             scale: self.scale,
+            norm_eps: self.qk_norm.unwrap_or(0.0),
         }
     }
 }
@@ -273,7 +348,7 @@ impl Naive {
     pub fn mask_input(&self) -> Option<usize> {
         match self.pass {
             Pass::Scores => self.attention.mask_input(),
-            Pass::Softmax => self.attention.mask.then_some(1),
+            Pass::Softmax => self.attention.has_mask().then_some(1),
             Pass::WeightedSum => None,
         }
     }
@@ -302,6 +377,8 @@ pub struct Geometry {
     pub keys_b: usize,
     /// Attention heads.
     pub heads: usize,
+    /// Key/value heads (each serves `heads / kv_heads` query heads).
+    pub kv_heads: usize,
     /// Dimension per head.
     pub head_dim: usize,
     /// Elements per query row.
@@ -318,6 +395,8 @@ pub struct Geometry {
     pub v_offset: usize,
     /// Applied to q before the dot product.
     pub scale: f32,
+    /// The q/k RMSNorm's eps (when the attention has one).
+    pub norm_eps: f32,
 }
 
 impl Geometry {
@@ -329,6 +408,11 @@ impl Geometry {
     /// (batch · heads · queries) rows of scores.
     pub fn rows(&self) -> usize {
         self.batch * self.heads * self.queries
+    }
+
+    /// The key/value head query head `h` reads.
+    pub fn kv_head(&self, h: usize) -> usize {
+        h / (self.heads / self.kv_heads.max(1)).max(1)
     }
 }
 

@@ -14,7 +14,7 @@ pub mod tome;
 
 pub use activation::GeluForm;
 pub use anyres::AnyResLayout;
-pub use attention::{Attention, Geometry, MaskedRows, Naive, Pass};
+pub use attention::{Attention, Geometry, Mask, MaskedRows, Naive, Pass};
 pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};

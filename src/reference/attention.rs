@@ -3,6 +3,31 @@ use crate::ops::Geometry;
 /// open_flamingo's masked-logit fill value, `-finfo(float32).max`.
 pub const MASK_FILL: f64 = -(f32::MAX as f64);
 
+/// A mask input as the reference reads it.
+#[derive(Debug, Clone, Copy)]
+pub enum MaskInput<'a> {
+    /// `[batch, queries, keys]`, 0 = masked: the logit becomes [`MASK_FILL`].
+    Keep(&'a [f64]),
+    /// `[batch, queries, keys]` added to the logit.
+    Additive(&'a [f64]),
+}
+
+impl<'a> MaskInput<'a> {
+    /// The keep mask, if this is one.
+    pub fn keep(self) -> Option<&'a [f64]> {
+        match self {
+            MaskInput::Keep(m) => Some(m),
+            MaskInput::Additive(_) => None,
+        }
+    }
+}
+
+/// `v / rms(v) · w` (RMSNorm over one head).
+fn rms_normed(v: &[f64], w: &[f64], eps: f64) -> Vec<f64> {
+    let inv = 1.0 / (v.iter().map(|x| x * x).sum::<f64>() / v.len() as f64 + eps).sqrt();
+    v.iter().zip(w).map(|(x, w)| x * inv * w).collect()
+}
+
 /// Where key `j` of batch item `b` lives: its source's row, read in place.
 fn key_row<'a>(p: &Geometry, kv: [&'a [f64]; 2], b: usize, j: usize) -> &'a [f64] {
     let (keys_a, keys_b) = (p.keys_a, p.keys_b);
@@ -14,24 +39,40 @@ fn key_row<'a>(p: &Geometry, kv: [&'a [f64]; 2], b: usize, j: usize) -> &'a [f64
     &src[r * stride..(r + 1) * stride]
 }
 
-/// Attention logits `[batch, heads, queries, keys]` with the layout of
-/// the attention kernels (`p`): `(q·scale)·k`, or [`MASK_FILL`]
-/// where the keep mask `[batch, queries, keys]` is 0.
-pub fn attention_scores(p: &Geometry, q: &[f64], kv: [&[f64]; 2], mask: Option<&[f64]>) -> Vec<f64> {
+/// Attention logits `[batch, heads, queries, keys]` with the layout of the attention kernels
+/// (`p`): `(q·scale)·k` (query head `h` reading key/value head `p.kv_head(h)`), each head of q
+/// and k RMS-normalised first with `norms` (`[2, head_dim]`: q's weight, then k's) when given;
+/// then [`MASK_FILL`] where a keep mask is 0, or plus an additive mask.
+pub fn attention_scores(
+    p: &Geometry,
+    q: &[f64],
+    kv: [&[f64]; 2],
+    mask: Option<MaskInput<'_>>,
+    norms: Option<&[f64]>,
+) -> Vec<f64> {
     let (batch, queries, heads, head_dim) = (p.batch, p.queries, p.heads, p.head_dim);
     let keys = p.keys();
+    let eps = f64::from(p.norm_eps);
+    let norm = |v: &[f64], which: usize| match norms {
+        Some(w) => rms_normed(v, &w[which * head_dim..(which + 1) * head_dim], eps),
+        None => v.to_vec(),
+    };
     let mut scores = Vec::with_capacity(batch * heads * queries * keys);
     for b in 0..batch {
         for h in 0..heads {
-            let k0 = p.k_offset + h * head_dim;
+            let k0 = p.k_offset + p.kv_head(h) * head_dim;
+            let keys_normed: Vec<Vec<f64>> =
+                (0..keys).map(|j| norm(&key_row(p, kv, b, j)[k0..k0 + head_dim], 1)).collect();
             for i in 0..queries {
                 let q0 = (b * queries + i) * p.q_stride + p.q_offset + h * head_dim;
-                let qh: Vec<f64> = q[q0..q0 + head_dim].iter().map(|v| v * f64::from(p.scale)).collect();
-                scores.extend((0..keys).map(|j| {
-                    if mask.is_some_and(|m| m[(b * queries + i) * keys + j] == 0.0) {
-                        MASK_FILL
-                    } else {
-                        qh.iter().zip(&key_row(p, kv, b, j)[k0..k0 + head_dim]).map(|(a, c)| a * c).sum()
+                let qh: Vec<f64> = norm(&q[q0..q0 + head_dim], 0).iter().map(|v| v * f64::from(p.scale)).collect();
+                scores.extend(keys_normed.iter().enumerate().map(|(j, kh)| {
+                    let at = (b * queries + i) * keys + j;
+                    let dot = || qh.iter().zip(kh).map(|(a, c)| a * c).sum::<f64>();
+                    match mask {
+                        Some(MaskInput::Keep(m)) if m[at] == 0.0 => MASK_FILL,
+                        Some(MaskInput::Additive(m)) => dot() + m[at],
+                        _ => dot(),
                     }
                 }));
             }
@@ -74,7 +115,7 @@ pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> 
     let mut out = vec![0.0; batch * queries * width];
     for b in 0..batch {
         for h in 0..heads {
-            let v0 = p.v_offset + h * head_dim;
+            let v0 = p.v_offset + p.kv_head(h) * head_dim;
             for i in 0..queries {
                 let o = (b * queries + i) * width + h * head_dim;
                 let w = &weights[((b * heads + h) * queries + i) * keys..][..keys];
@@ -91,8 +132,15 @@ pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> 
 
 /// Whole multi-head attention: [`weighted_sum`] of the [`softmax_rows`] of the
 /// [`attention_scores`].
-pub fn attention(p: &Geometry, zero_masked_rows: bool, q: &[f64], kv: [&[f64]; 2], mask: Option<&[f64]>) -> Vec<f64> {
-    let scores = attention_scores(p, q, kv, mask);
-    let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask, zero_masked_rows);
+pub fn attention(
+    p: &Geometry,
+    zero_masked_rows: bool,
+    q: &[f64],
+    kv: [&[f64]; 2],
+    mask: Option<MaskInput<'_>>,
+    norms: Option<&[f64]>,
+) -> Vec<f64> {
+    let scores = attention_scores(p, q, kv, mask, norms);
+    let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask.and_then(MaskInput::keep), zero_masked_rows);
     weighted_sum(p, &weights, kv)
 }

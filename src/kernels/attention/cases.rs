@@ -10,18 +10,23 @@ use crate::ops::attention::NAME;
 use crate::ops::{Attention, MaskedRows, Naive, Pass};
 
 /// Adds the flash node, or the naive scores → softmax → weighted-sum passes, on q, the key /
-/// value sources and the mask.
-fn attend(c: &mut Case, cfg: Attention, naive: bool, q: usize, kv: &[usize], mask: Option<usize>) -> Result<usize> {
-    let with_mask = |mut v: Vec<usize>| {
-        v.extend(mask);
-        v
-    };
+/// value sources, the mask and the q/k norm weights.
+fn attend(c: &mut Case, cfg: Attention, naive: bool, q: usize, kv: &[usize], extra: Extra) -> Result<usize> {
+    let Extra { mask, norms } = extra;
+    let inputs = [&[q], kv, &Vec::from_iter(mask.into_iter().chain(norms))].concat();
     if !naive {
-        return c.node(cfg, &with_mask([&[q], kv].concat()));
+        return c.node(cfg, &inputs);
     }
-    let scores = c.node(cfg.naive(Pass::Scores), &with_mask([&[q], kv].concat()))?;
-    let weights = c.node(cfg.naive(Pass::Softmax), &with_mask(vec![scores]))?;
+    let scores = c.node(cfg.naive(Pass::Scores), &inputs)?;
+    let weights = c.node(cfg.naive(Pass::Softmax), &[&[scores], &Vec::from_iter(mask)[..]].concat())?;
     c.node(cfg.naive(Pass::WeightedSum), &[&[weights], kv].concat())
+}
+
+/// The optional inputs after the key/value sources.
+#[derive(Default)]
+struct Extra {
+    mask: Option<usize>,
+    norms: Option<usize>,
 }
 
 pub(super) fn fuzz_flash(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
@@ -32,60 +37,91 @@ pub(super) fn fuzz_naive(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case>
     fuzz(rng, target, true)
 }
 
-/// Random batch, heads, head dims (a fixed set: each is a pipeline of its own), query and key
-/// counts, one or two sources, masks with fully masked rows, logits up to ±80.
+/// Random batch, heads, grouped key/value heads, head dims (a fixed set: each is a pipeline of
+/// its own), query and key counts, one or two sources, keep masks with fully masked rows or
+/// additive masks with `finfo.min` entries, per-head q/k norms, logits up to ±80.
 fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (batch, heads) = (rng.range(1, 2), rng.range(1, 4) as u32);
+    let kv_heads = rng.pick(&(1..=heads).filter(|k| heads.is_multiple_of(*k)).collect::<Vec<_>>());
     let d = rng.pick(&[1u32, 5, 16, 17, 24, 32, 33, 48, 64, 80, 96, 127, 128]);
     let (nq, ka) = (rng.edge(70), rng.edge(70));
     let kb = if rng.bool(0.5) { rng.edge(40) } else { 0 };
-    let w = (heads * d) as usize;
+    let qk_norm = rng.bool(0.3);
+    let (w, kv_w) = ((heads * d) as usize, (kv_heads * d) as usize);
     // Logits up to ±max_logit: q and k ~ N(0, s²) give logits of std s².
     let max_logit = rng.range_f32(1.0, 80.0);
     let s = (max_logit / 4.0).sqrt();
     let q = rng.normals(batch * nq * w, s);
     let huge = huge_for(storage, 1e30);
-    let mut kv_a = rng.values(batch * ka * 2 * w, kind, huge, inject);
-    let mut kv_b = rng.values(batch * kb * 2 * w, kind, huge, inject);
-    // Keys keep the logit scale (±Inf stays: it makes ±Inf logits); values carry the
+    let mut kv_a = rng.values(batch * ka * 2 * kv_w, kind, huge, inject);
+    let mut kv_b = rng.values(batch * kb * 2 * kv_w, kind, huge, inject);
+    // Keys keep the logit scale (±Inf stays: it makes ±Inf logits, but not with q/k norms,
+    // where it makes a NaN logit whose max() WGSL leaves unspecified); values carry the
     // distribution and NaN, but not ±Inf: a weight that underflows f32 but not f64 would make
     // 0 · Inf = NaN against the reference's Inf.
     for (i, v) in kv_a.iter_mut().chain(kv_b.iter_mut()).enumerate() {
-        if i % (2 * w) < w && v.is_finite() {
+        if i % (2 * kv_w) < kv_w && (v.is_finite() || qk_norm) {
             *v = v.signum() * s * (1.0 + (i % 7) as f32 / 7.0);
-        } else if i % (2 * w) >= w && v.is_infinite() {
+        } else if i % (2 * kv_w) >= kv_w && v.is_infinite() {
             *v = f32::NAN;
         }
     }
     let v_max = max_abs(&kv_a).max(max_abs(&kv_b));
-    let mut cfg = Attention::new(heads, d);
+    let mut cfg = Attention::new(heads, d).grouped(kv_heads).offsets(0, 0, kv_w as u32);
     let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
     let qi = c.input("q", &[batch, nq, w], storage, q);
-    let mut kv = vec![c.input("kv_a", &[batch, ka, 2 * w], storage, kv_a)];
+    let mut kv = vec![c.input("kv_a", &[batch, ka, 2 * kv_w], storage, kv_a)];
     if kb > 0 {
         cfg = cfg.two_sources();
-        kv.push(c.input("kv_b", &[batch, kb, 2 * w], storage, kv_b));
+        kv.push(c.input("kv_b", &[batch, kb, 2 * kv_w], storage, kv_b));
     }
-    let masked = rng.bool(0.5);
-    let mut mask = None;
-    if masked {
+    let keys = ka + kb;
+    let mut extra = Extra::default();
+    let mask_kind = rng.pick(&["none", "keep", "additive"]);
+    let mut mask_range = 0.0;
+    if mask_kind == "keep" {
         cfg = cfg.masked(rng.pick(&[MaskedRows::Zero, MaskedRows::Uniform]));
-        let keys = ka + kb;
         // Every third row fully masked.
         let keep: Vec<u8> = (0..batch * nq * keys).map(|i| u8::from(!((i / keys) % 3 == 2 || rng.bool(0.3)))).collect();
-        mask = Some(c.input("mask", &[batch, nq, keys], DType::U8, keep));
+        extra.mask = Some(c.input("mask", &[batch, nq, keys], DType::U8, keep));
+    } else if mask_kind == "additive" {
+        cfg = cfg.additive_mask();
+        // Mllama's: 0 or finfo.min, every third row all finfo.min; plus some ±5 biases.
+        mask_range = 5.0;
+        let add: Vec<f32> = (0..batch * nq * keys)
+            .map(|i| {
+                if (i / keys) % 3 == 2 || rng.bool(0.3) {
+                    f32::MIN
+                } else if rng.bool(0.3) {
+                    rng.range_f32(-5.0, 5.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        extra.mask = Some(c.input("mask", &[batch, nq, keys], DType::F32, add));
     }
-    let out = attend(&mut c, cfg, naive, qi, &kv, mask)?;
+    let mut max_logit = f64::from(max_logit);
+    if qk_norm {
+        cfg = cfg.qk_norm(rng.pick(&[1e-5, 1e-6]));
+        let weights: Vec<f32> = rng.normals(2 * d as usize, 0.3).iter().map(|v| 1.0 + v).collect();
+        let (wq, wk) = weights.split_at(d as usize);
+        // Normalised heads have norm √d: a logit is at most √d·max|w_q|·max|w_k|.
+        max_logit = f64::from(d).sqrt() * max_abs(wq) * max_abs(wk);
+        extra.norms = Some(c.constant("norms", &[2, d as usize], DType::F32, weights));
+    }
+    let out = attend(&mut c, cfg, naive, qi, &kv, extra)?;
+    let max_logit = max_logit + mask_range;
     // A convex combination of the values: error ~ (logit rounding) · max|v|.
-    let mut tol = (2e-5 + 2e-6 * f64::from(max_logit)) * v_max;
+    let mut tol = (2e-5 + 2e-6 * max_logit) * v_max;
     if storage == DType::F16 && naive {
         // The naive passes store logits and weights as f16: a logit off by |s|·2⁻¹¹ scales a
         // weight by up to that, and each weight is off by 2⁻¹¹.
-        tol += 2f64.powi(-10) * (f64::from(max_logit) + 1.0) * v_max;
+        tol += 2f64.powi(-10) * (max_logit + 1.0) * v_max;
     }
     let description = format!(
-        "b{batch} q{nq} k{ka}+{kb} {heads}x{d} logits<={max_logit:.0} mask={masked} {storage} {kind:?} inject={inject}"
+        "b{batch} q{nq} k{ka}+{kb} {heads}x{d} kv_heads {kv_heads} qk_norm={qk_norm} logits<={max_logit:.0} mask={mask_kind} {storage} {kind:?} inject={inject}"
     );
     Ok(c.finish(&[out], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-4).plus(tol)))
 }
@@ -105,7 +141,7 @@ fn bench_case(naive: bool, storage: DType, (q, ka, kb, heads, d): (usize, usize,
         cfg = cfg.two_sources();
         kv.push(c.input("kv_b", &[1, kb, 2 * w], storage, rng.normals(kb * 2 * w, 1.0)));
     }
-    let out = attend(&mut c, cfg, naive, qi, &kv, None)?;
+    let out = attend(&mut c, cfg, naive, qi, &kv, Extra::default())?;
     Ok(c.finish(&[out], String::new(), Tolerance::exact()))
 }
 
@@ -142,7 +178,7 @@ fn precision(naive: bool) -> Result<Vec<Case>> {
     let kv_b = c.input("kv_b", &[batch, kb, 2 * w], DType::F16, rng.signed(batch * kb * 2 * w));
     let keep: Vec<u8> = (0..batch * nq * (ka + kb)).map(|i| u8::from(i % 5 != 0 && i / (ka + kb) != 3)).collect();
     let mask = c.constant("mask", &[batch, nq, ka + kb], DType::U8, keep);
-    let out = attend(&mut c, cfg, naive, q, &[kv_a, kv_b], Some(mask))?;
+    let out = attend(&mut c, cfg, naive, q, &[kv_a, kv_b], Extra { mask: Some(mask), norms: None })?;
     // The naive passes also store logits and weights as f16 (logits <= 4.5: ≈ 5.5·2⁻¹⁰).
     let extra = if naive { 2e-3 } else { 0.0 };
     Ok(vec![c.finish(&[out], "two sources, masked".into(), Tolerance::new(0.0, 1e-5).plus(extra))])

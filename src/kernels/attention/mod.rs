@@ -9,9 +9,9 @@ mod cases;
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::{Attention, Geometry, MaskedRows, Meta, Naive, Operand, Pass};
+use crate::ops::{Attention, Geometry, Mask, Meta, Naive, Operand, Pass};
 use crate::pipeline::Access;
-use crate::reference;
+use crate::reference::{self, MaskInput};
 
 const SOURCE: &str = include_str!("../../../shaders/attention.wgsl");
 const SUBGROUP_SOURCE: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
@@ -44,6 +44,14 @@ pub struct Params {
     pub v_offset: u32,
     /// Applied to q before the dot product.
     pub scale: f32,
+    /// Key/value heads.
+    pub kv_heads: u32,
+    /// The q/k RMSNorm's eps.
+    pub norm_eps: f32,
+    /// Padding to 64 bytes.
+    pub _pad0: u32,
+    /// Padding.
+    pub _pad1: u32,
 }
 
 impl From<&Geometry> for Params {
@@ -61,13 +69,18 @@ impl From<&Geometry> for Params {
             k_offset: g.k_offset as u32,
             v_offset: g.v_offset as u32,
             scale: g.scale,
+            kv_heads: g.kv_heads as u32,
+            norm_eps: g.norm_eps,
+            _pad0: 0,
+            _pad1: 0,
         }
     }
 }
 
 const WORKGROUP: u32 = 64;
+/// q (or scores), kv_a, kv_b, mask, out, params, q/k norm weights.
 const BINDINGS: &[Access] =
-    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
+    &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform, Access::Read];
 const PARAMS: usize = std::mem::size_of::<Params>();
 
 const fn spec(name: &'static str, variant: &'static str, entry: &'static str) -> KernelSpec {
@@ -114,23 +127,50 @@ pub static NAIVE_FAMILY: Family = Family {
 };
 
 fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
+    let mask = match cfg.mask {
+        Mask::None => 0.0,
+        Mask::Keep(_) => 1.0,
+        Mask::Additive => 2.0,
+    };
     vec![
         ("HEAD_DIM", f64::from(cfg.head_dim)),
-        ("MASK", f64::from(u8::from(cfg.mask))),
-        ("MASKED_ROWS", if cfg.masked_rows == MaskedRows::Zero { 1.0 } else { 0.0 }),
+        ("MASK", mask),
+        ("MASKED_ROWS", if cfg.zeroes_masked_rows() { 1.0 } else { 0.0 }),
+        ("QK_NORM", if cfg.qk_norm.is_some() { 1.0 } else { 0.0 }),
     ]
 }
 
-/// Queries and key/value sources are activations, the mask is a keep mask.
-fn operand(mask_input: Option<usize>, i: usize) -> Operand {
-    if Some(i) == mask_input { Operand::Mask } else { Operand::Activation }
+/// Queries and key/value sources are activations; a keep mask is u8, an additive mask and the
+/// norm weights f32.
+fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> Operand {
+    if Some(i) == mask_input {
+        if cfg.mask == Mask::Additive { Operand::Param } else { Operand::Mask }
+    } else if Some(i) == cfg.norm_input() {
+        Operand::Param
+    } else {
+        Operand::Activation
+    }
+}
+
+/// The mask input as the reference reads it.
+fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[&'a [f64]]) -> Option<MaskInput<'a>> {
+    let m = inputs[mask_input?];
+    Some(if cfg.mask == Mask::Additive { MaskInput::Additive(m) } else { MaskInput::Keep(m) })
 }
 
 /// Bytes of q, K/V, mask and output for `rows` query rows over `keys` keys.
-fn io_bytes(g: &Geometry, a: DType, mask: bool) -> f64 {
-    let kv = bytes(a, 2 * g.batch * g.heads * g.keys() * g.head_dim);
-    let mask = if mask { (g.batch * g.queries * g.keys()) as f64 } else { 0.0 };
-    2.0 * bytes(a, g.rows() * g.head_dim) + kv + mask
+fn io_bytes(g: &Geometry, a: DType, mask: Mask) -> f64 {
+    let kv = bytes(a, 2 * g.batch * g.kv_heads * g.keys() * g.head_dim);
+    2.0 * bytes(a, g.rows() * g.head_dim) + kv + mask_bytes(g, mask)
+}
+
+fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
+    let per_entry = match mask {
+        Mask::None => 0.0,
+        Mask::Keep(_) => 1.0,
+        Mask::Additive => 4.0,
+    };
+    per_entry * (g.batch * g.queries * g.keys()) as f64
 }
 
 impl Kernel for Attention {
@@ -139,7 +179,7 @@ impl Kernel for Attention {
     }
 
     fn operand(&self, i: usize) -> Operand {
-        operand(self.mask_input(), i)
+        operand(self, self.mask_input(), i)
     }
 
     fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
@@ -155,7 +195,7 @@ impl Kernel for Attention {
     }
 
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
-        vec![Some(0), Some(1), self.two_sources.then_some(2), self.mask_input()]
+        vec![Some(0), Some(1), self.two_sources.then_some(2), self.mask_input(), self.norm_input()]
     }
 
     fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
@@ -176,10 +216,10 @@ impl Kernel for Attention {
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
         let g = self.geometry(metas);
-        let zero = self.masked_rows == MaskedRows::Zero;
-        let mask = self.mask_input().map(|m| inputs[m]);
+        let mask = mask_of(self, self.mask_input(), inputs);
         let kv = [inputs[1], if self.two_sources { inputs[2] } else { &[] }];
-        reference::attention(&g, zero, inputs[0], kv, mask)
+        let norms = self.norm_input().map(|n| inputs[n]);
+        reference::attention(&g, self.zeroes_masked_rows(), inputs[0], kv, mask, norms)
     }
 }
 
@@ -189,7 +229,7 @@ impl Kernel for Naive {
     }
 
     fn operand(&self, i: usize) -> Operand {
-        operand(self.mask_input(), i)
+        operand(&self.attention, self.mask_input(), i)
     }
 
     fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
@@ -211,9 +251,9 @@ impl Kernel for Naive {
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
         let second = self.attention.two_sources.then_some(2);
         match self.pass {
-            Pass::Scores => vec![Some(0), Some(1), second, self.mask_input()],
-            Pass::Softmax => vec![Some(0), None, None, self.mask_input()],
-            Pass::WeightedSum => vec![Some(0), Some(1), second, None],
+            Pass::Scores => vec![Some(0), Some(1), second, self.mask_input(), self.attention.norm_input()],
+            Pass::Softmax => vec![Some(0), None, None, self.mask_input(), None],
+            Pass::WeightedSum => vec![Some(0), Some(1), second, None, None],
         }
     }
 
@@ -232,8 +272,8 @@ impl Kernel for Naive {
         let a = inputs[0].dtype;
         let (rows, keys, d) = (g.rows() as f64, g.keys() as f64, g.head_dim as f64);
         let scores = bytes(a, g.rows() * g.keys());
-        let half_io = io_bytes(&g, a, false) / 2.0;
-        let mask = if self.attention.mask { (g.batch * g.queries * g.keys()) as f64 } else { 0.0 };
+        let half_io = io_bytes(&g, a, Mask::None) / 2.0;
+        let mask = mask_bytes(&g, self.attention.mask);
         match self.pass {
             Pass::Scores => Cost { flops: 2.0 * rows * keys * d, bytes: half_io + scores + mask },
             Pass::Softmax => Cost { flops: 3.0 * rows * keys, bytes: 2.0 * scores + mask },
@@ -244,13 +284,13 @@ impl Kernel for Naive {
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
         let g = self.geometry(metas);
         let cfg = &self.attention;
-        let mask = self.mask_input().map(|m| inputs[m]);
+        let mask = mask_of(cfg, self.mask_input(), inputs);
         let kv = || [inputs[1], if cfg.two_sources { inputs[2] } else { &[] }];
         match self.pass {
-            Pass::Scores => reference::attention_scores(&g, inputs[0], kv(), mask),
+            Pass::Scores => reference::attention_scores(&g, inputs[0], kv(), mask, cfg.norm_input().map(|n| inputs[n])),
             Pass::Softmax => {
-                let zero = cfg.masked_rows == MaskedRows::Zero;
-                reference::softmax_rows(inputs[0], g.keys(), g.queries, g.heads, mask, zero)
+                let keep = mask.and_then(MaskInput::keep);
+                reference::softmax_rows(inputs[0], g.keys(), g.queries, g.heads, keep, cfg.zeroes_masked_rows())
             }
             Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv()),
         }
