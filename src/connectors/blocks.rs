@@ -5,7 +5,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::ops::{Convert, Epilogue, GeluForm, LayerNorm, Residual};
+use crate::ops::{Convert, Epilogue, GeluForm, LayerNorm, Residual, RmsNorm};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -97,48 +97,84 @@ impl Linear {
         activation: Option<GeluForm>,
         skip: Skip,
     ) -> Result<TensorId> {
+        let (residual, extra) = match skip {
+            Skip::None => (Residual::None, vec![]),
+            Skip::Add(r) => (Residual::Add, vec![r]),
+            Skip::Gated(r, gate) => (Residual::Gated, vec![r, gate]),
+        };
+        self.add_epilogue(g, name, x, Epilogue { activation, residual, ..Epilogue::NONE }, &extra)
+    }
+
+    /// Adds one GEMM with `epilogue` (its bias flag set from this layer); `extra` are the
+    /// epilogue's inputs after the bias, in [`Epilogue::slots`] order.
+    pub(crate) fn add_epilogue(
+        &self,
+        g: &mut Graph,
+        name: &str,
+        x: TensorId,
+        epilogue: Epilogue,
+        extra: &[TensorId],
+    ) -> Result<TensorId> {
         let mut inputs = vec![x, g.constant(&format!("{name}.weight"), &self.weight)];
         if let Some(b) = &self.bias {
             inputs.push(g.constant(&format!("{name}.bias"), b));
         }
-        let residual = match skip {
-            Skip::None => Residual::None,
-            Skip::Add(r) => {
-                inputs.push(r);
-                Residual::Add
-            }
-            Skip::Gated(r, gate) => {
-                inputs.extend([r, gate]);
-                Residual::Gated
-            }
-        };
-        g.add(Epilogue { bias: self.bias.is_some(), activation, residual, ..Epilogue::NONE }, &inputs)
+        inputs.extend_from_slice(extra);
+        g.add(Epilogue { bias: self.bias.is_some(), ..epilogue }, &inputs)
     }
 }
 
-/// `nn.LayerNorm` over the last dim with affine weight and bias.
+/// A norm over the last dim with its parameters on the GPU: `nn.LayerNorm` (affine weight and
+/// bias) or an RMSNorm (weight only).
 #[derive(Debug, Clone)]
 pub(crate) struct Norm {
     weight: Tensor,
-    bias: Tensor,
-    eps: f32,
+    bias: Option<Tensor>,
+    op: NormOp,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum NormOp {
+    Layer(LayerNorm),
+    Rms(RmsNorm),
 }
 
 impl Norm {
-    /// Loads `{prefix}.weight` and `{prefix}.bias`, both `[dim]`.
+    /// Loads an `nn.LayerNorm(dim, eps)`: `{prefix}.weight` and `{prefix}.bias`, both `[dim]`.
     pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, eps: f32) -> Result<Self> {
-        let load = |leaf: &str| {
-            let name = format!("{prefix}.{leaf}");
-            Tensor::from_f32(gpu, &[dim], &weights.f32(&name, Some(&[dim]))?)
-        };
-        Ok(Self { weight: load("weight")?, bias: load("bias")?, eps })
+        Self::load_layer(gpu, weights, prefix, dim, LayerNorm::new(eps))
+    }
+
+    /// Loads a LayerNorm of the given kind (per head: weight and bias `[dim]` for every
+    /// `dim`-chunk of the rows it normalises).
+    pub(crate) fn load_layer(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, op: LayerNorm) -> Result<Self> {
+        Ok(Self {
+            weight: norm_param(gpu, weights, prefix, "weight", dim)?,
+            bias: Some(norm_param(gpu, weights, prefix, "bias", dim)?),
+            op: NormOp::Layer(op),
+        })
+    }
+
+    /// Loads an RMSNorm: `{prefix}.weight` `[dim]`.
+    pub(crate) fn load_rms(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, op: RmsNorm) -> Result<Self> {
+        Ok(Self { weight: norm_param(gpu, weights, prefix, "weight", dim)?, bias: None, op: NormOp::Rms(op) })
     }
 
     pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId> {
-        let w = g.constant(&format!("{name}.weight"), &self.weight);
-        let b = g.constant(&format!("{name}.bias"), &self.bias);
-        g.add(LayerNorm::new(self.eps), &[x, w, b])
+        let mut inputs = vec![x, g.constant(&format!("{name}.weight"), &self.weight)];
+        if let Some(b) = &self.bias {
+            inputs.push(g.constant(&format!("{name}.bias"), b));
+        }
+        match self.op {
+            NormOp::Layer(op) => g.add(op, &inputs),
+            NormOp::Rms(op) => g.add(op, &inputs),
+        }
     }
+}
+
+fn norm_param(gpu: &Gpu, weights: &Weights, prefix: &str, leaf: &str, dim: usize) -> Result<Tensor> {
+    let name = format!("{prefix}.{leaf}");
+    Tensor::from_f32(gpu, &[dim], &weights.f32(&name, Some(&[dim]))?)
 }
 
 /// open_flamingo's `FeedForward`: `nn.Sequential(LayerNorm, Linear, GELU, Linear)` without

@@ -4,12 +4,14 @@ mod blocks;
 mod compress;
 mod gated_xattn;
 mod llava;
+mod merger;
 mod perceiver;
 mod qformer;
 
 pub use compress::{AnyRes, Merged, PoolOrder, add_token_merge};
 pub use gated_xattn::{GatedXAttnBlock, GatedXAttnConfig, GatedXAttnPlan};
 pub use llava::LlavaProjector;
+pub use merger::{Merger, MergerConfig, MergerKind};
 pub use perceiver::{PerceiverConfig, PerceiverResampler};
 pub use qformer::{QFormer, QFormerConfig};
 

@@ -303,12 +303,7 @@ impl Weights {
             .collect::<Result<Vec<_>>>()?;
         // One stored type for all of them, or None when mixed.
         let stored = dtypes.first().copied().filter(|first| dtypes.iter().all(|d| d == first));
-        let readable = |d: DType| d != DType::F16 || gpu.caps().shader_f16;
-        let target = match (self.cast, stored) {
-            (Some(cast), _) if readable(cast) => cast,
-            (_, Some(stored)) if readable(stored) => stored,
-            _ => DType::F32,
-        };
+        let target = self.gemm_dtype(gpu, stored);
         let elements: usize = shape.iter().product();
         let stored_elements: usize = views.iter().map(|v| v.shape.iter().product::<usize>()).sum();
         if elements != stored_elements {
@@ -323,6 +318,48 @@ impl Weights {
             values.extend(self.f32(name, None)?);
         }
         Tensor::from_data(gpu, shape, target, HostData::F32(&values))
+    }
+
+    /// The dtype GEMM weights stored as `stored` (None: mixed) are uploaded in: the cast one,
+    /// else the stored one, where the device reads it; else f32.
+    fn gemm_dtype(&self, gpu: &Gpu, stored: Option<DType>) -> DType {
+        let readable = |d: DType| d != DType::F16 || gpu.caps().shader_f16;
+        match (self.cast, stored) {
+            (Some(cast), _) if readable(cast) => cast,
+            (_, Some(stored)) if readable(stored) => stored,
+            _ => DType::F32,
+        }
+    }
+
+    /// Tensors `names` rearranged on the host by `arrange` (their values, in order) into one
+    /// GPU tensor of `shape`, in the dtype [`Weights::upload_rows`] would pick: for layouts the
+    /// GEMMs need that checkpoints do not store (Gemma 3's `[in, out]` projection transposed,
+    /// Llama's gate and up projections interleaved). Narrow dtypes round-trip exactly.
+    pub fn upload_arranged(
+        &self,
+        gpu: &Gpu,
+        names: &[&str],
+        shape: &[usize],
+        arrange: impl FnOnce(Vec<Vec<f32>>) -> Vec<f32>,
+    ) -> Result<Tensor> {
+        let mut stored = None;
+        let mut values = Vec::with_capacity(names.len());
+        for name in names {
+            let view = self.view(name)?;
+            let dtype = float_dtype(view.dtype).ok_or_else(|| self.not_float(name, view.dtype))?;
+            stored = match stored {
+                None => Some(Some(dtype)),
+                Some(s) => Some(s.filter(|s| *s == dtype)),
+            };
+            values.push(self.f32(name, None)?);
+        }
+        let target = self.gemm_dtype(gpu, stored.flatten());
+        let data = arrange(values);
+        if data.len() != shape.iter().product::<usize>() {
+            let problem = format!("{} values do not fill {shape:?}", data.len());
+            return Err(Error::Weights { name: self.full(names.first().copied().unwrap_or_default()), problem });
+        }
+        Tensor::from_data(gpu, shape, target, HostData::F32(&data))
     }
 
     /// Copies `views` (kept dtype, whole words) into one new tensor in chunks straight from the

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 use vlbridge::connectors::{
-    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
-    add_token_merge,
+    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, Merger, MergerConfig, MergerKind, PerceiverConfig,
+    PerceiverResampler, QFormer, QFormerConfig, add_token_merge,
 };
 use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
 use vlbridge::reference::{Comparison, compare};
@@ -81,6 +81,20 @@ struct GridCase {
 struct TomeCase {
     r: usize,
     class_token: bool,
+}
+
+/// The merger cases' settings (each op names its own fields).
+#[derive(Deserialize)]
+struct MergerCase {
+    norm: Option<String>,
+    spatial_merge_size: Option<usize>,
+    merge: Option<usize>,
+    scale_factor: Option<f64>,
+    pool_kernel: Option<usize>,
+    norm_eps: Option<f32>,
+    layer_norm_eps: Option<f32>,
+    rms_norm_eps: Option<f32>,
+    patch_size: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -203,12 +217,18 @@ fn runner(op: &str) -> Option<Runner> {
     Some(match op {
         "mlp2x_gelu" | "mlp2x_gelu_tanh" => llava_mlp,
         "qformer" => qformer,
+        "blip2_connector" => blip2,
         "perceiver_resampler" => perceiver,
         "gated_xattn_dense" => gated_xattn,
         "avg_pool2d_tokens" => avg_pool,
         "bilinear_half_tokens" => bilinear,
         "tome_bipartite_soft_matching_merge_wavg" => tome,
         "anyres_pack" => anyres,
+        "patch_merger_2x2_mlp"
+        | "pixel_shuffle_ln_mlp"
+        | "pixel_shuffle_linear"
+        | "avgpool_rmsnorm_matmul"
+        | "rmsnorm_unfold_merge_mlp" => merger,
         _ => return None,
     })
 }
@@ -242,6 +262,15 @@ fn qformer(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparis
     let [batch, tokens, _] = shape_of(weights, "encoder_hidden_states")?;
     let got = model.plan(gpu, batch, tokens)?.project(&weights.f32("encoder_hidden_states", None)?)?;
     Ok(compare(&got, &expected(weights, "last_hidden_state")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+/// `get_image_features` after the vision tower: the Q-Former, then `language_projection`.
+fn blip2(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let model = QFormer::from_weights(gpu, weights, QFormerConfig::from_json(&case.config)?)?
+        .with_language_projection(gpu, weights)?;
+    let [batch, tokens, _] = shape_of(weights, "image_embeds")?;
+    let got = model.plan(gpu, batch, tokens)?.project(&weights.f32("image_embeds", None)?)?;
+    Ok(compare(&got, &expected(weights, "language_model_inputs")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
 }
 
 fn perceiver(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
@@ -372,4 +401,50 @@ fn llava_mlp(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Compar
         want.extend(expected(weights, "projected")?);
     }
     Ok(compare(&got, &want, 5e-3, 5e-3))
+}
+
+/// The spatial-merge projectors: the result and, where the case has it, the intermediate
+/// upstream exposes (`pixel_shuffled`, Mistral's merging-layer output), compared in one go.
+fn merger(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: MergerCase = case.config()?;
+    let kind = match case.op.as_str() {
+        "patch_merger_2x2_mlp" if c.norm.as_deref() == Some("torch.nn.LayerNorm") => MergerKind::Qwen2Vl,
+        "patch_merger_2x2_mlp" => MergerKind::Qwen25Vl,
+        "pixel_shuffle_ln_mlp" => MergerKind::InternVl,
+        "pixel_shuffle_linear" => MergerKind::Idefics3,
+        "avgpool_rmsnorm_matmul" => MergerKind::Gemma3,
+        _ => MergerKind::Mistral3,
+    };
+    // InternVL's scale_factor is the downsample ratio (0.5); its block side is `merge`.
+    let scale = match kind {
+        MergerKind::InternVl => c.merge,
+        MergerKind::Idefics3 => c.scale_factor.map(|s| s as usize),
+        MergerKind::Gemma3 => c.pool_kernel,
+        _ => c.spatial_merge_size,
+    };
+    let scale = scale
+        .ok_or_else(|| Error::Config { field: format!("{}.config", case.name), problem: "no block side".into() })?;
+    let mut config = MergerConfig::new(kind, scale);
+    config.eps = c.norm_eps.or(c.layer_norm_eps).or(c.rms_norm_eps).unwrap_or(config.eps);
+    config.patch_size = c.patch_size.unwrap_or(config.patch_size);
+    let merger = Merger::from_weights(gpu, weights, config)?;
+    let input = kind.input_names()[0];
+    let sizes: Vec<(usize, usize)> = match weights.i64("image_sizes") {
+        Ok(v) => v.chunks(2).map(|p| (p[0] as usize, p.get(1).copied().unwrap_or(0) as usize)).collect(),
+        Err(_) => Vec::new(),
+    };
+    let plan = merger.plan(gpu, &weights.shape(input)?, &sizes)?;
+    let got: Vec<f32> =
+        plan.plan().run(&[(&weights.f32(input, None)?[..]).into()])?.into_iter().flat_map(HostVec::into_f32).collect();
+    let mut want = expected(weights, kind.output_names()[0])?;
+    // The golden files name Mistral's merging-layer output `merged`.
+    for aux in ["pixel_shuffled", "merged"].into_iter().filter(|_| kind.output_names().len() > 1) {
+        if weights.contains(aux) && aux != kind.output_names()[0] {
+            want.extend(expected(weights, aux)?);
+        }
+    }
+    if got.len() != want.len() {
+        return Err(Error::shape("golden", "merger outputs", want.len(), got.len()));
+    }
+    Ok(compare(&got, &want, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
 }
