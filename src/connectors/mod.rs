@@ -5,6 +5,7 @@ mod compress;
 mod gated_xattn;
 mod llava;
 mod merger;
+mod mllama;
 mod perceiver;
 mod qformer;
 
@@ -12,6 +13,7 @@ pub use compress::{AnyRes, Merged, PoolOrder, add_token_merge};
 pub use gated_xattn::{GatedXAttnBlock, GatedXAttnConfig, GatedXAttnPlan};
 pub use llava::LlavaProjector;
 pub use merger::{Merger, MergerConfig, MergerKind};
+pub use mllama::{MllamaConfig, MllamaCrossAttention, MllamaPlan, MllamaProjector, cross_attention_masks};
 pub use perceiver::{PerceiverConfig, PerceiverResampler};
 pub use qformer::{QFormer, QFormerConfig};
 

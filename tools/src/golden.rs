@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 use vlbridge::connectors::{
-    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, Merger, MergerConfig, MergerKind, PerceiverConfig,
-    PerceiverResampler, QFormer, QFormerConfig, add_token_merge,
+    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, Merger, MergerConfig, MergerKind, MllamaConfig,
+    MllamaCrossAttention, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig, add_token_merge,
+    cross_attention_masks,
 };
 use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
 use vlbridge::reference::{Comparison, compare};
@@ -95,6 +96,14 @@ struct MergerCase {
     layer_norm_eps: Option<f32>,
     rms_norm_eps: Option<f32>,
     patch_size: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct MllamaCase {
+    num_attention_heads: usize,
+    num_key_value_heads: usize,
+    rms_norm_eps: f32,
+    layer_idx: usize,
 }
 
 #[derive(Deserialize)]
@@ -218,6 +227,7 @@ fn runner(op: &str) -> Option<Runner> {
         "mlp2x_gelu" | "mlp2x_gelu_tanh" => llava_mlp,
         "qformer" => qformer,
         "blip2_connector" => blip2,
+        "mllama_cross_attention_decoder_layer" => mllama,
         "perceiver_resampler" => perceiver,
         "gated_xattn_dense" => gated_xattn,
         "avg_pool2d_tokens" => avg_pool,
@@ -446,5 +456,35 @@ fn merger(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Compariso
     if got.len() != want.len() {
         return Err(Error::shape("golden", "merger outputs", want.len(), got.len()));
     }
+    Ok(compare(&got, &want, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
+}
+
+/// `MllamaCrossAttentionDecoderLayer` on the masks exactly as the layer receives them.
+fn mllama(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comparison> {
+    let c: MllamaCase = case.config()?;
+    let [batch, text, hidden] = shape_of(weights, "hidden_states")?;
+    let [_, vision, _] = shape_of(weights, "cross_attention_states")?;
+    let prefix = format!("language_model.model.layers.{}.", c.layer_idx);
+    let [intermediate, _] = shape_of(weights, &format!("{prefix}mlp.gate_proj.weight"))?;
+    let config = MllamaConfig {
+        hidden_size: hidden,
+        heads: c.num_attention_heads,
+        kv_heads: c.num_key_value_heads,
+        intermediate_size: intermediate,
+        rms_norm_eps: c.rms_norm_eps,
+    };
+    let layer = MllamaCrossAttention::from_weights(gpu, weights, &prefix, config)?;
+    let [x, states, mask, rows] =
+        ["hidden_states", "cross_attention_states", "cross_attention_mask", "full_text_row_masked_out_mask"]
+            .map(|name| weights.f32(name, None));
+    let (mask, rows) = (mask?, rows?);
+    let mut got = layer.plan(gpu, batch, text, vision)?.run(&x?, &states?, &mask, &rows)?;
+    let mut want = expected(weights, "y")?;
+    // The masks vlbridge builds from the int mask must be the ones upstream passed.
+    let shape = shape_of::<4>(weights, "cross_attention_mask_int")?;
+    let (built, built_rows) =
+        cross_attention_masks(&weights.i64("cross_attention_mask_int")?, shape, vision / (shape[2] * shape[3]));
+    got.extend(built.iter().chain(&built_rows));
+    want.extend(mask.iter().chain(&rows).map(|&v| f64::from(v)));
     Ok(compare(&got, &want, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
 }

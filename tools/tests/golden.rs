@@ -47,6 +47,16 @@ fn bundled_golden_cases_all_pass() {
         "anyres_landscape",
         "anyres_portrait",
         "anyres_square",
+        "qwen2vl_merger",
+        "qwen25vl_merger",
+        "internvl_projector",
+        "idefics3_connector",
+        "idefics3_connector_s3",
+        "gemma3_projector",
+        "mistral3_projector",
+        "mistral3_projector_odd",
+        "mllama_cross_attention_layer",
+        "blip2_connector",
     ] {
         let line = case_line(&lines, must).unwrap_or_else(|| panic!("{must} did not run"));
         assert!(line.contains(" pass "), "{line}");
