@@ -96,7 +96,11 @@ impl MllamaCrossAttention {
     /// stacked into one GEMM, gate and up interleaved into one (SwiGLU epilogue).
     pub fn from_weights(gpu: &Gpu, weights: &Weights, prefix: &str, config: MllamaConfig) -> Result<Self> {
         let (h, i) = (config.hidden_size, config.intermediate_size);
-        if config.heads == 0 || config.kv_heads == 0 || h % config.heads != 0 || config.heads % config.kv_heads != 0 {
+        if config.heads == 0
+            || config.kv_heads == 0
+            || !h.is_multiple_of(config.heads)
+            || !config.heads.is_multiple_of(config.kv_heads)
+        {
             let problem = format!("{} heads, {} kv heads over {h}", config.heads, config.kv_heads);
             return Err(Error::Config { field: "num_attention_heads / num_key_value_heads".into(), problem });
         }
