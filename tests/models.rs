@@ -79,6 +79,50 @@ fn blip2_runs_qformer_and_language_projection() {
 }
 
 #[test]
+#[timeout(300_000)]
+fn merger_families_match_transformers() {
+    check_family("qwen2_vl", Family::Qwen2Vl, "merged", "merged");
+    check_family("qwen2_5_vl", Family::Qwen25Vl, "merged", "merged");
+    check_family("internvl", Family::InternVl, "projected", "projected");
+    check_family("smolvlm", Family::SmolVlm, "projected", "projected");
+    check_family("idefics3_s3", Family::Idefics3, "projected", "projected");
+    check_family("gemma3", Family::Gemma3, "projected", "projected");
+    check_family("mistral3", Family::Mistral3, "projected", "projected");
+    check_family("mllama", Family::Mllama, "cross_attention_states", "cross_attention_states");
+}
+
+/// `name`'s inputs with `input` replaced by `shape` zeros (floats).
+fn with_input(name: &str, input: &str, shape: &[usize]) -> Tensors {
+    let mut inputs = read(&model_dir(name).join("connector_inputs.safetensors"));
+    let zeros = HostVec::F32(vec![0.0; shape.iter().product()]);
+    inputs.insert(input.into(), HostTensor::new(shape, zeros).unwrap());
+    inputs
+}
+
+#[test]
+#[timeout(120_000)]
+fn grids_the_merge_cannot_tile_are_named_input_errors() {
+    let expect_input_error = |name: &str, inputs: &Tensors, input: &str| {
+        let model = models::from_pretrained(gpu(), model_dir(name)).unwrap();
+        match model.run(inputs) {
+            Err(Error::Input { name, .. }) if name == input => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    // Qwen: 4 consecutive tokens per block, 22 is not a multiple of 4.
+    expect_input_error("qwen2_vl", &with_input("qwen2_vl", "x", &[22, 32]), "x");
+    // InternVL / SmolVLM: 60 tokens are no square grid; 7x7 has no whole 2x2 blocks.
+    expect_input_error("internvl", &with_input("internvl", "vision_features", &[2, 60, 32]), "vision_features");
+    expect_input_error("smolvlm", &with_input("smolvlm", "image_hidden_states", &[2, 49, 32]), "image_hidden_states");
+    // Mistral 3: image_sizes that do not add up to the tokens given.
+    let mut inputs = read(&model_dir("mistral3").join("connector_inputs.safetensors"));
+    inputs.insert("image_sizes".into(), HostTensor::new(&[1, 2], HostVec::U32(vec![48, 32])).unwrap());
+    expect_input_error("mistral3", &inputs, "image_features");
+    // Wrong channel count.
+    expect_input_error("gemma3", &with_input("gemma3", "vision_outputs", &[2, 64, 31]), "vision_outputs");
+}
+
+#[test]
 #[timeout(60_000)]
 fn inspect_reads_config_and_headers_only() {
     let inspection = models::inspect(model_dir("blip2")).unwrap();

@@ -23,6 +23,8 @@
 mod blip2;
 mod config;
 mod llava;
+mod merger;
+mod mllama;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -70,14 +72,38 @@ pub enum Family {
     LlavaOnevision,
     /// BLIP-2 (`blip-2`): query tokens, the Q-Former, `language_projection`.
     Blip2,
+    /// Qwen2-VL (`qwen2_vl`): the vision tower's `PatchMerger`.
+    Qwen2Vl,
+    /// Qwen2.5-VL (`qwen2_5_vl`): `Qwen2_5_VLPatchMerger`.
+    Qwen25Vl,
+    /// InternVL (`internvl`): pixel shuffle and `InternVLMultiModalProjector`.
+    InternVl,
+    /// Idefics3 (`idefics3`): `Idefics3Connector`.
+    Idefics3,
+    /// SmolVLM / SmolVLM2 (`smolvlm`): `SmolVLMConnector`.
+    SmolVlm,
+    /// Gemma 3 (`gemma3`): `Gemma3MultiModalProjector`.
+    Gemma3,
+    /// Mistral 3 (`mistral3`): `Mistral3MultiModalProjector`.
+    Mistral3,
+    /// Llama 3.2 Vision (`mllama`): `multi_modal_projector`.
+    Mllama,
 }
 
 /// `(model_type, family, the architecture class transformers writes)`.
-const FAMILIES: [(&str, Family, &str); 4] = [
+const FAMILIES: [(&str, Family, &str); 12] = [
     ("llava", Family::Llava, "LlavaForConditionalGeneration"),
     ("llava_next", Family::LlavaNext, "LlavaNextForConditionalGeneration"),
     ("llava_onevision", Family::LlavaOnevision, "LlavaOnevisionForConditionalGeneration"),
     ("blip-2", Family::Blip2, "Blip2ForConditionalGeneration"),
+    ("qwen2_vl", Family::Qwen2Vl, "Qwen2VLForConditionalGeneration"),
+    ("qwen2_5_vl", Family::Qwen25Vl, "Qwen2_5_VLForConditionalGeneration"),
+    ("internvl", Family::InternVl, "InternVLForConditionalGeneration"),
+    ("idefics3", Family::Idefics3, "Idefics3ForConditionalGeneration"),
+    ("smolvlm", Family::SmolVlm, "SmolVLMForConditionalGeneration"),
+    ("gemma3", Family::Gemma3, "Gemma3ForConditionalGeneration"),
+    ("mistral3", Family::Mistral3, "Mistral3ForConditionalGeneration"),
+    ("mllama", Family::Mllama, "MllamaForConditionalGeneration"),
 ];
 
 impl Family {
@@ -138,6 +164,8 @@ fn model(family: Family, config: &ConfigJson) -> Result<Box<dyn Model>> {
     Ok(match family {
         Family::Llava | Family::LlavaNext | Family::LlavaOnevision => Box::new(llava::Llava::new(family, config)?),
         Family::Blip2 => Box::new(blip2::Blip2::new(config)?),
+        Family::Mllama => Box::new(mllama::Mllama::new(config)?),
+        _ => Box::new(merger::MergerModel::new(family, config)?),
     })
 }
 

@@ -1,0 +1,260 @@
+//! The spatial-merge families: Qwen2-VL (`qwen2_vl`), Qwen2.5-VL (`qwen2_5_vl`), InternVL
+//! (`internvl`), Idefics3 (`idefics3`), SmolVLM (`smolvlm`), Gemma 3 (`gemma3`) and Mistral 3
+//! (`mistral3`): their config fields mapped onto a [`Merger`].
+
+use serde::Deserialize;
+
+use super::config::{ConfigJson, required};
+use super::{Family, HostTensor, Model, Runner, Tensors, input_f32};
+use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
+use crate::dtype::{DType, HostData, HostVec};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::ops::GeluForm;
+use crate::weights::Weights;
+
+/// Every field these families' configs use, each optional; a family reads its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MergerJson {
+    vision_config: VisionJson,
+    text_config: TextJson,
+    projector_hidden_act: Option<String>,
+    multimodal_projector_bias: Option<bool>,
+    downsample_ratio: Option<f64>,
+    scale_factor: Option<usize>,
+    spatial_merge_size: Option<usize>,
+    mm_tokens_per_image: Option<usize>,
+    vision_feature_layer: Option<serde_json::Value>,
+    vision_feature_select_strategy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VisionJson {
+    hidden_size: Option<usize>,
+    embed_dim: Option<usize>,
+    out_hidden_size: Option<usize>,
+    spatial_merge_size: Option<usize>,
+    image_size: Option<Side>,
+    patch_size: Option<Side>,
+    layer_norm_eps: Option<f32>,
+}
+
+/// A size written as one number or as `[height, width]` (InternVL's vision config).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum Side {
+    One(usize),
+    Pair([usize; 2]),
+}
+
+impl Side {
+    /// The height (the sides of the towers served are square).
+    fn get(self) -> usize {
+        match self {
+            Side::One(v) | Side::Pair([v, _]) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TextJson {
+    hidden_size: Option<usize>,
+    rms_norm_eps: Option<f32>,
+}
+
+/// A spatial-merge connector described by its config.
+#[derive(Debug, Clone)]
+pub(super) struct MergerModel {
+    config: MergerConfig,
+    vision: usize,
+    text: usize,
+    bias: bool,
+    /// Patches per side of a tile (square-grid families), for the token counts.
+    side: Option<usize>,
+    settings: Vec<(String, String)>,
+}
+
+impl MergerModel {
+    pub(super) fn new(family: Family, config: &ConfigJson) -> Result<Self> {
+        let c: MergerJson = config.parse()?;
+        let v = &c.vision_config;
+        let text_hidden = || required("text_config.hidden_size", c.text_config.hidden_size);
+        let vision_hidden = || required("vision_config.hidden_size", v.hidden_size);
+        let side = v.image_size.zip(v.patch_size).map(|(i, p)| i.get() / p.get().max(1));
+        let act = match &c.projector_hidden_act {
+            Some(name) => GeluForm::from_hf("projector_hidden_act", name)?,
+            None => GeluForm::Erf,
+        };
+        let mut settings = Vec::new();
+        let (kind, scale, vision, text) = match family {
+            Family::Qwen2Vl => {
+                let merge = required("vision_config.spatial_merge_size", v.spatial_merge_size)?;
+                let c_in = required("vision_config.embed_dim", v.embed_dim)?;
+                (MergerKind::Qwen2Vl, merge, c_in, vision_hidden()?)
+            }
+            Family::Qwen25Vl => {
+                let merge = required("vision_config.spatial_merge_size", v.spatial_merge_size)?;
+                let out = required("vision_config.out_hidden_size", v.out_hidden_size)?;
+                (MergerKind::Qwen25Vl, merge, vision_hidden()?, out)
+            }
+            Family::InternVl => {
+                let ratio = required("downsample_ratio", c.downsample_ratio)?;
+                let scale = (1.0 / ratio).round();
+                if !(ratio > 0.0 && (scale * ratio - 1.0).abs() < 1e-9) {
+                    return Err(Error::Config {
+                        field: "downsample_ratio".into(),
+                        problem: format!("{ratio} (1 / an integer)"),
+                    });
+                }
+                settings.push(("downsample_ratio".into(), ratio.to_string()));
+                (MergerKind::InternVl, scale as usize, vision_hidden()?, text_hidden()?)
+            }
+            Family::Idefics3 | Family::SmolVlm => {
+                let scale = required("scale_factor", c.scale_factor)?;
+                (MergerKind::Idefics3, scale, vision_hidden()?, text_hidden()?)
+            }
+            Family::Gemma3 => {
+                let patches = required("vision_config.image_size / patch_size", side)?;
+                let tokens = required("mm_tokens_per_image", c.mm_tokens_per_image)?;
+                let per_side = (tokens as f64).sqrt() as usize;
+                if per_side == 0 || !patches.is_multiple_of(per_side) {
+                    return Err(Error::Config {
+                        field: "mm_tokens_per_image".into(),
+                        problem: format!("{tokens}: √ of it does not divide the {patches} patches per side"),
+                    });
+                }
+                settings.push(("mm_tokens_per_image".into(), tokens.to_string()));
+                (MergerKind::Gemma3, patches / per_side, vision_hidden()?, text_hidden()?)
+            }
+            _ => {
+                let merge = required("spatial_merge_size", c.spatial_merge_size)?;
+                (MergerKind::Mistral3, merge, vision_hidden()?, text_hidden()?)
+            }
+        };
+        let mut merger = MergerConfig { act, ..MergerConfig::new(kind, scale) };
+        match kind {
+            MergerKind::Gemma3 => merger.eps = required("vision_config.layer_norm_eps", v.layer_norm_eps)?,
+            MergerKind::Mistral3 => {
+                merger.eps = required("text_config.rms_norm_eps", c.text_config.rms_norm_eps)?;
+                merger.patch_size = required("vision_config.patch_size", v.patch_size)?.get();
+            }
+            _ => {}
+        }
+        if let Some(layer) = &c.vision_feature_layer {
+            settings.push(("vision_feature_layer".into(), layer.to_string()));
+        }
+        if let Some(strategy) = &c.vision_feature_select_strategy {
+            settings.push(("vision_feature_select_strategy".into(), strategy.clone()));
+        }
+        let bias = c.multimodal_projector_bias.unwrap_or(true);
+        let side =
+            if matches!(kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl | MergerKind::Mistral3) { None } else { side };
+        Ok(Self { config: merger, vision, text, bias, side, settings })
+    }
+}
+
+impl Model for MergerModel {
+    fn connector(&self) -> &'static str {
+        self.config.kind.upstream()
+    }
+
+    fn dims(&self) -> Vec<(String, String)> {
+        let s = self.config.scale;
+        let merged = s * s * self.vision;
+        let line = match self.config.kind {
+            MergerKind::Qwen2Vl | MergerKind::Qwen25Vl => {
+                format!("{} per token, {s}x{s} -> {merged} -> {merged} -> {} (gelu)", self.vision, self.text)
+            }
+            MergerKind::InternVl => {
+                format!("{}, pixel shuffle {s} -> {merged} -> {} -> {}", self.vision, self.text, self.text)
+            }
+            MergerKind::Idefics3 => {
+                format!("{}, pixel shuffle {s} -> {merged} -> {} (no bias)", self.vision, self.text)
+            }
+            MergerKind::Gemma3 => format!("{}, avg pool {s}x{s} -> {} (x @ W)", self.vision, self.text),
+            MergerKind::Mistral3 => format!(
+                "{}, unfold {s}x{s} -> {merged} -> {} -> {} -> {} (bias {})",
+                self.vision, self.vision, self.text, self.text, self.bias
+            ),
+        };
+        vec![("merger".into(), line), ("norm eps".into(), format!("{:e}", self.config.eps))]
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        self.settings.clone()
+    }
+
+    fn tokens(&self) -> (String, String) {
+        let s2 = self.config.scale * self.config.scale;
+        match self.side {
+            Some(side) => {
+                let out = (side / self.config.scale).pow(2);
+                ((side * side).to_string(), out.to_string())
+            }
+            None => ("N (any grid of whole blocks)".into(), format!("N / {s2}")),
+        }
+    }
+
+    fn shape_fields(&self) -> &'static str {
+        "vision_config / text_config hidden sizes and the merge scale"
+    }
+
+    fn state_dict(&self) -> StateDict {
+        self.config.state_dict(self.vision, self.text, self.bias)
+    }
+
+    fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
+        let merger = Merger::from_weights(gpu, weights, self.config)?.with_activations(activations);
+        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger }))
+    }
+}
+
+struct MergerRun {
+    gpu: Gpu,
+    merger: Merger,
+}
+
+impl Runner for MergerRun {
+    fn inputs(&self) -> &'static [&'static str] {
+        self.merger.config().kind.input_names()
+    }
+
+    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        let kind = self.merger.config().kind;
+        let name = kind.input_names()[0];
+        let rank = match kind {
+            MergerKind::Qwen2Vl | MergerKind::Qwen25Vl | MergerKind::Mistral3 => 2,
+            _ => 3,
+        };
+        let (shape, x) = input_f32(inputs, name, rank)?;
+        let sizes = if kind == MergerKind::Mistral3 { image_sizes(inputs)? } else { Vec::new() };
+        let plan = self.merger.plan(&self.gpu, shape, &sizes)?;
+        let outputs = plan.plan().run(&[HostData::F32(x)])?;
+        let graph = plan.graph();
+        kind.output_names()
+            .iter()
+            .zip(graph.outputs())
+            .zip(outputs)
+            .map(|((name, id), data)| {
+                let shape = graph.shape(*id).unwrap_or_default();
+                Ok(((*name).to_string(), HostTensor::new(shape, HostVec::F32(data.into_f32()))?))
+            })
+            .collect()
+    }
+}
+
+/// Mistral 3's `image_sizes` `[images, 2]`: (height, width) in pixels.
+fn image_sizes(inputs: &Tensors) -> Result<Vec<(usize, usize)>> {
+    let name = "image_sizes";
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+    let values = super::input_ints(inputs, name, t.data.len())?;
+    if t.shape.len() != 2 || t.shape[1] != 2 {
+        return Err(Error::Input { name: name.into(), problem: format!("shape {:?}, expected [images, 2]", t.shape) });
+    }
+    Ok(values.chunks(2).map(|p| (p[0], p[1])).collect())
+}

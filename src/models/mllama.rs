@@ -1,0 +1,114 @@
+//! Llama 3.2 Vision (`mllama`): `multi_modal_projector` and the reshape to
+//! `cross_attention_states` that `MllamaModel` applies before the text model. The text model's
+//! cross-attention layers that read them are [`crate::connectors::MllamaCrossAttention`].
+
+use serde::Deserialize;
+
+use super::config::{ConfigJson, required};
+use super::{HostTensor, Model, Runner, Tensors, input_f32};
+use crate::connectors::{MllamaProjector, StateDict};
+use crate::dtype::{DType, HostData, HostVec};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::weights::Weights;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct MllamaJson {
+    vision_config: VisionJson,
+    text_config: TextJson,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct VisionJson {
+    vision_output_dim: Option<usize>,
+    image_size: Option<usize>,
+    patch_size: Option<usize>,
+    max_num_tiles: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TextJson {
+    hidden_size: Option<usize>,
+    cross_attention_layers: Option<Vec<usize>>,
+}
+
+/// An mllama connector described by its config.
+pub(super) struct Mllama {
+    vision: usize,
+    text: usize,
+    tokens_per_tile: Option<usize>,
+    max_tiles: Option<usize>,
+    cross_attention_layers: Vec<usize>,
+}
+
+impl Mllama {
+    pub(super) fn new(config: &ConfigJson) -> Result<Self> {
+        let c: MllamaJson = config.parse()?;
+        let v = &c.vision_config;
+        Ok(Self {
+            vision: required("vision_config.vision_output_dim", v.vision_output_dim)?,
+            text: required("text_config.hidden_size", c.text_config.hidden_size)?,
+            // The tower emits (image_size / patch_size)² patches and a class token per tile.
+            tokens_per_tile: v.image_size.zip(v.patch_size).map(|(i, p)| (i / p.max(1)).pow(2) + 1),
+            max_tiles: v.max_num_tiles,
+            cross_attention_layers: c.text_config.cross_attention_layers.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl Model for Mllama {
+    fn connector(&self) -> &'static str {
+        "multi_modal_projector (+ MllamaModel's reshape to cross_attention_states)"
+    }
+
+    fn dims(&self) -> Vec<(String, String)> {
+        vec![("projector".into(), format!("{} -> {} (bias)", self.vision, self.text))]
+    }
+
+    fn settings(&self) -> Vec<(String, String)> {
+        vec![("text cross_attention_layers".into(), format!("{:?}", self.cross_attention_layers))]
+    }
+
+    fn tokens(&self) -> (String, String) {
+        match (self.tokens_per_tile, self.max_tiles) {
+            (Some(t), Some(tiles)) => (format!("{} ({tiles} tiles of {t})", t * tiles), format!("{}", t * tiles)),
+            _ => ("tiles x tokens".into(), "the same".into()),
+        }
+    }
+
+    fn shape_fields(&self) -> &'static str {
+        "vision_config.vision_output_dim / text_config.hidden_size"
+    }
+
+    fn state_dict(&self) -> StateDict {
+        MllamaProjector::state_dict(self.vision, self.text)
+    }
+
+    fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
+        let projector = MllamaProjector::from_weights(gpu, weights)?.with_activations(activations);
+        Ok(Box::new(ProjectorRun { gpu: gpu.clone(), projector }))
+    }
+}
+
+struct ProjectorRun {
+    gpu: Gpu,
+    projector: MllamaProjector,
+}
+
+impl Runner for ProjectorRun {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["vision_outputs"]
+    }
+
+    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        let rank = inputs.get("vision_outputs").map_or(5, |t| t.shape.len().max(2));
+        let (shape, x) = input_f32(inputs, "vision_outputs", rank)?;
+        let plan = self.projector.plan(&self.gpu, shape)?;
+        let y = plan.plan().run(&[HostData::F32(x)])?.remove(0);
+        let out = HostTensor::new(plan.output_shape(), HostVec::F32(y.into_f32()))?;
+        Ok([("cross_attention_states".into(), out)].into())
+    }
+}
