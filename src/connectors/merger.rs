@@ -321,17 +321,32 @@ impl Merger {
         shape: &[usize],
         image_sizes: &[(usize, usize)],
     ) -> Result<(Graph, TensorId, Vec<TensorId>)> {
+        self.build(gpu, shape, image_sizes, false)
+    }
+
+    /// `gathered`: Qwen's grouping as a materialised gather (the measured baseline of reading
+    /// `[N, C]` as `[N/4, 4C]`); no change for the other kinds.
+    fn build(
+        &self,
+        gpu: &Gpu,
+        shape: &[usize],
+        image_sizes: &[(usize, usize)],
+        gathered: bool,
+    ) -> Result<(Graph, TensorId, Vec<TensorId>)> {
         let grids = self.grids(shape, image_sizes)?;
         let mut g = Graph::new();
         let s = self.config.scale;
-        let x = if grids.is_empty() {
-            // Qwen: 4 consecutive tokens are one block; read [N, C] as [N/s², s²C].
-            let n = shape[..shape.len() - 1].iter().product::<usize>();
-            if !n.is_multiple_of(s * s) {
-                let problem = format!("{n} tokens, not a multiple of spatial_merge_size² = {}", s * s);
-                return Err(Error::Input { name: self.input_name().into(), problem });
-            }
+        let qwen = matches!(self.config.kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl);
+        let n = shape[..shape.len() - 1].iter().product::<usize>();
+        if qwen && !n.is_multiple_of(s * s) {
+            let problem = format!("{n} tokens, not a multiple of spatial_merge_size² = {}", s * s);
+            return Err(Error::Input { name: self.input_name().into(), problem });
+        }
+        let x = if qwen && !gathered {
+            // 4 consecutive tokens are one block: read [N, C] as [N/s², s²C], norm per C-chunk.
             g.input_as(self.input_name(), &[n / (s * s), s * s * self.vision], self.activations)?
+        } else if qwen {
+            g.input_as(self.input_name(), &[n, self.vision], self.activations)?
         } else {
             g.input_as(self.input_name(), shape, self.activations)?
         };
@@ -341,6 +356,13 @@ impl Merger {
         }
         let mut aux = None;
         match self.config.kind {
+            MergerKind::Qwen2Vl | MergerKind::Qwen25Vl if gathered => {
+                // The same grouping as an offset-major shuffle of an (N/s) × s grid.
+                let grid = [ImageGrid { h: n / s, w: s }];
+                let (op, table) = PixelShuffle::new(&grid, s, ChannelOrder::OffsetMajor)?;
+                let table = g.constant("grids", &Tensor::from_data(gpu, &[1, 4], DType::U32, table[..].into())?);
+                h = g.add(op, &[h, table])?;
+            }
             MergerKind::Qwen2Vl | MergerKind::Qwen25Vl => {}
             MergerKind::Gemma3 => h = g.add(AvgPool { h: grids[0].h, w: grids[0].w, k: s, ceil_mode: false }, &[h])?,
             kind => {
@@ -375,6 +397,13 @@ impl Merger {
     /// connector's result, its other outputs the intermediates.
     pub fn plan(&self, gpu: &Gpu, shape: &[usize], image_sizes: &[(usize, usize)]) -> Result<ConnectorPlan> {
         let (g, x, outputs) = self.graph(gpu, shape, image_sizes)?;
+        ConnectorPlan::new(gpu, g, x, outputs[0])
+    }
+
+    /// The measured baseline: as [`Merger::plan`], with Qwen's 2×2 grouping materialised by a
+    /// gather instead of read in place.
+    pub fn plan_unfused(&self, gpu: &Gpu, shape: &[usize], image_sizes: &[(usize, usize)]) -> Result<ConnectorPlan> {
+        let (g, x, outputs) = self.build(gpu, shape, image_sizes, true)?;
         ConnectorPlan::new(gpu, g, x, outputs[0])
     }
 }

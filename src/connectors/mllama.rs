@@ -20,7 +20,7 @@ use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan};
-use crate::ops::{Attention, Epilogue, Residual, RmsNorm, interleave_rows};
+use crate::ops::{Attention, Epilogue, Pass, Residual, RmsNorm, interleave_rows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -160,6 +160,16 @@ impl MllamaCrossAttention {
     /// Plans the layer for `batch` sequences of `text` tokens over `vision` cross-attention
     /// states each (`n_images · n_tiles · tokens_per_tile`).
     pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize) -> Result<MllamaPlan> {
+        self.build(gpu, batch, text, vision, false)
+    }
+
+    /// The measured baseline: the same layer with the naive three-pass attention that
+    /// materialises the scores.
+    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize) -> Result<MllamaPlan> {
+        self.build(gpu, batch, text, vision, true)
+    }
+
+    fn build(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize, naive: bool) -> Result<MllamaPlan> {
         let (h, c) = (self.config.hidden_size, &self.config);
         let d = c.head_dim() as u32;
         let mut g = Graph::new();
@@ -178,7 +188,13 @@ impl MllamaCrossAttention {
             .additive_mask()
             .qk_norm(c.rms_norm_eps);
         let norms = g.constant("qk_norms", &self.qk_norms);
-        let attended = g.add(attention, &[q, kv, mask, norms])?;
+        let attended = if naive {
+            let scores = g.add(attention.naive(Pass::Scores), &[q, kv, mask, norms])?;
+            let weights = g.add(attention.naive(Pass::Softmax), &[scores, mask])?;
+            g.add(attention.naive(Pass::WeightedSum), &[weights, kv])?
+        } else {
+            g.add(attention, &[q, kv, mask, norms])?
+        };
         let h1 = self.o_proj.add(&mut g, "o_proj", attended, None, Skip::Gated(x, attn_gate))?;
         let normed = self.post_norm.add(&mut g, "post_attention_layernorm", h1)?;
         let act = self.gate_up.add_epilogue(&mut g, "gate_up_proj", normed, Epilogue::SWIGLU, &[])?;
@@ -214,6 +230,11 @@ impl MllamaPlan {
     /// The planned graph.
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// The plan and the graph it was planned from, owned.
+    pub fn into_parts(self) -> (Plan, Graph) {
+        (self.plan, self.graph)
     }
 
     /// `[batch, text, hidden]`.

@@ -105,6 +105,11 @@ impl ConnectorPlan {
         self.plan
     }
 
+    /// The plan and the graph it was planned from, owned.
+    pub fn into_parts(self) -> (Plan, Graph) {
+        (self.plan, self.graph)
+    }
+
     /// The image-feature input.
     pub fn input(&self) -> TensorId {
         self.input

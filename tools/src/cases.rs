@@ -120,9 +120,27 @@ fn connectors() -> Vec<Row> {
     ]
 }
 
+/// The families of current VLMs at their real sizes (f32), and their unfused compositions.
+fn families() -> Vec<Row> {
+    let mut rows = Vec::new();
+    for family in crate::families::all() {
+        let variants: &[bool] = if family.has_unfused { &[false, true] } else { &[false] };
+        for &unfused in variants {
+            let shape = if unfused { format!("{}, unfused", family.shape) } else { family.shape.to_string() };
+            let build = family.build;
+            rows.push(row(family.bench, shape, move |gpu| {
+                let sized = build(gpu, DType::F32, DType::F32, unfused)?;
+                Ok(Built { plan: sized.plan, inputs: sized.inputs })
+            }));
+        }
+    }
+    rows
+}
+
 /// Every row, kernels first.
 pub fn all() -> Vec<Row> {
     let mut rows = kernels();
     rows.extend(connectors());
+    rows.extend(families());
     rows
 }

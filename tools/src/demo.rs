@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::util::{normal, time};
-use crate::{synthetic, tokens};
+use crate::{families, synthetic, tokens};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{
@@ -100,10 +100,16 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let (llava_row, projector) = llava(&gpu, args)?;
     let (qformer_row, qformer) = qformer(&gpu, args)?;
     let (perceiver_row, perceiver) = perceiver(&gpu, args)?;
-    let rows = vec![llava_row, qformer_row, perceiver_row, gated_xattn(&gpu, args)?];
+    let mut rows = vec![llava_row, qformer_row, perceiver_row, gated_xattn(&gpu, args)?];
+    let mut token_rows = Vec::new();
+    for family in families::all() {
+        let (row, token_row) = family_row(&gpu, args, &family)?;
+        rows.push(row);
+        token_rows.push(token_row);
+    }
     print_table(&rows);
     let connectors = tokens::Connectors { projector: &projector, qformer: &qformer, perceiver: &perceiver };
-    tokens::run(&gpu, args.runs.clamp(1, 3), &connectors, args.json.as_deref())?;
+    tokens::run(&gpu, args.runs.clamp(1, 3), &connectors, token_rows, args.json.as_deref())?;
     Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -239,6 +245,35 @@ fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
     let c = reference::compare(&y, &p.reference(&x, &media, &locations)?, atol, rtol);
     let label = format!("Gated x-attn {dim} over {latents}x{visual}");
     Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan().cost().flops, &c))
+}
+
+/// A family of current VLMs at its real size: timed, checked against the f64 reference of its
+/// whole graph, and its row of the visual-token table.
+fn family_row(gpu: &Gpu, args: &Args, family: &families::Family) -> Result<(Row, tokens::Row)> {
+    let (weights, activations) = args.dtypes();
+    let wall = Timer::wall_clock(gpu);
+    let ((sized, y), first_ms, median_ms) = time(
+        args.runs,
+        || {
+            let sized = (family.build)(gpu, weights, activations, false)?;
+            let y = sized.plan.run(&sized.data())?.remove(0).into_f32();
+            Ok((sized, y))
+        },
+        |(sized, _)| sized.plan.time(&wall).map(|_| ()),
+    )?;
+    let want = sized.graph.reference(&sized.data())?.remove(0);
+    let (atol, rtol) = args.tolerance();
+    let c = reference::compare(&y, &want, atol, rtol);
+    let flops = sized.plan.cost().flops;
+    let token_row = tokens::Row {
+        connector: family.label.to_string(),
+        image: family.image,
+        tokens_in: sized.tokens.0,
+        tokens_out: family.in_context.then_some(sized.tokens.1),
+        gpu_ms: median_ms,
+        gflop: flops / 1e9,
+    };
+    Ok((Row::new(family.label.to_string(), sized.tokens, (first_ms, median_ms), flops, &c), token_row))
 }
 
 fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {

@@ -3,6 +3,7 @@
 mod bench;
 mod cases;
 mod demo;
+mod families;
 mod fuzz;
 mod golden;
 mod models;

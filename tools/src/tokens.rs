@@ -25,13 +25,15 @@ pub struct Connectors<'a> {
     pub perceiver: &'a PerceiverResampler,
 }
 
-struct Row {
-    connector: String,
-    image: &'static str,
-    tokens_in: usize,
-    tokens_out: usize,
-    gpu_ms: f64,
-    gflop: f64,
+/// One row of the table.
+pub struct Row {
+    pub connector: String,
+    pub image: &'static str,
+    pub tokens_in: usize,
+    /// Tokens that enter the LLM's context (cross-attention: its states do not).
+    pub tokens_out: Option<usize>,
+    pub gpu_ms: f64,
+    pub gflop: f64,
 }
 
 /// Plans, runs `runs` times on random features of the plan's input size, returns the median.
@@ -60,10 +62,11 @@ fn row(connector: String, image: &'static str, tokens_in: usize, measured: (Conn
     let [.., tokens_out, _] = plan.output_shape()[..] else {
         return Err(Error::Graph("connector output has rank < 2".into()));
     };
-    Ok(Row { connector, image, tokens_in, tokens_out, gpu_ms, gflop: plan.plan().cost().flops / 1e9 })
+    Ok(Row { connector, image, tokens_in, tokens_out: Some(tokens_out), gpu_ms, gflop: plan.plan().cost().flops / 1e9 })
 }
 
-pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> Result<()> {
+/// Measures the classic connectors and prints them with `families` (measured by the demo).
+pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, families: Vec<Row>, json_path: Option<&Path>) -> Result<()> {
     let [vision, _, _] = c.projector.dims();
     let [_, _, encoder, _] = c.qformer.dims();
     let [_, perceiver_dim, _] = c.perceiver.dims();
@@ -102,6 +105,7 @@ pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> 
     let tiles_in = layout.tiles() * layout.side * layout.side;
     let packed = measure(gpu, runs, || p.plan_anyres(gpu, &anyres, &layout), tiles_in * vision)?;
     rows.push(row("AnyRes 2x2 tiles + MLP".into(), "672x672", tiles_in, packed)?);
+    rows.extend(families);
 
     println!();
     println!("visual tokens per connector ({CONTEXT}-token context; GPU time = median of {runs} runs):");
@@ -110,16 +114,13 @@ pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> 
         "connector", "image", "tokens in", "tokens out", "compression", "text left", "GPU ms", "GFLOP"
     );
     for r in &rows {
+        let (out, compression, left) = match r.tokens_out {
+            Some(t) => (t.to_string(), format!("{:.2}x", r.tokens_in as f64 / t as f64), CONTEXT as i64 - t as i64),
+            None => ("x-attn".into(), "-".into(), CONTEXT as i64),
+        };
         println!(
-            "{:<34} {:>8} {:>9} {:>10} {:>11.2}x {:>10} {:>9.1} {:>8.1}",
-            r.connector,
-            r.image,
-            r.tokens_in,
-            r.tokens_out,
-            r.tokens_in as f64 / r.tokens_out as f64,
-            CONTEXT as i64 - r.tokens_out as i64,
-            r.gpu_ms,
-            r.gflop
+            "{:<34} {:>8} {:>9} {:>10} {:>12} {:>10} {:>9.1} {:>8.1}",
+            r.connector, r.image, r.tokens_in, out, compression, left, r.gpu_ms, r.gflop
         );
     }
     if let Some(path) = json_path {
@@ -131,8 +132,8 @@ pub fn run(gpu: &Gpu, runs: usize, c: &Connectors, json_path: Option<&Path>) -> 
                 "image": r.image,
                 "input_tokens": r.tokens_in,
                 "output_tokens": r.tokens_out,
-                "compression": r.tokens_in as f64 / r.tokens_out as f64,
-                "text_tokens_left": CONTEXT as i64 - r.tokens_out as i64,
+                "compression": r.tokens_out.map(|t| r.tokens_in as f64 / t as f64),
+                "text_tokens_left": CONTEXT as i64 - r.tokens_out.unwrap_or(0) as i64,
                 "gpu_ms": r.gpu_ms,
                 "gflop": r.gflop,
             })).collect::<Vec<_>>(),
