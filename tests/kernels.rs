@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{edge_size, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
+use common::{edge_size, forced_gpu, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::ops::{Epilogue, GeluForm, LayerNorm, Meta, RmsNorm};
@@ -120,6 +120,30 @@ fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
     let cmp = reference::compare(&got, &reference_linear(c), atol, rtol);
     prop_assert!(cmp.passed(), "{}x{}x{} {:?}: {cmp}", c.m, c.n, c.k, c.epilogue);
     Ok(())
+}
+
+proptest! {
+    // Each variant is a pipeline of its own per epilogue: fewer cases keep the suite quick.
+    #![proptest_config(ProptestConfig { cases: 20, ..ProptestConfig::default() })]
+
+    /// The GPU variants, forced on lavapipe: 64 × 64 and 32 × 32 workgroup-memory tiles and
+    /// split-K, on sizes that are not multiples of any tile.
+    #[test]
+    #[timeout(300_000)]
+    fn tiled_and_split_k_linear_match_reference(c in linear_case_up_to(80), variant in prop::sample::select(vec!["tiled", "tiled32", "splitk"])) {
+        let gpu = forced_gpu("linear", variant);
+        check_linear(gpu, &c)?;
+        // The variant ran, not a fallback.
+        let mut g = Graph::new();
+        let x = g.input("x", &[c.m, c.k]).unwrap();
+        let w = g.constant("w", &weight_tensor(gpu, &c));
+        let y = g.add(Epilogue::NONE, &[x, w]).unwrap();
+        g.output(y).unwrap();
+        if let Ok(plan) = Plan::new(gpu, &g) {
+            let ran = plan.variants();
+            prop_assert!(ran.len() == 1 && ran[0].starts_with(&format!("gemm_{variant}")), "{ran:?}");
+        }
+    }
 }
 
 proptest! {

@@ -35,6 +35,20 @@ pub fn small_binding_gpu() -> &'static Gpu {
     GPU.get_or_init(|| open(GpuOptions { max_storage_binding: Some(16 << 10), ..env() }))
 }
 
+/// The default adapter with `variant` forced for `kernel` (one device per pair, kept for the
+/// process).
+pub fn forced_gpu(kernel: &str, variant: &str) -> &'static Gpu {
+    static GPUS: OnceLock<std::sync::Mutex<Vec<(String, &'static Gpu)>>> = OnceLock::new();
+    let key = format!("{kernel}={variant}");
+    let mut gpus = GPUS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, gpu)) = gpus.iter().find(|(k, _)| *k == key) {
+        return gpu;
+    }
+    let gpu: &'static Gpu = Box::leak(Box::new(open(env().force(kernel, variant))));
+    gpus.push((key, gpu));
+    gpu
+}
+
 /// Plans `case` on `gpu`, runs it and holds it to its reference and tolerance.
 pub fn run_case(gpu: &Gpu, case: &Case) -> vlbridge::Result<Comparison> {
     let got = Plan::new(gpu, &Graph::from_case(gpu, case)?)?.run(&case.input_data())?;

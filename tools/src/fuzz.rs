@@ -1,7 +1,9 @@
 //! `vlbridge fuzz`: differential testing of every kernel of the registry against the f64
-//! reference, on the random cases each kernel unit offers. Cases alternate between the default
-//! device (fast kernel variants) and the same adapter with no optional features (portable
-//! variants). Each failure is written as a reproducer that `--replay` re-runs.
+//! reference, on the random cases each kernel unit offers. A kernel's cases rotate over the
+//! default device (its variant for this adapter), the same adapter with no optional features
+//! (portable variants) and the default with each of its other variants forced (the GEMM's
+//! workgroup-memory tiles and split-K, ..), so every variant is fuzzed here. Each failure is
+//! written as a reproducer that `--replay` re-runs on the same device.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,16 +73,44 @@ fn run_case(gpu: &Gpu, family: &Family, seed: u64) -> Result<Outcome> {
     Ok(Outcome { comparison: case.check(&got)?, description: case.description })
 }
 
-fn devices() -> Result<[Gpu; 2]> {
+/// A device the cases run on: the default adapter, the same with no optional features
+/// (portable variants), or the default with one variant forced (`kernel=variant`), so every
+/// variant of every kernel is fuzzed on lavapipe.
+struct Device {
+    label: String,
+    gpu: Gpu,
+}
+
+fn devices() -> Result<Vec<Device>> {
     let options = GpuOptions::from_env()?;
-    let portable = GpuOptions { minimal_features: true, ..options.clone() };
-    Ok([Gpu::with_options(&options)?, Gpu::with_options(&portable)?])
+    let mut devices = vec![
+        Device { label: "default".into(), gpu: Gpu::with_options(&options)? },
+        Device {
+            label: "portable".into(),
+            gpu: Gpu::with_options(&GpuOptions { minimal_features: true, ..options.clone() })?,
+        },
+    ];
+    for family in Family::fuzzable() {
+        let mut variants: Vec<&str> = family.specs.iter().map(|s| s.variant).collect();
+        variants.dedup();
+        for variant in variants.into_iter().filter(|v| !["default", "subgroup", "portable"].contains(v)) {
+            let forced = options.clone().force(family.name, variant);
+            devices.push(Device { label: format!("{}={variant}", family.name), gpu: Gpu::with_options(&forced)? });
+        }
+    }
+    Ok(devices)
+}
+
+/// The devices `family`'s cases rotate over.
+fn devices_for<'a>(devices: &'a [Device], family: &Family) -> Vec<&'a Device> {
+    let prefix = format!("{}=", family.name);
+    devices.iter().filter(|d| !d.label.contains('=') || d.label.starts_with(&prefix)).collect()
 }
 
 pub fn run(args: &Args) -> Result<ExitCode> {
     let devices = devices()?;
-    println!("adapter: {}", devices[0].describe());
-    vlbridge::diagnostics::check_driver(&devices[0])?;
+    println!("adapter: {}", devices[0].gpu.describe());
+    vlbridge::diagnostics::check_driver(&devices[0].gpu)?;
     if let Some(path) = &args.replay {
         return replay(&devices, path);
     }
@@ -117,17 +147,17 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         }
         let family = kernels[(index % kernels.len() as u64) as usize];
         let kernel = family.name;
-        let portable = (index / kernels.len() as u64) % 2 == 1;
+        let rotation = devices_for(&devices, family);
+        let device = rotation[((index / kernels.len() as u64) % rotation.len() as u64) as usize];
         let seed = case_seed(seed, index);
         index += 1;
         let entry = stats.entry(kernel).or_default();
         entry.cases += 1;
-        match run_case(&devices[usize::from(portable)], family, seed) {
+        match run_case(&device.gpu, family, seed) {
             Ok(o) if o.comparison.passed() => {
                 if o.comparison.tolerance_used > entry.worst {
                     entry.worst = o.comparison.tolerance_used;
-                    entry.worst_case =
-                        format!("seed {seed}{}: {}", if portable { " portable" } else { "" }, o.description);
+                    entry.worst_case = format!("seed {seed} on {}: {}", device.label, o.description);
                 }
             }
             result => {
@@ -136,7 +166,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                     Ok(o) => (o.description, o.comparison.to_string()),
                     Err(e) => (String::from("(the case did not run)"), e.to_string()),
                 };
-                let path = write_reproducer(&args.out, kernel, seed, portable, &description, &detail)?;
+                let path = write_reproducer(&args.out, kernel, seed, &device.label, &description, &detail)?;
                 // suspend, not bar.println: a hidden bar (output not a terminal) drops println.
                 bar.suspend(|| println!("FAIL {kernel} {description}\n  {detail}\n  reproducer: {}", path.display()));
             }
@@ -162,32 +192,30 @@ fn write_reproducer(
     dir: &Path,
     kernel: &str,
     seed: u64,
-    portable: bool,
+    device: &str,
     description: &str,
     detail: &str,
 ) -> Result<PathBuf> {
     let file_error = |e: std::io::Error| Error::File { path: dir.display().to_string(), problem: e.to_string() };
     std::fs::create_dir_all(dir).map_err(file_error)?;
     let path = dir.join(format!("{kernel}-{seed}.json"));
-    let doc = json!({ "kernel": kernel, "seed": seed, "portable": portable, "case": description, "failure": detail });
+    let doc = json!({ "kernel": kernel, "seed": seed, "device": device, "case": description, "failure": detail });
     std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap_or_default()).map_err(file_error)?;
     Ok(path)
 }
 
-fn replay(devices: &[Gpu; 2], path: &Path) -> Result<ExitCode> {
+fn replay(devices: &[Device], path: &Path) -> Result<ExitCode> {
     let file_error = |problem: String| Error::File { path: path.display().to_string(), problem };
     let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
     let (Some(kernel), Some(seed)) = (doc["kernel"].as_str(), doc["seed"].as_u64()) else {
         return Err(file_error("needs `kernel` and `seed`".into()));
     };
-    let portable = doc["portable"].as_bool().unwrap_or(false);
-    let outcome = run_case(&devices[usize::from(portable)], Family::find(kernel)?, seed)?;
-    println!(
-        "{kernel} seed {seed} ({} kernels): {}",
-        if portable { "portable" } else { "default" },
-        outcome.description
-    );
+    let label = doc["device"].as_str().unwrap_or("default");
+    let device =
+        devices.iter().find(|d| d.label == label).ok_or_else(|| file_error(format!("unknown device `{label}`")))?;
+    let outcome = run_case(&device.gpu, Family::find(kernel)?, seed)?;
+    println!("{kernel} seed {seed} (on {label}): {}", outcome.description);
     println!("{}", outcome.comparison);
     Ok(if outcome.comparison.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

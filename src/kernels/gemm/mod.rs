@@ -2,14 +2,19 @@
 //! scale, a residual or a tanh-gated residual, with `W` in PyTorch's `nn.Linear` layout
 //! `[out, in]`, weights read as stored (f32, f16 or bf16).
 //! Variants: `subgroup` (`shaders/gemm.wgsl`: register-blocked, rows shared by subgroup
-//! broadcast, vec4 loads; tuned on llvmpipe) and `portable` (`shaders/gemm_portable.wgsl`: any
-//! `k`, any device).
+//! broadcast, vec4 loads; tuned on llvmpipe), `tiled` / `tiled32` (`shaders/gemm_tiled.wgsl`:
+//! workgroup-memory tiles of 64 × 64 / 32 × 32, double-buffered through registers; for GPUs),
+//! `splitk` (the same file: 16 × 16 tiles with K split over four slices of the workgroup and
+//! summed in a fixed order, for thin problems) and `portable` (`shaders/gemm_portable.wgsl`:
+//! any `k`, any device). [`Kernel::choose`] picks per adapter: register blocking on CPU
+//! rasterisers, workgroup-memory tiles on GPUs, split-K where the tiles are too few to fill one.
 
 mod cases;
 
 use super::{BindLimits, Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
+use crate::gpu::Caps;
 use crate::ops::linear::{NAME, dims};
 use crate::ops::{Epilogue, GeluForm, Meta, Operand, Residual, rows_cols};
 use crate::pipeline::Access;
@@ -17,6 +22,7 @@ use crate::reference;
 
 const SOURCE: &str = include_str!("../../../shaders/gemm.wgsl");
 const PORTABLE_SOURCE: &str = include_str!("../../../shaders/gemm_portable.wgsl");
+const TILED_SOURCE: &str = include_str!("../../../shaders/gemm_tiled.wgsl");
 
 /// Mirrors `Params` in `shaders/gemm.wgsl` and `shaders/gemm_portable.wgsl`.
 #[repr(C)]
@@ -69,6 +75,10 @@ const TILE_M: u64 = 16;
 const TILE_N: u64 = 64 * 4;
 /// `gemm_portable.wgsl`: 4 × 4 blocks, 64 per workgroup.
 const BLOCK: u64 = 4;
+/// `gemm_splitk`: 16 × 16 outputs per workgroup.
+const SPLIT_TILE: u64 = 16;
+/// Fewer workgroup tiles than this leave a GPU idle: split K instead.
+const FILLS_A_GPU: u64 = 128;
 
 /// x, weight, bias, residual, gate, y, params, row scale.
 const BINDINGS: &[Access] = &[
@@ -112,6 +122,48 @@ const fn portable(name: &'static str, prelude: &'static [&'static str], features
     }
 }
 
+const fn tiled(
+    name: &'static str,
+    variant: &'static str,
+    entry: &'static str,
+    prelude: &'static [&'static str],
+    features: wgpu::Features,
+) -> KernelSpec {
+    KernelSpec {
+        variant,
+        prelude,
+        features,
+        ..KernelSpec::new(name, "gemm_tiled.wgsl", TILED_SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
+    }
+}
+
+/// The workgroup-memory tiled GEMM, 64 × 64 tiles, for each weight dtype.
+pub static TILED_F32: KernelSpec =
+    tiled("gemm_tiled", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+/// The same over f16 weights.
+pub static TILED_F16: KernelSpec = tiled("gemm_tiled_f16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16), F16);
+/// The same over bf16 weights.
+pub static TILED_BF16: KernelSpec =
+    tiled("gemm_tiled_bf16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+/// 32 × 32 tiles (smaller problems, less workgroup memory).
+pub static TILED32_F32: KernelSpec =
+    tiled("gemm_tiled32", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+/// The same over f16 weights.
+pub static TILED32_F16: KernelSpec =
+    tiled("gemm_tiled32_f16w", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16), F16);
+/// The same over bf16 weights.
+pub static TILED32_BF16: KernelSpec =
+    tiled("gemm_tiled32_bf16w", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+/// Split-K over four slices of each workgroup, for thin problems.
+pub static SPLITK_F32: KernelSpec =
+    tiled("gemm_splitk", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+/// The same over f16 weights.
+pub static SPLITK_F16: KernelSpec =
+    tiled("gemm_splitk_f16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F16), F16);
+/// The same over bf16 weights.
+pub static SPLITK_BF16: KernelSpec =
+    tiled("gemm_splitk_bf16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+
 /// Subgroup-broadcast, vec4-load GEMM with f32 weights.
 pub static SUBGROUP_F32: KernelSpec = subgroup("gemm", prelude!(WEIGHTS_VEC4_F32), wgpu::Features::empty());
 /// The same over f16 weights.
@@ -129,7 +181,23 @@ pub static PORTABLE_BF16: KernelSpec =
 /// The linear kernel family.
 pub static FAMILY: Family = Family {
     name: NAME,
-    specs: &[&SUBGROUP_F32, &SUBGROUP_F16, &SUBGROUP_BF16, &PORTABLE_F32, &PORTABLE_F16, &PORTABLE_BF16],
+    specs: &[
+        &SUBGROUP_F32,
+        &SUBGROUP_F16,
+        &SUBGROUP_BF16,
+        &TILED_F32,
+        &TILED_F16,
+        &TILED_BF16,
+        &TILED32_F32,
+        &TILED32_F16,
+        &TILED32_BF16,
+        &SPLITK_F32,
+        &SPLITK_F16,
+        &SPLITK_BF16,
+        &PORTABLE_F32,
+        &PORTABLE_F16,
+        &PORTABLE_BF16,
+    ],
     fuzz: Some(cases::fuzz),
     bench: cases::bench,
     precision: cases::precision,
@@ -152,18 +220,41 @@ impl Kernel for Epilogue {
         Epilogue::check(*self, inputs)
     }
 
-    /// For the weight's dtype: `subgroup` where rows are whole vec4s, then `portable`.
+    /// For the weight's dtype: `subgroup` where rows are whole vec4s, the tiled ones, split-K,
+    /// then `portable` (what runs anywhere).
     fn variants(&self, inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
         let (_, k) = rows_cols(&inputs[0].shape);
-        let (fast, slow): (&'static KernelSpec, &'static KernelSpec) = match inputs[1].dtype {
-            DType::F16 => (&SUBGROUP_F16, &PORTABLE_F16),
-            DType::BF16 => (&SUBGROUP_BF16, &PORTABLE_BF16),
-            _ => (&SUBGROUP_F32, &PORTABLE_F32),
+        let family: [&'static KernelSpec; 5] = match inputs[1].dtype {
+            DType::F16 => [&SUBGROUP_F16, &TILED_F16, &TILED32_F16, &SPLITK_F16, &PORTABLE_F16],
+            DType::BF16 => [&SUBGROUP_BF16, &TILED_BF16, &TILED32_BF16, &SPLITK_BF16, &PORTABLE_BF16],
+            _ => [&SUBGROUP_F32, &TILED_F32, &TILED32_F32, &SPLITK_F32, &PORTABLE_F32],
         };
-        if k.is_multiple_of(4) { vec![fast, slow] } else { vec![slow] }
+        family.into_iter().filter(|s| s.variant != "subgroup" || k.is_multiple_of(4)).collect()
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    /// Per adapter: on a CPU rasteriser register blocking (`subgroup`, else `portable`); on a
+    /// GPU workgroup-memory tiles, 64 × 64 where there are enough of them to fill the device,
+    /// 32 × 32 where a quarter as many are, else split-K.
+    fn choose(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
+        let variants = self.variants(inputs);
+        let pick = |variant: &str| variants.iter().copied().find(|s| s.variant == variant && s.runs_on(caps));
+        let portable = variants[variants.len() - 1];
+        if caps.is_cpu() {
+            return pick("subgroup").unwrap_or(portable);
+        }
+        let (m, n, _) = dims(inputs);
+        let tiles = |side: u64| (m as u64).div_ceil(side) * (n as u64).div_ceil(side);
+        let variant = if tiles(64) >= FILLS_A_GPU {
+            "tiled"
+        } else if tiles(32) >= FILLS_A_GPU {
+            "tiled32"
+        } else {
+            "splitk"
+        };
+        pick(variant).unwrap_or(portable)
+    }
+
+    fn overrides(&self, spec: &KernelSpec) -> Vec<(&'static str, f64)> {
         let residual = match self.residual {
             Residual::None => 0.0,
             Residual::Add => 1.0,
@@ -176,6 +267,13 @@ impl Kernel for Epilogue {
             ("ROW_SCALE", f64::from(u8::from(self.row_scale))),
             ("RESIDUAL", residual),
         ]
+        .into_iter()
+        .chain(match spec.variant {
+            "tiled" => vec![("TILE_M", 64.0), ("TILE_N", 64.0)],
+            "tiled32" => vec![("TILE_M", 32.0), ("TILE_N", 32.0)],
+            _ => vec![],
+        })
+        .collect()
     }
 
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
@@ -268,9 +366,11 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
     let (m, n) = (u64::from(p.m), u64::from(p.n));
-    if spec.variant == "subgroup" {
-        m.div_ceil(TILE_M) * n.div_ceil(TILE_N)
-    } else {
-        (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP))
+    match spec.variant {
+        "subgroup" => m.div_ceil(TILE_M) * n.div_ceil(TILE_N),
+        "tiled" => m.div_ceil(64) * n.div_ceil(64),
+        "tiled32" => m.div_ceil(32) * n.div_ceil(32),
+        "splitk" => m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE),
+        _ => (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP)),
     }
 }
