@@ -31,6 +31,10 @@ pub struct GpuOptions {
     /// Kernel variants to use instead of the per-adapter choice, as (kernel, variant) names
     /// (`("linear", "portable")`): every variant can be run on any device that supports it.
     pub force_variants: Vec<(String, String)>,
+    /// Ask for wgpu's `EXPERIMENTAL_COOPERATIVE_MATRIX` where the adapter offers it (the
+    /// tensor-core GEMM). wgpu marks the feature experimental: it may hold bugs that reach
+    /// undefined behaviour, so it is opt-in (`VLBRIDGE_COOPERATIVE_MATRIX=1`).
+    pub cooperative_matrix: bool,
 }
 
 impl Default for GpuOptions {
@@ -41,6 +45,7 @@ impl Default for GpuOptions {
             minimal_features: false,
             max_storage_binding: None,
             force_variants: Vec::new(),
+            cooperative_matrix: false,
         }
     }
 }
@@ -57,6 +62,7 @@ impl GpuOptions {
         if let Ok(forced) = std::env::var("VLBRIDGE_FORCE") {
             options.force_variants = parse_forced(&forced)?;
         }
+        options.cooperative_matrix = std::env::var("VLBRIDGE_COOPERATIVE_MATRIX").is_ok_and(|v| v == "1");
         Ok(options)
     }
 
@@ -147,6 +153,18 @@ impl Caps {
         self.subgroups && self.subgroup_min_size >= lanes
     }
 
+    /// The device lists a 16 × 16 × 16 cooperative-matrix shape with f16 operands and f32
+    /// accumulation, and runs subgroups of exactly 32 lanes (`gemm_coop.wgsl` is one subgroup
+    /// per workgroup).
+    pub fn coop_f16_16x16(&self) -> bool {
+        let f16_f32 = |p: &wgpu::CooperativeMatrixProperties| {
+            (p.m_size, p.n_size, p.k_size) == (16, 16, 16)
+                && p.ab_type == wgpu::CooperativeScalarType::F16
+                && p.cr_type == wgpu::CooperativeScalarType::F32
+        };
+        self.cooperative_matrix.iter().any(f16_f32) && self.subgroup_min_size == 32 && self.subgroup_max_size == 32
+    }
+
     /// A CPU rasteriser (lavapipe, WARP): register-blocked kernels without workgroup memory
     /// win there; GPUs want workgroup-memory tiles.
     pub fn is_cpu(&self) -> bool {
@@ -216,8 +234,13 @@ impl Gpu {
         let adapter = adapters.into_iter().next().ok_or_else(|| Error::NoAdapter {
             wanted: format!("backends {:?}, name filter {:?}", options.backends, options.adapter_name),
         })?;
-        let features =
+        let mut features =
             if options.minimal_features { wgpu::Features::empty() } else { adapter.features() & WANTED_FEATURES };
+        let coop = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let cooperative = options.cooperative_matrix && !options.minimal_features && adapter.features().contains(coop);
+        if cooperative {
+            features |= coop;
+        }
         let info = adapter.get_info();
         // Ask for everything the adapter offers: projector weights exceed the default 128 MiB
         // storage binding limit.
@@ -225,22 +248,29 @@ impl Gpu {
         if let Some(cap) = options.max_storage_binding {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
         }
-        let desc = wgpu::DeviceDescriptor {
+        let mut desc = wgpu::DeviceDescriptor {
             label: Some("vlbridge"),
             required_features: features,
             required_limits: limits,
             ..Default::default()
         };
+        if cooperative {
+            // SAFETY: wgpu requires this acknowledgement for its experimental features; the
+            // caller asked for it (`GpuOptions::cooperative_matrix`), and only the
+            // cooperative-matrix GEMM uses the feature.
+            desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
-        Ok(Self::assemble(device, queue, info, options.force_variants.clone()))
+        let shapes = if cooperative { adapter.cooperative_matrix_properties() } else { Vec::new() };
+        Ok(Self::assemble(device, queue, info, options.force_variants.clone(), shapes))
     }
 
     /// Wraps a device and queue owned by a host engine. vlbridge installs no global state on
     /// the device besides an uncaptured-error handler, which the host may replace afterwards.
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
         let info = device.adapter_info();
-        Self::assemble(device, queue, info, Vec::new())
+        Self::assemble(device, queue, info, Vec::new(), Vec::new())
     }
 
     fn assemble(
@@ -248,6 +278,7 @@ impl Gpu {
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
         forced: Vec<(String, String)>,
+        cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Self {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&uncaptured);
@@ -267,7 +298,7 @@ impl Gpu {
             device_type: info.device_type,
             workgroup_storage: limits.max_compute_workgroup_storage_size,
             workgroup_invocations: limits.max_compute_invocations_per_workgroup,
-            cooperative_matrix: Vec::new(),
+            cooperative_matrix,
             forced,
         };
         let inner = Inner { device, queue, info, caps, uncaptured, pipelines: Mutex::new(HashMap::new()) };

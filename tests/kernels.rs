@@ -256,6 +256,23 @@ proptest! {
 }
 
 #[test]
+#[timeout(60_000)]
+fn the_cooperative_matrix_gemm_is_refused_where_the_device_lacks_it() {
+    let gpu = forced_gpu("linear", "coop");
+    let mut g = Graph::new();
+    let x = g.input_as("x", &[5, 16], DType::F16).unwrap();
+    let w = g.constant("w", &Tensor::from_f32_as(gpu, &[7, 16], &[0.5; 112], DType::F16).unwrap());
+    let y = g.add(Epilogue::NONE, &[x, w]).unwrap();
+    g.output(y).unwrap();
+    let coop = vlbridge::wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+    match Plan::new(gpu, &g) {
+        Err(vlbridge::Error::Unsupported { .. }) => assert!(!gpu.features().contains(coop)),
+        Ok(plan) => assert!(gpu.features().contains(coop) && plan.variants() == ["gemm_coop"]),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
 #[timeout(300_000)]
 fn grids_beyond_65535_workgroups_fold_into_2d() {
     // 256 elements per GELU workgroup: this needs 65,537 workgroups.

@@ -58,13 +58,20 @@ fn every_kernel_validates_and_translates_to_every_backend() {
         naga::back::spv::write_vec(&module, &info, &spv_options, None)
             .unwrap_or_else(|e| panic!("{}: SPIR-V: {e}", spec.file));
 
-        let msl_options = naga::back::msl::Options { lang_version: (2, 4), ..Default::default() };
+        // Cooperative matrices are simdgroup matrices in MSL 3.1; naga writes no HLSL or GLSL
+        // for them (wgpu offers the feature on Vulkan and Metal only).
+        let coop = spec.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+        let msl_options =
+            naga::back::msl::Options { lang_version: if coop { (3, 1) } else { (2, 4) }, ..Default::default() };
         let msl_pipeline = naga::back::msl::PipelineOptions {
             entry_point: Some((naga::ShaderStage::Compute, spec.entry.to_string())),
             ..Default::default()
         };
         naga::back::msl::write_string(&module, &info, &msl_options, &msl_pipeline)
             .unwrap_or_else(|e| panic!("{}: MSL: {e}", spec.file));
+        if coop {
+            continue;
+        }
 
         // f16 storage needs HLSL shader model 6.2; GL (and so GLSL) never offers SHADER_F16 in
         // wgpu, so f16 kernels are not translated to it.

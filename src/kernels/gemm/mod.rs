@@ -23,6 +23,7 @@ use crate::reference;
 const SOURCE: &str = include_str!("../../../shaders/gemm.wgsl");
 const PORTABLE_SOURCE: &str = include_str!("../../../shaders/gemm_portable.wgsl");
 const TILED_SOURCE: &str = include_str!("../../../shaders/gemm_tiled.wgsl");
+const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
 
 /// Mirrors `Params` in `shaders/gemm.wgsl` and `shaders/gemm_portable.wgsl`.
 #[repr(C)]
@@ -164,6 +165,17 @@ pub static SPLITK_F16: KernelSpec =
 pub static SPLITK_BF16: KernelSpec =
     tiled("gemm_splitk_bf16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
 
+/// Tensor cores through cooperative matrices (f16 operands, f32 accumulation; f16 weights;
+/// subgroups of 32). Needs wgpu's experimental feature, asked for by
+/// [`crate::GpuOptions::cooperative_matrix`].
+pub static COOP_F16: KernelSpec = KernelSpec {
+    variant: "coop",
+    prelude: &[wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE],
+    features: wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(F16),
+    min_subgroup: 32,
+    ..KernelSpec::new("gemm_coop", "gemm_coop.wgsl", COOP_SOURCE, "gemm_coop", BINDINGS, 32, PARAMS)
+};
+
 /// Subgroup-broadcast, vec4-load GEMM with f32 weights.
 pub static SUBGROUP_F32: KernelSpec = subgroup("gemm", prelude!(WEIGHTS_VEC4_F32), wgpu::Features::empty());
 /// The same over f16 weights.
@@ -194,6 +206,7 @@ pub static FAMILY: Family = Family {
         &SPLITK_F32,
         &SPLITK_F16,
         &SPLITK_BF16,
+        &COOP_F16,
         &PORTABLE_F32,
         &PORTABLE_F16,
         &PORTABLE_BF16,
@@ -224,17 +237,19 @@ impl Kernel for Epilogue {
     /// then `portable` (what runs anywhere).
     fn variants(&self, inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
         let (_, k) = rows_cols(&inputs[0].shape);
-        let family: [&'static KernelSpec; 5] = match inputs[1].dtype {
-            DType::F16 => [&SUBGROUP_F16, &TILED_F16, &TILED32_F16, &SPLITK_F16, &PORTABLE_F16],
-            DType::BF16 => [&SUBGROUP_BF16, &TILED_BF16, &TILED32_BF16, &SPLITK_BF16, &PORTABLE_BF16],
-            _ => [&SUBGROUP_F32, &TILED_F32, &TILED32_F32, &SPLITK_F32, &PORTABLE_F32],
+        let family: &[&'static KernelSpec] = match inputs[1].dtype {
+            DType::F16 => &[&SUBGROUP_F16, &TILED_F16, &TILED32_F16, &SPLITK_F16, &COOP_F16, &PORTABLE_F16],
+            DType::BF16 => &[&SUBGROUP_BF16, &TILED_BF16, &TILED32_BF16, &SPLITK_BF16, &PORTABLE_BF16],
+            _ => &[&SUBGROUP_F32, &TILED_F32, &TILED32_F32, &SPLITK_F32, &PORTABLE_F32],
         };
-        family.into_iter().filter(|s| s.variant != "subgroup" || k.is_multiple_of(4)).collect()
+        family.iter().copied().filter(|s| s.variant != "subgroup" || k.is_multiple_of(4)).collect()
     }
 
     /// Per adapter: on a CPU rasteriser register blocking (`subgroup`, else `portable`); on a
-    /// GPU workgroup-memory tiles, 64 × 64 where there are enough of them to fill the device,
-    /// 32 × 32 where a quarter as many are, else split-K.
+    /// GPU with cooperative matrices and f16 weights and activations, tensor cores; else
+    /// workgroup-memory tiles, 64 × 64 where there are enough of them to fill the device,
+    /// 32 × 32 where a quarter as many are, else split-K. f32 activations are never rounded to
+    /// f16 unasked: forcing `coop` is the opt-in.
     fn choose(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
         let variants = self.variants(inputs);
         let pick = |variant: &str| variants.iter().copied().find(|s| s.variant == variant && s.runs_on(caps));
@@ -244,7 +259,10 @@ impl Kernel for Epilogue {
         }
         let (m, n, _) = dims(inputs);
         let tiles = |side: u64| (m as u64).div_ceil(side) * (n as u64).div_ceil(side);
-        let variant = if tiles(64) >= FILLS_A_GPU {
+        let f16 = inputs[0].dtype == DType::F16 && inputs[1].dtype == DType::F16;
+        let variant = if f16 && caps.coop_f16_16x16() {
+            "coop"
+        } else if tiles(64) >= FILLS_A_GPU {
             "tiled"
         } else if tiles(32) >= FILLS_A_GPU {
             "tiled32"
@@ -369,7 +387,7 @@ fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
     match spec.variant {
         "subgroup" => m.div_ceil(TILE_M) * n.div_ceil(TILE_N),
         "tiled" => m.div_ceil(64) * n.div_ceil(64),
-        "tiled32" => m.div_ceil(32) * n.div_ceil(32),
+        "tiled32" | "coop" => m.div_ceil(32) * n.div_ceil(32),
         "splitk" => m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE),
         _ => (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP)),
     }
