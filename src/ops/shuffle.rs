@@ -29,7 +29,7 @@ pub struct ImageGrid {
 
 /// Pixel shuffle of one or more images' token grids. Inputs: the tokens, `[N_total, C]` (images
 /// one after the other) or `[B, N, C]` (B images of one grid), and the grid table `[images, 4]`
-/// (u32: first input token, first output token, rows, columns; see [`PixelShuffle::table`]).
+/// (u32: first input token, first output token, rows, columns; [`PixelShuffle::new`] builds it).
 /// Output: `[M_total, s²C]` or `[B, M, s²C]`. Grids that `s` does not divide drop the remainder
 /// rows and columns (as `unfold` floors).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
