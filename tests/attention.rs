@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{edge_size, gpu, minimal_gpu, to_f64, values};
+use common::{edge_size, forced_gpu, gpu, minimal_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::ops::{Attention, Epilogue, GeluForm, LayerNorm, MaskedRows, Pass, Residual};
@@ -226,6 +226,19 @@ proptest! {
     #[timeout(300_000)]
     fn portable_grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
         check_grouped(minimal_gpu(), &c, false)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// The GPU variant (keys split over a workgroup's slices), forced on lavapipe.
+    #[test]
+    #[timeout(300_000)]
+    fn key_split_attention_matches_reference(c in attention_case(), g in grouped_case()) {
+        let gpu = forced_gpu("attention_flash", "split");
+        check_attention(gpu, &c, false)?;
+        check_grouped(gpu, &g, false)?;
     }
 }
 

@@ -9,6 +9,7 @@ mod cases;
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
+use crate::gpu::Caps;
 use crate::ops::{Attention, Geometry, Mask, Meta, Naive, Operand, Pass};
 use crate::pipeline::Access;
 use crate::reference::{self, MaskInput};
@@ -101,6 +102,9 @@ pub static FLASH_SUBGROUP: KernelSpec = KernelSpec {
 };
 /// Flash attention, any device.
 pub static FLASH_PORTABLE: KernelSpec = spec("attention_flash", "portable", "flash");
+/// Flash attention for GPUs: a workgroup per (batch, head, 8 queries), keys split over 8
+/// slices merged through workgroup memory.
+pub static FLASH_SPLIT: KernelSpec = spec("attention_flash_split", "split", "flash_split");
 /// Naive pass 1: the scores.
 pub static SCORES: KernelSpec = spec("attention_scores", "scores", "scores");
 /// Naive pass 2: row softmax.
@@ -111,7 +115,7 @@ pub static WEIGHTED_SUM: KernelSpec = spec("attention_weighted_sum", "weighted_s
 /// The flash attention family.
 pub static FAMILY: Family = Family {
     name: crate::ops::attention::NAME,
-    specs: &[&FLASH_SUBGROUP, &FLASH_PORTABLE],
+    specs: &[&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE],
     fuzz: Some(cases::fuzz_flash),
     bench: cases::bench_flash,
     precision: cases::precision_flash,
@@ -187,7 +191,16 @@ impl Kernel for Attention {
     }
 
     fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
-        vec![&FLASH_SUBGROUP, &FLASH_PORTABLE]
+        vec![&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE]
+    }
+
+    /// On a CPU rasteriser one invocation per query (sharing keys by subgroup broadcast where
+    /// it can); on a GPU the key-split workgroups, which fill it.
+    fn choose(&self, caps: &Caps, _inputs: &[&Meta]) -> &'static KernelSpec {
+        if !caps.is_cpu() {
+            return &FLASH_SPLIT;
+        }
+        if FLASH_SUBGROUP.runs_on(caps) { &FLASH_SUBGROUP } else { &FLASH_PORTABLE }
     }
 
     fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
@@ -200,11 +213,12 @@ impl Kernel for Attention {
 
     fn dispatch(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
         let g = self.geometry(inputs);
-        let workgroups = if spec.variant == "subgroup" {
+        let workgroups = match spec.variant {
             // One workgroup per (batch, head, block of 64 queries).
-            (g.batch * g.heads * g.queries.div_ceil(WORKGROUP as usize)) as u64
-        } else {
-            (g.rows() as u64).div_ceil(u64::from(WORKGROUP))
+            "subgroup" => (g.batch * g.heads * g.queries.div_ceil(WORKGROUP as usize)) as u64,
+            // One workgroup per (batch, head, block of 8 queries).
+            "split" => (g.batch * g.heads * g.queries.div_ceil(8)) as u64,
+            _ => (g.rows() as u64).div_ceil(u64::from(WORKGROUP)),
         };
         Dispatch::new(&Params::from(&g), workgroups)
     }
