@@ -4,7 +4,8 @@
 // and values come from one or two sources read in place, never concatenated: key j < keys_a
 // is row j of kv_a, later keys are rows of kv_b (the Perceiver attends to concat(media,
 // latents)). In a source row, head h's key starts at column k_offset + h·HEAD_DIM and its
-// value at v_offset + h·HEAD_DIM, so fused QKV / KV projections are read without a split.
+// value at v_offset + h·HEAD_DIM (k_offset_b / v_offset_b in kv_b's rows), so fused QKV / KV
+// projections are read without a split.
 // The output is [batch, queries, heads·HEAD_DIM], heads concatenated as `(h d)`.
 //
 // Query head h reads key/value head h / (heads / kv_heads) (grouped-query attention). With
@@ -69,7 +70,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
             var dots = vec4(0.0);
             var squares = vec4(0.0);
             for (var d4 = 0u; d4 < D4; d4++) {
-                let k = kv4(j, row + params.k_offset, d4);
+                let k = kv4(j, row + k_col(j), d4);
                 dots += q4[d4] * k;
                 squares += k * k;
             }
@@ -77,7 +78,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
         }
         let p = online_softmax_step(s);
         for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] += p * kv4(j, row + params.v_offset, d4);
+            acc4[d4] += p * kv4(j, row + v_col(j), d4);
         }
     }
     // Upstream zeroes such rows by multiplying their weights by 0, so a non-finite value
@@ -107,7 +108,7 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     var s = -ACT_MAX;
     if kept(b, qi, j) {
         load_query(q_start(b, h, qi));
-        let k0 = kv_row(b, j) + kv_head(h) * HEAD_DIM + params.k_offset;
+        let k0 = kv_row(b, j) + kv_head(h) * HEAD_DIM + k_col(j);
         var dots = vec4(0.0);
         var squares = vec4(0.0);
         for (var d4 = 0u; d4 < D4; d4++) {
@@ -171,7 +172,7 @@ fn weighted_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     let weights = ((b * params.heads + h) * params.queries + qi) * n;
     var sum = 0.0;
     for (var j = 0u; j < n; j++) {
-        sum += f32(lhs[weights + j]) * kv_read(j, kv_row(b, j) + kv_head(h) * HEAD_DIM + params.v_offset + d);
+        sum += f32(lhs[weights + j]) * kv_read(j, kv_row(b, j) + kv_head(h) * HEAD_DIM + v_col(j) + d);
     }
     out[index] = Act(sum);
 }
@@ -219,7 +220,7 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
             var dots = vec4(0.0);
             var squares = vec4(0.0);
             for (var d4 = 0u; d4 < D4; d4++) {
-                let k = kv4(j, row + params.k_offset, d4);
+                let k = kv4(j, row + k_col(j), d4);
                 dots += q4[d4] * k;
                 squares += k * k;
             }
@@ -227,7 +228,7 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
         }
         let p = online_softmax_step(s);
         for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] += p * kv4(j, row + params.v_offset, d4);
+            acc4[d4] += p * kv4(j, row + v_col(j), d4);
         }
     }
     split_max[lid] = run_max;

@@ -53,7 +53,7 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         // This lane's key's sum of squares, for its key_scale (QK_NORM).
         var squares = vec4(0.0);
         for (var d4 = 0u; d4 < D4; d4++) {
-            let k = kv4(jl, row + params.k_offset, d4);
+            let k = kv4(jl, row + k_col(jl), d4);
             squares += k * k;
             let q = q4[d4];
             s0 += q * subgroupBroadcast(k, 0u);
@@ -86,7 +86,7 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
         // value) would turn an infinite value into NaN.
         let present = j0 + (lane & 7u) < n;
         for (var d4 = 0u; d4 < D4; d4++) {
-            let v = select(vec4(0.0), kv4(jl, row + params.v_offset, d4), present);
+            let v = select(vec4(0.0), kv4(jl, row + v_col(jl), d4), present);
             acc4[d4] = acc4[d4] * correction
                 + p_lo.x * subgroupBroadcast(v, 0u) + p_lo.y * subgroupBroadcast(v, 1u)
                 + p_lo.z * subgroupBroadcast(v, 2u) + p_lo.w * subgroupBroadcast(v, 3u)

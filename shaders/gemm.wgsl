@@ -16,7 +16,7 @@ struct Params {
     // large for one binding runs as several dispatches over row ranges of w).
     y_stride: u32,
     y_col: u32,
-    _pad0: u32,
+    norm_eps: f32,  // NORM_A's eps
     _pad1: u32,
     _pad2: u32,
 }
@@ -55,6 +55,14 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     let w2 = min(n0 + 2u, params.n - 1u) * k4;
     let w3 = min(n0 + 3u, params.n - 1u) * k4;
 
+    // The input norm's statistics of this lane's two rows (NORM_A).
+    var stats_lo = vec2(0.0, 1.0);
+    var stats_hi = vec2(0.0, 1.0);
+    if NORM_A != 0u {
+        stats_lo = row_stats(x_lo, k4);
+        stats_hi = row_stats(x_hi, k4);
+    }
+
     // Row i of the tile accumulates in c_i: 4 columns. Named registers, not an array: llvmpipe
     // keeps dynamically indexed arrays in memory.
     var c0 = vec4(0.0); var c1 = vec4(0.0); var c2 = vec4(0.0); var c3 = vec4(0.0);
@@ -64,8 +72,8 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     for (var kk = 0u; kk < k4; kk++) {
         // Columns of b are the 4 weight rows: (x row) * b gives the 4 dot products.
         let b = mat4x4(weight4(w0 + kk), weight4(w1 + kk), weight4(w2 + kk), weight4(w3 + kk));
-        let lo = vec4<f32>(x[x_lo + kk]);
-        let hi = vec4<f32>(x[x_hi + kk]);
+        let lo = normed4(vec4<f32>(x[x_lo + kk]), kk * 4u, stats_lo);
+        let hi = normed4(vec4<f32>(x[x_hi + kk]), kk * 4u, stats_hi);
         c0 += subgroupBroadcast(lo, 0u) * b;
         c1 += subgroupBroadcast(lo, 1u) * b;
         c2 += subgroupBroadcast(lo, 2u) * b;
@@ -103,4 +111,21 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
             }
         }
     }
+}
+
+// (centre, 1 / spread) of the row of x starting at vec4 `base` (NORM_A), in two passes.
+fn row_stats(base: u32, k4: u32) -> vec2<f32> {
+    var sum = vec4(0.0);
+    if NORM_A == 1u {
+        for (var kk = 0u; kk < k4; kk++) {
+            sum += vec4<f32>(x[base + kk]);
+        }
+    }
+    let centre = norm_centre(dot(sum, vec4(1.0)), k4 * 4u);
+    var squares = vec4(0.0);
+    for (var kk = 0u; kk < k4; kk++) {
+        let d = vec4<f32>(x[base + kk]) - centre;
+        squares += d * d;
+    }
+    return norm_stats(centre, dot(squares, vec4(1.0)), k4 * 4u, params.norm_eps);
 }

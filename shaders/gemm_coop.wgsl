@@ -17,7 +17,7 @@ struct Params {
     k: u32,
     y_stride: u32,
     y_col: u32,
-    _pad0: u32,
+    norm_eps: f32,  // unused: the coop GEMM takes no input norm
     _pad1: u32,
     _pad2: u32,
 }

@@ -8,7 +8,7 @@ struct Params {
     // y is [m, y_stride]; this dispatch writes columns y_col .. y_col + n (see gemm.wgsl).
     y_stride: u32,
     y_col: u32,
-    _pad0: u32,
+    norm_eps: f32,  // NORM_A's eps
     _pad1: u32,
     _pad2: u32,
 }
@@ -16,7 +16,6 @@ struct Params {
 // x and y are activations (Act: f32 or f16). Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
 // common/weights_scalar_*.wgsl; bindings 2-4 and 7 (bias, residual, gate, row scale) and the epilogue from
 // common/gemm_epilogue.wgsl.
-@group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(5) var<storage, read_write> y: array<Act>;
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -35,12 +34,19 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     let k = params.k;
+    var stats: array<vec2<f32>, 4>;
+    for (var i = 0u; i < BLOCK; i++) {
+        stats[i] = vec2(0.0, 1.0);
+        if NORM_A != 0u {
+            stats[i] = x_row_stats(min(m0 + i, params.m - 1u), k, params.norm_eps);
+        }
+    }
     var acc: array<vec4<f32>, 4>;
     for (var kk = 0u; kk < k; kk++) {
         let b = vec4(weight(min(n0, params.n - 1u) * k + kk), weight(min(n0 + 1u, params.n - 1u) * k + kk),
                      weight(min(n0 + 2u, params.n - 1u) * k + kk), weight(min(n0 + 3u, params.n - 1u) * k + kk));
         for (var i = 0u; i < BLOCK; i++) {
-            acc[i] += f32(x[min(m0 + i, params.m - 1u) * k + kk]) * b;
+            acc[i] += normed(f32(x[min(m0 + i, params.m - 1u) * k + kk]), kk, stats[i]) * b;
         }
     }
     // SWIGLU pairs columns (j, j + 1): n is even and n0 a multiple of 4, so pairs never split.

@@ -24,12 +24,11 @@ struct Params {
     k: u32,
     y_stride: u32,
     y_col: u32,
-    _pad0: u32,
+    norm_eps: f32,  // NORM_A's eps
     _pad1: u32,
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(5) var<storage, read_write> y: array<Act>;
 @group(0) @binding(6) var<uniform> params: Params;
 
@@ -45,12 +44,25 @@ override LOADS_B: u32 = TILE_N * TILE_K / 64u;
 
 var<workgroup> a_sh: array<f32, 1024>;  // [TILE_K][MAX_TILE]
 var<workgroup> b_sh: array<f32, 1024>;  // [TILE_K][MAX_TILE]
+var<workgroup> stats_sh: array<vec2<f32>, 64>;  // NORM_A statistics of the tile's rows
 
-fn x_at(row: u32, col: u32) -> f32 {
+// x[row, col] normalised as NORM_A says, `stats` the row's; 0 outside x.
+fn x_at(row: u32, col: u32, stats: vec2<f32>) -> f32 {
     if row < params.m && col < params.k {
-        return f32(x[row * params.k + col]);
+        return normed(f32(x[row * params.k + col]), col, stats);
     }
     return 0.0;
+}
+
+// The NORM_A statistics of rows m0 .. m0 + rows, one row per invocation, into stats_sh.
+fn tile_stats(m0: u32, rows: u32, lid: u32) {
+    if lid < rows {
+        stats_sh[lid] = vec2(0.0, 1.0);
+        if NORM_A != 0u {
+            stats_sh[lid] = x_row_stats(min(m0 + lid, params.m - 1u), params.k, params.norm_eps);
+        }
+    }
+    workgroupBarrier();
 }
 
 fn w_at(row: u32, col: u32) -> f32 {
@@ -92,6 +104,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     let per_m = TILE_M / GRID;
     let per_n = TILE_N / GRID;
 
+    tile_stats(m0, TILE_M, lid);
     var acc: array<f32, 64>;  // [MAX_PER][MAX_PER]
     var next_a: array<f32, 16>;
     var next_b: array<f32, 16>;
@@ -99,7 +112,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     // read 16 consecutive k of one row).
     for (var i = 0u; i < LOADS_A; i++) {
         let e = lid + 64u * i;
-        next_a[i] = x_at(m0 + e / TILE_K, e % TILE_K);
+        next_a[i] = x_at(m0 + e / TILE_K, e % TILE_K, stats_sh[e / TILE_K]);
     }
     for (var i = 0u; i < LOADS_B; i++) {
         let e = lid + 64u * i;
@@ -119,7 +132,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
         let k1 = k0 + TILE_K;
         for (var i = 0u; i < LOADS_A; i++) {
             let e = lid + 64u * i;
-            next_a[i] = x_at(m0 + e / TILE_K, k1 + e % TILE_K);
+            next_a[i] = x_at(m0 + e / TILE_K, k1 + e % TILE_K, stats_sh[e / TILE_K]);
         }
         for (var i = 0u; i < LOADS_B; i++) {
             let e = lid + 64u * i;
@@ -169,6 +182,7 @@ fn gemm_splitk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     }
     let m0 = (tile % tiles_m) * SPLIT_TILE;
     let n0 = (tile / tiles_m) * SPLIT_TILE;
+    tile_stats(m0, SPLIT_TILE, lid);
     let slice = lid / 16u;
     let t = lid % 16u;
     // This invocation's 4 × 4 block of the 16 × 16 tile.
@@ -180,7 +194,7 @@ fn gemm_splitk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
         for (var kk = k0; kk < k_end; kk++) {
             let b = vec4(w_at(c0, kk), w_at(c0 + 1u, kk), w_at(c0 + 2u, kk), w_at(c0 + 3u, kk));
             for (var i = 0u; i < 4u; i++) {
-                acc[i] += x_at(r0 + i, kk) * b;
+                acc[i] += x_at(r0 + i, kk, stats_sh[r0 + i - m0]) * b;
             }
         }
     }

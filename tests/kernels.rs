@@ -9,7 +9,7 @@ mod common;
 use common::{edge_size, forced_gpu, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::ops::{Epilogue, GeluForm, LayerNorm, Meta, RmsNorm};
+use vlbridge::ops::{Epilogue, GeluForm, InputNorm, LayerNorm, Meta, RmsNorm};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
@@ -26,7 +26,16 @@ fn epilogue() -> impl Strategy<Value = Epilogue> {
         Epilogue::SWIGLU,
         Epilogue { bias: true, ..Epilogue::SWIGLU },
     ]);
-    (base, any::<bool>()).prop_map(|(e, scaled)| if scaled { e.with_row_scale() } else { e })
+    let norms = prop::sample::select(vec![
+        None,
+        Some(InputNorm::Layer { eps: 1e-5 }),
+        Some(InputNorm::Rms { eps: 1e-6, unit_offset: false }),
+        Some(InputNorm::Rms { eps: 1e-6, unit_offset: true }),
+    ]);
+    (base, any::<bool>(), norms).prop_map(|(e, scaled, norm)| {
+        let e = if scaled { e.with_row_scale() } else { e };
+        Epilogue { input_norm: norm, ..e }
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +48,8 @@ struct LinearCase {
     b: Vec<f32>,
     /// One per row, read when the epilogue scales rows.
     scale: Vec<f32>,
+    /// The input norm's weight and bias, `[k]` each.
+    norm: (Vec<f32>, Vec<f32>),
     epilogue: Epilogue,
     /// Storage of the weight; `w` holds the values it represents exactly.
     weights: DType,
@@ -57,13 +68,12 @@ fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
             // SwiGLU reads gate/up pairs of weight rows.
             let n = if epilogue.swiglu { 2 * n } else { n };
             let spread = 1.0 / (k as f32).sqrt();
-            (values(m * k, 1.0), values(n * k, spread * 1.7), values(n, 0.5), values(m, 1.0)).prop_map(
-                move |(x, w, b, scale)| {
-                    // The reference sees exactly the values the narrow storage holds.
-                    let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
-                    LinearCase { m, n, k, x, w, b, scale, epilogue, weights }
-                },
-            )
+            let data = (values(m * k, 1.0), values(n * k, spread * 1.7), values(n, 0.5), values(m, 1.0));
+            (data, values(k, 1.5), values(k, 0.5)).prop_map(move |((x, w, b, scale), nw, nb)| {
+                // The reference sees exactly the values the narrow storage holds.
+                let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
+                LinearCase { m, n, k, x, w, b, scale, norm: (nw, nb), epilogue, weights }
+            })
         },
     )
 }
@@ -85,6 +95,12 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
     if c.epilogue.row_scale {
         inputs.push(g.constant("scale", &Tensor::from_f32(gpu, &[c.m], &c.scale).unwrap()));
     }
+    if let Some(norm) = c.epilogue.input_norm {
+        inputs.push(g.constant("norm_w", &Tensor::from_f32(gpu, &[c.k], &c.norm.0).unwrap()));
+        if norm.inputs() == 2 {
+            inputs.push(g.constant("norm_b", &Tensor::from_f32(gpu, &[c.k], &c.norm.1).unwrap()));
+        }
+    }
     let y = g.add(c.epilogue, &inputs).unwrap();
     g.output(y).unwrap();
     match Plan::new(gpu, &g) {
@@ -100,7 +116,15 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
 
 fn reference_linear(c: &LinearCase) -> Vec<f64> {
     let bias = to_f64(&c.b);
-    let y = reference::linear(&to_f64(&c.x), &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
+    let (nw, nb) = (to_f64(&c.norm.0), to_f64(&c.norm.1));
+    let x = match c.epilogue.input_norm {
+        None => to_f64(&c.x),
+        Some(InputNorm::Layer { eps }) => reference::layer_norm(&to_f64(&c.x), &nw, &nb, c.k, f64::from(eps)),
+        Some(InputNorm::Rms { eps, unit_offset }) => {
+            reference::rms_norm(&to_f64(&c.x), &nw, c.k, f64::from(eps), f64::from(u8::from(unit_offset)))
+        }
+    };
+    let y = reference::linear(&x, &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
     let mut y: Vec<f64> = match c.epilogue.activation {
         Some(form) => y.into_iter().map(|v| reference::gelu(form, v)).collect(),
         None if c.epilogue.swiglu => reference::swiglu_pairs(&y),
@@ -116,7 +140,11 @@ fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
     let Some(got) = run_linear(gpu, c) else {
         return Ok(());
     };
-    let (atol, rtol) = tolerance(c.k);
+    let (mut atol, rtol) = tolerance(c.k);
+    if c.epilogue.input_norm.is_some() {
+        // Normalised inputs have rms 1 (entries up to √k): dot products √k times larger.
+        atol *= (c.k as f64).sqrt();
+    }
     let cmp = reference::compare(&got, &reference_linear(c), atol, rtol);
     prop_assert!(cmp.passed(), "{}x{}x{} {:?}: {cmp}", c.m, c.n, c.k, c.epilogue);
     Ok(())

@@ -17,8 +17,8 @@ struct Params {
     scale: f32,        // applied to q before the dot product, as open_flamingo does
     kv_heads: u32,     // key/value heads; query head h reads kv head h / (heads / kv_heads)
     norm_eps: f32,     // QK_NORM's RMSNorm eps
-    _pad0: u32,
-    _pad1: u32,
+    k_offset_b: u32,   // k_offset and v_offset in kv_b's rows
+    v_offset_b: u32,
 }
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
@@ -62,6 +62,15 @@ fn kv_row(b: u32, j: u32) -> u32 {
         return (b * params.keys_a + j) * params.kv_stride_a;
     }
     return (b * params.keys_b + j - params.keys_a) * params.kv_stride_b;
+}
+
+// Columns of head 0's key and value in key j's row (kv_b may lay its rows out differently).
+fn k_col(j: u32) -> u32 {
+    return select(params.k_offset_b, params.k_offset, j < params.keys_a);
+}
+
+fn v_col(j: u32) -> u32 {
+    return select(params.v_offset_b, params.v_offset, j < params.keys_a);
 }
 
 fn kv_read(j: u32, i: u32) -> f32 {

@@ -1,5 +1,9 @@
-// What the GEMM kernels (gemm.wgsl, gemm_portable.wgsl) do to each accumulated output before
-// storing it, chosen by override constants so one module serves every fused variant:
+// What the GEMM kernels (gemm.wgsl, gemm_portable.wgsl, gemm_tiled.wgsl, gemm_coop.wgsl) do
+// to each row of x as they load it and to each accumulated output before storing it, chosen
+// by override constants so one module serves every fused variant. On the way in:
+//   x̂ = (x - mean) / std · norm_weight + norm_bias   (NORM_A = 1: the LayerNorm before a GEMM)
+//   x̂ = x / rms · (NORM_OFFSET + norm_weight)         (NORM_A = 2: RMSNorm, Gemma's 1 + w)
+// with each row's statistics computed by the kernel (normed() applies them). On the way out:
 //   v = activation(acc + bias[col])                        (bias optional)
 //   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i)
 //   v = row_scale[row] · v                                 (ROW_SCALE)
@@ -19,6 +23,36 @@ override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-g
 @group(0) @binding(3) var<storage, read> residual: array<Act>;  // an activation
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
 @group(0) @binding(7) var<storage, read> row_scale: array<f32>;
+
+override NORM_A: u32 = 0u;        // x normalised as loaded: 0 no, 1 LayerNorm, 2 RMSNorm
+override NORM_OFFSET: f32 = 0.0;  // NORM_A = 2: 1 scales by 1 + w
+@group(0) @binding(8) var<storage, read> norm_weight: array<f32>;
+@group(0) @binding(9) var<storage, read> norm_bias: array<f32>;
+
+// The centre of a row for NORM_A: its mean (from `sum`) for LayerNorm, 0 for RMSNorm.
+fn norm_centre(sum: f32, k: u32) -> f32 {
+    return select(0.0, sum / f32(k), NORM_A == 1u);
+}
+
+// (centre, 1 / spread) of a row from its centre and Σ(x - centre)² (two passes, as nn.LayerNorm).
+fn norm_stats(centre: f32, squares: f32, k: u32, eps: f32) -> vec2<f32> {
+    return vec2(centre, inverseSqrt(squares / f32(k) + eps));
+}
+
+// Element `col` of a row with statistics `stats`, normalised as NORM_A says.
+fn normed(v: f32, col: u32, stats: vec2<f32>) -> f32 {
+    switch NORM_A {
+        case 1u: { return (v - stats.x) * stats.y * norm_weight[col] + norm_bias[col]; }
+        case 2u: { return v * stats.y * (NORM_OFFSET + norm_weight[col]); }
+        default: { return v; }
+    }
+}
+
+// Elements col .. col + 3 (col a multiple of 4).
+fn normed4(v: vec4<f32>, col: u32, stats: vec2<f32>) -> vec4<f32> {
+    return vec4(normed(v.x, col, stats), normed(v.y, col + 1u, stats), normed(v.z, col + 2u, stats),
+                normed(v.w, col + 3u, stats));
+}
 
 fn biased(acc: f32, col: u32) -> f32 {
     if HAS_BIAS != 0u {

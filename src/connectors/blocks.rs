@@ -5,7 +5,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::ops::{Convert, Epilogue, GeluForm, LayerNorm, Residual, RmsNorm};
+use crate::ops::{Convert, Epilogue, GeluForm, InputNorm, LayerNorm, Residual, RmsNorm};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -105,6 +105,48 @@ impl Linear {
         self.add_epilogue(g, name, x, Epilogue { activation, residual, ..Epilogue::NONE }, &extra)
     }
 
+    /// Adds `skip(activation(norm(x)·Wᵀ + b))` as one GEMM, the norm applied as x is loaded
+    /// (where the GEMM can: a norm over whole rows), else as a norm node in front.
+    pub(crate) fn add_normed(
+        &self,
+        g: &mut Graph,
+        name: &str,
+        norm: &Norm,
+        x: TensorId,
+        activation: Option<GeluForm>,
+        skip: Skip,
+    ) -> Result<TensorId> {
+        let (residual, extra) = match skip {
+            Skip::None => (Residual::None, vec![]),
+            Skip::Add(r) => (Residual::Add, vec![r]),
+            Skip::Gated(r, gate) => (Residual::Gated, vec![r, gate]),
+        };
+        self.add_normed_with(g, name, norm, x, Epilogue { activation, residual, ..Epilogue::NONE }, &extra)
+    }
+
+    /// [`Linear::add_epilogue`] on `norm(x)`, the norm fused into the GEMM's input where it can
+    /// be (its parameters follow `extra`).
+    pub(crate) fn add_normed_with(
+        &self,
+        g: &mut Graph,
+        name: &str,
+        norm: &Norm,
+        x: TensorId,
+        epilogue: Epilogue,
+        extra: &[TensorId],
+    ) -> Result<TensorId> {
+        let Some(input_norm) = norm.as_input_norm() else {
+            let normed = norm.add(g, &format!("{name}.norm"), x)?;
+            return self.add_epilogue(g, name, normed, epilogue, extra);
+        };
+        let mut extra = extra.to_vec();
+        extra.push(g.constant(&format!("{name}.norm.weight"), &norm.weight));
+        if let Some(b) = &norm.bias {
+            extra.push(g.constant(&format!("{name}.norm.bias"), b));
+        }
+        self.add_epilogue(g, name, x, epilogue.with_input_norm(input_norm), &extra)
+    }
+
     /// Adds one GEMM with `epilogue` (its bias flag set from this layer); `extra` are the
     /// epilogue's inputs after the bias, in [`Epilogue::slots`] order.
     pub(crate) fn add_epilogue(
@@ -155,9 +197,28 @@ impl Norm {
         })
     }
 
+    /// A LayerNorm without affine (weight 1, bias 0): what several norms share when their
+    /// affine parts are folded into the weights that follow.
+    pub(crate) fn plain(gpu: &Gpu, dim: usize, eps: f32) -> Result<Self> {
+        Ok(Self {
+            weight: Tensor::from_f32(gpu, &[dim], &vec![1.0; dim])?,
+            bias: Some(Tensor::from_f32(gpu, &[dim], &vec![0.0; dim])?),
+            op: NormOp::Layer(LayerNorm::new(eps)),
+        })
+    }
+
     /// Loads an RMSNorm: `{prefix}.weight` `[dim]`.
     pub(crate) fn load_rms(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, op: RmsNorm) -> Result<Self> {
         Ok(Self { weight: norm_param(gpu, weights, prefix, "weight", dim)?, bias: None, op: NormOp::Rms(op) })
+    }
+
+    /// The norm as a GEMM's input norm, where it is one over whole rows.
+    fn as_input_norm(&self) -> Option<InputNorm> {
+        match self.op {
+            NormOp::Layer(op) if !op.per_head => Some(InputNorm::Layer { eps: op.eps }),
+            NormOp::Rms(op) if !op.per_head => Some(InputNorm::Rms { eps: op.eps, unit_offset: op.unit_offset }),
+            _ => None,
+        }
     }
 
     pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId> {
@@ -196,10 +257,10 @@ impl FeedForward {
         })
     }
 
-    /// Adds `skip(FF(x))` to `g`: the residual (gated or not) rides in the last GEMM.
+    /// Adds `skip(FF(x))` to `g`: the LayerNorm rides in the first GEMM's input, the residual
+    /// (gated or not) in the last one's epilogue.
     pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId, skip: Skip) -> Result<TensorId> {
-        let f = self.norm.add(g, &format!("{name}.0"), x)?;
-        let f = self.up.add(g, &format!("{name}.1"), f, Some(GeluForm::Erf), Skip::None)?;
+        let f = self.up.add_normed(g, &format!("{name}.1"), &self.norm, x, Some(GeluForm::Erf), Skip::None)?;
         self.down.add(g, &format!("{name}.3"), f, None, skip)
     }
 }

@@ -252,8 +252,7 @@ impl GatedXAttnBlock {
         let rows = if immediate { MaskedRows::Zero } else { MaskedRows::Uniform };
         let attention = Attention::new(self.config.heads as u32, d).masked(rows);
 
-        let normed = self.norm.add(&mut g, "attn.norm", x)?;
-        let q = self.to_q.add(&mut g, "attn.to_q", normed, None, Skip::None)?;
+        let q = self.to_q.add_normed(&mut g, "attn.to_q", &self.norm, x, None, Skip::None)?;
         let kv = self.to_kv.add(&mut g, "attn.to_kv", visual, None, Skip::None)?;
         let attended = g.add(attention, &[q, kv, mask])?;
         let attn_gate = g.constant("attn_gate", &self.attn_gate);

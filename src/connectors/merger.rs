@@ -377,11 +377,12 @@ impl Merger {
                 }
             }
         }
-        if let Some(norm) = &self.post_norm {
-            h = norm.add(&mut g, "post_norm", h)?;
-        }
-        for layer in &self.layers {
-            h = layer.linear.add(&mut g, layer.name, h, layer.act, Skip::None)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // InternVL's LayerNorm(4C) and Gemma's RMSNorm ride in the first GEMM's input.
+            h = match (&self.post_norm, i) {
+                (Some(norm), 0) => layer.linear.add_normed(&mut g, layer.name, norm, h, layer.act, Skip::None)?,
+                _ => layer.linear.add(&mut g, layer.name, h, layer.act, Skip::None)?,
+            };
             if layer.name == "merging_layer" {
                 aux = Some(h);
             }

@@ -7,10 +7,11 @@
 //! y = h + tanh(mlp_gate) · row_mask · down(silu(gate(rms(h))) · up(rms(h)))
 //! ```
 //!
-//! Eight dispatches: two RMSNorms, the q and the fused k/v projections, flash attention with
-//! grouped key/value heads, the per-head q/k norms and the additive mask inside, `o_proj` with
-//! the gated residual in its epilogue, the SwiGLU gate/up GEMM, and `down_proj` with the row
-//! mask and the second gated residual in its epilogue. As transformers 5 does (and Meta's
+//! Six dispatches: the q projection (its RMSNorm applied as the GEMM loads x) and the fused
+//! k/v projection, flash attention with grouped key/value heads, the per-head q/k norms and the
+//! additive mask inside, `o_proj` with the gated residual in its epilogue, the SwiGLU gate/up
+//! GEMM (its RMSNorm on the way in), and `down_proj` with the row mask and the second gated
+//! residual in its epilogue. As transformers 5 does (and Meta's
 //! reference does not), a text row with no image to attend to still gets its attention
 //! residual; only its MLP branch is zeroed.
 
@@ -179,8 +180,7 @@ impl MllamaCrossAttention {
         let row_mask = g.input("full_text_row_masked_out_mask", &[batch * text])?;
         let (attn_gate, mlp_gate) = (g.constant("attn_gate", &self.attn_gate), g.constant("mlp_gate", &self.mlp_gate));
 
-        let normed = self.input_norm.add(&mut g, "input_layernorm", x)?;
-        let q = self.q_proj.add(&mut g, "q_proj", normed, None, Skip::None)?;
+        let q = self.q_proj.add_normed(&mut g, "q_proj", &self.input_norm, x, None, Skip::None)?;
         let kv = self.kv_proj.add(&mut g, "kv_proj", states, None, Skip::None)?;
         let attention = Attention::new(c.heads as u32, d)
             .grouped(c.kv_heads as u32)
@@ -196,8 +196,7 @@ impl MllamaCrossAttention {
             g.add(attention, &[q, kv, mask, norms])?
         };
         let h1 = self.o_proj.add(&mut g, "o_proj", attended, None, Skip::Gated(x, attn_gate))?;
-        let normed = self.post_norm.add(&mut g, "post_attention_layernorm", h1)?;
-        let act = self.gate_up.add_epilogue(&mut g, "gate_up_proj", normed, Epilogue::SWIGLU, &[])?;
+        let act = self.gate_up.add_normed_with(&mut g, "gate_up_proj", &self.post_norm, h1, Epilogue::SWIGLU, &[])?;
         let epilogue = Epilogue::NONE.with_residual(Residual::Gated).with_row_scale();
         let y = self.down.add_epilogue(&mut g, "down_proj", act, epilogue, &[h1, mlp_gate, row_mask])?;
         g.output(y)?;

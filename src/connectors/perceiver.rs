@@ -2,6 +2,11 @@
 //! attend to `concat(norm_media(x), norm_latents(latents))`, then a no-bias FFN, both with
 //! residuals, and a final LayerNorm; every media item is resampled independently to the same
 //! number of latents whatever its token count.
+//!
+//! The media's K/V do not depend on the latents: each layer's `norm_media` affine is folded into
+//! its `to_kv` rows at load (`LN(x)·Wᵀ = x̂·(W·diag γ)ᵀ + W·β`), so one LayerNorm and one GEMM give
+//! every layer's media K/V. Each layer's q, k and v of the latents are one GEMM too (`to_q` and
+//! `to_kv` stacked), read in place by the attention's two sources.
 
 use super::blocks::{FeedForward, Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
 use super::{ConnectorPlan, StateDict, finish};
@@ -45,10 +50,9 @@ impl Default for PerceiverConfig {
 
 #[derive(Debug, Clone)]
 struct Layer {
-    norm_media: Norm,
     norm_latents: Norm,
-    to_q: Linear,
-    to_kv: Linear,
+    /// `[to_q; to_kv]`: the latents' q, k and v in one GEMM.
+    to_qkv: Linear,
     to_out: Linear,
     ff: FeedForward,
 }
@@ -57,6 +61,10 @@ struct Layer {
 #[derive(Debug, Clone)]
 pub struct PerceiverResampler {
     latents: Tensor,
+    /// LayerNorm without affine over the media: what every layer's `norm_media` shares.
+    media_norm: Norm,
+    /// Every layer's `to_kv` with its `norm_media` affine folded in, stacked: `[depth·2·inner, dim]`.
+    media_kv: Linear,
     layers: Vec<Layer>,
     norm: Norm,
     heads: usize,
@@ -88,31 +96,43 @@ impl PerceiverResampler {
         }
         let mut layers = Vec::with_capacity(depth);
         let mut inner = 0;
+        let mut media_kv = Vec::new();
         for i in 0..depth {
             let (attn, ff) = (format!("{prefix}layers.{i}.0"), format!("{prefix}layers.{i}.1"));
-            let to_q = Linear::load(gpu, weights, &format!("{attn}.to_q"), dim, false)?;
-            inner = to_q.out_features();
+            let (q_name, kv_name) = (format!("{attn}.to_q"), format!("{attn}.to_kv"));
+            inner = weights.shape(&format!("{q_name}.weight"))?.first().copied().unwrap_or(0);
             head_dim(NAME, inner, config.heads)?;
-            let to_kv = Linear::load(gpu, weights, &format!("{attn}.to_kv"), dim, false)?;
-            if to_kv.out_features() != 2 * inner {
+            let to_qkv = Linear::concat(gpu, weights, &[&q_name, &kv_name], dim, false)?;
+            if to_qkv.out_features() != 3 * inner {
                 return Err(Error::Weights {
-                    name: format!("{attn}.to_kv.weight"),
-                    problem: format!("{} rows, expected 2·{inner} ([K; V])", to_kv.out_features()),
+                    name: format!("{kv_name}.weight"),
+                    problem: format!("{} rows, expected 2·{inner} ([K; V])", to_qkv.out_features() - inner),
                 });
             }
+            media_kv.push((format!("{kv_name}.weight"), format!("{attn}.norm_media")));
             layers.push(Layer {
-                norm_media: Norm::load(gpu, weights, &format!("{attn}.norm_media"), dim, eps)?,
                 norm_latents: Norm::load(gpu, weights, &format!("{attn}.norm_latents"), dim, eps)?,
-                to_q,
-                to_kv,
+                to_qkv,
                 to_out: Linear::load(gpu, weights, &format!("{attn}.to_out"), inner, false)?,
                 ff: FeedForward::load(gpu, weights, &ff, dim, eps)?,
             });
         }
+        let media_kv = fold_media_norms(gpu, weights, &media_kv, dim)?;
+        let media_norm = Norm::plain(gpu, dim, eps)?;
         let latents = Tensor::from_f32(gpu, &[num_latents, dim], &weights.f32(&latents_name, None)?)?;
         let norm = Norm::load(gpu, weights, &format!("{prefix}norm"), dim, eps)?;
         gpu.flush("uploading resampler weights")?;
-        Ok(Self { latents, layers, norm, heads: config.heads, dim, inner, activations: DType::F32 })
+        Ok(Self {
+            latents,
+            media_norm,
+            media_kv,
+            layers,
+            norm,
+            heads: config.heads,
+            dim,
+            inner,
+            activations: DType::F32,
+        })
     }
 
     /// Runs later plans with activations stored as `dtype` (f32, the default, or f16: f32
@@ -154,19 +174,30 @@ impl PerceiverResampler {
     pub fn graph(&self, items: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let x = g.input_as("x", &[items, tokens, self.dim], self.activations)?;
-        let latents = activation_constant(&mut g, "latents", &self.latents, self.activations)?;
-        let mut latents = g.add(Repeat { times: items }, &[latents])?;
+        let mut latents = activation_constant(&mut g, "latents", &self.latents, self.activations)?;
+        if items > 1 {
+            latents = g.add(Repeat { times: items }, &[latents])?;
+        }
         let d = head_dim(NAME, self.inner, self.heads)?;
-        let attention = Attention::new(self.heads as u32, d).two_sources();
+        let inner = self.inner as u32;
+        // Every layer's media K/V: `[items, tokens, depth · [K | V]]`.
+        let kv_media = self.media_kv.add_normed(&mut g, "to_kv.media", &self.media_norm, x, None, Skip::None)?;
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("layers.{i}");
-            let media = layer.norm_media.add(&mut g, &format!("{name}.norm_media"), x)?;
-            let normed = layer.norm_latents.add(&mut g, &format!("{name}.norm_latents"), latents)?;
-            let q = layer.to_q.add(&mut g, &format!("{name}.to_q"), normed, None, Skip::None)?;
-            // K/V of the media and of the latents, attended as one sequence without a concat.
-            let kv_media = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), media, None, Skip::None)?;
-            let kv_latents = layer.to_kv.add(&mut g, &format!("{name}.to_kv"), normed, None, Skip::None)?;
-            let attended = g.add(attention, &[q, kv_media, kv_latents])?;
+            let qkv = layer.to_qkv.add_normed(
+                &mut g,
+                &format!("{name}.to_qkv"),
+                &layer.norm_latents,
+                latents,
+                None,
+                Skip::None,
+            )?;
+            // Media keys first (this layer's columns), then the latents' from their [q | k | v].
+            let base = 2 * inner * i as u32;
+            let attention = Attention::new(self.heads as u32, d)
+                .offsets(0, base, base + inner)
+                .second_source_offsets(inner, 2 * inner);
+            let attended = g.add(attention, &[qkv, kv_media, qkv])?;
             latents = layer.to_out.add(&mut g, &format!("{name}.to_out"), attended, None, Skip::Add(latents))?;
             latents = layer.ff.add(&mut g, &format!("{name}.1"), latents, Skip::Add(latents))?;
         }
@@ -179,4 +210,32 @@ impl PerceiverResampler {
     pub fn plan(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
         finish(gpu, self.graph(items, tokens)?)
     }
+}
+
+/// Every layer's `to_kv` (`W`, `[2·inner, dim]`) with its `norm_media` affine (`γ`, `β`) folded
+/// in, stacked: weight rows `W·diag γ` (in the checkpoint's dtype), bias `W·β` (in f64), so
+/// that `LN(x)·Wᵀ = x̂·(W·diag γ)ᵀ + W·β` with `x̂` the media normalised without affine.
+fn fold_media_norms(gpu: &Gpu, weights: &Weights, layers: &[(String, String)], dim: usize) -> Result<Linear> {
+    let mut norms = Vec::with_capacity(layers.len());
+    let mut bias = Vec::new();
+    for (kv, norm) in layers {
+        let [gamma, beta] = ["weight", "bias"].map(|leaf| weights.f32(&format!("{norm}.{leaf}"), Some(&[dim])));
+        let (gamma, beta) = (gamma?, beta?);
+        let w = weights.f32(kv, None)?;
+        bias.extend(
+            w.chunks(dim)
+                .map(|row| row.iter().zip(&beta).map(|(&w, &b)| f64::from(w) * f64::from(b)).sum::<f64>() as f32),
+        );
+        norms.push(gamma);
+    }
+    let names: Vec<&str> = layers.iter().map(|(kv, _)| kv.as_str()).collect();
+    let rows = bias.len();
+    let weight = weights.upload_arranged(gpu, &names, &[rows, dim], |values| {
+        values
+            .iter()
+            .zip(&norms)
+            .flat_map(|(w, gamma)| w.chunks(dim).flat_map(move |row| row.iter().zip(gamma).map(|(w, g)| w * g)))
+            .collect()
+    })?;
+    Linear::from_tensors(NAME, weight, Some(Tensor::from_f32(gpu, &[rows], &bias)?))
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::ops::{Attention, GeluForm, Repeat};
+use crate::reference;
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -84,8 +85,6 @@ impl QFormerConfig {
 struct Sublayer {
     /// Self: Q, K, V fused into one `[3H, H]` projection. Cross: the query projection.
     query: Linear,
-    /// Cross only: K and V fused into `[2H, encoder_width]`.
-    key_value: Option<Linear>,
     output: Linear,
     norm: Norm,
 }
@@ -102,8 +101,11 @@ struct Layer {
 /// A BLIP-2 Q-Former with its weights on the GPU.
 #[derive(Debug, Clone)]
 pub struct QFormer {
-    query_tokens: Tensor,
-    embed_norm: Norm,
+    /// `qformer.layernorm(query_tokens)`: input-independent, so computed once at load.
+    query_states: Tensor,
+    /// The K and V projections of every cross-attention layer stacked into one GEMM over the
+    /// image features: `[key₀; value₀; key₂; value₂; ..]`.
+    cross_key_value: Linear,
     layers: Vec<Layer>,
     config: QFormerConfig,
     hidden: usize,
@@ -133,6 +135,7 @@ impl QFormer {
             });
         }
         let mut encoder_width = 0;
+        let mut cross_kv = Vec::new();
         let mut layers = Vec::with_capacity(layer_count);
         for i in 0..layer_count {
             let p = format!("qformer.encoder.layer.{i}");
@@ -148,7 +151,6 @@ impl QFormer {
                     hidden,
                     true,
                 )?,
-                key_value: None,
                 output: Linear::load(gpu, weights, &format!("{p}.attention.output.dense"), hidden, true)?,
                 norm: Norm::load(gpu, weights, &format!("{p}.attention.output.LayerNorm"), hidden, eps)?,
             };
@@ -156,15 +158,9 @@ impl QFormer {
                 let c = format!("{p}.crossattention");
                 let key = weights.shape(&format!("{c}.attention.key.weight"))?;
                 encoder_width = key.get(1).copied().unwrap_or(0);
+                cross_kv.extend([format!("{c}.attention.key"), format!("{c}.attention.value")]);
                 Some(Sublayer {
                     query: Linear::load(gpu, weights, &format!("{c}.attention.query"), hidden, true)?,
-                    key_value: Some(Linear::concat(
-                        gpu,
-                        weights,
-                        &[&format!("{c}.attention.key"), &format!("{c}.attention.value")],
-                        encoder_width,
-                        true,
-                    )?),
                     output: Linear::load(gpu, weights, &format!("{c}.output.dense"), hidden, true)?,
                     norm: Norm::load(gpu, weights, &format!("{c}.output.LayerNorm"), hidden, eps)?,
                 })
@@ -177,12 +173,26 @@ impl QFormer {
             let norm = Norm::load(gpu, weights, &format!("{p}.output_query.LayerNorm"), hidden, eps)?;
             layers.push(Layer { attention, cross, intermediate, output, norm });
         }
-        let query_tokens = Tensor::from_f32(gpu, &[queries, hidden], &weights.f32("query_tokens", None)?)?;
-        let embed_norm = Norm::load(gpu, weights, "qformer.layernorm", hidden, eps)?;
+        let prefixes: Vec<&str> = cross_kv.iter().map(String::as_str).collect();
+        if prefixes.is_empty() {
+            return Err(Error::Weights {
+                name: "qformer.encoder.layer.0.crossattention.attention.key.weight".into(),
+                problem: "no cross-attention layer in the checkpoint".into(),
+            });
+        }
+        let cross_key_value = Linear::concat(gpu, weights, &prefixes, encoder_width, true)?;
+        // The embedding LayerNorm of the learnable queries, once, in f64.
+        let tokens = weights.f32("query_tokens", None)?;
+        let [gamma, beta] =
+            ["weight", "bias"].map(|leaf| weights.f32(&format!("qformer.layernorm.{leaf}"), Some(&[hidden])));
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        let normed = reference::layer_norm(&wide(&tokens), &wide(&gamma?), &wide(&beta?), hidden, f64::from(eps));
+        let normed: Vec<f32> = normed.iter().map(|&v| v as f32).collect();
+        let query_states = Tensor::from_f32(gpu, &[queries, hidden], &normed)?;
         gpu.flush("uploading Q-Former weights")?;
         Ok(Self {
-            query_tokens,
-            embed_norm,
+            query_states,
+            cross_key_value,
             layers,
             config,
             hidden,
@@ -246,7 +256,7 @@ impl QFormer {
 
     /// `[queries, hidden, encoder_width, layers]`.
     pub fn dims(&self) -> [usize; 4] {
-        [self.query_tokens.shape()[0], self.hidden, self.encoder_width, self.layers.len()]
+        [self.query_states.shape()[0], self.hidden, self.encoder_width, self.layers.len()]
     }
 
     /// The graph for `image_embeds` `[batch, tokens, encoder_width]` → `[batch, queries,
@@ -255,12 +265,16 @@ impl QFormer {
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
-        let tokens = activation_constant(&mut g, "query_tokens", &self.query_tokens, self.activations)?;
-        let tokens = g.add(Repeat { times: batch }, &[tokens])?;
-        let mut h = self.embed_norm.add(&mut g, "qformer.layernorm", tokens)?;
+        let mut h = activation_constant(&mut g, "query_states", &self.query_states, self.activations)?;
+        if batch > 1 {
+            h = g.add(Repeat { times: batch }, &[h])?;
+        }
         let heads = self.config.num_attention_heads as u32;
         let d = head_dim(NAME, self.hidden, self.config.num_attention_heads)?;
         let width = heads * d;
+        // Every cross-attention layer's K and V in one GEMM; layer j reads its columns.
+        let kv = self.cross_key_value.add(&mut g, "cross.key_value", image, None, Skip::None)?;
+        let mut cross_index = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("layer.{i}");
             let a = &layer.attention;
@@ -270,9 +284,9 @@ impl QFormer {
             h = a.norm.add(&mut g, &format!("{name}.attention.LayerNorm"), sum)?;
             if let Some(c) = &layer.cross {
                 let q = c.query.add(&mut g, &format!("{name}.cross.query"), h, None, Skip::None)?;
-                let kv_proj = c.key_value.as_ref().ok_or_else(|| Error::Graph("cross-attention without K/V".into()))?;
-                let kv = kv_proj.add(&mut g, &format!("{name}.cross.key_value"), image, None, Skip::None)?;
-                let attended = g.add(Attention::new(heads, d), &[q, kv])?;
+                let base = 2 * width * cross_index;
+                cross_index += 1;
+                let attended = g.add(Attention::new(heads, d).offsets(0, base, base + width), &[q, kv])?;
                 let sum = c.output.add(&mut g, &format!("{name}.cross.output"), attended, None, Skip::Add(h))?;
                 h = c.norm.add(&mut g, &format!("{name}.cross.LayerNorm"), sum)?;
             }

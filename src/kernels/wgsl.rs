@@ -14,6 +14,8 @@ pub const STORAGE_F16: &str = include_str!("../../shaders/common/storage_f16.wgs
 pub const ACTIVATIONS: &str = include_str!("../../shaders/common/activations.wgsl");
 /// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
 pub const GEMM_EPILOGUE: &str = include_str!("../../shaders/common/gemm_epilogue.wgsl");
+/// x of the scalar-load GEMMs and the input norm's row statistics.
+pub const GEMM_INPUT_SCALAR: &str = include_str!("../../shaders/common/gemm_input_scalar.wgsl");
 /// GEMM weight readers, one per storage type: four at a time ...
 pub const WEIGHTS_VEC4_F32: &str = include_str!("../../shaders/common/weights_vec4_f32.wgsl");
 /// (f16 weights, four at a time)
@@ -38,6 +40,7 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/storage_f16.wgsl", STORAGE_F16, &[]),
     ("common/activations.wgsl", ACTIVATIONS, &[]),
     ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
+    ("common/gemm_input_scalar.wgsl", GEMM_INPUT_SCALAR, &[STORAGE_F32, ACTIVATIONS, GEMM_EPILOGUE]),
     ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
     ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),

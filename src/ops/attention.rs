@@ -77,6 +77,8 @@ pub struct Attention {
     pub kv_heads: u32,
     /// Keys/values come from two tensors (the Perceiver's media and latents).
     pub two_sources: bool,
+    /// `(k_offset, v_offset)` in the second source's rows, when they differ from the first's.
+    pub second_offsets: Option<(u32, u32)>,
     /// The mask input.
     pub mask: Mask,
     /// Per-head RMSNorm of q and k with this eps (norm weights are the last input).
@@ -97,6 +99,7 @@ impl Attention {
             v_offset: heads * head_dim,
             kv_heads: heads,
             two_sources: false,
+            second_offsets: None,
             mask: Mask::None,
             qk_norm: None,
             scale: 1.0 / (head_dim as f32).sqrt(),
@@ -126,6 +129,20 @@ impl Attention {
     /// Keys and values continue in a second tensor (read in place, not concatenated).
     pub fn two_sources(self) -> Self {
         Self { two_sources: true, ..self }
+    }
+
+    /// A second source whose rows hold head 0's key at column `k` and value at `v` (the
+    /// Perceiver's latents in a fused `[q | k | v]` row beside the media's `[.. k | v ..]`).
+    pub fn second_source_offsets(self, k: u32, v: u32) -> Self {
+        Self { two_sources: true, second_offsets: Some((k, v)), ..self }
+    }
+
+    /// `(k_offset, v_offset)` of source `i`.
+    fn source_offsets(&self, i: usize) -> (u32, u32) {
+        match (i, self.second_offsets) {
+            (1, Some(kv)) => kv,
+            _ => (self.k_offset, self.v_offset),
+        }
     }
 
     /// Takes a keep mask input; fully masked rows behave as `rows` says.
@@ -275,9 +292,10 @@ impl Attention {
 
     /// Checks the key/value sources; returns their total key count.
     fn check_sources(&self, batch: usize, sources: &[&Meta]) -> Result<usize> {
-        let need = u64::from(self.k_offset.max(self.v_offset)) + self.kv_width();
         let mut keys = 0;
         for (i, m) in sources.iter().enumerate() {
+            let (k, v) = self.source_offsets(i);
+            let need = u64::from(k.max(v)) + self.kv_width();
             let what = format!("key/value source {i}");
             check_rank(&what, &m.shape)?;
             let (b, rows, width) = batch_rows_cols(&m.shape);
@@ -334,6 +352,8 @@ impl Attention {
             kv_stride_b,
             k_offset: self.k_offset as usize,
             v_offset: self.v_offset as usize,
+            k_offset_b: self.source_offsets(1).0 as usize,
+            v_offset_b: self.source_offsets(1).1 as usize,
             scale: self.scale,
             norm_eps: self.qk_norm.unwrap_or(0.0),
         }
@@ -393,6 +413,10 @@ pub struct Geometry {
     pub k_offset: usize,
     /// Column of head 0's value in a K/V row.
     pub v_offset: usize,
+    /// Column of head 0's key in a row of the second source.
+    pub k_offset_b: usize,
+    /// Column of head 0's value in a row of the second source.
+    pub v_offset_b: usize,
     /// Applied to q before the dot product.
     pub scale: f32,
     /// The q/k RMSNorm's eps (when the attention has one).
@@ -408,6 +432,11 @@ impl Geometry {
     /// (batch · heads · queries) rows of scores.
     pub fn rows(&self) -> usize {
         self.batch * self.heads * self.queries
+    }
+
+    /// `(k_offset, v_offset)` of key `j`'s source.
+    pub fn offsets_of(&self, j: usize) -> (usize, usize) {
+        if j < self.keys_a { (self.k_offset, self.v_offset) } else { (self.k_offset_b, self.v_offset_b) }
     }
 
     /// The key/value head query head `h` reads.

@@ -7,6 +7,55 @@ use crate::error::{Error, Result};
 /// Name in errors and reports.
 pub const NAME: &str = "linear";
 
+/// A norm applied to each row of x as the GEMM loads it (its statistics computed in the GEMM,
+/// once per row per workgroup): the LayerNorm or RMSNorm that precedes a projection, without
+/// a dispatch or a stored normalised copy of its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InputNorm {
+    /// `nn.LayerNorm(K, eps)` with weight and bias (two inputs).
+    Layer {
+        /// Added to the variance.
+        eps: f32,
+    },
+    /// RMSNorm `x / rms · (offset + w)` with its weight (one input); `unit_offset` is Gemma's
+    /// `1 + w`.
+    Rms {
+        /// Added to the mean square.
+        eps: f32,
+        /// Scale by `1 + w`.
+        unit_offset: bool,
+    },
+}
+
+impl InputNorm {
+    /// Its parameter inputs: weight (and bias for LayerNorm).
+    pub fn inputs(self) -> usize {
+        match self {
+            InputNorm::Layer { .. } => 2,
+            InputNorm::Rms { .. } => 1,
+        }
+    }
+
+    /// Its eps.
+    pub fn eps(self) -> f32 {
+        match self {
+            InputNorm::Layer { eps } | InputNorm::Rms { eps, .. } => eps,
+        }
+    }
+}
+
+impl Eq for InputNorm {}
+
+impl std::hash::Hash for InputNorm {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        self.eps().to_bits().hash(state);
+        if let InputNorm::Rms { unit_offset, .. } = self {
+            unit_offset.hash(state);
+        }
+    }
+}
+
 /// What is added to the output after the activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Residual {
@@ -19,10 +68,11 @@ pub enum Residual {
 }
 
 /// What happens to each accumulated output `acc` before it is stored:
-/// `residual (+ tanh(gate)·) scale[row] · activation(acc + bias)`. The op's inputs: x `[.., K]`,
-/// the weight `[N, K]` (PyTorch's `nn.Linear` layout), then in this order the bias `[N]`, the
-/// residual (the output's shape), the gate `[1]` and the row scale (one f32 per output row),
-/// each when the epilogue has it.
+/// `residual (+ tanh(gate)·) scale[row] · activation(acc + bias)`, and to x as it is loaded
+/// (`input_norm`). The op's inputs: x `[.., K]`, the weight `[N, K]` (PyTorch's `nn.Linear`
+/// layout), then in this order the bias `[N]`, the residual (the output's shape), the gate
+/// `[1]`, the row scale (one f32 per output row) and the input norm's weight and bias `[K]`,
+/// each when the op has it.
 ///
 /// With `swiglu` the weight's rows interleave two projections, `[gate₀, up₀, gate₁, up₁, ..]`
 /// (see [`interleave_rows`]), and output column `i` is `silu(gate_i + b) · (up_i + b)`: Llama's
@@ -40,12 +90,20 @@ pub struct Epilogue {
     pub row_scale: bool,
     /// What is added last.
     pub residual: Residual,
+    /// Normalises each row of x on the way in.
+    pub input_norm: Option<InputNorm>,
 }
 
 impl Epilogue {
     /// `x·Wᵀ`
-    pub const NONE: Epilogue =
-        Epilogue { bias: false, activation: None, swiglu: false, row_scale: false, residual: Residual::None };
+    pub const NONE: Epilogue = Epilogue {
+        bias: false,
+        activation: None,
+        swiglu: false,
+        row_scale: false,
+        residual: Residual::None,
+        input_norm: None,
+    };
     /// `x·Wᵀ + b`
     pub const BIAS: Epilogue = Epilogue { bias: true, ..Self::NONE };
     /// `silu(x·W_gateᵀ) · (x·W_upᵀ)` over interleaved weight rows.
@@ -61,6 +119,11 @@ impl Epilogue {
         Epilogue { residual, ..self }
     }
 
+    /// The same op normalising x's rows as it loads them.
+    pub const fn with_input_norm(self, norm: InputNorm) -> Epilogue {
+        Epilogue { input_norm: Some(norm), ..self }
+    }
+
     /// The same epilogue with a per-row scale before the residual.
     pub const fn with_row_scale(self) -> Epilogue {
         Epilogue { row_scale: true, ..self }
@@ -73,7 +136,10 @@ impl Epilogue {
 
     /// Number of inputs the op takes: x, weight, then the optional ones.
     pub fn arity(self) -> usize {
-        2 + usize::from(self.bias) + self.residual_inputs() + usize::from(self.row_scale)
+        2 + usize::from(self.bias)
+            + self.residual_inputs()
+            + usize::from(self.row_scale)
+            + self.input_norm.map_or(0, InputNorm::inputs)
     }
 
     fn residual_inputs(self) -> usize {
@@ -84,15 +150,18 @@ impl Epilogue {
         }
     }
 
-    /// The input index of (x, weight, bias, residual, gate, row scale); `None` where absent.
-    pub fn slots(self) -> [Option<usize>; 6] {
+    /// The input index of (x, weight, bias, residual, gate, row scale, norm weight, norm
+    /// bias); `None` where absent.
+    pub fn slots(self) -> [Option<usize>; 8] {
         let mut next = 2..;
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.bias);
         let residual = take(self.residual != Residual::None);
         let gate = take(self.residual == Residual::Gated);
         let row_scale = take(self.row_scale);
-        [Some(0), Some(1), bias, residual, gate, row_scale]
+        let norm_weight = take(self.input_norm.is_some());
+        let norm_bias = take(matches!(self.input_norm, Some(InputNorm::Layer { .. })));
+        [Some(0), Some(1), bias, residual, gate, row_scale, norm_weight, norm_bias]
     }
 
     /// Checks x `[.., K]`, weight `[N, K]`, bias `[N]`, residual and gate; returns y `[.., N]`
@@ -144,6 +213,17 @@ impl Epilogue {
             && inputs[r].len() != m
         {
             return Err(Error::shape(NAME, "row scale elements (one per row)", m, format!("{:?}", inputs[r].shape)));
+        }
+        for slot in [slots[6], slots[7]].into_iter().flatten() {
+            if inputs[slot].shape.as_slice() != [k] {
+                let got = format!("{:?}", inputs[slot].shape);
+                return Err(Error::shape(NAME, "input norm parameter shape", format!("[{k}]"), got));
+            }
+        }
+        if let Some(norm) = self.input_norm
+            && !(norm.eps().is_finite() && norm.eps() >= 0.0)
+        {
+            return Err(Error::shape(NAME, "input norm eps", "finite and >= 0", norm.eps()));
         }
         Ok(Meta { shape: out, dtype: inputs[0].dtype })
     }

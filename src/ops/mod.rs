@@ -16,7 +16,7 @@ pub use activation::GeluForm;
 pub use anyres::AnyResLayout;
 pub use attention::{Attention, Geometry, Mask, MaskedRows, Naive, Pass};
 pub use elementwise::{Convert, Repeat};
-pub use linear::{Epilogue, Residual, interleave_rows};
+pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};
 pub use pool::{AvgPool, BilinearHalf};
 pub use shuffle::{ChannelOrder, ImageGrid, PixelShuffle};

@@ -60,9 +60,13 @@ pub fn attention_scores(
     let mut scores = Vec::with_capacity(batch * heads * queries * keys);
     for b in 0..batch {
         for h in 0..heads {
-            let k0 = p.k_offset + p.kv_head(h) * head_dim;
-            let keys_normed: Vec<Vec<f64>> =
-                (0..keys).map(|j| norm(&key_row(p, kv, b, j)[k0..k0 + head_dim], 1)).collect();
+            let head = p.kv_head(h) * head_dim;
+            let keys_normed: Vec<Vec<f64>> = (0..keys)
+                .map(|j| {
+                    let k0 = p.offsets_of(j).0 + head;
+                    norm(&key_row(p, kv, b, j)[k0..k0 + head_dim], 1)
+                })
+                .collect();
             for i in 0..queries {
                 let q0 = (b * queries + i) * p.q_stride + p.q_offset + h * head_dim;
                 let qh: Vec<f64> = norm(&q[q0..q0 + head_dim], 0).iter().map(|v| v * f64::from(p.scale)).collect();
@@ -115,11 +119,12 @@ pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> 
     let mut out = vec![0.0; batch * queries * width];
     for b in 0..batch {
         for h in 0..heads {
-            let v0 = p.v_offset + p.kv_head(h) * head_dim;
+            let head = p.kv_head(h) * head_dim;
             for i in 0..queries {
                 let o = (b * queries + i) * width + h * head_dim;
                 let w = &weights[((b * heads + h) * queries + i) * keys..][..keys];
                 for (j, wj) in w.iter().enumerate() {
+                    let v0 = p.offsets_of(j).1 + head;
                     for (acc, v) in out[o..o + head_dim].iter_mut().zip(&key_row(p, kv, b, j)[v0..v0 + head_dim]) {
                         *acc += wj * v;
                     }

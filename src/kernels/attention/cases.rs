@@ -74,7 +74,17 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
     let mut kv = vec![c.input("kv_a", &[batch, ka, 2 * kv_w], storage, kv_a)];
     if kb > 0 {
         cfg = cfg.two_sources();
-        kv.push(c.input("kv_b", &[batch, kb, 2 * kv_w], storage, kv_b));
+        // Half the time kv_b's rows start with `pre` NaN columns (the Perceiver's [q | k | v]
+        // latents beside [k | v] media): reading them would show.
+        let pre = if rng.bool(0.5) { rng.range(1, 9) } else { 0 };
+        if pre > 0 {
+            cfg = cfg.second_source_offsets(pre as u32, (pre + kv_w) as u32);
+            kv_b = kv_b
+                .chunks(2 * kv_w)
+                .flat_map(|row| std::iter::repeat_n(f32::NAN, pre).chain(row.iter().copied()))
+                .collect();
+        }
+        kv.push(c.input("kv_b", &[batch, kb, pre + 2 * kv_w], storage, kv_b));
     }
     let keys = ka + kb;
     let mut extra = Extra::default();

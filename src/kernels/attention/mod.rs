@@ -49,10 +49,10 @@ pub struct Params {
     pub kv_heads: u32,
     /// The q/k RMSNorm's eps.
     pub norm_eps: f32,
-    /// Padding to 64 bytes.
-    pub _pad0: u32,
-    /// Padding.
-    pub _pad1: u32,
+    /// Column of head 0's key in a row of the second source.
+    pub k_offset_b: u32,
+    /// Column of head 0's value in a row of the second source.
+    pub v_offset_b: u32,
 }
 
 impl From<&Geometry> for Params {
@@ -72,8 +72,8 @@ impl From<&Geometry> for Params {
             scale: g.scale,
             kv_heads: g.kv_heads as u32,
             norm_eps: g.norm_eps,
-            _pad0: 0,
-            _pad1: 0,
+            k_offset_b: g.k_offset_b as u32,
+            v_offset_b: g.v_offset_b as u32,
         }
     }
 }

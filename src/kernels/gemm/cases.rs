@@ -4,7 +4,7 @@ use super::NAME;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
-use crate::ops::{Epilogue, GeluForm, Residual};
+use crate::ops::{Epilogue, GeluForm, InputNorm, Residual};
 use crate::reference;
 
 /// Random shapes, epilogues and weight dtypes; x from the fuzz distributions. A dot
@@ -22,6 +22,14 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     ]);
     if rng.bool(0.2) {
         epilogue = epilogue.with_row_scale();
+    }
+    if rng.bool(0.25) {
+        let eps = rng.pick(&[1e-5, 1e-6]);
+        epilogue = epilogue.with_input_norm(if rng.bool(0.5) {
+            InputNorm::Layer { eps }
+        } else {
+            InputNorm::Rms { eps, unit_offset: rng.bool(0.5) }
+        });
     }
     // SwiGLU reads gate/up pairs of weight rows.
     let n = if epilogue.swiglu { 2 * n } else { n };
@@ -43,10 +51,26 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     if epilogue.row_scale {
         inputs.push(c.constant("row_scale", &[m], DType::F32, scale.clone()));
     }
+    let (norm_w, norm_b) = (rng.normals(k, 1.0), rng.normals(k, 0.5));
+    if let Some(norm) = epilogue.input_norm {
+        inputs.push(c.constant("norm_weight", &[k], DType::F32, norm_w.clone()));
+        if norm.inputs() == 2 {
+            inputs.push(c.constant("norm_bias", &[k], DType::F32, norm_b.clone()));
+        }
+    }
     let y = c.node(epilogue, &inputs)?;
     let abs = |v: &[f32]| v.iter().map(|a| f64::from(a.abs())).collect::<Vec<_>>();
     let bias = epilogue.has_bias().then(|| abs(&b));
-    let magnitude = reference::linear(&abs(&x), &abs(&w), bias.as_deref(), m, n, k);
+    // With an input norm the GEMM sees x̂, each element off by a few ulps of the row's largest
+    // |x| over its spread (f32 cancellation in x - mean, as a separate f32 LayerNorm).
+    let (x_seen, row_error) = match epilogue.input_norm {
+        None => (abs(&x), vec![0.0; m]),
+        Some(norm) => normed_input(&x, k, norm, &norm_w, &norm_b),
+    };
+    let mut magnitude = reference::linear(&x_seen, &abs(&w), bias.as_deref(), m, n, k);
+    for (row, e) in magnitude.chunks_mut(n).zip(&row_error) {
+        row.iter_mut().for_each(|v| *v *= 1.0 + e);
+    }
     let ulps = 4e-7 * (k as f64).sqrt();
     // silu(g)·u: each factor's rounding times the other's size (|silu'| <= 1.1).
     let mut extra: Vec<f64> = if epilogue.swiglu {
@@ -60,6 +84,30 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let description =
         format!("{m}x{k}x{n} {storage} activations {weights} weights {epilogue:?} {kind:?} inject={inject}");
     Ok(c.finish(&[y], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-5).with_extra(extra)))
+}
+
+/// |x̂| as the GEMM sees it after `norm`, and per row the relative error of its elements.
+fn normed_input(x: &[f32], k: usize, norm: InputNorm, w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
+    let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
+    let eps = f64::from(norm.eps());
+    let normed = match norm {
+        InputNorm::Layer { .. } => reference::layer_norm(&wide(x), &wide(w), &wide(b), k, eps),
+        InputNorm::Rms { unit_offset, .. } => {
+            reference::rms_norm(&wide(x), &wide(w), k, eps, f64::from(u8::from(unit_offset)))
+        }
+    };
+    let errors = x
+        .chunks(k)
+        .map(|row| {
+            let row = wide(row);
+            let mean = row.iter().sum::<f64>() / k as f64;
+            let spread = (row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / k as f64 + eps).sqrt();
+            let largest = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let e = 1e-6 * (k as f64).sqrt() + 8e-7 * largest / spread;
+            if e.is_finite() { e } else { 0.0 }
+        })
+        .collect();
+    (normed.iter().map(|v| v.abs()).collect(), errors)
 }
 
 /// The LLaVA-1.5 projector's two GEMM shapes with bias+GELU, weights and activations as shipped.

@@ -16,7 +16,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Caps;
 use crate::ops::linear::{NAME, dims};
-use crate::ops::{Epilogue, GeluForm, Meta, Operand, Residual, rows_cols};
+use crate::ops::{Epilogue, GeluForm, InputNorm, Meta, Operand, Residual, rows_cols};
 use crate::pipeline::Access;
 use crate::reference;
 
@@ -39,8 +39,8 @@ pub struct Params {
     pub y_stride: u32,
     /// First weight row this dispatch computes.
     pub y_col: u32,
-    /// Padding to 32 bytes.
-    pub _pad0: u32,
+    /// The input norm's eps.
+    pub norm_eps: f32,
     /// Padding.
     pub _pad1: u32,
     /// Padding.
@@ -58,7 +58,7 @@ impl Params {
             k: k as u32,
             y_stride: y_stride as u32,
             y_col: 0,
-            _pad0: 0,
+            norm_eps: epilogue.input_norm.map_or(0.0, InputNorm::eps),
             _pad1: 0,
             _pad2: 0,
         }
@@ -81,7 +81,7 @@ const SPLIT_TILE: u64 = 16;
 /// Fewer workgroup tiles than this leave a GPU idle: split K instead.
 const FILLS_A_GPU: u64 = 128;
 
-/// x, weight, bias, residual, gate, y, params, row scale.
+/// x, weight, bias, residual, gate, y, params, row scale, input norm weight and bias.
 const BINDINGS: &[Access] = &[
     Access::Read,
     Access::Read,
@@ -91,16 +91,22 @@ const BINDINGS: &[Access] = &[
     Access::ReadWrite,
     Access::Uniform,
     Access::Read,
+    Access::Read,
+    Access::Read,
 ];
 
 const SUBGROUP: wgpu::Features = wgpu::Features::SUBGROUP;
 const F16: wgpu::Features = wgpu::Features::SHADER_F16;
 const PARAMS: usize = std::mem::size_of::<Params>();
 
-/// The weight reader for the storage type, then what every GEMM needs.
+/// The weight reader for the storage type, then what every GEMM needs (and the scalar x
+/// reader for the scalar-load kernels).
 macro_rules! prelude {
     ($weights:ident) => {
         &[wgsl::$weights, wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE]
+    };
+    ($weights:ident, scalar) => {
+        &[wgsl::$weights, wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE, wgsl::GEMM_INPUT_SCALAR]
     };
 }
 
@@ -140,30 +146,36 @@ const fn tiled(
 
 /// The workgroup-memory tiled GEMM, 64 × 64 tiles, for each weight dtype.
 pub static TILED_F32: KernelSpec =
-    tiled("gemm_tiled", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+    tiled("gemm_tiled", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32, scalar), wgpu::Features::empty());
 /// The same over f16 weights.
-pub static TILED_F16: KernelSpec = tiled("gemm_tiled_f16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16), F16);
+pub static TILED_F16: KernelSpec =
+    tiled("gemm_tiled_f16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16, scalar), F16);
 /// The same over bf16 weights.
 pub static TILED_BF16: KernelSpec =
-    tiled("gemm_tiled_bf16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+    tiled("gemm_tiled_bf16w", "tiled", "gemm_tiled", prelude!(WEIGHTS_SCALAR_BF16, scalar), wgpu::Features::empty());
 /// 32 × 32 tiles (smaller problems, less workgroup memory).
 pub static TILED32_F32: KernelSpec =
-    tiled("gemm_tiled32", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+    tiled("gemm_tiled32", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F32, scalar), wgpu::Features::empty());
 /// The same over f16 weights.
 pub static TILED32_F16: KernelSpec =
-    tiled("gemm_tiled32_f16w", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16), F16);
+    tiled("gemm_tiled32_f16w", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_F16, scalar), F16);
 /// The same over bf16 weights.
-pub static TILED32_BF16: KernelSpec =
-    tiled("gemm_tiled32_bf16w", "tiled32", "gemm_tiled", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+pub static TILED32_BF16: KernelSpec = tiled(
+    "gemm_tiled32_bf16w",
+    "tiled32",
+    "gemm_tiled",
+    prelude!(WEIGHTS_SCALAR_BF16, scalar),
+    wgpu::Features::empty(),
+);
 /// Split-K over four slices of each workgroup, for thin problems.
 pub static SPLITK_F32: KernelSpec =
-    tiled("gemm_splitk", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+    tiled("gemm_splitk", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F32, scalar), wgpu::Features::empty());
 /// The same over f16 weights.
 pub static SPLITK_F16: KernelSpec =
-    tiled("gemm_splitk_f16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F16), F16);
+    tiled("gemm_splitk_f16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_F16, scalar), F16);
 /// The same over bf16 weights.
 pub static SPLITK_BF16: KernelSpec =
-    tiled("gemm_splitk_bf16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+    tiled("gemm_splitk_bf16w", "splitk", "gemm_splitk", prelude!(WEIGHTS_SCALAR_BF16, scalar), wgpu::Features::empty());
 
 /// Tensor cores through cooperative matrices (f16 operands, f32 accumulation; f16 weights;
 /// subgroups of 32). Needs wgpu's experimental feature, asked for by
@@ -183,12 +195,13 @@ pub static SUBGROUP_F16: KernelSpec = subgroup("gemm_f16w", prelude!(WEIGHTS_VEC
 /// The same over bf16 weights.
 pub static SUBGROUP_BF16: KernelSpec = subgroup("gemm_bf16w", prelude!(WEIGHTS_VEC4_BF16), wgpu::Features::empty());
 /// Scalar GEMM for any `k` on any device, f32 weights.
-pub static PORTABLE_F32: KernelSpec = portable("gemm_portable", prelude!(WEIGHTS_SCALAR_F32), wgpu::Features::empty());
+pub static PORTABLE_F32: KernelSpec =
+    portable("gemm_portable", prelude!(WEIGHTS_SCALAR_F32, scalar), wgpu::Features::empty());
 /// The portable GEMM over f16 weights.
-pub static PORTABLE_F16: KernelSpec = portable("gemm_portable_f16w", prelude!(WEIGHTS_SCALAR_F16), F16);
+pub static PORTABLE_F16: KernelSpec = portable("gemm_portable_f16w", prelude!(WEIGHTS_SCALAR_F16, scalar), F16);
 /// The portable GEMM over bf16 weights.
 pub static PORTABLE_BF16: KernelSpec =
-    portable("gemm_portable_bf16w", prelude!(WEIGHTS_SCALAR_BF16), wgpu::Features::empty());
+    portable("gemm_portable_bf16w", prelude!(WEIGHTS_SCALAR_BF16, scalar), wgpu::Features::empty());
 
 /// The linear kernel family.
 pub static FAMILY: Family = Family {
@@ -242,7 +255,11 @@ impl Kernel for Epilogue {
             DType::BF16 => &[&SUBGROUP_BF16, &TILED_BF16, &TILED32_BF16, &SPLITK_BF16, &PORTABLE_BF16],
             _ => &[&SUBGROUP_F32, &TILED_F32, &TILED32_F32, &SPLITK_F32, &PORTABLE_F32],
         };
-        family.iter().copied().filter(|s| s.variant != "subgroup" || k.is_multiple_of(4)).collect()
+        // The cooperative-matrix GEMM takes no input norm.
+        let usable = |s: &&KernelSpec| {
+            (s.variant != "subgroup" || k.is_multiple_of(4)) && (s.variant != "coop" || self.input_norm.is_none())
+        };
+        family.iter().copied().filter(usable).collect()
     }
 
     /// Per adapter: on a CPU rasteriser register blocking (`subgroup`, else `portable`); on a
@@ -284,6 +301,18 @@ impl Kernel for Epilogue {
             ("SWIGLU", f64::from(u8::from(self.swiglu))),
             ("ROW_SCALE", f64::from(u8::from(self.row_scale))),
             ("RESIDUAL", residual),
+            (
+                "NORM_A",
+                match self.input_norm {
+                    None => 0.0,
+                    Some(InputNorm::Layer { .. }) => 1.0,
+                    Some(InputNorm::Rms { .. }) => 2.0,
+                },
+            ),
+            (
+                "NORM_OFFSET",
+                if matches!(self.input_norm, Some(InputNorm::Rms { unit_offset: true, .. })) { 1.0 } else { 0.0 },
+            ),
         ]
         .into_iter()
         .chain(match spec.variant {
@@ -327,7 +356,16 @@ impl Kernel for Epilogue {
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
         let (m, n, k) = dims(metas);
         let slot = |i: usize| self.slots()[i].map(|s| inputs[s]);
-        let mut y = reference::linear(inputs[0], inputs[1], slot(2), m, n, k);
+        let x = match (self.input_norm, slot(6)) {
+            (Some(InputNorm::Layer { eps }), Some(w)) => {
+                reference::layer_norm(inputs[0], w, slot(7).unwrap_or_default(), k, f64::from(eps))
+            }
+            (Some(InputNorm::Rms { eps, unit_offset }), Some(w)) => {
+                reference::rms_norm(inputs[0], w, k, f64::from(eps), f64::from(u8::from(unit_offset)))
+            }
+            _ => inputs[0].to_vec(),
+        };
+        let mut y = reference::linear(&x, inputs[1], slot(2), m, n, k);
         if self.swiglu {
             y = reference::swiglu_pairs(&y);
         }
