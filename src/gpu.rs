@@ -35,6 +35,10 @@ pub struct GpuOptions {
     /// tensor-core GEMM). wgpu marks the feature experimental: it may hold bugs that reach
     /// undefined behaviour, so it is opt-in (`VLBRIDGE_COOPERATIVE_MATRIX=1`).
     pub cooperative_matrix: bool,
+    /// Follow the cached measured tune of the adapter, when there is one ([`crate::tune`]).
+    pub use_tune: bool,
+    /// Where the tune cache is (default: [`crate::tune::cache_dir`]).
+    pub tune_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GpuOptions {
@@ -46,6 +50,8 @@ impl Default for GpuOptions {
             max_storage_binding: None,
             force_variants: Vec::new(),
             cooperative_matrix: false,
+            use_tune: true,
+            tune_dir: None,
         }
     }
 }
@@ -140,12 +146,19 @@ pub struct Caps {
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     /// Variants forced by [`GpuOptions::force_variants`], as (kernel, variant).
     pub forced: Vec<(String, String)>,
+    /// The adapter's measured tune, as (kernel, problem class, variant) ([`crate::tune`]).
+    pub tuned: Vec<(String, String, String)>,
 }
 
 impl Caps {
     /// The variant forced for `kernel`, if any.
     pub fn forced(&self, kernel: &str) -> Option<&str> {
         self.forced.iter().rev().find(|(k, _)| k == kernel).map(|(_, v)| v.as_str())
+    }
+
+    /// The tuned variant of `kernel` for problems of `class`, if the tune has one.
+    pub fn tuned(&self, kernel: &str, class: &str) -> Option<&str> {
+        self.tuned.iter().find(|(k, c, _)| k == kernel && c == class).map(|(_, _, v)| v.as_str())
     }
 
     /// Subgroups are enabled and at least `lanes` wide.
@@ -263,7 +276,15 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let shapes = if cooperative { adapter.cooperative_matrix_properties() } else { Vec::new() };
-        Ok(Self::assemble(device, queue, info, options.force_variants.clone(), shapes))
+        let tuned = match crate::tune::cache_dir(options.tune_dir.as_deref()) {
+            Some(dir) if options.use_tune && !options.minimal_features => crate::tune::load(&dir, &info),
+            _ => None,
+        };
+        let mut gpu = Self::assemble(device, queue, info, options.force_variants.clone(), shapes);
+        if let (Some(table), Some(inner)) = (tuned, Arc::get_mut(&mut gpu.inner)) {
+            inner.caps.tuned = table.choices();
+        }
+        Ok(gpu)
     }
 
     /// Wraps a device and queue owned by a host engine. vlbridge installs no global state on
@@ -300,9 +321,25 @@ impl Gpu {
             workgroup_invocations: limits.max_compute_invocations_per_workgroup,
             cooperative_matrix,
             forced,
+            tuned: Vec::new(),
         };
         let inner = Inner { device, queue, info, caps, uncaptured, pipelines: Mutex::new(HashMap::new()) };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// The same device with `variant` forced for `kernel` (the tune times each variant so).
+    pub fn with_forced(&self, kernel: &str, variant: &str) -> Gpu {
+        let mut caps = self.inner.caps.clone();
+        caps.forced.push((kernel.to_string(), variant.to_string()));
+        let inner = Inner {
+            device: self.inner.device.clone(),
+            queue: self.inner.queue.clone(),
+            info: self.inner.info.clone(),
+            caps,
+            uncaptured: Arc::clone(&self.inner.uncaptured),
+            pipelines: Mutex::new(HashMap::new()),
+        };
+        Gpu { inner: Arc::new(inner) }
     }
 
     /// The wgpu device, for a host engine that shares it.

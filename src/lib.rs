@@ -67,6 +67,7 @@ pub mod pipeline;
 pub mod reference;
 pub mod tensor;
 pub mod timing;
+pub mod tune;
 pub mod weights;
 
 pub use dtype::{DType, HostData, HostVec};

@@ -42,6 +42,16 @@ enum Command {
     Fuzz(fuzz::Args),
     /// Run a Hugging Face model directory's connector on named inputs; write the outputs.
     Run(models::RunArgs),
+    /// Time every GEMM and attention variant on the default adapter (seconds) and cache the
+    /// fastest per problem class; later runs on this adapter follow the cache.
+    Tune {
+        /// Cache directory (default: $VLBRIDGE_TUNE_DIR, $XDG_CACHE_HOME/vlbridge, ~/.cache/vlbridge).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Timed runs per variant.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Describe a model directory's connector (no GPU, no tensor data read).
     Inspect(models::InspectArgs),
     /// Run every case of a golden manifest and compare with its stored outputs.
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
         Command::Check { manifest } => check(&manifest),
         Command::Run(args) => models::run(&args),
         Command::Inspect(args) => models::inspect(&args),
+        Command::Tune { dir, runs } => tune(dir.as_deref(), runs),
     };
     match result {
         Ok(code) => code,
@@ -99,6 +110,25 @@ fn info(backend: &str) -> vlbridge::Result<ExitCode> {
         println!("  max invocations per workgroup: {}", l.max_compute_invocations_per_workgroup);
         println!("  max workgroup storage: {} KiB", l.max_compute_workgroup_storage_size >> 10);
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tune(dir: Option<&std::path::Path>, runs: usize) -> vlbridge::Result<ExitCode> {
+    // Measure with the built-in choices, not a previous tune's.
+    let options = vlbridge::GpuOptions { use_tune: false, ..vlbridge::GpuOptions::from_env()? };
+    let gpu = vlbridge::Gpu::with_options(&options)?;
+    println!("adapter: {}", gpu.describe());
+    let dir = vlbridge::tune::cache_dir(dir).ok_or_else(|| vlbridge::Error::Config {
+        field: "tune directory".into(),
+        problem: "no --dir, VLBRIDGE_TUNE_DIR, XDG_CACHE_HOME or HOME".into(),
+    })?;
+    let start = std::time::Instant::now();
+    let (table, path) = vlbridge::tune::measure(&gpu, &dir, runs)?;
+    for c in &table.choices {
+        let timings: Vec<String> = c.timings.iter().map(|(v, ms)| format!("{v} {ms:.2} ms")).collect();
+        println!("{:<16} {:<5} -> {:<9} ({})", c.kernel, c.class, c.variant, timings.join(", "));
+    }
+    println!("tuned in {:.1} s; cached at {}", start.elapsed().as_secs_f64(), path.display());
     Ok(ExitCode::SUCCESS)
 }
 

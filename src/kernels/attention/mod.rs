@@ -194,9 +194,17 @@ impl Kernel for Attention {
         vec![&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE]
     }
 
-    /// On a CPU rasteriser one invocation per query (sharing keys by subgroup broadcast where
-    /// it can); on a GPU the key-split workgroups, which fill it.
+    /// The adapter's measured tune when there is one; else on a CPU rasteriser one invocation
+    /// per query (sharing keys by subgroup broadcast where it can), on a GPU the key-split
+    /// workgroups, which fill it.
     fn choose(&self, caps: &Caps, _inputs: &[&Meta]) -> &'static KernelSpec {
+        let tuned = caps.tuned(crate::ops::attention::NAME, "all");
+        if let Some(spec) = [&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE]
+            .into_iter()
+            .find(|s| Some(s.variant) == tuned && s.runs_on(caps))
+        {
+            return spec;
+        }
         if !caps.is_cpu() {
             return &FLASH_SPLIT;
         }

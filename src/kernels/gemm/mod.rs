@@ -262,7 +262,9 @@ impl Kernel for Epilogue {
         family.iter().copied().filter(usable).collect()
     }
 
-    /// Per adapter: on a CPU rasteriser register blocking (`subgroup`, else `portable`); on a
+    /// Per adapter: the variant the adapter's measured tune chose for this problem class
+    /// (`thin`: at most 64 rows, `wide`), if it was tuned ([`crate::tune`]); else on a CPU
+    /// rasteriser register blocking (`subgroup`, else `portable`); on a
     /// GPU with cooperative matrices and f16 weights and activations, tensor cores; else
     /// workgroup-memory tiles, 64 × 64 where there are enough of them to fill the device,
     /// 32 × 32 where a quarter as many are, else split-K. f32 activations are never rounded to
@@ -271,10 +273,15 @@ impl Kernel for Epilogue {
         let variants = self.variants(inputs);
         let pick = |variant: &str| variants.iter().copied().find(|s| s.variant == variant && s.runs_on(caps));
         let portable = variants[variants.len() - 1];
+        let (m, n, _) = dims(inputs);
+        // A measured tune of this adapter comes first.
+        let class = if m <= 64 { "thin" } else { "wide" };
+        if let Some(tuned) = caps.tuned(NAME, class).and_then(pick) {
+            return tuned;
+        }
         if caps.is_cpu() {
             return pick("subgroup").unwrap_or(portable);
         }
-        let (m, n, _) = dims(inputs);
         let tiles = |side: u64| (m as u64).div_ceil(side) * (n as u64).div_ceil(side);
         let f16 = inputs[0].dtype == DType::F16 && inputs[1].dtype == DType::F16;
         let variant = if f16 && caps.coop_f16_16x16() {
