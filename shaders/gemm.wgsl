@@ -2,7 +2,8 @@
 // [out, in], f32 accumulation. Needs SUBGROUP with subgroups of at least 8 lanes, and k % 4 == 0
 // (rows are read as vec4); `gemm_portable.wgsl` covers the rest.
 //
-// Register-blocked, no workgroup memory (slower on llvmpipe, where this was tuned; GPUs prefer
+// Register-blocked, no workgroup memory but for the input norm's row statistics (slower on
+// llvmpipe, where this was tuned; GPUs prefer
 // shared-memory tiles, so tile shapes are a per-adapter choice). Each invocation owns 16 rows
 // × 4 adjacent columns. The 16 rows are shared by its subgroup: lane l loads rows l % 8 and
 // 8 + l % 8, then `subgroupBroadcast` hands each row to every lane. On llvmpipe that beat
@@ -59,8 +60,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     var stats_lo = vec2(0.0, 1.0);
     var stats_hi = vec2(0.0, 1.0);
     if NORM_A != 0u {
-        stats_lo = row_stats(x_lo, k4);
-        stats_hi = row_stats(x_hi, k4);
+        tile_stats(m0, k4, lid);
+        stats_lo = stats_sh[lane & 7u];
+        stats_hi = stats_sh[8u + (lane & 7u)];
     }
 
     // Row i of the tile accumulates in c_i: 4 columns. Named registers, not an array: llvmpipe
@@ -113,19 +115,38 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     }
 }
 
-// (centre, 1 / spread) of the row of x starting at vec4 `base` (NORM_A), in two passes.
-fn row_stats(base: u32, k4: u32) -> vec2<f32> {
+// NORM_A statistics of the tile's 16 rows, computed once per workgroup: invocation i sums a
+// quarter of row i % 16, the quarters meet in workgroup memory (two passes, as nn.LayerNorm).
+var<workgroup> partial_sh: array<f32, 64>;
+var<workgroup> stats_sh: array<vec2<f32>, 16>;
+
+fn tile_stats(m0: u32, k4: u32, lid: u32) {
+    let r = lid % TILE_M;
+    let base = min(m0 + r, params.m - 1u) * k4;
+    let quarter = (k4 + 3u) / 4u;
+    let start = (lid / TILE_M) * quarter;
+    let end = min(start + quarter, k4);
     var sum = vec4(0.0);
     if NORM_A == 1u {
-        for (var kk = 0u; kk < k4; kk++) {
+        for (var kk = start; kk < end; kk++) {
             sum += vec4<f32>(x[base + kk]);
         }
     }
-    let centre = norm_centre(dot(sum, vec4(1.0)), k4 * 4u);
+    partial_sh[lid] = dot(sum, vec4(1.0));
+    workgroupBarrier();
+    let total = ((partial_sh[r] + partial_sh[16u + r]) + partial_sh[32u + r]) + partial_sh[48u + r];
+    let centre = norm_centre(total, k4 * 4u);
+    workgroupBarrier();
     var squares = vec4(0.0);
-    for (var kk = 0u; kk < k4; kk++) {
+    for (var kk = start; kk < end; kk++) {
         let d = vec4<f32>(x[base + kk]) - centre;
         squares += d * d;
     }
-    return norm_stats(centre, dot(squares, vec4(1.0)), k4 * 4u, params.norm_eps);
+    partial_sh[lid] = dot(squares, vec4(1.0));
+    workgroupBarrier();
+    if lid < TILE_M {
+        let spread = ((partial_sh[r] + partial_sh[16u + r]) + partial_sh[32u + r]) + partial_sh[48u + r];
+        stats_sh[r] = norm_stats(centre, spread, k4 * 4u, params.norm_eps);
+    }
+    workgroupBarrier();
 }

@@ -156,6 +156,18 @@ impl Caps {
         self.forced.iter().rev().find(|(k, _)| k == kernel).map(|(_, v)| v.as_str())
     }
 
+    /// Whether GEMMs normalise their input as they load it (one dispatch) rather than after a
+    /// norm node (two): on GPUs, where a dispatch costs more than recomputing each row's
+    /// statistics per tile; not on CPU rasterisers, where the fused load measured 25-40% slower
+    /// on whole connectors. `VLBRIDGE_FORCE=input_norm=fused|separate` decides instead.
+    pub fn fuses_input_norms(&self) -> bool {
+        match self.forced("input_norm") {
+            Some("fused") => true,
+            Some("separate") => false,
+            _ => !self.is_cpu(),
+        }
+    }
+
     /// The tuned variant of `kernel` for problems of `class`, if the tune has one.
     pub fn tuned(&self, kernel: &str, class: &str) -> Option<&str> {
         self.tuned.iter().find(|(k, c, _)| k == kernel && c == class).map(|(_, _, v)| v.as_str())

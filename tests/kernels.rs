@@ -284,6 +284,45 @@ proptest! {
 }
 
 #[test]
+#[timeout(120_000)]
+fn input_norms_fused_or_split_off_agree() {
+    // A LayerNorm and an RMSNorm (1 + w) riding in GEMMs: fused into the loads (GPUs) or as
+    // norm nodes in front (CPU rasterisers); one dispatch fewer each when fused.
+    let (m, k, n) = (37, 70, 29);
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 211) as f32 - 105.0) / 50.0 + 3.0).collect();
+    let run = |gpu: &Gpu| {
+        let mut g = Graph::new();
+        let input = g.input("x", &[m, k]).unwrap();
+        let param = |g: &mut Graph, name: &str, len: usize, scale: f32| {
+            let v: Vec<f32> = (0..len).map(|i| 1.0 + scale * ((i % 13) as f32 - 6.0)).collect();
+            g.constant(name, &Tensor::from_f32(gpu, &[len], &v).unwrap())
+        };
+        let w = g.constant("w", &Tensor::from_f32(gpu, &[n, k], &vec![0.05; n * k]).unwrap());
+        let (gamma, beta) = (param(&mut g, "gamma", k, 0.05), param(&mut g, "beta", k, 0.1));
+        let ln = Epilogue::NONE.with_input_norm(InputNorm::Layer { eps: 1e-5 });
+        let a = g.add(ln, &[input, w, gamma, beta]).unwrap();
+        let w2 = g.constant("w2", &Tensor::from_f32(gpu, &[k, n], &vec![-0.03; n * k]).unwrap());
+        let r = param(&mut g, "r", n, 0.02);
+        let rms = Epilogue::NONE.with_input_norm(InputNorm::Rms { eps: 1e-6, unit_offset: true });
+        let b = g.add(rms, &[a, w2, r]).unwrap();
+        g.output(b).unwrap();
+        let plan = Plan::new(gpu, &g).unwrap();
+        let got = plan.run_f32(&[&x]).unwrap().remove(0);
+        let want = g.reference(&[x[..].into()]).unwrap().remove(0);
+        (got, want, plan.dispatches().len())
+    };
+    let fused = forced_gpu("input_norm", "fused");
+    let split = forced_gpu("input_norm", "separate");
+    let (got_fused, want, fused_dispatches) = run(fused);
+    let (got_split, _, split_dispatches) = run(split);
+    assert_eq!((fused_dispatches, split_dispatches), (2, 4));
+    for got in [&got_fused, &got_split] {
+        let cmp = reference::compare(got, &want, 1e-4, 1e-4);
+        assert!(cmp.passed(), "{cmp}");
+    }
+}
+
+#[test]
 #[timeout(60_000)]
 fn the_cooperative_matrix_gemm_is_refused_where_the_device_lacks_it() {
     let gpu = forced_gpu("linear", "coop");

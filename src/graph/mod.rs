@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::cases::evaluate;
 use crate::kernels::{Case, Op};
-use crate::ops::{Meta, check_u32_elements};
+use crate::ops::{Epilogue, InputNorm, LayerNorm, Meta, RmsNorm, check_u32_elements};
 use crate::tensor::Tensor;
 
 /// Handle to a tensor of a [`Graph`].
@@ -178,6 +178,41 @@ impl Graph {
         }
         let nodes = self.nodes.iter().zip(keep).filter(|(_, k)| *k).map(|(n, _)| n.clone()).collect();
         Graph { tensors: self.tensors.clone(), nodes, outputs: self.outputs.clone() }
+    }
+
+    /// The same graph with every GEMM input norm as a norm node of its own in front: where a
+    /// device runs the two faster than the fused load (CPU rasterisers, see
+    /// [`crate::gpu::Caps::fuses_input_norms`]).
+    pub(crate) fn with_input_norms_split(&self) -> Graph {
+        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
+        for node in &self.nodes {
+            let Op::Linear(epilogue) = node.op else {
+                g.nodes.push(node.clone());
+                continue;
+            };
+            let [.., Some(weight), bias] = epilogue.slots() else {
+                g.nodes.push(node.clone());
+                continue;
+            };
+            let x = node.inputs[0];
+            let meta = self.tensors[x.0].meta.clone();
+            let normed = g.push(&format!("{}.input_norm", self.tensors[node.output.0].name), meta, Role::Computed);
+            let (op, params): (Op, Vec<TensorId>) = match epilogue.input_norm {
+                Some(InputNorm::Layer { eps }) => {
+                    (LayerNorm::new(eps).into(), vec![node.inputs[weight], node.inputs[bias.unwrap_or(weight)]])
+                }
+                Some(InputNorm::Rms { eps, unit_offset }) => {
+                    (RmsNorm { unit_offset, ..RmsNorm::new(eps) }.into(), vec![node.inputs[weight]])
+                }
+                None => unreachable!("a norm weight slot implies an input norm"),
+            };
+            g.nodes.push(Node { op, inputs: [vec![x], params].concat(), output: normed });
+            let plain = Epilogue { input_norm: None, ..epilogue };
+            let mut inputs: Vec<TensorId> = node.inputs[..weight].to_vec();
+            inputs[0] = normed;
+            g.nodes.push(Node { op: plain.into(), inputs, output: node.output });
+        }
+        g
     }
 
     fn push(&mut self, name: &str, meta: Meta, role: Role) -> TensorId {

@@ -85,7 +85,11 @@ impl Plan {
             return Err(Error::Graph("graph has no outputs".into()));
         }
         // Nodes no output depends on are dropped here: no pipeline, dispatch or buffer.
-        let graph = &graph.pruned();
+        let mut graph = graph.pruned();
+        if !gpu.caps().fuses_input_norms() {
+            graph = graph.with_input_norms_split();
+        }
+        let graph = &graph;
         let limits = gpu.limits();
         let bytes = graph
             .tensors

@@ -12,8 +12,11 @@ fn open(options: GpuOptions) -> Gpu {
     Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter (run scripts/setup.sh): {e}"))
 }
 
+/// The environment's options, with GEMM input norms fused even on lavapipe (which splits them
+/// off by default): the kernels under test are the fused ones; `tests/kernels.rs` holds the
+/// split form to them.
 fn env() -> GpuOptions {
-    GpuOptions::from_env().expect("VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER / VLBRIDGE_FORCE")
+    GpuOptions::from_env().expect("VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER / VLBRIDGE_FORCE").force("input_norm", "fused")
 }
 
 /// The default adapter (lavapipe in CI), opened once per test binary.
