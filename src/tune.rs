@@ -14,7 +14,7 @@ use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan};
-use crate::kernels::FAMILIES;
+use crate::kernels::Family;
 use crate::ops::{Attention, Epilogue};
 use crate::tensor::Tensor;
 use crate::timing::Timer;
@@ -129,10 +129,8 @@ fn fastest(
     timer: &Timer,
     runs: usize,
 ) -> Result<Choice> {
-    let family =
-        FAMILIES.iter().find(|f| f.name == kernel).ok_or_else(|| Error::Graph(format!("no kernel {kernel}")))?;
-    let mut variants: Vec<&str> = family.specs.iter().filter(|s| s.runs_on(gpu.caps())).map(|s| s.variant).collect();
-    variants.dedup();
+    let family = Family::find(kernel)?;
+    let variants = family.alternatives().into_iter().filter(|v| family.runs(v, gpu.caps()));
     let data: Vec<_> = inputs.iter().map(HostVec::as_data).collect();
     let mut timings = Vec::new();
     for variant in variants {

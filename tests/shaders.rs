@@ -5,7 +5,7 @@
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vlbridge::DType;
-use vlbridge::kernels::{FAMILIES, KernelSpec};
+use vlbridge::kernels::{FAMILIES, Family, KernelSpec};
 use vlbridge::pipeline::Access;
 
 fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -40,6 +40,17 @@ fn every_kernel_has_one_name_and_unique_labels() {
     assert_eq!(labels.len(), specs().count(), "two specs share a label");
 }
 
+#[test]
+fn forceable_variants_are_alternatives_named_once() {
+    let alternatives = |name: &str| Family::find(name).unwrap().alternatives();
+    assert_eq!(alternatives("linear"), ["subgroup", "tiled", "tiled32", "splitk", "coop", "portable"]);
+    assert_eq!(alternatives("attention_flash"), ["subgroup", "split", "portable"]);
+    // One subgroup spec among portable passes: each variant once.
+    assert_eq!(alternatives("tome"), ["portable", "subgroup"]);
+    // Three passes, not three choices; a single spec is no choice.
+    assert!(alternatives("attention_naive").is_empty());
+    assert!(alternatives("layer_norm").is_empty());
+}
 #[test]
 fn every_kernel_validates_and_translates_to_every_backend() {
     for (spec, storage) in specs().flat_map(|s| [(s, DType::F32), (s, DType::F16)]) {

@@ -252,6 +252,27 @@ impl Family {
         })
     }
 
+    /// The variants a device can be forced to run (`kernel=variant`), in registry order; empty
+    /// for a kernel without a choice. The naive attention's specs are its three passes, not
+    /// alternatives.
+    pub fn alternatives(&self) -> Vec<&'static str> {
+        if self.name == crate::ops::Naive::NAME {
+            return Vec::new();
+        }
+        let mut variants: Vec<&'static str> = Vec::new();
+        for spec in self.specs {
+            if !variants.contains(&spec.variant) {
+                variants.push(spec.variant);
+            }
+        }
+        if variants.len() > 1 { variants } else { Vec::new() }
+    }
+
+    /// Whether a device with `caps` can run `variant`.
+    pub fn runs(&self, variant: &str, caps: &Caps) -> bool {
+        self.specs.iter().any(|s| s.variant == variant && s.runs_on(caps))
+    }
+
     /// Every family with fuzz cases.
     pub fn fuzzable() -> impl Iterator<Item = &'static Family> {
         FAMILIES.iter().copied().filter(|f| f.fuzz.is_some())

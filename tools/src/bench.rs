@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use vlbridge::diagnostics::{self, Ceilings};
 use vlbridge::gpu::{list_adapters, parse_backends};
+use vlbridge::kernels::Family;
 use vlbridge::timing::{Clock, Timer};
 use vlbridge::{Error, Gpu, GpuOptions, Result};
 
@@ -35,12 +36,18 @@ pub struct Args {
     /// 3 timed runs per case after at least 0.1 s of warm-up, instead of 10 after 0.3 s.
     #[arg(long)]
     quick: bool,
+    /// Also time every single-kernel row under each variant of its kernel the adapter runs
+    /// (forced), beside the row of the adapter's own choice.
+    #[arg(long)]
+    variants: bool,
 }
 
 struct Row {
     kernel: &'static str,
     shape: String,
     dispatches: usize,
+    /// `kernel=variant` of every kernel with a per-adapter choice in the plan.
+    variants: String,
     median_ms: f64,
     min_ms: f64,
     max_ms: f64,
@@ -149,40 +156,30 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
     let mut rows = Vec::new();
     for case in cases {
         bar.set_message(format!("{}/{}", case.kernel, case.shape));
-        let built = match (case.build)(gpu) {
-            Ok(built) => built,
-            // f16 weights on a device without SHADER_F16: said, not fatal.
-            Err(e @ Error::Unsupported { .. }) => {
-                bar.suspend(|| println!("skipped {}/{}: {e}", case.kernel, case.shape));
-                bar.inc(1);
+        let mut devices = vec![gpu.clone()];
+        if args.variants {
+            devices.extend(variants_of(gpu, case.kernel).into_iter().map(|v| gpu.with_forced(case.kernel, v)));
+        }
+        let mut timed: Vec<String> = Vec::new();
+        for device in &devices {
+            let built = match (case.build)(device) {
+                Ok(built) => built,
+                // f16 weights on a device without SHADER_F16 (or a variant refusing the case):
+                // said, not fatal.
+                Err(e @ Error::Unsupported { .. }) => {
+                    bar.suspend(|| println!("skipped {}/{}: {e}", case.kernel, case.shape));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // A forced variant that is the adapter's own choice is timed once.
+            let variants = chosen_variants(&built.plan);
+            if timed.contains(&variants) {
                 continue;
             }
-            Err(e) => return Err(e),
-        };
-        built.plan.write_inputs(&built.data())?;
-        // A GPU that idled while the host built the case (random checkpoints take seconds) has
-        // lowered its clocks, and a couple of millisecond runs do not raise them again (on an
-        // H200 the same projector timed 2.4 or 6.3 ms by what ran before): warm up for a
-        // minimum time too.
-        let started = Instant::now();
-        let mut warmed = 0;
-        while warmed < warmup || started.elapsed() < warm_for {
-            built.plan.time(&timer)?;
-            warmed += 1;
+            timed.push(variants);
+            rows.push(time_row(&case, &built, &timer, warmup, runs, warm_for)?);
         }
-        let mut times = (0..runs).map(|_| built.plan.time(&timer)).collect::<Result<Vec<f64>>>()?;
-        let cost = built.plan.cost();
-        let median_ms = median(&mut times).unwrap_or(f64::NAN);
-        rows.push(Row {
-            kernel: case.kernel,
-            shape: case.shape,
-            dispatches: built.plan.dispatches().len(),
-            median_ms,
-            min_ms: times.first().copied().unwrap_or(f64::NAN),
-            max_ms: times.last().copied().unwrap_or(f64::NAN),
-            flops: cost.flops,
-            bytes: cost.bytes,
-        });
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -199,17 +196,73 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
     Ok(report)
 }
 
+/// The variants of `kernel` that `gpu` can run, when it has a choice.
+fn variants_of(gpu: &Gpu, kernel: &str) -> Vec<&'static str> {
+    let Ok(family) = Family::find(kernel) else { return Vec::new() };
+    family.alternatives().into_iter().filter(|v| family.runs(v, gpu.caps())).collect()
+}
+
+/// `kernel=variant` of each dispatch whose kernel has a per-adapter choice, once each.
+fn chosen_variants(plan: &vlbridge::Plan) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for (kernel, spec) in plan.dispatches().into_iter().zip(plan.variants()) {
+        let Ok(family) = Family::find(kernel) else { continue };
+        let variant = family.specs.iter().find(|s| s.name == spec).map(|s| s.variant);
+        let entry = format!("{kernel}={}", variant.unwrap_or(spec));
+        if !family.alternatives().is_empty() && !seen.contains(&entry) {
+            seen.push(entry);
+        }
+    }
+    seen.join(" ")
+}
+
+fn time_row(
+    case: &cases::Row,
+    built: &cases::Built,
+    timer: &Timer,
+    warmup: usize,
+    runs: usize,
+    warm_for: Duration,
+) -> Result<Row> {
+    built.plan.write_inputs(&built.data())?;
+    // A GPU that idled while the host built the case (random checkpoints take seconds) has
+    // lowered its clocks, and a couple of millisecond runs do not raise them again (on an
+    // H200 the same projector timed 2.4 or 6.3 ms by what ran before): warm up for a
+    // minimum time too.
+    let started = Instant::now();
+    let mut warmed = 0;
+    while warmed < warmup || started.elapsed() < warm_for {
+        built.plan.time(timer)?;
+        warmed += 1;
+    }
+    let mut times = (0..runs).map(|_| built.plan.time(timer)).collect::<Result<Vec<f64>>>()?;
+    let cost = built.plan.cost();
+    let median_ms = median(&mut times).unwrap_or(f64::NAN);
+    Ok(Row {
+        kernel: case.kernel,
+        shape: case.shape.clone(),
+        dispatches: built.plan.dispatches().len(),
+        variants: chosen_variants(&built.plan),
+        median_ms,
+        min_ms: times.first().copied().unwrap_or(f64::NAN),
+        max_ms: times.last().copied().unwrap_or(f64::NAN),
+        flops: cost.flops,
+        bytes: cost.bytes,
+    })
+}
+
 fn table(r: &AdapterReport) -> String {
     let mut out = String::from(
-        "| kernel | shape | dispatches | median ms | min ms | max ms | GFLOP/s | GB/s | FLOP/B | of ceiling |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| kernel | shape | dispatches | variants | median ms | min ms | max ms | GFLOP/s | GB/s | FLOP/B | of ceiling |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in &r.rows {
         out += &format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.1}% |\n",
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.1}% |\n",
             row.kernel,
             row.shape,
             row.dispatches,
+            row.variants,
             row.median_ms,
             row.min_ms,
             row.max_ms,
@@ -257,6 +310,7 @@ fn to_json(reports: &[AdapterReport], absent: &[String]) -> Value {
                 "kernel": row.kernel,
                 "shape": row.shape,
                 "dispatches": row.dispatches,
+                "variants": row.variants,
                 "median_ms": row.median_ms,
                 "min_ms": row.min_ms,
                 "max_ms": row.max_ms,

@@ -92,14 +92,11 @@ fn devices() -> Result<Vec<Device>> {
             gpu: Gpu::with_options(&GpuOptions { minimal_features: true, ..options.clone() })?,
         },
     ];
-    // The naive attention's "variants" are its three passes, not alternatives to force.
-    for family in Family::fuzzable().filter(|f| f.name != vlbridge::ops::Naive::NAME) {
-        let mut variants: Vec<&str> = family.specs.iter().map(|s| s.variant).collect();
-        variants.dedup();
-        for variant in variants.into_iter().filter(|v| !["default", "subgroup", "portable"].contains(v)) {
+    for family in Family::fuzzable() {
+        for variant in family.alternatives().into_iter().filter(|v| !["default", "subgroup", "portable"].contains(v)) {
             let label = format!("{}={variant}", family.name);
             // A variant the adapter cannot run (the cooperative-matrix GEMM on lavapipe) is said, not fuzzed.
-            if !family.specs.iter().any(|s| s.variant == variant && s.runs_on(devices[0].gpu.caps())) {
+            if !family.runs(variant, devices[0].gpu.caps()) {
                 println!("not fuzzed here: {label} (the adapter lacks what it needs)");
                 continue;
             }
