@@ -43,6 +43,45 @@ fn online_softmax_step(s: f32) -> f32 {
     return p;
 }
 
+// The loaded query's logit for key j, whose head starts at `row` of its source: the scaled
+// dot product (q/k norms applied) plus the additive mask. The keep mask is the caller's.
+fn logit(b: u32, qi: u32, j: u32, row: u32) -> f32 {
+    var dots = vec4(0.0);
+    var squares = vec4(0.0);
+    for (var d4 = 0u; d4 < D4; d4++) {
+        let k = kv4(j, row + k_col(j), d4);
+        dots += q4[d4] * k;
+        squares += k * k;
+    }
+    return dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
+}
+
+// Runs the online softmax of query qi (batch b, head h) over keys first, first + stride, ..
+// into acc4, run_max and run_sum; returns whether the keep mask kept any of them.
+fn stream_keys(b: u32, h: u32, qi: u32, first: u32, stride: u32) -> bool {
+    load_query(q_start(b, h, qi));
+    for (var d4 = 0u; d4 < D4; d4++) {
+        acc4[d4] = vec4(0.0);
+    }
+    // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
+    run_max = FILL;
+    run_sum = 0.0;
+    var any_kept = false;
+    for (var j = first; j < keys(); j += stride) {
+        let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
+        var s = FILL;
+        if kept(b, qi, j) {
+            any_kept = true;
+            s = logit(b, qi, j, row);
+        }
+        let p = online_softmax_step(s);
+        for (var d4 = 0u; d4 < D4; d4++) {
+            acc4[d4] += p * kv4(j, row + v_col(j), d4);
+        }
+    }
+    return any_kept;
+}
+
 @compute @workgroup_size(64)
 fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -54,33 +93,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let qi = index % params.queries;
     let h = (index / params.queries) % params.heads;
     let b = index / (params.queries * params.heads);
-    load_query(q_start(b, h, qi));
-    for (var d4 = 0u; d4 < D4; d4++) {
-        acc4[d4] = vec4(0.0);
-    }
-    // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
-    run_max = FILL;
-    run_sum = 0.0;
-    var any_kept = false;
-    for (var j = 0u; j < keys(); j++) {
-        let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
-        var s = FILL;
-        if kept(b, qi, j) {
-            any_kept = true;
-            var dots = vec4(0.0);
-            var squares = vec4(0.0);
-            for (var d4 = 0u; d4 < D4; d4++) {
-                let k = kv4(j, row + k_col(j), d4);
-                dots += q4[d4] * k;
-                squares += k * k;
-            }
-            s = dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
-        }
-        let p = online_softmax_step(s);
-        for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] += p * kv4(j, row + v_col(j), d4);
-        }
-    }
+    let any_kept = stream_keys(b, h, qi, 0u, 1u);
     // Upstream zeroes such rows by multiplying their weights by 0, so a non-finite value
     // still makes them NaN: zero_times(mean) keeps that.
     let zero = MASKED_ROWS == 1u && !any_kept;
@@ -108,15 +121,7 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
     var s = -ACT_MAX;
     if kept(b, qi, j) {
         load_query(q_start(b, h, qi));
-        let k0 = kv_row(b, j) + kv_head(h) * HEAD_DIM + k_col(j);
-        var dots = vec4(0.0);
-        var squares = vec4(0.0);
-        for (var d4 = 0u; d4 < D4; d4++) {
-            let k = kv4(j, k0, d4);
-            dots += q4[d4] * k;
-            squares += k * k;
-        }
-        s = dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
+        s = logit(b, qi, j, kv_row(b, j) + kv_head(h) * HEAD_DIM);
         if MASK == 2u {
             // finfo(f32).min added: stored as the storage type's -max (not f16's -inf), so a
             // row masked throughout stays a uniform average, as in `flash`.
@@ -205,32 +210,7 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let slice = lid % SPLIT_K;
     let qi_raw = (group % blocks) * SPLIT_Q + q;
     let qi = min(qi_raw, params.queries - 1u);
-    load_query(q_start(b, h, qi));
-    for (var d4 = 0u; d4 < D4; d4++) {
-        acc4[d4] = vec4(0.0);
-    }
-    run_max = FILL;
-    run_sum = 0.0;
-    var any_kept = false;
-    for (var j = slice; j < keys(); j += SPLIT_K) {
-        let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
-        var s = FILL;
-        if kept(b, qi, j) {
-            any_kept = true;
-            var dots = vec4(0.0);
-            var squares = vec4(0.0);
-            for (var d4 = 0u; d4 < D4; d4++) {
-                let k = kv4(j, row + k_col(j), d4);
-                dots += q4[d4] * k;
-                squares += k * k;
-            }
-            s = dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
-        }
-        let p = online_softmax_step(s);
-        for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] += p * kv4(j, row + v_col(j), d4);
-        }
-    }
+    let any_kept = stream_keys(b, h, qi, slice, SPLIT_K);
     split_max[lid] = run_max;
     split_sum[lid] = run_sum;
     split_kept[lid] = u32(any_kept);

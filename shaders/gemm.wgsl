@@ -9,25 +9,11 @@
 // 8 + l % 8, then `subgroupBroadcast` hands each row to every lane. On llvmpipe that beat
 // workgroup-uniform loads by 2-3×; it also needs no barrier.
 
-struct Params {
-    m: u32,  // rows of x (tokens, batch folded in)
-    n: u32,  // output features (rows of w)
-    k: u32,  // input features, a multiple of 4
-    // y is [m, y_stride]; this dispatch computes weight rows y_col .. y_col + n (a weight too
-    // large for one binding runs as several dispatches over row ranges of w).
-    y_stride: u32,
-    y_col: u32,
-    norm_eps: f32,  // NORM_A's eps
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// x and y are activations (Act: f32 or f16, common/storage_*.wgsl). Binding 1 (the weights, f32, f16 or bf16, read through weight4()) comes from a
-// common/weights_vec4_*.wgsl; bindings 2-4 and 7 (bias, residual, gate, row scale) and the epilogue from
+// x is [m, k] activations read four at a time (Act4: f32 or f16, common/storage_*.wgsl); the
+// weights (binding 1: f32, f16 or bf16 through weight4()) come from a common/weights_vec4_*.wgsl;
+// Params, y, the bias, residual, gate and row-scale bindings and store() from
 // common/gemm_epilogue.wgsl.
 @group(0) @binding(0) var<storage, read> x: array<Act4>;
-@group(0) @binding(5) var<storage, read_write> y: array<Act>;
-@group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
 const TILE_M: u32 = 16u;
@@ -102,15 +88,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
             break;
         }
         for (var i = 0u; i < TILE_M; i++) {
-            let row = m0 + i;
-            if row < params.m {
-                let out = out_index(row, params.y_col + col, params.y_stride);
-                if SWIGLU != 0u {
-                    y[out] = Act(epilogue_swiglu(rows[i][j], rows[i][j + 1u], out, row, params.y_col + col));
-                } else {
-                    y[out] = Act(epilogue(rows[i][j], out, row, params.y_col + col));
-                }
-            }
+            store(m0 + i, col, rows[i][j], rows[i][min(j + 1u, 3u)]);
         }
     }
 }

@@ -11,21 +11,8 @@
 enable f16;
 enable wgpu_cooperative_matrix;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    y_stride: u32,
-    y_col: u32,
-    norm_eps: f32,  // unused: the coop GEMM takes no input norm
-    _pad1: u32,
-    _pad2: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(1) var<storage, read> w: array<f16>;
-@group(0) @binding(5) var<storage, read_write> y: array<Act>;
-@group(0) @binding(6) var<uniform> params: Params;
 
 const LANES: u32 = 32u;
 const BLOCK: u32 = 32u;
@@ -34,21 +21,6 @@ const FRAG: u32 = 16u;
 var<workgroup> a_sh: array<f16, 512>;   // 32 rows × 16 k, row-major
 var<workgroup> b_sh: array<f16, 512>;   // 16 k × 32 columns, row-major
 var<workgroup> c_sh: array<f32, 1024>;  // the 32 × 32 block, row-major
-
-// Stores y[row, col] (SWIGLU: the pair (col, col + 1) into one output).
-fn store(row: u32, col: u32, v: f32, v_next: f32) {
-    if row >= params.m || col >= params.n {
-        return;
-    }
-    let out = out_index(row, params.y_col + col, params.y_stride);
-    if SWIGLU != 0u {
-        if col % 2u == 0u {
-            y[out] = Act(epilogue_swiglu(v, v_next, out, row, params.y_col + col));
-        }
-    } else {
-        y[out] = Act(epilogue(v, out, row, params.y_col + col));
-    }
-}
 
 @compute @workgroup_size(32)
 fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,

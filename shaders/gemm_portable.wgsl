@@ -1,23 +1,10 @@
 // y[m, n] = epilogue(Σ_k x[m, k] · w[n, k] + bias[n]), like gemm.wgsl but for any k and any
 // device: scalar loads, no subgroup operations. Each invocation owns a 4 × 4 output block.
 
-struct Params {
-    m: u32,  // rows of x (tokens, batch folded in)
-    n: u32,  // output features (rows of w)
-    k: u32,  // input features
-    // y is [m, y_stride]; this dispatch writes columns y_col .. y_col + n (see gemm.wgsl).
-    y_stride: u32,
-    y_col: u32,
-    norm_eps: f32,  // NORM_A's eps
-    _pad1: u32,
-    _pad2: u32,
-}
-
-// x and y are activations (Act: f32 or f16). Binding 1 (the weights, f32, f16 or bf16, read through weight()) comes from a
-// common/weights_scalar_*.wgsl; bindings 2-4 and 7 (bias, residual, gate, row scale) and the epilogue from
+// x (common/gemm_input_scalar.wgsl) and y are activations (Act: f32 or f16); the weights
+// (binding 1: f32, f16 or bf16 through weight()) come from a common/weights_scalar_*.wgsl;
+// Params, y, the bias, residual, gate and row-scale bindings and store() from
 // common/gemm_epilogue.wgsl.
-@group(0) @binding(5) var<storage, read_write> y: array<Act>;
-@group(0) @binding(6) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
 const BLOCK: u32 = 4u;
@@ -52,16 +39,7 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     // SWIGLU pairs columns (j, j + 1): n is even and n0 a multiple of 4, so pairs never split.
     for (var i = 0u; i < BLOCK; i++) {
         for (var j = 0u; j < BLOCK; j += 1u + SWIGLU) {
-            let row = m0 + i;
-            let col = n0 + j;
-            if row < params.m && col < params.n {
-                let out = out_index(row, params.y_col + col, params.y_stride);
-                if SWIGLU != 0u {
-                    y[out] = Act(epilogue_swiglu(acc[i][j], acc[i][j + 1u], out, row, params.y_col + col));
-                } else {
-                    y[out] = Act(epilogue(acc[i][j], out, row, params.y_col + col));
-                }
-            }
+            store(m0 + i, n0 + j, acc[i][j], acc[i][min(j + 1u, 3u)]);
         }
     }
 }

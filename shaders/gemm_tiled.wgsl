@@ -18,20 +18,6 @@
 // Any m, n, k (scalar loads, zero padding at the edges). Weights through weight()
 // (common/weights_scalar_*.wgsl), the epilogue from common/gemm_epilogue.wgsl.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    y_stride: u32,
-    y_col: u32,
-    norm_eps: f32,  // NORM_A's eps
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(5) var<storage, read_write> y: array<Act>;
-@group(0) @binding(6) var<uniform> params: Params;
-
 override TILE_M: u32 = 64u;  // rows of y per workgroup: 8, 16, 32 or 64
 override TILE_N: u32 = 64u;  // columns of y per workgroup: 16, 32 or 64
 const TILE_K: u32 = 16u;
@@ -70,21 +56,6 @@ fn w_at(row: u32, col: u32) -> f32 {
         return weight(row * params.k + col);
     }
     return 0.0;
-}
-
-// Stores one output of y (both kernels): plain, or SWIGLU's pair from columns col, col + 1.
-fn store(row: u32, col: u32, v: f32, v_next: f32) {
-    if row >= params.m || col >= params.n {
-        return;
-    }
-    let out = out_index(row, params.y_col + col, params.y_stride);
-    if SWIGLU != 0u {
-        if col % 2u == 0u {
-            y[out] = Act(epilogue_swiglu(v, v_next, out, row, params.y_col + col));
-        }
-    } else {
-        y[out] = Act(epilogue(v, out, row, params.y_col + col));
-    }
 }
 
 @compute @workgroup_size(64)

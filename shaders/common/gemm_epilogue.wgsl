@@ -11,7 +11,24 @@
 // The gate is read from a 1-element buffer, not baked in, so changing it needs no re-plan;
 // tanh(0) = 0 makes a zero gate an exact identity, as upstream's init intends.
 // Bias, gate and row scale are f32 parameters; the residual is an activation (Act). Needs a
-// storage prelude and activations.wgsl in front.
+// storage prelude and activations.wgsl in front. Also here: the Params every GEMM takes, y,
+// and store(), which every kernel's results leave through.
+
+struct Params {
+    m: u32,  // rows of x (tokens, batch folded in)
+    n: u32,  // output features (rows of w) of this dispatch
+    k: u32,  // input features
+    // y is [m, y_stride]; this dispatch computes weight rows y_col .. y_col + n (a weight too
+    // large for one binding runs as several dispatches over row ranges of w).
+    y_stride: u32,
+    y_col: u32,
+    norm_eps: f32,  // NORM_A's eps
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(5) var<storage, read_write> y: array<Act>;
+@group(0) @binding(6) var<uniform> params: Params;
 
 override HAS_BIAS: u32 = 1u;    // 1: add bias[col]
 override ACTIVATION: u32 = 0u;  // see activate()
@@ -89,4 +106,22 @@ fn epilogue_swiglu(gate_acc: f32, up_acc: f32, out: u32, row: u32, col: u32) -> 
 // each gate/up pair once.
 fn out_index(row: u32, col: u32, y_stride: u32) -> u32 {
     return row * y_stride + select(col, col / 2u, SWIGLU != 0u);
+}
+
+// Stores the output of weight row `col` of this dispatch for x row `row` from its accumulator
+// `v`; with SWIGLU an even `col` stores the pair (gate `v`, up `v_next`) once and an odd one
+// nothing. Nothing outside y.
+fn store(row: u32, col: u32, v: f32, v_next: f32) {
+    if row >= params.m || col >= params.n {
+        return;
+    }
+    let c = params.y_col + col;
+    let out = out_index(row, c, params.y_stride);
+    if SWIGLU != 0u {
+        if col % 2u == 0u {
+            y[out] = Act(epilogue_swiglu(v, v_next, out, row, c));
+        }
+    } else {
+        y[out] = Act(epilogue(v, out, row, c));
+    }
 }

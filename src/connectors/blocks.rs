@@ -26,6 +26,18 @@ pub(crate) enum Skip {
     Gated(TensorId, TensorId),
 }
 
+impl Skip {
+    /// The GEMM epilogue with `activation` and this skip, and the tensors it adds as inputs.
+    fn epilogue(self, activation: Option<GeluForm>) -> (Epilogue, Vec<TensorId>) {
+        let (residual, extra) = match self {
+            Skip::None => (Residual::None, vec![]),
+            Skip::Add(r) => (Residual::Add, vec![r]),
+            Skip::Gated(r, gate) => (Residual::Gated, vec![r, gate]),
+        };
+        (Epilogue { activation, residual, ..Epilogue::NONE }, extra)
+    }
+}
+
 impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`), checking the input width.
     pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, in_features: usize, bias: bool) -> Result<Self> {
@@ -97,12 +109,8 @@ impl Linear {
         activation: Option<GeluForm>,
         skip: Skip,
     ) -> Result<TensorId> {
-        let (residual, extra) = match skip {
-            Skip::None => (Residual::None, vec![]),
-            Skip::Add(r) => (Residual::Add, vec![r]),
-            Skip::Gated(r, gate) => (Residual::Gated, vec![r, gate]),
-        };
-        self.add_epilogue(g, name, x, Epilogue { activation, residual, ..Epilogue::NONE }, &extra)
+        let (epilogue, extra) = skip.epilogue(activation);
+        self.add_epilogue(g, name, x, epilogue, &extra)
     }
 
     /// Adds `skip(activation(norm(x)·Wᵀ + b))` as one GEMM, the norm applied as x is loaded
@@ -116,12 +124,8 @@ impl Linear {
         activation: Option<GeluForm>,
         skip: Skip,
     ) -> Result<TensorId> {
-        let (residual, extra) = match skip {
-            Skip::None => (Residual::None, vec![]),
-            Skip::Add(r) => (Residual::Add, vec![r]),
-            Skip::Gated(r, gate) => (Residual::Gated, vec![r, gate]),
-        };
-        self.add_normed_with(g, name, norm, x, Epilogue { activation, residual, ..Epilogue::NONE }, &extra)
+        let (epilogue, extra) = skip.epilogue(activation);
+        self.add_normed_with(g, name, norm, x, epilogue, &extra)
     }
 
     /// [`Linear::add_epilogue`] on `norm(x)`, the norm fused into the GEMM's input where it can
