@@ -124,9 +124,10 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
         s = logit(b, qi, j, kv_row(b, j) + kv_head(h) * HEAD_DIM);
         if MASK == 2u {
             // finfo(f32).min added: stored as the storage type's -max (not f16's -inf), so a
-            // row masked throughout stays a uniform average, as in `flash`.
-            // A comparison, not max(): a NaN logit must stay NaN.
-            if s < -ACT_MAX {
+            // row masked throughout stays a uniform average, as in `flash`. A -inf logit (a
+            // -inf key) stays -inf, weight 0 as in `flash` and upstream, even in such a row.
+            // Comparisons, not max(): a NaN logit must stay NaN.
+            if s < -ACT_MAX && s >= FILL {
                 s = -ACT_MAX;
             }
         }

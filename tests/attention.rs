@@ -177,7 +177,8 @@ fn grouped_case() -> impl Strategy<Value = GroupedCase> {
     )
 }
 
-fn check_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> Result<(), TestCaseError> {
+/// (GPU output, f64 reference) of a grouped case, flash or the naive passes.
+fn run_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> (Vec<f32>, Vec<f64>) {
     let (w, kv_w) = (c.cfg.width() as usize, c.cfg.kv_width() as usize);
     let mut g = Graph::new();
     let q = g.input("q", &[c.batch, c.queries, w]).unwrap();
@@ -203,7 +204,11 @@ fn check_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> Result<(), TestCase
     };
     g.output(out).unwrap();
     let got = Plan::new(gpu, &g).unwrap().run(&data).unwrap().remove(0).into_f32();
-    let want = g.reference(&data).unwrap().remove(0);
+    (got, g.reference(&data).unwrap().remove(0))
+}
+
+fn check_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> Result<(), TestCaseError> {
+    let (got, want) = run_grouped(gpu, c, naive);
     // Logits: |q|·|k|·d^-0.5 with entries up to 2 (normalised: √d·max|w|²), plus the mask's 3.
     let d = f64::from(c.cfg.head_dim);
     let logit = if c.cfg.qk_norm.is_some() { d.sqrt() * 2.25 } else { 4.0 * d.sqrt() } + 3.0;
@@ -226,6 +231,36 @@ proptest! {
     #[timeout(300_000)]
     fn portable_grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
         check_grouped(minimal_gpu(), &c, false)?;
+    }
+}
+
+/// A key of -inf logit gets weight 0, as in upstream's f32 softmax, also in a row that the
+/// additive mask drops entirely (whose other keys average uniformly): the naive scores pass
+/// once clamped that logit to -f32::MAX and so weighed it like the masked keys (fuzz-found).
+#[test]
+#[timeout(120_000)]
+fn a_minus_infinite_logit_weighs_nothing_in_an_additively_masked_row() {
+    let cfg = Attention::new(1, 4).grouped(1).offsets(0, 0, 4).additive_mask();
+    let (inf, v) = (f32::INFINITY, [[1.0, 2.0, 3.0, 4.0], [100.0; 4], [3.0, 4.0, 5.0, 6.0]]);
+    let k = [[0.5, 0.1, 0.2, 0.3], [inf, 0.0, 0.0, 0.0], [0.4, 0.3, 0.2, 0.1]];
+    let kv: Vec<f32> = k.iter().zip(&v).flat_map(|(k, v)| k.iter().chain(v).copied()).collect();
+    let c = GroupedCase {
+        batch: 1,
+        queries: 2,
+        keys: 3,
+        cfg,
+        q: vec![-1.0, 0.5, 0.5, 0.5, -2.0, 1.0, 0.0, 1.0],
+        kv,
+        // Query 0 masked throughout, query 1 not at all.
+        mask: vec![f32::MIN, f32::MIN, f32::MIN, 0.0, 0.0, 0.0],
+        norms: Vec::new(),
+    };
+    for naive in [false, true] {
+        let (got, want) = run_grouped(gpu(), &c, naive);
+        assert_eq!(&got[..4], &[2.0, 3.0, 4.0, 5.0], "naive {naive}: mean of keys 0 and 2");
+        assert!(got[4..].iter().all(|&x| (1.0..=6.0).contains(&x)), "naive {naive}: {got:?}");
+        let cmp = reference::compare(&got, &want, 1e-5, 1e-5);
+        assert!(cmp.passed(), "naive {naive}: {cmp}");
     }
 }
 
