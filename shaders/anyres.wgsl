@@ -7,7 +7,8 @@
 //                              patch (y % side)·side + x % side
 // With RESIZE (LLaVA-OneVision's anyres_max_N) the packed grid is the unpadded one resized
 // bilinearly (align_corners=False, PyTorch's f32 source coordinates): each output reads its
-// two-by-two taps through the same map, so the resized grid is never stored.
+// two-by-two taps through the same map, so the resized grid is never stored (taps() from
+// common/bilinear_taps.wgsl).
 // The host computes the few scalars (best resolution, grid, unpad window, resized size); every
 // index of every token is computed here. One invocation per output element, channel fastest.
 
@@ -42,16 +43,6 @@ fn unpadded(y: u32, x: u32, c: u32) -> f32 {
     let tile = 1u + (sy / params.side) * params.grid_w + sx / params.side;
     let cell = (sy % params.side) * params.side + sx % params.side;
     return f32(features[(tile * params.side * params.side + cell) * params.channels + c]);
-}
-
-// Source taps (i0, i1) and the weight of i1 along one axis (as downsample.wgsl's `taps`, whose
-// comment explains the max() that keeps the product from fusing into an FMA).
-fn taps(dst: u32, scale: f32, size: u32) -> vec3<f32> {
-    let p = (f32(dst) + 0.5) * scale;
-    let src = max(max(p, 0.5) - 0.5, 0.0);
-    let i0 = min(u32(floor(src)), size - 1u);
-    let i1 = min(i0 + 1u, size - 1u);
-    return vec3(f32(i0), f32(i1), src - f32(i0));
 }
 
 @compute @workgroup_size(256)

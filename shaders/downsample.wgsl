@@ -5,7 +5,8 @@
 //     count (for k = 2: 2 on an edge, 1 in the corner); without it the remainder is dropped.
 //   bilinear: F.interpolate(size=(out_h, out_w), mode="bilinear", align_corners=False, no
 //     antialias), as LLaVA-OneVision pools: scale = in/out (not 2), src = (dst + 0.5)·scale
-//     - 0.5 clamped at 0, two taps per axis, computed in f32 like PyTorch.
+//     - 0.5 clamped at 0, two taps per axis, computed in f32 like PyTorch (taps(), in
+//     common/bilinear_taps.wgsl).
 // One invocation per output element, channel fastest.
 
 struct Params {
@@ -68,20 +69,6 @@ fn avg_pool(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
         }
     }
     y[output_index(o)] = Act(sum / f32(count));
-}
-
-// Source index pair and weight of the second along one axis (PyTorch's
-// area_pixel_compute_source_index with align_corners=False, then the two taps).
-fn taps(dst: u32, scale: f32, size: u32) -> vec3<f32> {
-    // WGSL lets compilers fuse `p·scale - 0.5` into one FMA (NVIDIA does), which rounds the
-    // coordinate differently from PyTorch's f32 and moves the weight by up to one ulp of src
-    // (~4e-6 at 64): the max() between product and subtraction (a no-op, as p >= 0.5 when
-    // downsampling) leaves nothing to fuse, so the product rounds first as upstream's does.
-    let p = (f32(dst) + 0.5) * scale;
-    let src = max(max(p, 0.5) - 0.5, 0.0);
-    let i0 = min(u32(floor(src)), size - 1u);
-    let i1 = min(i0 + 1u, size - 1u);
-    return vec3(f32(i0), f32(i1), src - f32(i0));
 }
 
 @compute @workgroup_size(256)

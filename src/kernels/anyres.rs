@@ -2,7 +2,7 @@
 //! the image size (a few scalars), the per-token gather runs on the GPU.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::anyres::NAME;
@@ -43,15 +43,18 @@ pub struct Params {
 const WORKGROUP: u32 = 256;
 
 /// The AnyRes packing gather.
-pub static SPEC: KernelSpec = KernelSpec::new(
-    NAME,
-    "anyres.wgsl",
-    include_str!("../../shaders/anyres.wgsl"),
-    "anyres_pack",
-    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
-    WORKGROUP,
-    std::mem::size_of::<Params>(),
-);
+pub static SPEC: KernelSpec = KernelSpec {
+    prelude: &[wgsl::BILINEAR_TAPS],
+    ..KernelSpec::new(
+        NAME,
+        "anyres.wgsl",
+        include_str!("../../shaders/anyres.wgsl"),
+        "anyres_pack",
+        &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+        WORKGROUP,
+        std::mem::size_of::<Params>(),
+    )
+};
 
 /// The AnyRes family.
 pub static FAMILY: Family = Family { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision };

@@ -2,7 +2,7 @@
 //! element: `k × k` average pooling and LLaVA-OneVision's bilinear halving.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, Op, bytes};
+use super::{Cost, Dispatch, Family, Kernel, KernelSpec, Op, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::{AvgPool, BilinearHalf, Meta, Operand};
@@ -44,12 +44,17 @@ const SOURCE: &str = include_str!("../../shaders/downsample.wgsl");
 const BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
 const PARAMS: usize = std::mem::size_of::<Params>();
 
+const fn spec(name: &'static str, entry: &'static str) -> KernelSpec {
+    KernelSpec {
+        prelude: &[wgsl::BILINEAR_TAPS],
+        ..KernelSpec::new(name, "downsample.wgsl", SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
+    }
+}
+
 /// `k × k` average pooling.
-pub static AVG_POOL_SPEC: KernelSpec =
-    KernelSpec::new(AvgPool::NAME, "downsample.wgsl", SOURCE, "avg_pool", BINDINGS, WORKGROUP, PARAMS);
+pub static AVG_POOL_SPEC: KernelSpec = spec(AvgPool::NAME, "avg_pool");
 /// Bilinear halving.
-pub static BILINEAR_SPEC: KernelSpec =
-    KernelSpec::new(BilinearHalf::NAME, "downsample.wgsl", SOURCE, "bilinear", BINDINGS, WORKGROUP, PARAMS);
+pub static BILINEAR_SPEC: KernelSpec = spec(BilinearHalf::NAME, "bilinear");
 
 /// The average-pooling family.
 pub static AVG_POOL_FAMILY: Family = Family {

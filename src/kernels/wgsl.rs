@@ -30,6 +30,8 @@ pub const WEIGHTS_SCALAR_F16: &str = include_str!("../../shaders/common/weights_
 pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../../shaders/common/weights_scalar_bf16.wgsl");
 /// Params, bindings and row helpers of the attention kernels.
 pub const ATTENTION_LAYOUT: &str = include_str!("../../shaders/common/attention_layout.wgsl");
+/// One axis of a bilinear resample: source taps and weight, rounded as PyTorch's f32.
+pub const BILINEAR_TAPS: &str = include_str!("../../shaders/common/bilinear_taps.wgsl");
 /// Params, bindings and helpers of the ToMe passes.
 pub const TOME_LAYOUT: &str = include_str!("../../shaders/common/tome_layout.wgsl");
 
@@ -43,6 +45,7 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/gemm_input_scalar.wgsl", GEMM_INPUT_SCALAR, &[STORAGE_F32, ACTIVATIONS, GEMM_EPILOGUE]),
     ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
+    ("common/bilinear_taps.wgsl", BILINEAR_TAPS, &[]),
     ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),
     ("common/weights_vec4_f16.wgsl", WEIGHTS_VEC4_F16, &[]),
     ("common/weights_vec4_bf16.wgsl", WEIGHTS_VEC4_BF16, &[]),

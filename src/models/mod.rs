@@ -333,7 +333,10 @@ impl Pretrained {
     }
 
     /// Runs the connector once on `inputs` (by name); returns its outputs by name. Missing
-    /// inputs and inputs of the wrong shape are [`Error::Input`].
+    /// inputs and inputs of the wrong shape are [`Error::Input`]. Each call plans for its
+    /// inputs' shapes (pipelines come from the device's cache; buffers and bind groups are
+    /// made anew): to run one shape many times, plan the connector itself once
+    /// (`crate::connectors`) and run that plan.
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
         self.runner.run(inputs)
     }
