@@ -20,67 +20,8 @@
 // streams the keys with an online softmax. `scores`, `softmax_rows` and `weighted_sum` are
 // the naive three-pass version that materialises them, kept as the measured baseline.
 //
-// The Params, bindings and row helpers come from common/attention_layout.wgsl.
-
-// Per-invocation state of `flash`, four dims per vec4 (see D4); q4 is in the layout.
-var<private> acc4: array<vec4<f32>, MAX_D4>;
-var<private> run_max: f32;
-var<private> run_sum: f32;
-
-// Folds logit `s` into the running max and sum, rescales the accumulated values, and returns
-// the weight of the new key's value.
-fn online_softmax_step(s: f32) -> f32 {
-    let m = max(run_max, s);
-    let correction = exp(run_max - m);
-    if correction != 1.0 {
-        for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] *= correction;
-        }
-    }
-    let p = exp(s - m);
-    run_sum = run_sum * correction + p;
-    run_max = m;
-    return p;
-}
-
-// The loaded query's logit for key j, whose head starts at `row` of its source: the scaled
-// dot product (q/k norms applied) plus the additive mask. The keep mask is the caller's.
-fn logit(b: u32, qi: u32, j: u32, row: u32) -> f32 {
-    var dots = vec4(0.0);
-    var squares = vec4(0.0);
-    for (var d4 = 0u; d4 < D4; d4++) {
-        let k = kv4(j, row + k_col(j), d4);
-        dots += q4[d4] * k;
-        squares += k * k;
-    }
-    return dot(dots, vec4(1.0)) * key_scale(dot(squares, vec4(1.0))) + mask_add(b, qi, j);
-}
-
-// Runs the online softmax of query qi (batch b, head h) over keys first, first + stride, ..
-// into acc4, run_max and run_sum; returns whether the keep mask kept any of them.
-fn stream_keys(b: u32, h: u32, qi: u32, first: u32, stride: u32) -> bool {
-    load_query(q_start(b, h, qi));
-    for (var d4 = 0u; d4 < D4; d4++) {
-        acc4[d4] = vec4(0.0);
-    }
-    // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
-    run_max = FILL;
-    run_sum = 0.0;
-    var any_kept = false;
-    for (var j = first; j < keys(); j += stride) {
-        let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
-        var s = FILL;
-        if kept(b, qi, j) {
-            any_kept = true;
-            s = logit(b, qi, j, row);
-        }
-        let p = online_softmax_step(s);
-        for (var d4 = 0u; d4 < D4; d4++) {
-            acc4[d4] += p * kv4(j, row + v_col(j), d4);
-        }
-    }
-    return any_kept;
-}
+// The Params, bindings and row helpers come from common/attention_layout.wgsl, the online
+// softmax and the key-split merge from common/attention_stream.wgsl.
 
 @compute @workgroup_size(64)
 fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -184,17 +125,17 @@ fn weighted_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 }
 
 // `flash_split`, for GPUs: one workgroup per (batch, head, block of SPLIT_Q queries), its 64
-// invocations SPLIT_Q queries × SPLIT_K key slices. Invocation (q, s) runs the online softmax
-// over keys s, s + SPLIT_K, ..; the slices' states (max, sum, accumulated values) are then
-// merged through workgroup memory, 16 dims at a time. 8x the invocations of `flash` on the
-// same problem (the Q-Former's 384 rows become 3072 invocations), no subgroup operations.
-const SPLIT_Q: u32 = 8u;
-const SPLIT_K: u32 = 8u;
+// invocations SPLIT_Q queries × SPLIT_K key slices (common/attention_stream.wgsl). 8x the
+// invocations of `flash` on the same problem (the Q-Former's 384 rows become 3072
+// invocations), no subgroup operations.
+var<private> split_out: u32;       // where this invocation's query row starts in `out`
+var<private> split_stores: bool;   // false for the clamped rows past the last query
 
-var<workgroup> split_max: array<f32, 64>;
-var<workgroup> split_sum: array<f32, 64>;
-var<workgroup> split_kept: array<u32, 64>;
-var<workgroup> split_acc: array<f32, 1024>;  // 64 invocations × 16 dims
+fn take_merged(d: u32, v: f32) {
+    if split_stores {
+        out[split_out + d] = Act(v);
+    }
+}
 
 @compute @workgroup_size(64)
 fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -207,50 +148,9 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     }
     let h = (group / blocks) % params.heads;
     let b = group / (blocks * params.heads);
-    let q = lid / SPLIT_K;
-    let slice = lid % SPLIT_K;
-    let qi_raw = (group % blocks) * SPLIT_Q + q;
+    let qi_raw = (group % blocks) * SPLIT_Q + lid / SPLIT_K;
     let qi = min(qi_raw, params.queries - 1u);
-    let any_kept = stream_keys(b, h, qi, slice, SPLIT_K);
-    split_max[lid] = run_max;
-    split_sum[lid] = run_sum;
-    split_kept[lid] = u32(any_kept);
-    workgroupBarrier();
-    // The query's merged max and sum; this slice's share of them.
-    let first = q * SPLIT_K;
-    var m = FILL;
-    var kept_any = 0u;
-    for (var t = 0u; t < SPLIT_K; t++) {
-        m = max(m, split_max[first + t]);
-        kept_any |= split_kept[first + t];
-    }
-    var total = 0.0;
-    for (var t = 0u; t < SPLIT_K; t++) {
-        total += split_sum[first + t] * exp(split_max[first + t] - m);
-    }
-    let share = exp(run_max - m) / total;
-    let zero = MASKED_ROWS == 1u && kept_any == 0u;
-    let o = out_start(b, h, qi);
-    // 16 dims per round: every slice leaves its scaled values, each slice sums 2 of the dims.
-    for (var c4 = 0u; c4 < D4; c4 += 4u) {
-        for (var i = 0u; i < 4u; i++) {
-            let v = select(vec4(0.0), acc4[min(c4 + i, D4 - 1u)] * share, c4 + i < D4);
-            split_acc[lid * 16u + i * 4u] = v.x;
-            split_acc[lid * 16u + i * 4u + 1u] = v.y;
-            split_acc[lid * 16u + i * 4u + 2u] = v.z;
-            split_acc[lid * 16u + i * 4u + 3u] = v.w;
-        }
-        workgroupBarrier();
-        for (var e = slice * 2u; e < slice * 2u + 2u; e++) {
-            var mean = 0.0;
-            for (var t = 0u; t < SPLIT_K; t++) {
-                mean += split_acc[(first + t) * 16u + e];
-            }
-            let d = c4 * 4u + e;
-            if qi_raw < params.queries && d < HEAD_DIM {
-                out[o + d] = Act(select(mean, zero_times(mean), zero));
-            }
-        }
-        workgroupBarrier();
-    }
+    split_out = out_start(b, h, qi);
+    split_stores = qi_raw < params.queries;
+    merge_split(lid, stream_keys(b, h, qi, lid % SPLIT_K, SPLIT_K));
 }

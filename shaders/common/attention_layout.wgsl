@@ -1,6 +1,6 @@
-// Layout and masking shared by the attention kernels (attention.wgsl, attention_subgroup.wgsl):
-// the Params, the bindings and where query, key/value and output rows live. See
-// attention.wgsl for the semantics.
+// Layout and masking shared by the attention kernels (attention.wgsl, attention_subgroup.wgsl,
+// attention_rows.wgsl): the Params, the bindings and where query, key/value and output rows
+// live. See attention.wgsl for the semantics.
 
 struct Params {
     batch: u32,
@@ -19,6 +19,10 @@ struct Params {
     norm_eps: f32,     // QK_NORM's RMSNorm eps
     k_offset_b: u32,   // k_offset and v_offset in kv_b's rows
     v_offset_b: u32,
+    out_width: u32,    // attention_rows: the output projection's width
+    post_eps: f32,     // attention_rows: the post-LayerNorm's eps
+    head_dim: u32,     // attention_rows: HEAD_DIM as a run-time value (see there)
+    _pad1: u32,
 }
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM

@@ -12,8 +12,8 @@ use crate::weights::Weights;
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
 }
 
 /// What a linear node adds after its activation.
@@ -144,10 +144,7 @@ impl Linear {
             return self.add_epilogue(g, name, normed, epilogue, extra);
         };
         let mut extra = extra.to_vec();
-        extra.push(g.constant(&format!("{name}.norm.weight"), &norm.weight));
-        if let Some(b) = &norm.bias {
-            extra.push(g.constant(&format!("{name}.norm.bias"), b));
-        }
+        norm.push_params(g, &format!("{name}.norm"), &mut extra);
         self.add_epilogue(g, name, x, epilogue.with_input_norm(input_norm), &extra)
     }
 
@@ -216,8 +213,24 @@ impl Norm {
         Ok(Self { weight: norm_param(gpu, weights, prefix, "weight", dim)?, bias: None, op: NormOp::Rms(op) })
     }
 
+    /// The norm as a fused sublayer's post-norm (its eps): a LayerNorm over whole rows.
+    pub(super) fn as_post_norm(&self) -> Option<f32> {
+        match self.op {
+            NormOp::Layer(op) if !op.per_head && self.bias.is_some() => Some(op.eps),
+            _ => None,
+        }
+    }
+
+    /// Appends its weight (and bias) as constants of `g`.
+    pub(super) fn push_params(&self, g: &mut Graph, name: &str, inputs: &mut Vec<TensorId>) {
+        inputs.push(g.constant(&format!("{name}.weight"), &self.weight));
+        if let Some(b) = &self.bias {
+            inputs.push(g.constant(&format!("{name}.bias"), b));
+        }
+    }
+
     /// The norm as a GEMM's input norm, where it is one over whole rows.
-    fn as_input_norm(&self) -> Option<InputNorm> {
+    pub(super) fn as_input_norm(&self) -> Option<InputNorm> {
         match self.op {
             NormOp::Layer(op) if !op.per_head => Some(InputNorm::Layer { eps: op.eps }),
             NormOp::Rms(op) if !op.per_head => Some(InputNorm::Rms { eps: op.eps, unit_offset: op.unit_offset }),
@@ -226,10 +239,8 @@ impl Norm {
     }
 
     pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId) -> Result<TensorId> {
-        let mut inputs = vec![x, g.constant(&format!("{name}.weight"), &self.weight)];
-        if let Some(b) = &self.bias {
-            inputs.push(g.constant(&format!("{name}.bias"), b));
-        }
+        let mut inputs = vec![x];
+        self.push_params(g, name, &mut inputs);
         match self.op {
             NormOp::Layer(op) => g.add(op, &inputs),
             NormOp::Rms(op) => g.add(op, &inputs),
@@ -240,33 +251,6 @@ impl Norm {
 fn norm_param(gpu: &Gpu, weights: &Weights, prefix: &str, leaf: &str, dim: usize) -> Result<Tensor> {
     let name = format!("{prefix}.{leaf}");
     Tensor::from_f32(gpu, &[dim], &weights.f32(&name, Some(&[dim]))?)
-}
-
-/// open_flamingo's `FeedForward`: `nn.Sequential(LayerNorm, Linear, GELU, Linear)` without
-/// biases, stored as `{prefix}.0` (norm), `{prefix}.1` and `{prefix}.3`.
-#[derive(Debug, Clone)]
-pub(crate) struct FeedForward {
-    norm: Norm,
-    up: Linear,
-    down: Linear,
-}
-
-impl FeedForward {
-    pub(crate) fn load(gpu: &Gpu, weights: &Weights, prefix: &str, dim: usize, eps: f32) -> Result<Self> {
-        let up = Linear::load(gpu, weights, &format!("{prefix}.1"), dim, false)?;
-        Ok(Self {
-            norm: Norm::load(gpu, weights, &format!("{prefix}.0"), dim, eps)?,
-            down: Linear::load(gpu, weights, &format!("{prefix}.3"), up.out_features(), false)?,
-            up,
-        })
-    }
-
-    /// Adds `skip(FF(x))` to `g`: the LayerNorm rides in the first GEMM's input, the residual
-    /// (gated or not) in the last one's epilogue.
-    pub(crate) fn add(&self, g: &mut Graph, name: &str, x: TensorId, skip: Skip) -> Result<TensorId> {
-        let f = self.up.add_normed(g, &format!("{name}.1"), &self.norm, x, Some(GeluForm::Erf), Skip::None)?;
-        self.down.add(g, &format!("{name}.3"), f, None, skip)
-    }
 }
 
 /// `tensor` (an f32 parameter: learnable queries, latents) as a constant of `g` in the

@@ -4,7 +4,8 @@
 //! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
 
 use super::StateDict;
-use super::blocks::{FeedForward, Linear, Norm, Skip, head_dim};
+use super::blocks::{Linear, Norm, Skip, head_dim};
+use super::sublayers::FeedForward;
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

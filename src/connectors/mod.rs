@@ -8,6 +8,7 @@ mod merger;
 mod mllama;
 mod perceiver;
 mod qformer;
+mod sublayers;
 
 pub use compress::{AnyRes, Merged, PoolOrder, add_token_merge};
 pub use gated_xattn::{GatedXAttnBlock, GatedXAttnConfig, GatedXAttnPlan};
@@ -133,4 +134,9 @@ impl ConnectorPlan {
 
 fn finish(gpu: &Gpu, (graph, input, output): (Graph, TensorId, TensorId)) -> Result<ConnectorPlan> {
     ConnectorPlan::new(gpu, graph, input, output)
+}
+
+/// [`finish`] with every fused sublayer split into the dispatches it replaces.
+fn finish_unfused(gpu: &Gpu, (graph, input, output): (Graph, TensorId, TensorId)) -> Result<ConnectorPlan> {
+    ConnectorPlan::new(gpu, graph.with_sublayers_split()?, input, output)
 }

@@ -8,8 +8,9 @@
 //! every layer's media K/V. Each layer's q, k and v of the latents are one GEMM too (`to_q` and
 //! `to_kv` stacked), read in place by the attention's two sources.
 
-use super::blocks::{FeedForward, Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
-use super::{ConnectorPlan, StateDict, finish};
+use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
+use super::sublayers::FeedForward;
+use super::{ConnectorPlan, StateDict, finish, finish_unfused};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -171,6 +172,8 @@ impl PerceiverResampler {
 
     /// The graph for `x` `[items, tokens, dim]` (items = batch · media, tokens = frames ·
     /// tokens per frame, upstream's `[b, T, F, v, D]` flattened) → `[items, latents, dim]`.
+    /// Each attention's output projection with its residual, and each FFN with its input norm
+    /// and residual (the last with the final norm), is one fused dispatch where it fits.
     pub fn graph(&self, items: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let x = g.input_as("x", &[items, tokens, self.dim], self.activations)?;
@@ -182,6 +185,7 @@ impl PerceiverResampler {
         let inner = self.inner as u32;
         // Every layer's media K/V: `[items, tokens, depth · [K | V]]`.
         let kv_media = self.media_kv.add_normed(&mut g, "to_kv.media", &self.media_norm, x, None, Skip::None)?;
+        let mut final_norm = Some(&self.norm);
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("layers.{i}");
             let qkv = layer.to_qkv.add_normed(
@@ -197,11 +201,18 @@ impl PerceiverResampler {
             let attention = Attention::new(self.heads as u32, d)
                 .offsets(0, base, base + inner)
                 .second_source_offsets(inner, 2 * inner);
-            let attended = g.add(attention, &[qkv, kv_media, qkv])?;
-            latents = layer.to_out.add(&mut g, &format!("{name}.to_out"), attended, None, Skip::Add(latents))?;
-            latents = layer.ff.add(&mut g, &format!("{name}.1"), latents, Skip::Add(latents))?;
+            let inputs = [qkv, kv_media, qkv];
+            let to_out = format!("{name}.to_out");
+            latents = layer.to_out.add_after_attention(&mut g, &to_out, attention, &inputs, Some(latents), None)?;
+            // The final norm rides on the last FFN where that one is fused.
+            let last = i + 1 == self.layers.len();
+            let post_norm = if last && layer.ff.fuses(&self.norm) { final_norm.take() } else { None };
+            latents = layer.ff.add_residual(&mut g, &format!("{name}.1"), latents, post_norm)?;
         }
-        let out = self.norm.add(&mut g, "norm", latents)?;
+        let out = match final_norm {
+            Some(norm) => norm.add(&mut g, "norm", latents)?,
+            None => latents,
+        };
         g.output(out)?;
         Ok((g, x, out))
     }
@@ -209,6 +220,12 @@ impl PerceiverResampler {
     /// Plans the resampler for `items` media items of `tokens` tokens each.
     pub fn plan(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
         finish(gpu, self.graph(items, tokens)?)
+    }
+
+    /// Plans the measured baseline: every fused sublayer split into its attention, GEMM and
+    /// norm dispatches, whatever the device.
+    pub fn plan_unfused(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish_unfused(gpu, self.graph(items, tokens)?)
     }
 }
 

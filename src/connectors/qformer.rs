@@ -4,7 +4,8 @@
 //! layers (layer 0 included), and the query FFN.
 
 use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
-use super::{ConnectorPlan, StateDict, finish};
+use super::sublayers::Mlp;
+use super::{ConnectorPlan, StateDict, finish, finish_unfused};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -261,7 +262,9 @@ impl QFormer {
 
     /// The graph for `image_embeds` `[batch, tokens, encoder_width]` → `[batch, queries,
     /// hidden]` (or `[batch, queries, text_dim]` with the language projection, the hidden state
-    /// then a second output). Returns (graph, input, output).
+    /// then a second output). Each attention sublayer (attention, output projection, residual,
+    /// post-LayerNorm) and each FFN is one fused dispatch where it fits. Returns (graph, input,
+    /// output).
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
@@ -279,26 +282,25 @@ impl QFormer {
             let name = format!("layer.{i}");
             let a = &layer.attention;
             let qkv = a.query.add(&mut g, &format!("{name}.qkv"), h, None, Skip::None)?;
-            let attended = g.add(Attention::new(heads, d).offsets(0, width, 2 * width), &[qkv, qkv])?;
-            let sum = a.output.add(&mut g, &format!("{name}.attention.output"), attended, None, Skip::Add(h))?;
-            h = a.norm.add(&mut g, &format!("{name}.attention.LayerNorm"), sum)?;
+            let attention = Attention::new(heads, d).offsets(0, width, 2 * width);
+            let output = format!("{name}.attention.output");
+            h = a.output.add_after_attention(&mut g, &output, attention, &[qkv, qkv], Some(h), Some(&a.norm))?;
             if let Some(c) = &layer.cross {
                 let q = c.query.add(&mut g, &format!("{name}.cross.query"), h, None, Skip::None)?;
                 let base = 2 * width * cross_index;
                 cross_index += 1;
-                let attended = g.add(Attention::new(heads, d).offsets(0, base, base + width), &[q, kv])?;
-                let sum = c.output.add(&mut g, &format!("{name}.cross.output"), attended, None, Skip::Add(h))?;
-                h = c.norm.add(&mut g, &format!("{name}.cross.LayerNorm"), sum)?;
+                let attention = Attention::new(heads, d).offsets(0, base, base + width);
+                let output = format!("{name}.cross.output");
+                h = c.output.add_after_attention(&mut g, &output, attention, &[q, kv], Some(h), Some(&c.norm))?;
             }
-            let f = layer.intermediate.add(
-                &mut g,
-                &format!("{name}.intermediate_query"),
-                h,
-                Some(self.config.hidden_act),
-                Skip::None,
-            )?;
-            let sum = layer.output.add(&mut g, &format!("{name}.output_query"), f, None, Skip::Add(h))?;
-            h = layer.norm.add(&mut g, &format!("{name}.output_query.LayerNorm"), sum)?;
+            let ffn = Mlp {
+                norm: None,
+                up: &layer.intermediate,
+                activation: Some(self.config.hidden_act),
+                down: &layer.output,
+            };
+            let names = [&format!("{name}.intermediate_query") as &str, &format!("{name}.output_query")];
+            h = ffn.add_named(&mut g, names, h, Some(&layer.norm))?;
         }
         let Some(projection) = &self.projection else {
             g.output(h)?;
@@ -313,5 +315,11 @@ impl QFormer {
     /// Plans the Q-Former for `[batch, tokens]` image features.
     pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
         finish(gpu, self.graph(batch, tokens)?)
+    }
+
+    /// Plans the measured baseline: every fused sublayer split into its attention, GEMM and
+    /// norm dispatches, whatever the device.
+    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
+        finish_unfused(gpu, self.graph(batch, tokens)?)
     }
 }

@@ -45,6 +45,20 @@ impl Caps {
         }
     }
 
+    /// Whether the fused sublayers (`attention_rows`, `mlp_rows`) run as one dispatch each
+    /// rather than as the attention, GEMM and norm dispatches they replace: on GPUs, where
+    /// dispatches and stored intermediates cost; not on CPU rasterisers, where they measured
+    /// 3-7x slower than the register-blocked GEMMs they replace (a workgroup's rows run on one
+    /// core, its weight loads are gathers). `VLBRIDGE_FORCE=sublayers=fused|split` decides
+    /// instead.
+    pub fn fuses_sublayers(&self) -> bool {
+        match self.forced("sublayers") {
+            Some("fused") => true,
+            Some("split") => false,
+            _ => !self.is_cpu(),
+        }
+    }
+
     /// The tuned variant of `kernel` for problems of `class`, if the tune has one.
     pub fn tuned(&self, kernel: &str, class: &str) -> Option<&str> {
         self.tuned.iter().find(|(k, c, _)| k == kernel && c == class).map(|(_, _, v)| v.as_str())

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::cases::evaluate;
 use crate::kernels::{Case, Op};
-use crate::ops::{Epilogue, InputNorm, LayerNorm, Meta, RmsNorm, check_u32_elements};
+use crate::ops::{Epilogue, InputNorm, LayerNorm, Meta, Residual, RmsNorm, RowsEpilogue, check_u32_elements};
 use crate::tensor::Tensor;
 
 /// Handle to a tensor of a [`Graph`].
@@ -213,6 +213,57 @@ impl Graph {
             g.nodes.push(Node { op: plain.into(), inputs, output: node.output });
         }
         g
+    }
+
+    /// The same graph with every fused sublayer as the nodes it fuses: `attention_rows` as
+    /// attention, GEMM (bias, residual) and LayerNorm; `mlp_rows` as GEMM (input norm, bias,
+    /// activation), GEMM (bias, residual) and LayerNorm. Where a device runs those faster
+    /// ([`crate::gpu::Caps::fuses_sublayers`]), and the measured baseline of the fusion.
+    pub fn with_sublayers_split(&self) -> Result<Graph> {
+        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
+        for node in &self.nodes {
+            // The node that makes the projection's input, and its inputs: the node's first ones.
+            let (front, first, epilogue): (Op, usize, RowsEpilogue) = match node.op {
+                Op::AttentionRows(op) => (op.attention.into(), op.attention.arity(), op.epilogue),
+                Op::MlpRows(op) => {
+                    let up = Epilogue {
+                        bias: op.in_bias,
+                        activation: op.activation,
+                        input_norm: op.input_norm,
+                        ..Epilogue::NONE
+                    };
+                    (up.into(), op.front(), op.epilogue)
+                }
+                _ => {
+                    g.nodes.push(node.clone());
+                    continue;
+                }
+            };
+            let name = self.tensors[node.output.0].name.clone();
+            let out_meta = self.tensors[node.output.0].meta.clone();
+            let inputs = node.inputs[..first].to_vec();
+            let metas: Vec<&Meta> = inputs.iter().map(|i| &g.tensors[i.0].meta).collect();
+            let meta = front.check(&metas)?;
+            let x = g.push(&format!("{name}.input"), meta, Role::Computed);
+            g.nodes.push(Node { op: front, inputs, output: x });
+            let [w, bias, skip, post_weight, post_bias] = epilogue.slots(first).map(|s| s.map(|i| node.inputs[i]));
+            let residual = if skip.is_some() { Residual::Add } else { Residual::None };
+            let down = Epilogue { bias: epilogue.bias, residual, ..Epilogue::NONE };
+            let sum = match epilogue.post_norm {
+                Some(_) => g.push(&format!("{name}.sum"), out_meta, Role::Computed),
+                None => node.output,
+            };
+            let inputs = [Some(x), w, bias, skip].into_iter().flatten().collect();
+            g.nodes.push(Node { op: down.into(), inputs, output: sum });
+            if let (Some(eps), Some(weight), Some(b)) = (epilogue.post_norm, post_weight, post_bias) {
+                g.nodes.push(Node {
+                    op: LayerNorm::new(eps).into(),
+                    inputs: vec![sum, weight, b],
+                    output: node.output,
+                });
+            }
+        }
+        Ok(g)
     }
 
     fn push(&mut self, name: &str, meta: Meta, role: Role) -> TensorId {

@@ -86,6 +86,9 @@ impl Plan {
         }
         // Nodes no output depends on are dropped here: no pipeline, dispatch or buffer.
         let mut graph = graph.pruned();
+        if !gpu.caps().fuses_sublayers() {
+            graph = graph.with_sublayers_split()?;
+        }
         if !gpu.caps().fuses_input_norms() {
             graph = graph.with_input_norms_split();
         }
@@ -122,7 +125,7 @@ impl Plan {
                         Ok((d, grid))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let overrides = kernel.overrides(spec);
+                let overrides = kernel.overrides(spec, &metas);
                 let pipeline = gpu.pipeline(&spec.pipeline(kernel.storage(&metas), &overrides))?;
                 Ok(Planned { spec, pipeline, dispatches })
             })

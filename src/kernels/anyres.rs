@@ -76,7 +76,7 @@ impl Kernel for AnyResLayout {
         vec![&SPEC]
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         vec![("RESIZE", f64::from(u8::from(self.resized.is_some())))]
     }
 

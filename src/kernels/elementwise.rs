@@ -64,7 +64,7 @@ impl Kernel for GeluForm {
         vec![&GELU_SPEC]
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         vec![("GELU_FORM", f64::from(GeluForm::code(Some(*self))))]
     }
 

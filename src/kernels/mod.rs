@@ -15,6 +15,7 @@ pub mod gemm;
 pub mod norm;
 pub mod pool;
 pub mod probe;
+pub mod rows;
 pub mod shuffle;
 pub mod tome;
 pub mod wgsl;
@@ -188,8 +189,8 @@ pub trait Kernel: fmt::Debug + Send + Sync {
         variants.into_iter().find(|s| s.runs_on(caps)).unwrap_or(last)
     }
 
-    /// Override constants that specialise the shader.
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    /// Override constants that specialise the shader for these (checked) inputs.
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
 
@@ -416,6 +417,12 @@ registry! {
     Attention(crate::ops::Attention) => attention::FAMILY,
     /// One pass of the naive three-pass attention (the measured baseline).
     AttentionNaive(crate::ops::Naive) => attention::NAIVE_FAMILY,
+    /// An attention sublayer (attention, output projection, residual, post-norm) in one
+    /// dispatch.
+    AttentionRows(crate::ops::AttentionRows) => rows::ATTENTION_ROWS_FAMILY,
+    /// A feed-forward sublayer (norm, Linear, activation, Linear, residual, post-norm) in one
+    /// dispatch.
+    MlpRows(crate::ops::MlpRows) => rows::MLP_ROWS_FAMILY,
     /// `k × k` average pooling of a token grid.
     AvgPool(crate::ops::AvgPool) => pool::AVG_POOL_FAMILY,
     /// Bilinear halving of a token grid.

@@ -118,7 +118,7 @@ impl Kernel for RmsNorm {
         vec![&RMS_NORM_SPEC]
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         vec![("WEIGHT_OFFSET", if self.unit_offset { 1.0 } else { 0.0 })]
     }
 

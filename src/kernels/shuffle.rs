@@ -57,7 +57,7 @@ impl Kernel for PixelShuffle {
         vec![&SPEC]
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         vec![("CHANNEL_MAJOR", f64::from(u8::from(self.order == ChannelOrder::ChannelMajor)))]
     }
 

@@ -129,7 +129,7 @@ impl Kernel for TomeStep {
         }
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         match self.step {
             Step::MergeFeatures => vec![("MERGE", 0.0)],
             Step::MergeSizes => vec![("MERGE", 1.0)],

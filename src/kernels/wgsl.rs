@@ -30,6 +30,10 @@ pub const WEIGHTS_SCALAR_F16: &str = include_str!("../../shaders/common/weights_
 pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../../shaders/common/weights_scalar_bf16.wgsl");
 /// Params, bindings and row helpers of the attention kernels.
 pub const ATTENTION_LAYOUT: &str = include_str!("../../shaders/common/attention_layout.wgsl");
+/// The online softmax over a slice of the keys and the key-split merge (needs the layout).
+pub const ATTENTION_STREAM: &str = include_str!("../../shaders/common/attention_stream.wgsl");
+/// The fused sublayers' output projection, bias, residual and post-norm over whole rows.
+pub const ROWS_EPILOGUE: &str = include_str!("../../shaders/common/rows_epilogue.wgsl");
 /// One axis of a bilinear resample: source taps and weight, rounded as PyTorch's f32.
 pub const BILINEAR_TAPS: &str = include_str!("../../shaders/common/bilinear_taps.wgsl");
 /// Params, bindings and helpers of the ToMe passes.
@@ -44,6 +48,8 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
     ("common/gemm_input_scalar.wgsl", GEMM_INPUT_SCALAR, &[STORAGE_F32, ACTIVATIONS, GEMM_EPILOGUE]),
     ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
+    ("common/attention_stream.wgsl", ATTENTION_STREAM, &[STORAGE_F32, ATTENTION_LAYOUT, TAKE_MERGED]),
+    ("common/rows_epilogue.wgsl", ROWS_EPILOGUE, &[STORAGE_F32, ROWS_OUT]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
     ("common/bilinear_taps.wgsl", BILINEAR_TAPS, &[]),
     ("common/weights_vec4_f32.wgsl", WEIGHTS_VEC4_F32, &[]),
@@ -53,6 +59,11 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/weights_scalar_f16.wgsl", WEIGHTS_SCALAR_F16, &[]),
     ("common/weights_scalar_bf16.wgsl", WEIGHTS_SCALAR_BF16, &[]),
 ];
+
+/// What attention_stream.wgsl needs of its kernel, for validating it alone.
+const TAKE_MERGED: &str = "fn take_merged(d: u32, v: f32) {}";
+/// What rows_epilogue.wgsl needs of its kernel, for validating it alone.
+const ROWS_OUT: &str = "@group(0) @binding(4) var<storage, read_write> out: array<Act>;";
 
 /// The prelude defining `Act` for activations stored as `storage` (f32 or f16; the other
 /// types are not activation storage).

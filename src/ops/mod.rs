@@ -9,6 +9,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod norm;
 pub mod pool;
+pub mod rows;
 pub mod shuffle;
 pub mod tome;
 
@@ -19,6 +20,7 @@ pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};
 pub use pool::{AvgPool, BilinearHalf};
+pub use rows::{AttentionRows, MlpRows, RowsEpilogue};
 pub use shuffle::{ChannelOrder, ImageGrid, PixelShuffle};
 pub use tome::{Step, Tome, TomeStep};
 

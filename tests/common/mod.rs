@@ -12,11 +12,14 @@ fn open(options: GpuOptions) -> Gpu {
     Gpu::with_options(&options).unwrap_or_else(|e| panic!("tests need a GPU adapter (run scripts/setup.sh): {e}"))
 }
 
-/// The environment's options, with GEMM input norms fused even on lavapipe (which splits them
-/// off by default): the kernels under test are the fused ones; `tests/kernels.rs` holds the
-/// split form to them.
+/// The environment's options, with GEMM input norms and whole sublayers fused even on lavapipe
+/// (which splits them by default): the kernels under test are the fused ones;
+/// `tests/kernels.rs` and `tests/sublayers.rs` hold the split forms to them.
 fn env() -> GpuOptions {
-    GpuOptions::from_env().expect("VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER / VLBRIDGE_FORCE").force("input_norm", "fused")
+    GpuOptions::from_env()
+        .expect("VLBRIDGE_BACKEND / VLBRIDGE_ADAPTER / VLBRIDGE_FORCE")
+        .force("input_norm", "fused")
+        .force("sublayers", "fused")
 }
 
 /// The default adapter (lavapipe in CI), opened once per test binary.

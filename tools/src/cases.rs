@@ -53,7 +53,10 @@ fn kernels() -> Vec<Row> {
             (family.bench)().into_iter().map(move |case| {
                 row(family.name, case.shape, move |gpu| {
                     let case = (case.build)()?;
-                    let plan = Plan::new(gpu, &Graph::from_case(gpu, &case)?)?;
+                    // A kernel's row times that kernel, also where the adapter would split a
+                    // fused sublayer into others.
+                    let gpu = gpu.with_forced("sublayers", "fused");
+                    let plan = Plan::new(&gpu, &Graph::from_case(&gpu, &case)?)?;
                     let inputs = case.tensors.into_iter().filter(|t| !t.constant).map(|t| t.data).collect();
                     Ok(Built { plan, inputs })
                 })
@@ -83,22 +86,54 @@ fn llava_projector(weights: DType, activations: DType) -> Row {
     })
 }
 
+/// How a connector with fused sublayers is planned: as the adapter chooses
+/// ([`vlbridge::gpu::Caps::fuses_sublayers`]), or either way whatever the adapter.
+#[derive(Clone, Copy)]
+enum Sublayers {
+    AdaptersChoice,
+    Fused,
+    Split,
+}
+
+impl Sublayers {
+    /// The device to plan on, and whether to plan the unfused baseline.
+    fn device(self, gpu: &Gpu) -> (Gpu, bool) {
+        match self {
+            Sublayers::AdaptersChoice => (gpu.clone(), false),
+            Sublayers::Fused => (gpu.with_forced("sublayers", "fused"), false),
+            Sublayers::Split => (gpu.clone(), true),
+        }
+    }
+}
+
+fn qformer(gpu: &Gpu, sublayers: Sublayers) -> Result<Built> {
+    let config = QFormerConfig::default();
+    let w = synthetic::checkpoint(&mut rng(), &QFormer::state_dict(&config), &[], DType::F32)?;
+    let model = QFormer::from_weights(gpu, &w, config)?;
+    let (gpu, unfused) = sublayers.device(gpu);
+    Ok(features(if unfused { model.plan_unfused(&gpu, 1, 257)? } else { model.plan(&gpu, 1, 257)? }))
+}
+
+fn perceiver(gpu: &Gpu, sublayers: Sublayers) -> Result<Built> {
+    let config = PerceiverConfig::default();
+    let layout = PerceiverResampler::state_dict(&config, "perceiver.");
+    let w = synthetic::checkpoint(&mut rng(), &layout, &[], DType::F32)?;
+    let model = PerceiverResampler::from_weights(gpu, &w, config)?;
+    let (gpu, unfused) = sublayers.device(gpu);
+    Ok(features(if unfused { model.plan_unfused(&gpu, 1, 257)? } else { model.plan(&gpu, 1, 257)? }))
+}
+
 fn connectors() -> Vec<Row> {
     vec![
         llava_projector(DType::F32, DType::F32),
         llava_projector(DType::F16, DType::F16),
         llava_projector(DType::BF16, DType::F32),
-        row("qformer", "32x768 over 257x1408, 12 layers", |gpu| {
-            let config = QFormerConfig::default();
-            let w = synthetic::checkpoint(&mut rng(), &QFormer::state_dict(&config), &[], DType::F32)?;
-            Ok(features(QFormer::from_weights(gpu, &w, config)?.plan(gpu, 1, 257)?))
-        }),
-        row("perceiver", "64x1024 over 257, depth 6", |gpu| {
-            let config = PerceiverConfig::default();
-            let layout = PerceiverResampler::state_dict(&config, "perceiver.");
-            let w = synthetic::checkpoint(&mut rng(), &layout, &[], DType::F32)?;
-            Ok(features(PerceiverResampler::from_weights(gpu, &w, config)?.plan(gpu, 1, 257)?))
-        }),
+        row("qformer", "32x768 over 257x1408, 12 layers", |gpu| qformer(gpu, Sublayers::AdaptersChoice)),
+        row("qformer", "32x768 over 257x1408, 12 layers, fused sublayers", |gpu| qformer(gpu, Sublayers::Fused)),
+        row("qformer", "32x768 over 257x1408, 12 layers, unfused", |gpu| qformer(gpu, Sublayers::Split)),
+        row("perceiver", "64x1024 over 257, depth 6", |gpu| perceiver(gpu, Sublayers::AdaptersChoice)),
+        row("perceiver", "64x1024 over 257, depth 6, fused sublayers", |gpu| perceiver(gpu, Sublayers::Fused)),
+        row("perceiver", "64x1024 over 257, depth 6, unfused", |gpu| perceiver(gpu, Sublayers::Split)),
         row("gated_xattn", "64x4096 over 64x1024", |gpu| {
             let (prefix, config) = ("lang_encoder.gated_cross_attn_layers.0.", GatedXAttnConfig::default());
             let gates = [(format!("{prefix}attn_gate"), 0.3), (format!("{prefix}ff_gate"), -0.7)];

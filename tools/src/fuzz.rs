@@ -82,9 +82,9 @@ struct Device {
 }
 
 fn devices() -> Result<Vec<Device>> {
-    // GEMM input norms fused even where the adapter would split them off (lavapipe): the
-    // fused loads are what is under test.
-    let options = GpuOptions::from_env()?.force("input_norm", "fused");
+    // GEMM input norms and whole sublayers fused even where the adapter would split them
+    // (lavapipe): the fused kernels are what is under test.
+    let options = GpuOptions::from_env()?.force("input_norm", "fused").force("sublayers", "fused");
     let mut devices = vec![
         Device { label: "default".into(), gpu: Gpu::with_options(&options)? },
         Device {

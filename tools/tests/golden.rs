@@ -7,7 +7,15 @@ use std::process::Command;
 
 /// Runs `vlbridge check` on `manifest`; returns (exit success, per-case lines).
 fn check(manifest: &Path) -> (bool, Vec<String>) {
+    check_forced(manifest, "")
+}
+
+/// [`check`] with `VLBRIDGE_FORCE=forced` (added to what the environment forces).
+fn check_forced(manifest: &Path, forced: &str) -> (bool, Vec<String>) {
+    let env = std::env::var("VLBRIDGE_FORCE").unwrap_or_default();
+    let both: Vec<&str> = [env.as_str(), forced].into_iter().filter(|s| !s.is_empty()).collect();
     let out = Command::new(env!("CARGO_BIN_EXE_vlbridge"))
+        .env("VLBRIDGE_FORCE", both.join(","))
         .arg("check")
         .arg("--manifest")
         .arg(manifest)
@@ -62,6 +70,19 @@ fn bundled_golden_cases_all_pass() {
         assert!(line.contains(" pass "), "{line}");
     }
     assert!(lines.iter().any(|l| l.contains(" 0 failed, 0 unsupported")), "every bundled case is implemented");
+}
+
+/// The same parity with the sublayers fused (a GPU's plan; lavapipe splits them by default):
+/// the Q-Former, the Perceiver and BLIP-2's connector run `attention_rows` and `mlp_rows`.
+#[test]
+fn bundled_golden_cases_pass_with_fused_sublayers() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/manifest.json");
+    let (ok, lines) = check_forced(&manifest, "sublayers=fused,input_norm=fused");
+    assert!(ok, "vlbridge check failed with fused sublayers");
+    for must in ["qformer", "perceiver_resampler", "blip2_connector"] {
+        let line = case_line(&lines, must).unwrap_or_else(|| panic!("{must} did not run"));
+        assert!(line.contains(" pass "), "{line}");
+    }
 }
 
 #[test]

@@ -53,6 +53,14 @@ pub struct Params {
     pub k_offset_b: u32,
     /// Column of head 0's value in a row of the second source.
     pub v_offset_b: u32,
+    /// `attention_rows`: the output projection's width.
+    pub out_width: u32,
+    /// `attention_rows`: the post-LayerNorm's eps.
+    pub post_eps: f32,
+    /// `attention_rows`: the head dimension, as a run-time value.
+    pub head_dim: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
 }
 
 impl From<&Geometry> for Params {
@@ -74,6 +82,10 @@ impl From<&Geometry> for Params {
             norm_eps: g.norm_eps,
             k_offset_b: g.k_offset_b as u32,
             v_offset_b: g.v_offset_b as u32,
+            out_width: 0,
+            post_eps: 0.0,
+            head_dim: g.head_dim as u32,
+            _pad: 0,
         }
     }
 }
@@ -87,7 +99,7 @@ const PARAMS: usize = std::mem::size_of::<Params>();
 const fn spec(name: &'static str, variant: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
         variant,
-        prelude: &[wgsl::ATTENTION_LAYOUT],
+        prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ATTENTION_STREAM],
         ..KernelSpec::new(name, "attention.wgsl", SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
     }
 }
@@ -96,6 +108,7 @@ const fn spec(name: &'static str, variant: &'static str, entry: &'static str) ->
 pub static FLASH_SUBGROUP: KernelSpec = KernelSpec {
     file: "attention_subgroup.wgsl",
     body: SUBGROUP_SOURCE,
+    prelude: &[wgsl::ATTENTION_LAYOUT],
     features: wgpu::Features::SUBGROUP,
     min_subgroup: 8,
     ..spec("attention_flash_subgroup", "subgroup", "flash_subgroup")
@@ -130,7 +143,7 @@ pub static NAIVE_FAMILY: Family = Family {
     precision: cases::precision_naive,
 };
 
-fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
+pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
     let mask = match cfg.mask {
         Mask::None => 0.0,
         Mask::Keep(_) => 1.0,
@@ -146,7 +159,7 @@ fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
 
 /// Queries and key/value sources are activations; a keep mask is u8, an additive mask and the
 /// norm weights f32.
-fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> Operand {
+pub(crate) fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> Operand {
     if Some(i) == mask_input {
         if cfg.mask == Mask::Additive { Operand::Param } else { Operand::Mask }
     } else if Some(i) == cfg.norm_input() {
@@ -157,13 +170,13 @@ fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> Operand {
 }
 
 /// The mask input as the reference reads it.
-fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[&'a [f64]]) -> Option<MaskInput<'a>> {
+pub(crate) fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[&'a [f64]]) -> Option<MaskInput<'a>> {
     let m = inputs[mask_input?];
     Some(if cfg.mask == Mask::Additive { MaskInput::Additive(m) } else { MaskInput::Keep(m) })
 }
 
 /// Bytes of q, K/V, mask and output for `rows` query rows over `keys` keys.
-fn io_bytes(g: &Geometry, a: DType, mask: Mask) -> f64 {
+pub(crate) fn io_bytes(g: &Geometry, a: DType, mask: Mask) -> f64 {
     let kv = bytes(a, 2 * g.batch * g.kv_heads * g.keys() * g.head_dim);
     2.0 * bytes(a, g.rows() * g.head_dim) + kv + mask_bytes(g, mask)
 }
@@ -211,7 +224,7 @@ impl Kernel for Attention {
         if FLASH_SUBGROUP.runs_on(caps) { &FLASH_SUBGROUP } else { &FLASH_PORTABLE }
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         overrides(self)
     }
 
@@ -266,7 +279,7 @@ impl Kernel for Naive {
         }]
     }
 
-    fn overrides(&self, _spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         overrides(&self.attention)
     }
 

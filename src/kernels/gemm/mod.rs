@@ -296,7 +296,7 @@ impl Kernel for Epilogue {
         pick(variant).unwrap_or(portable)
     }
 
-    fn overrides(&self, spec: &KernelSpec) -> Vec<(&'static str, f64)> {
+    fn overrides(&self, spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         let residual = match self.residual {
             Residual::None => 0.0,
             Residual::Add => 1.0,
