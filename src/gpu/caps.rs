@@ -48,7 +48,7 @@ impl Caps {
     /// Whether the fused sublayers (`attention_rows`, `mlp_rows`) run as one dispatch each
     /// rather than as the attention, GEMM and norm dispatches they replace: on GPUs, where
     /// dispatches and stored intermediates cost; not on CPU rasterisers, where they measured
-    /// 3-7x slower than the register-blocked GEMMs they replace (a workgroup's rows run on one
+    /// 3-6x slower on whole connectors than what they replace (a workgroup's rows run on one
     /// core, its weight loads are gathers). `VLBRIDGE_FORCE=sublayers=fused|split` decides
     /// instead.
     pub fn fuses_sublayers(&self) -> bool {
