@@ -1,8 +1,10 @@
 //! Fused sublayers (see [`crate::ops::rows`]): `attention_rows` runs an attention sublayer and
 //! `mlp_rows` a feed-forward one in one dispatch each, a workgroup owning 8 whole output rows
 //! (`shaders/attention_rows.wgsl`, `shaders/mlp_rows.wgsl`, their shared second half in
-//! `shaders/common/rows_epilogue.wgsl`). One variant each, on every device: what they save is
-//! dispatches and the stores of the intermediate activations, never FLOPs.
+//! `shaders/common/rows_epilogue.wgsl`). What they save is dispatches and the stores of the
+//! intermediate activations, never FLOPs. One variant each; where the fused form is the slower
+//! one (CPU rasterisers) a plan splits the nodes into the ones they fuse instead
+//! ([`crate::gpu::Caps::fuses_sublayers`]).
 
 mod cases;
 
