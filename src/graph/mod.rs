@@ -246,14 +246,17 @@ impl Graph {
             let meta = front.check(&metas)?;
             let x = g.push(&format!("{name}.input"), meta, Role::Computed);
             g.nodes.push(Node { op: front, inputs, output: x });
-            let [w, bias, skip, post_weight, post_bias] = epilogue.slots(first).map(|s| s.map(|i| node.inputs[i]));
+            let slots = epilogue.slots(first);
+            let input = |slot: Option<usize>| slot.map(|i| node.inputs[i]);
+            let (w, bias, skip) = (node.inputs[slots.w_out], input(slots.bias), input(slots.skip));
+            let (post_weight, post_bias) = (input(slots.post_weight), input(slots.post_bias));
             let residual = if skip.is_some() { Residual::Add } else { Residual::None };
             let down = Epilogue { bias: epilogue.bias, residual, ..Epilogue::NONE };
             let sum = match epilogue.post_norm {
                 Some(_) => g.push(&format!("{name}.sum"), out_meta, Role::Computed),
                 None => node.output,
             };
-            let inputs = [Some(x), w, bias, skip].into_iter().flatten().collect();
+            let inputs = [Some(x), Some(w), bias, skip].into_iter().flatten().collect();
             g.nodes.push(Node { op: down.into(), inputs, output: sum });
             if let (Some(eps), Some(weight), Some(b)) = (epilogue.post_norm, post_weight, post_bias) {
                 g.nodes.push(Node {

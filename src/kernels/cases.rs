@@ -6,7 +6,7 @@
 use super::Op;
 use crate::dtype::{DType, HostData, HostVec, round_to};
 use crate::error::{Error, Result};
-use crate::ops::Meta;
+use crate::ops::{InputNorm, Meta};
 use crate::reference::{self, Comparison};
 
 /// Deterministic random numbers for cases (xoshiro256**, seeded by splitmix64): a case is
@@ -363,6 +363,33 @@ pub fn evaluate<'a>(
         .iter()
         .map(|&o| values[o].clone().ok_or_else(|| Error::Graph(format!("output {o} is never computed"))))
         .collect()
+}
+
+/// f32 accumulation error of a `k`-term dot product, per unit of Σ|a|·|b|.
+pub fn dot_ulps(k: usize) -> f64 {
+    4e-7 * (k as f64).sqrt()
+}
+
+/// `x` (rows of `k`) normalised by `norm` in f64, and per row the relative error of its
+/// elements in a kernel's f32: a few ulps of the row's largest |x| over its spread (the
+/// cancellation in x - mean, as a separate f32 norm has it); 0 for a non-finite row.
+pub fn normed_rows(x: &[f64], k: usize, norm: InputNorm, w: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let eps = f64::from(norm.eps());
+    let normed = match norm {
+        InputNorm::Layer { .. } => reference::layer_norm(x, w, b, k, eps),
+        InputNorm::Rms { unit_offset, .. } => reference::rms_norm(x, w, k, eps, f64::from(u8::from(unit_offset))),
+    };
+    let errors = x
+        .chunks(k)
+        .map(|row| {
+            let mean = row.iter().sum::<f64>() / k as f64;
+            let spread = (row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / k as f64 + eps).sqrt();
+            let largest = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let e = 1e-6 * (k as f64).sqrt() + 8e-7 * largest / spread;
+            if e.is_finite() { e } else { 0.0 }
+        })
+        .collect();
+    (normed, errors)
 }
 
 /// The largest finite magnitude in `v`.

@@ -20,7 +20,7 @@ pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};
 pub use pool::{AvgPool, BilinearHalf};
-pub use rows::{AttentionRows, MlpRows, RowsEpilogue};
+pub use rows::{AttentionRows, EpilogueSlots, MlpRows, RowsEpilogue};
 pub use shuffle::{ChannelOrder, ImageGrid, PixelShuffle};
 pub use tome::{Step, Tome, TomeStep};
 

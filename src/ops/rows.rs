@@ -38,22 +38,23 @@ impl RowsEpilogue {
         1 + usize::from(self.bias) + usize::from(self.skip) + 2 * usize::from(self.post_norm.is_some())
     }
 
-    /// The input index of (w_out, b_out, skip, post weight, post bias) when the epilogue's
-    /// inputs start at `first`.
-    pub fn slots(self, first: usize) -> [Option<usize>; 5] {
+    /// Where its inputs are when they start at `first`.
+    pub fn slots(self, first: usize) -> EpilogueSlots {
         let mut next = first + 1..;
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.bias);
         let skip = take(self.skip);
-        let (weight, post_bias) = (take(self.post_norm.is_some()), take(self.post_norm.is_some()));
-        [Some(first), bias, skip, weight, post_bias]
+        let (post_weight, post_bias) = (take(self.post_norm.is_some()), take(self.post_norm.is_some()));
+        EpilogueSlots { w_out: first, bias, skip, post_weight, post_bias }
     }
 
     /// Checks the epilogue's inputs from `first` for an input `width` wide and an output of
     /// `out` (whose last dim is replaced by N); returns the output meta.
     fn check(self, kernel: &'static str, inputs: &[&Meta], first: usize, width: usize, out: &Meta) -> Result<Meta> {
-        let [w, bias, skip, weight, post_bias] = self.slots(first).map(|s| s.map(|i| &inputs[i].shape));
-        let w = w.expect("w_out is always an input");
+        let slots = self.slots(first);
+        let shape_of = |slot: Option<usize>| slot.map(|i| &inputs[i].shape);
+        let (w, bias, skip) = (&inputs[slots.w_out].shape, shape_of(slots.bias), shape_of(slots.skip));
+        let (weight, post_bias) = (shape_of(slots.post_weight), shape_of(slots.post_bias));
         if w.len() != 2 || w[1] != width {
             return Err(Error::shape(
                 kernel,
@@ -93,6 +94,29 @@ impl RowsEpilogue {
     }
 }
 
+/// The input indices of a [`RowsEpilogue`]'s operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpilogueSlots {
+    /// The output projection's weight `[N, width]`.
+    pub w_out: usize,
+    /// `b_out` `[N]`.
+    pub bias: Option<usize>,
+    /// The residual.
+    pub skip: Option<usize>,
+    /// The post-norm's weight `[N]`.
+    pub post_weight: Option<usize>,
+    /// The post-norm's bias `[N]`.
+    pub post_bias: Option<usize>,
+}
+
+impl EpilogueSlots {
+    /// The input bound to each of the epilogue's bindings (w_out, b_out, skip, post-norm
+    /// weight and bias), in binding order.
+    pub fn bindings(self) -> [Option<usize>; 5] {
+        [Some(self.w_out), self.bias, self.skip, self.post_weight, self.post_bias]
+    }
+}
+
 /// An attention sublayer: `post_norm(attention(..)·w_outᵀ + b_out + skip)`. Inputs: the
 /// attention's ([`Attention::arity`]), then the epilogue's (see [`RowsEpilogue`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,8 +136,8 @@ impl AttentionRows {
         self.attention.arity() + self.epilogue.arity()
     }
 
-    /// Input indices of (w_out, b_out, skip, post weight, post bias).
-    pub fn slots(&self) -> [Option<usize>; 5] {
+    /// Input indices of the epilogue's operands.
+    pub fn slots(&self) -> EpilogueSlots {
         self.epilogue.slots(self.attention.arity())
     }
 
@@ -156,7 +180,7 @@ impl MlpRows {
     }
 
     /// Input indices of (x, w_in, b_in, norm weight, norm bias), then of the epilogue's.
-    pub fn slots(&self) -> ([Option<usize>; 5], [Option<usize>; 5]) {
+    pub fn slots(&self) -> ([Option<usize>; 5], EpilogueSlots) {
         let mut next = 2..;
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.in_bias);
@@ -183,7 +207,7 @@ impl MlpRows {
         if w.len() != 2 || w[1] != k {
             return Err(Error::shape(name, "w_in shape ([hidden, K])", format!("[hidden, {k}]"), format!("{w:?}")));
         }
-        let ([_, _, bias, norm_weight, norm_bias], [w_out, ..]) = self.slots();
+        let ([_, _, bias, norm_weight, norm_bias], back) = self.slots();
         if let Some(b) = bias {
             expect_shape(name, "b_in", &inputs[b].shape, &[w[0]])?;
         }
@@ -195,7 +219,7 @@ impl MlpRows {
         {
             return Err(Error::shape(name, "input norm eps", "finite and >= 0", norm.eps()));
         }
-        let (w_in_type, w_out_type) = (inputs[1].dtype, inputs[w_out.expect("always")].dtype);
+        let (w_in_type, w_out_type) = (inputs[1].dtype, inputs[back.w_out].dtype);
         if w_in_type != w_out_type {
             return Err(Error::DType {
                 kernel: name,

@@ -3,7 +3,9 @@
 use super::NAME;
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::kernels::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
+use crate::kernels::cases::{
+    BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, dot_ulps, huge_for, normed_rows, pick_storage,
+};
 use crate::ops::{Epilogue, GeluForm, InputNorm, Residual};
 use crate::reference;
 
@@ -65,13 +67,17 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     // |x| over its spread (f32 cancellation in x - mean, as a separate f32 LayerNorm).
     let (x_seen, row_error) = match epilogue.input_norm {
         None => (abs(&x), vec![0.0; m]),
-        Some(norm) => normed_input(&x, k, norm, &norm_w, &norm_b),
+        Some(norm) => {
+            let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
+            let (normed, errors) = normed_rows(&wide(&x), k, norm, &wide(&norm_w), &wide(&norm_b));
+            (normed.iter().map(|v| v.abs()).collect(), errors)
+        }
     };
     let mut magnitude = reference::linear(&x_seen, &abs(&w), bias.as_deref(), m, n, k);
     for (row, e) in magnitude.chunks_mut(n).zip(&row_error) {
         row.iter_mut().for_each(|v| *v *= 1.0 + e);
     }
-    let ulps = 4e-7 * (k as f64).sqrt();
+    let ulps = dot_ulps(k);
     // silu(g)·u: each factor's rounding times the other's size (|silu'| <= 1.1).
     let mut extra: Vec<f64> = if epilogue.swiglu {
         magnitude.chunks(2).map(|p| 2.1 * ulps * p[0] * p[1]).collect()
@@ -84,30 +90,6 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let description =
         format!("{m}x{k}x{n} {storage} activations {weights} weights {epilogue:?} {kind:?} inject={inject}");
     Ok(c.finish(&[y], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-5).with_extra(extra)))
-}
-
-/// |x̂| as the GEMM sees it after `norm`, and per row the relative error of its elements.
-fn normed_input(x: &[f32], k: usize, norm: InputNorm, w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>) {
-    let wide = |v: &[f32]| v.iter().map(|&a| f64::from(a)).collect::<Vec<_>>();
-    let eps = f64::from(norm.eps());
-    let normed = match norm {
-        InputNorm::Layer { .. } => reference::layer_norm(&wide(x), &wide(w), &wide(b), k, eps),
-        InputNorm::Rms { unit_offset, .. } => {
-            reference::rms_norm(&wide(x), &wide(w), k, eps, f64::from(u8::from(unit_offset)))
-        }
-    };
-    let errors = x
-        .chunks(k)
-        .map(|row| {
-            let row = wide(row);
-            let mean = row.iter().sum::<f64>() / k as f64;
-            let spread = (row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / k as f64 + eps).sqrt();
-            let largest = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            let e = 1e-6 * (k as f64).sqrt() + 8e-7 * largest / spread;
-            if e.is_finite() { e } else { 0.0 }
-        })
-        .collect();
-    (normed.iter().map(|v| v.abs()).collect(), errors)
 }
 
 /// The LLaVA-1.5 projector's two GEMM shapes with bias+GELU, weights and activations as shipped.

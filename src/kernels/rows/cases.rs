@@ -5,14 +5,11 @@
 
 use crate::dtype::{DType, round_to};
 use crate::error::Result;
-use crate::kernels::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, pick_storage};
+use crate::kernels::cases::{
+    BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, dot_ulps, normed_rows, pick_storage,
+};
 use crate::ops::{Attention, AttentionRows, GeluForm, InputNorm, MaskedRows, MlpRows, RowsEpilogue};
 use crate::reference::{self, MaskInput};
-
-/// f32 accumulation error per unit of Σ|a|·|b| over `k` terms (as the GEMM cases).
-fn ulps(k: usize) -> f64 {
-    4e-7 * (k as f64).sqrt()
-}
 
 /// `v` as stored in `dtype`, widened.
 fn stored(dtype: DType, v: &[f32]) -> Vec<f64> {
@@ -78,7 +75,7 @@ fn epilogue_tolerance(d: &EpilogueData, x: &[f64], x_err: &[f64], width: usize) 
     let carried = reference::linear(x_err, &w_abs, None, rows, n, width);
     let mut y = reference::linear(x, &d.w, Some(&d.bias), rows, n, width);
     let mut err: Vec<f64> = (0..rows * n)
-        .map(|i| ulps(width) * magnitude[i] + carried[i] + 2.4e-7 * (y[i].abs() + d.skip[i].abs()))
+        .map(|i| dot_ulps(width) * magnitude[i] + carried[i] + 2.4e-7 * (y[i].abs() + d.skip[i].abs()))
         .collect();
     if d.epilogue.post_norm.is_none() {
         return err;
@@ -223,37 +220,17 @@ pub fn mlp_case(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (x, w_in) = (stored(storage, &x), stored(weights, &w_in));
     let (x_seen, row_error) = match input_norm {
         None => (x.clone(), vec![0.0; m]),
-        Some(norm) => normed(&x, k, norm, &stored(DType::F32, &norm_w), &stored(DType::F32, &norm_b)),
+        Some(norm) => normed_rows(&x, k, norm, &stored(DType::F32, &norm_w), &stored(DType::F32, &norm_b)),
     };
     let b_in = if op.in_bias { stored(DType::F32, &b_in) } else { vec![0.0; hidden] };
     let pre = reference::linear(&x_seen, &w_in, Some(&b_in), m, hidden, k);
     let magnitude = reference::linear(&abs(&x_seen), &abs(&w_in), Some(&abs(&b_in)), m, hidden, k);
     let hidden_err: Vec<f64> =
-        magnitude.iter().enumerate().map(|(i, v)| 1.13 * v * (ulps(k) + row_error[i / hidden]) + 1e-30).collect();
+        magnitude.iter().enumerate().map(|(i, v)| 1.13 * v * (dot_ulps(k) + row_error[i / hidden]) + 1e-30).collect();
     let h: Vec<f64> = pre.iter().map(|&v| activation.map_or(v, |form| reference::gelu(form, v))).collect();
     let extra = epilogue_tolerance(&data, &h, &hidden_err, hidden);
     let description = format!("{m}x{k}x{hidden}x{n} {op:?} offset {offset:.1} {storage} activations {weights} weights");
     Ok(c.finish(&[out], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-5).with_extra(extra)))
-}
-
-/// x normalised by `norm`, and per row the relative error of its elements (f32 cancellation
-/// in x - mean: a few ulps of the row's largest |x| over its spread).
-fn normed(x: &[f64], k: usize, norm: InputNorm, w: &[f64], b: &[f64]) -> (Vec<f64>, Vec<f64>) {
-    let eps = f64::from(norm.eps());
-    let out = match norm {
-        InputNorm::Layer { .. } => reference::layer_norm(x, w, b, k, eps),
-        InputNorm::Rms { unit_offset, .. } => reference::rms_norm(x, w, k, eps, f64::from(u8::from(unit_offset))),
-    };
-    let errors = x
-        .chunks(k)
-        .map(|row| {
-            let mean = row.iter().sum::<f64>() / k as f64;
-            let spread = (row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / k as f64 + eps).sqrt();
-            let largest = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
-            1e-6 * (k as f64).sqrt() + 8e-7 * largest / spread
-        })
-        .collect();
-    (out, errors)
 }
 
 /// The Q-Former's sublayers at real size (BLIP-2: 32 queries, 12 heads of 64, 768 wide, FFN

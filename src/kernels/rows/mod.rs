@@ -114,17 +114,23 @@ fn epilogue_overrides(e: RowsEpilogue, n: usize, weights: DType) -> Vec<(&'stati
 
 /// How the epilogue's inputs (from `first`) are read.
 fn epilogue_operand(e: RowsEpilogue, first: usize, i: usize) -> Operand {
-    match e.slots(first) {
-        [Some(w), ..] if w == i => Operand::Weight,
-        [_, _, Some(skip), ..] if skip == i => Operand::Activation,
-        _ => Operand::Param,
+    let slots = e.slots(first);
+    if i == slots.w_out {
+        Operand::Weight
+    } else if Some(i) == slots.skip {
+        Operand::Activation
+    } else {
+        Operand::Param
     }
 }
 
 /// `post_norm(y + b_out + skip)` with `y = x·w_outᵀ` on host data (rows of `width`).
 fn epilogue_reference(e: RowsEpilogue, inputs: &[&[f64]], first: usize, x: &[f64], width: usize) -> Vec<f64> {
-    let [w, bias, skip, weight, post_bias] = e.slots(first).map(|s| s.map(|i| inputs[i]));
-    let w = w.expect("w_out is always an input");
+    let slots = e.slots(first);
+    let input = |slot: Option<usize>| slot.map(|i| inputs[i]);
+    let w = inputs[slots.w_out];
+    let (bias, skip) = (input(slots.bias), input(slots.skip));
+    let (weight, post_bias) = (input(slots.post_weight), input(slots.post_bias));
     let n = w.len() / width;
     let mut y = reference::linear(x, w, bias, x.len() / width, n, width);
     reference::epilogue(&mut y, None, skip, None);
@@ -174,7 +180,7 @@ impl Kernel for AttentionRows {
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
         let a = &self.attention;
         let attention = [Some(0), Some(1), a.two_sources.then_some(2), a.mask_input(), a.norm_input()];
-        attention.into_iter().chain(self.slots()).collect()
+        attention.into_iter().chain(self.slots().bindings()).collect()
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
@@ -224,7 +230,7 @@ impl Kernel for MlpRows {
             0 => Operand::Activation,
             1 => Operand::Weight,
             _ if front.contains(&Some(i)) => Operand::Param,
-            _ => epilogue_operand(self.epilogue, back[0].expect("w_out"), i),
+            _ => epilogue_operand(self.epilogue, back.w_out, i),
         }
     }
 
@@ -256,7 +262,7 @@ impl Kernel for MlpRows {
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
         // Bindings 0-3 and 6 (x, w_in, b_in, in-norm weight, in-norm bias), then 7-11.
         let (front, back) = self.slots();
-        front.into_iter().chain(back).collect()
+        front.into_iter().chain(back.bindings()).collect()
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
@@ -283,22 +289,18 @@ impl Kernel for MlpRows {
             bytes: bytes(inputs[0].dtype, m * k)
                 + bytes(w_in.dtype, w_in.len())
                 + params as f64
-                + epilogue_bytes(self.epilogue, inputs, back[0].expect("w_out"), m, n),
+                + epilogue_bytes(self.epilogue, inputs, back.w_out, m, n),
         }
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
         let (m, k, hidden, _) = self.dims(metas);
         let ([_, _, bias, weight, norm_bias], back) = self.slots();
-        let x = match (self.input_norm, weight) {
-            (Some(InputNorm::Layer { eps }), Some(w)) => reference::layer_norm(
-                inputs[0],
-                inputs[w],
-                inputs[norm_bias.expect("LayerNorm bias")],
-                k,
-                f64::from(eps),
-            ),
-            (Some(InputNorm::Rms { eps, unit_offset }), Some(w)) => {
+        let x = match (self.input_norm, weight, norm_bias) {
+            (Some(InputNorm::Layer { eps }), Some(w), Some(b)) => {
+                reference::layer_norm(inputs[0], inputs[w], inputs[b], k, f64::from(eps))
+            }
+            (Some(InputNorm::Rms { eps, unit_offset }), Some(w), _) => {
                 reference::rms_norm(inputs[0], inputs[w], k, f64::from(eps), f64::from(u8::from(unit_offset)))
             }
             _ => inputs[0].to_vec(),
@@ -307,6 +309,6 @@ impl Kernel for MlpRows {
         if let Some(form) = self.activation {
             h.iter_mut().for_each(|v| *v = reference::gelu(form, *v));
         }
-        epilogue_reference(self.epilogue, inputs, back[0].expect("w_out"), &h, hidden)
+        epilogue_reference(self.epilogue, inputs, back.w_out, &h, hidden)
     }
 }
