@@ -251,7 +251,19 @@ proptest! {
         g.output(y).unwrap();
         let got = Plan::new(gpu, &g).unwrap().run_f32(&[&x]).unwrap().remove(0);
         let want = reference::layer_norm(&to_f64(&x), &to_f64(&w), &to_f64(&b), dim, 1e-6);
-        let cmp = reference::compare(&got, &want, 2e-6 * (dim as f64).sqrt() * 3.0, 1e-5);
+        // f32 rounding of x and its mean, ~2⁻²³·max|x|, is divided by the token's std: a token
+        // of nearly equal values (std ≪ |x|) amplifies it, as it does in PyTorch's f32.
+        let amplified = x
+            .chunks(dim)
+            .map(|t| {
+                let t = to_f64(t);
+                let mean = t.iter().sum::<f64>() / dim as f64;
+                let var = t.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / dim as f64;
+                t.iter().fold(0.0f64, |m, v| m.max(v.abs())) / (var + 1e-6).sqrt()
+            })
+            .fold(0.0, f64::max);
+        let atol = 2e-6 * (dim as f64).sqrt() * 3.0 + 4.0 * f64::from(f32::EPSILON) * amplified * 1.5;
+        let cmp = reference::compare(&got, &want, atol, 1e-5);
         prop_assert!(cmp.passed(), "{rows}x{group}x{dim}: {cmp}");
     }
 
