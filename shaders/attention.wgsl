@@ -23,6 +23,8 @@
 // The Params, bindings and row helpers come from common/attention_layout.wgsl, the online
 // softmax and the key-split merge from common/attention_stream.wgsl.
 
+@group(0) @binding(4) var<storage, read_write> out: array<Act>;
+
 @compute @workgroup_size(64)
 fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -34,7 +36,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
     let qi = index % params.queries;
     let h = (index / params.queries) % params.heads;
     let b = index / (params.queries * params.heads);
-    let any_kept = stream_keys(b, h, qi, 0u, 1u);
+    let any_kept = stream_keys(b, h, qi, 0u, keys(), 1u);
     // Upstream zeroes such rows by multiplying their weights by 0, so a non-finite value
     // still makes them NaN: zero_times(mean) keeps that.
     let zero = MASKED_ROWS == 1u && !any_kept;
@@ -152,5 +154,5 @@ fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     let qi = min(qi_raw, params.queries - 1u);
     split_out = out_start(b, h, qi);
     split_stores = qi_raw < params.queries;
-    merge_split(lid, stream_keys(b, h, qi, lid % SPLIT_K, SPLIT_K));
+    merge_split(lid, stream_keys(b, h, qi, lid % SPLIT_K, keys(), SPLIT_K), true);
 }

@@ -10,6 +10,8 @@
 // (common/rows_epilogue.wgsl): the attention output is never stored, and no work is repeated.
 // The output is [batch, queries, out_width].
 
+@group(0) @binding(4) var<storage, read_write> out: array<Act>;
+
 var<private> merged_row: u32;  // this invocation's query within the block
 
 fn take_merged(d: u32, v: f32) {
@@ -32,7 +34,7 @@ fn attention_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     let width = params.heads * HEAD_DIM;
     clear_rows();
     for (var h = 0u; h < params.heads; h++) {
-        merge_split(lid, stream_keys(b, h, qi, lid % SPLIT_K, SPLIT_K));
+        merge_split(lid, stream_keys(b, h, qi, lid % SPLIT_K, keys(), SPLIT_K), true);
         // params.head_dim, not the constant: unrolled, this loop took llvmpipe half a minute
         // to compile.
         project_chunk(lid, params.head_dim, h * HEAD_DIM, width, params.out_width);

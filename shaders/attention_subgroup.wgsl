@@ -9,6 +9,8 @@
 // reads the same head's keys; lanes past the last query compute along (broadcasts need the
 // whole subgroup) and store nothing.
 
+@group(0) @binding(4) var<storage, read_write> out: array<Act>;
+
 var<private> acc4: array<vec4<f32>, MAX_D4>;
 var<private> any_kept: bool;
 

@@ -11,7 +11,7 @@ mod common;
 use common::{edge_size, forced_gpu, gpu, minimal_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::ops::{Attention, Epilogue, GeluForm, LayerNorm, MaskedRows, Pass, Residual};
+use vlbridge::ops::{Attention, Epilogue, GeluForm, KeySplit, LayerNorm, MaskedRows, Pass, Residual, SplitPass};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, HostData, Plan, TensorId};
 
@@ -87,8 +87,38 @@ fn attention_case() -> impl Strategy<Value = AttentionCase> {
     )
 }
 
-/// Builds the flash node, or the three naive passes, over the case's inputs.
-fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<HostData<'_>>) {
+/// How a test builds its attention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// One flash node.
+    Flash,
+    /// The naive scores → softmax → weighted-sum passes.
+    Naive,
+    /// The key split's partials → combine passes over this many chunks.
+    KeySplit(u32),
+}
+
+/// Adds `form`'s node(s) for `cfg` on `inputs` (q, the key/value sources, the mask and norm
+/// weights when configured).
+fn attend(g: &mut Graph, cfg: Attention, form: Form, inputs: &[TensorId]) -> TensorId {
+    let sources = &inputs[1..=cfg.kv_inputs()];
+    let mask: Vec<TensorId> = cfg.mask_input().map(|m| inputs[m]).into_iter().collect();
+    match form {
+        Form::Flash => g.add(cfg, inputs).unwrap(),
+        Form::Naive => {
+            let scores = g.add(cfg.naive(Pass::Scores), inputs).unwrap();
+            let weights = g.add(cfg.naive(Pass::Softmax), &[vec![scores], mask].concat()).unwrap();
+            g.add(cfg.naive(Pass::WeightedSum), &[&[weights], sources].concat()).unwrap()
+        }
+        Form::KeySplit(chunks) => {
+            let partials = g.add(cfg.key_split(chunks, SplitPass::Partials), inputs).unwrap();
+            g.add(cfg.key_split(chunks, SplitPass::Combine), &[partials, inputs[0]]).unwrap()
+        }
+    }
+}
+
+/// Builds the case's attention in `form` over its inputs.
+fn attention_graph(c: &AttentionCase, form: Form) -> (Graph, Vec<HostData<'_>>) {
     let mut g = Graph::new();
     let mut data = vec![HostData::F32(&c.q)];
     let q = g.input("q", &[c.batch, c.queries, c.q_width]).unwrap();
@@ -105,30 +135,21 @@ fn attention_graph(c: &AttentionCase, naive: bool) -> (Graph, Vec<HostData<'_>>)
         data.push(HostData::U8(&c.mask));
         g.input_as("mask", &[c.batch, c.queries, c.keys[0] + c.keys[1]], DType::U8).unwrap()
     });
-    let with_mask = |mut v: Vec<TensorId>| {
-        v.extend(mask);
-        v
-    };
-    let out = if naive {
-        let scores = g.add(c.cfg.naive(Pass::Scores), &with_mask([vec![q], kv.clone()].concat())).unwrap();
-        let weights = g.add(c.cfg.naive(Pass::Softmax), &with_mask(vec![scores])).unwrap();
-        g.add(c.cfg.naive(Pass::WeightedSum), &[vec![weights], kv].concat()).unwrap()
-    } else {
-        g.add(c.cfg, &with_mask([vec![q], kv].concat())).unwrap()
-    };
+    let inputs = [vec![q], kv, mask.into_iter().collect()].concat();
+    let out = attend(&mut g, c.cfg, form, &inputs);
     g.output(out).unwrap();
     (g, data)
 }
 
-fn check_attention(gpu: &Gpu, c: &AttentionCase, naive: bool) -> Result<(), TestCaseError> {
-    let (g, inputs) = attention_graph(c, naive);
+fn check_attention(gpu: &Gpu, c: &AttentionCase, form: Form) -> Result<(), TestCaseError> {
+    let (g, inputs) = attention_graph(c, form);
     let got = Plan::new(gpu, &g).unwrap().run(&inputs).unwrap().remove(0).into_f32();
     let want = g.reference(&inputs).unwrap().remove(0);
     // Largest |logit|: magnitude² per term · head_dim terms · head_dim^-0.5, bounded loosely.
     let logit = f64::from(c.magnitude * c.magnitude) * f64::from(c.cfg.head_dim).sqrt();
     let atol = 2e-5 + 1e-6 * logit.min(200.0);
     let cmp = reference::compare(&got, &want, atol, 1e-4);
-    prop_assert!(cmp.passed(), "naive {naive}: {cmp}");
+    prop_assert!(cmp.passed(), "{form:?}: {cmp}");
     Ok(())
 }
 
@@ -177,8 +198,8 @@ fn grouped_case() -> impl Strategy<Value = GroupedCase> {
     )
 }
 
-/// (GPU output, f64 reference) of a grouped case, flash or the naive passes.
-fn run_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> (Vec<f32>, Vec<f64>) {
+/// (GPU output, f64 reference) of a grouped case in `form`.
+fn run_grouped(gpu: &Gpu, c: &GroupedCase, form: Form) -> (Vec<f32>, Vec<f64>) {
     let (w, kv_w) = (c.cfg.width() as usize, c.cfg.kv_width() as usize);
     let mut g = Graph::new();
     let q = g.input("q", &[c.batch, c.queries, w]).unwrap();
@@ -194,26 +215,19 @@ fn run_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> (Vec<f32>, Vec<f64>) 
         extra.push(g.constant("norms", &vlbridge::Tensor::from_f32(gpu, &[2, d], &c.norms).unwrap()));
     }
     let inputs = [vec![q, kv], extra.clone()].concat();
-    let out = if naive {
-        let scores = g.add(c.cfg.naive(Pass::Scores), &inputs).unwrap();
-        let mask = extra.iter().take(usize::from(c.cfg.has_mask())).copied();
-        let weights = g.add(c.cfg.naive(Pass::Softmax), &[vec![scores], mask.collect()].concat()).unwrap();
-        g.add(c.cfg.naive(Pass::WeightedSum), &[weights, kv]).unwrap()
-    } else {
-        g.add(c.cfg, &inputs).unwrap()
-    };
+    let out = attend(&mut g, c.cfg, form, &inputs);
     g.output(out).unwrap();
     let got = Plan::new(gpu, &g).unwrap().run(&data).unwrap().remove(0).into_f32();
     (got, g.reference(&data).unwrap().remove(0))
 }
 
-fn check_grouped(gpu: &Gpu, c: &GroupedCase, naive: bool) -> Result<(), TestCaseError> {
-    let (got, want) = run_grouped(gpu, c, naive);
+fn check_grouped(gpu: &Gpu, c: &GroupedCase, form: Form) -> Result<(), TestCaseError> {
+    let (got, want) = run_grouped(gpu, c, form);
     // Logits: |q|·|k|·d^-0.5 with entries up to 2 (normalised: √d·max|w|²), plus the mask's 3.
     let d = f64::from(c.cfg.head_dim);
     let logit = if c.cfg.qk_norm.is_some() { d.sqrt() * 2.25 } else { 4.0 * d.sqrt() } + 3.0;
     let cmp = reference::compare(&got, &want, (2e-5 + 2e-6 * logit) * 2.0, 1e-4);
-    prop_assert!(cmp.passed(), "naive {naive} {:?}: {cmp}", c.cfg);
+    prop_assert!(cmp.passed(), "{form:?} {:?}: {cmp}", c.cfg);
     Ok(())
 }
 
@@ -223,14 +237,14 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
-        check_grouped(gpu(), &c, false)?;
-        check_grouped(gpu(), &c, true)?;
+        check_grouped(gpu(), &c, Form::Flash)?;
+        check_grouped(gpu(), &c, Form::Naive)?;
     }
 
     #[test]
     #[timeout(300_000)]
     fn portable_grouped_masked_normed_attention_matches_reference(c in grouped_case()) {
-        check_grouped(minimal_gpu(), &c, false)?;
+        check_grouped(minimal_gpu(), &c, Form::Flash)?;
     }
 }
 
@@ -255,12 +269,12 @@ fn a_minus_infinite_logit_weighs_nothing_in_an_additively_masked_row() {
         mask: vec![f32::MIN, f32::MIN, f32::MIN, 0.0, 0.0, 0.0],
         norms: Vec::new(),
     };
-    for naive in [false, true] {
-        let (got, want) = run_grouped(gpu(), &c, naive);
-        assert_eq!(&got[..4], &[2.0, 3.0, 4.0, 5.0], "naive {naive}: mean of keys 0 and 2");
-        assert!(got[4..].iter().all(|&x| (1.0..=6.0).contains(&x)), "naive {naive}: {got:?}");
+    for form in [Form::Flash, Form::Naive, Form::KeySplit(2)] {
+        let (got, want) = run_grouped(gpu(), &c, form);
+        assert_eq!(&got[..4], &[2.0, 3.0, 4.0, 5.0], "{form:?}: mean of keys 0 and 2");
+        assert!(got[4..].iter().all(|&x| (1.0..=6.0).contains(&x)), "{form:?}: {got:?}");
         let cmp = reference::compare(&got, &want, 1e-5, 1e-5);
-        assert!(cmp.passed(), "naive {naive}: {cmp}");
+        assert!(cmp.passed(), "{form:?}: {cmp}");
     }
 }
 
@@ -272,9 +286,83 @@ proptest! {
     #[timeout(300_000)]
     fn key_split_attention_matches_reference(c in attention_case(), g in grouped_case()) {
         let gpu = forced_gpu("attention_flash", "split");
-        check_attention(gpu, &c, false)?;
-        check_grouped(gpu, &g, false)?;
+        check_attention(gpu, &c, Form::Flash)?;
+        check_grouped(gpu, &g, Form::Flash)?;
     }
+}
+
+proptest! {
+    // Each head dim compiles a partials pipeline of its own (seconds on llvmpipe): few cases,
+    // each covering both layouts.
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    /// Keys split across workgroups too: 1 to 9 chunks (ragged or empty last ones), or one
+    /// key each.
+    #[test]
+    #[timeout(300_000)]
+    fn key_chunk_attention_matches_reference(
+        c in attention_case(),
+        g in grouped_case(),
+        chunks in 1u32..=9,
+        one_key_each in prop::bool::weighted(0.2),
+    ) {
+        let chunks_of = |keys: usize| if one_key_each { keys as u32 } else { chunks.min(keys as u32) };
+        check_attention(gpu(), &c, Form::KeySplit(chunks_of(c.keys[0] + c.keys[1])))?;
+        check_grouped(gpu(), &g, Form::KeySplit(chunks_of(g.keys)))?;
+    }
+}
+
+/// Where the device splits keys (forced here; a GPU does for few queries over many keys), the
+/// planner runs an attention node as the partials and combine passes, with the same result.
+#[test]
+#[timeout(300_000)]
+fn the_planner_splits_long_keys_across_workgroups_where_the_device_does() {
+    let c = AttentionCase {
+        batch: 2,
+        queries: 3,
+        keys: [29, 8],
+        cfg: Attention::new(2, 24).two_sources().masked(MaskedRows::Zero),
+        fused_qkv: false,
+        q_width: 48,
+        kv_width: 96,
+        q: (0..2 * 3 * 48).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect(),
+        kv: [
+            (0..2 * 29 * 96).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect(),
+            (0..2 * 8 * 96).map(|i| ((i * 71 % 89) as f32 / 44.0) - 1.0).collect(),
+        ],
+        // Query row 1 of each batch item masked throughout (zeroed), others keep 2 keys in 3.
+        mask: (0..2 * 3 * 37).map(|i| u8::from((i / 37) % 3 != 1 && i % 3 != 0)).collect(),
+        magnitude: 1.0,
+    };
+    let (g, inputs) = attention_graph(&c, Form::Flash);
+    let want = g.reference(&inputs).unwrap().remove(0);
+    for (force, dispatches) in [("5", 2), ("on", 2), ("off", 1), ("37", 2), ("99", 2)] {
+        let plan = Plan::new(forced_gpu("key_split", force), &g).unwrap();
+        assert_eq!(plan.dispatches().len(), dispatches, "key_split={force}: {:?}", plan.variants());
+        if dispatches == 2 {
+            assert_eq!(plan.variants(), ["attention_partials", "attention_combine"]);
+        }
+        let got = plan.run(&inputs).unwrap().remove(0).into_f32();
+        let cmp = reference::compare(&got, &want, 2e-5, 1e-4);
+        assert!(cmp.passed(), "key_split={force}: {cmp}");
+        assert!(got[48..96].iter().all(|&x| x == 0.0), "key_split={force}: the masked row is zeroed");
+    }
+    // lavapipe's own choice: one pass (its cores are few).
+    assert_eq!(Plan::new(gpu(), &g).unwrap().dispatches(), ["attention_flash"]);
+}
+
+/// The heuristic a GPU plans with: a second pass only where few workgroups meet many keys.
+#[test]
+fn key_chunks_fill_a_gpu_only_where_one_pass_cannot() {
+    // Mllama decoding: 1 query, 32 heads over 4 tiles of 1601 vision tokens.
+    assert_eq!(KeySplit::chunks_for(32, 1, 6404), 16);
+    // A prompt of 40 text tokens: 160 workgroups already, 4 chunks reach 512.
+    assert_eq!(KeySplit::chunks_for(32, 40, 6404), 4);
+    // The Q-Former's and the Perceiver's attentions: too few keys to be worth a second pass.
+    assert_eq!(KeySplit::chunks_for(12, 32, 257), 1);
+    assert_eq!(KeySplit::chunks_for(16, 64, 321), 1);
+    // Enough (batch, head, query block) triples: one pass.
+    assert_eq!(KeySplit::chunks_for(64, 64, 100_000), 1);
 }
 
 proptest! {
@@ -283,7 +371,7 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn flash_attention_matches_reference(c in attention_case()) {
-        check_attention(gpu(), &c, false)?;
+        check_attention(gpu(), &c, Form::Flash)?;
     }
 
 }
@@ -295,7 +383,7 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn portable_flash_attention_matches_reference(c in attention_case()) {
-        check_attention(minimal_gpu(), &c, false)?;
+        check_attention(minimal_gpu(), &c, Form::Flash)?;
     }
 }
 
@@ -305,7 +393,7 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn naive_attention_matches_reference(c in attention_case()) {
-        check_attention(gpu(), &c, true)?;
+        check_attention(gpu(), &c, Form::Naive)?;
     }
 
     #[test]

@@ -7,7 +7,7 @@ use ntest::timeout;
 use vlbridge::connectors::{
     GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
 };
-use vlbridge::ops::{Attention, AvgPool, BilinearHalf, Epilogue, GeluForm, LayerNorm, MaskedRows, Residual};
+use vlbridge::ops::{Attention, AvgPool, BilinearHalf, Epilogue, GeluForm, LayerNorm, MaskedRows, Residual, SplitPass};
 use vlbridge::weights::Weights;
 use vlbridge::{DType, Error, Graph, Plan, Tensor};
 
@@ -298,6 +298,38 @@ fn attention_inputs_must_agree() {
     let float_mask = g.input("mask", &[2, 5, 7]).unwrap();
     let err = g.add(masked, &[q, kv, float_mask]).unwrap_err();
     assert!(matches!(&err, Error::DType { expected, .. } if expected == "u8"), "{err}");
+}
+
+#[test]
+#[timeout(60_000)]
+fn key_split_chunks_and_partials_are_checked() {
+    let mut g = Graph::new();
+    let q = g.input("q", &[2, 5, 32]).unwrap();
+    let kv = g.input("kv", &[2, 7, 64]).unwrap();
+    let cfg = Attention::new(2, 16);
+    // Chunks: 1..=keys.
+    for chunks in [0, 8] {
+        let err = g.add(cfg.key_split(chunks, SplitPass::Partials), &[q, kv]).unwrap_err();
+        assert!(
+            matches!(&err, Error::Shape { what, expected, .. } if what == "key chunks" && expected == "1..=7"),
+            "{err}"
+        );
+    }
+    let partials = g.add(cfg.key_split(3, SplitPass::Partials), &[q, kv]).unwrap();
+    assert_eq!(g.meta(partials).unwrap().shape, [2, 2, 5, 3, 19]);
+    assert_eq!(g.meta(partials).unwrap().dtype, DType::F32);
+    // The combine pass must be told the same chunks and queries as the partials it merges.
+    let err = g.add(cfg.key_split(4, SplitPass::Combine), &[partials, q]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("partials")), "{err}");
+    let other_q = g.input("q2", &[2, 6, 32]).unwrap();
+    let err = g.add(cfg.key_split(3, SplitPass::Combine), &[partials, other_q]).unwrap_err();
+    assert!(matches!(&err, Error::Shape { what, .. } if what.contains("partials")), "{err}");
+    // Partials are f32 whatever the activations.
+    let f16_partials = g.input_as("p", &[2, 2, 5, 3, 19], DType::F16).unwrap();
+    let err = g.add(cfg.key_split(3, SplitPass::Combine), &[f16_partials, q]).unwrap_err();
+    assert!(matches!(&err, Error::DType { expected, .. } if expected == "f32"), "{err}");
+    let out = g.add(cfg.key_split(3, SplitPass::Combine), &[partials, q]).unwrap();
+    assert_eq!(g.meta(out).unwrap().shape, [2, 5, 32]);
 }
 
 #[test]

@@ -22,7 +22,11 @@ struct Params {
     out_width: u32,    // attention_rows: the output projection's width
     post_eps: f32,     // attention_rows: the post-LayerNorm's eps
     head_dim: u32,     // attention_rows: HEAD_DIM as a run-time value (see there)
+    chunks: u32,       // attention_partials: key chunks, one workgroup each
+    chunk_keys: u32,   // attention_partials: keys per chunk (the last may hold fewer)
+    _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
@@ -32,13 +36,13 @@ override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstrea
 override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weights in `norms`)
 
 // Binding 0 is the queries for `flash` and `scores`, the scores or weights for the others.
-// Bindings 0-2 and 4 hold activations (Act, f32 or f16); a keep mask is u8, four per word, an
-// additive one f32; the norm weights are f32 [2, HEAD_DIM] (q's, then k's).
+// Bindings 0-2 hold activations (Act, f32 or f16); a keep mask is u8, four per word, an
+// additive one f32; the norm weights are f32 [2, HEAD_DIM] (q's, then k's). Binding 4, `out`,
+// is the kernel file's: Act, or f32 for the key-chunk partials.
 @group(0) @binding(0) var<storage, read> lhs: array<Act>;
 @group(0) @binding(1) var<storage, read> kv_a: array<Act>;
 @group(0) @binding(2) var<storage, read> kv_b: array<Act>;
 @group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys]
-@group(0) @binding(4) var<storage, read_write> out: array<Act>;
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<storage, read> norms: array<f32>;
 
@@ -160,11 +164,4 @@ fn key_scale(squares: f32) -> f32 {
         return 1.0;
     }
     return inverseSqrt(squares / f32(HEAD_DIM) + params.norm_eps);
-}
-
-// What upstream's `0 · v` gives for a zeroed row: 0 for finite v, NaN for ±Inf or NaN. Written
-// with integer tests because WGSL lets compilers assume finite values and fold 0 · v to 0.
-fn zero_times(v: f32) -> f32 {
-    let non_finite = (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
-    return select(0.0, bitcast<f32>(0x7fc00000u | (params.batch & 0u)), non_finite);
 }

@@ -1,7 +1,8 @@
 // The online softmax of one query over a strided slice of the keys, and the merge of a
-// workgroup's key slices: what `flash` and `flash_split` (attention.wgsl) and the fused
-// attention sublayer (attention_rows.wgsl) are made of. Needs attention_layout.wgsl in front,
-// and from the kernel file `take_merged(d, v)`: where a merged output dim goes.
+// workgroup's key slices: what `flash` and `flash_split` (attention.wgsl), the key-chunk
+// partials (attention_chunks.wgsl) and the fused attention sublayer (attention_rows.wgsl) are
+// made of. Needs attention_layout.wgsl and zero_times.wgsl in front, and from the kernel file
+// `take_merged(d, v)`: where a merged output dim goes.
 
 // Per-invocation state of the online softmax, four dims per vec4 (see D4); q4 is in the layout.
 var<private> acc4: array<vec4<f32>, MAX_D4>;
@@ -38,8 +39,8 @@ fn logit(b: u32, qi: u32, j: u32, row: u32) -> f32 {
 }
 
 // Runs the online softmax of query qi (batch b, head h) over keys first, first + stride, ..
-// into acc4, run_max and run_sum; returns whether the keep mask kept any of them.
-fn stream_keys(b: u32, h: u32, qi: u32, first: u32, stride: u32) -> bool {
+// below `end` into acc4, run_max and run_sum; returns whether the keep mask kept any of them.
+fn stream_keys(b: u32, h: u32, qi: u32, first: u32, end: u32, stride: u32) -> bool {
     load_query(q_start(b, h, qi));
     for (var d4 = 0u; d4 < D4; d4++) {
         acc4[d4] = vec4(0.0);
@@ -48,7 +49,7 @@ fn stream_keys(b: u32, h: u32, qi: u32, first: u32, stride: u32) -> bool {
     run_max = FILL;
     run_sum = 0.0;
     var any_kept = false;
-    for (var j = first; j < keys(); j += stride) {
+    for (var j = first; j < end; j += stride) {
         let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
         var s = FILL;
         if kept(b, qi, j) {
@@ -73,10 +74,18 @@ var<workgroup> split_sum: array<f32, 64>;
 var<workgroup> split_kept: array<u32, 64>;
 var<workgroup> split_acc: array<f32, 1024>;  // 64 invocations × 16 dims
 
+// The merged state of the invocation's query, left by merge_split: max, sum of weights
+// relative to it, and whether the keep mask kept any key.
+var<private> merged_max: f32;
+var<private> merged_sum: f32;
+var<private> merged_kept: bool;
+
 // Merges the slices' states (max, sum, accumulated values, left by stream_keys) of each
 // query through workgroup memory, 16 dims at a time, and hands every merged dim of the
-// invocation's query to take_merged (each slice 2 of the 16). Call in uniform control flow.
-fn merge_split(lid: u32, any_kept: bool) {
+// invocation's query to take_merged (each slice 2 of the 16): the attention output when
+// `normalise`, else the values' weighted sum relative to merged_max (a partial state for a
+// merge across workgroups, fully masked rows not yet zeroed). Call in uniform control flow.
+fn merge_split(lid: u32, any_kept: bool, normalise: bool) {
     let q = lid / SPLIT_K;
     let slice = lid % SPLIT_K;
     split_max[lid] = run_max;
@@ -95,8 +104,11 @@ fn merge_split(lid: u32, any_kept: bool) {
     for (var t = 0u; t < SPLIT_K; t++) {
         total += split_sum[first + t] * exp(split_max[first + t] - m);
     }
-    let share = exp(run_max - m) / total;
-    let zero = MASKED_ROWS == 1u && kept_any == 0u;
+    merged_max = m;
+    merged_sum = total;
+    merged_kept = kept_any != 0u;
+    let share = exp(run_max - m) / select(1.0, total, normalise);
+    let zero = normalise && MASKED_ROWS == 1u && kept_any == 0u;
     for (var c4 = 0u; c4 < D4; c4 += 4u) {
         for (var i = 0u; i < 4u; i++) {
             let v = select(vec4(0.0), acc4[min(c4 + i, D4 - 1u)] * share, c4 + i < D4);

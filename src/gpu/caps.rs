@@ -1,5 +1,7 @@
 //! What kernels may assume of a device: the per-adapter facts their variant choice reads.
 
+use crate::ops::{Geometry, KeySplit};
+
 /// What kernels may assume of a device when a variant is chosen for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caps {
@@ -56,6 +58,24 @@ impl Caps {
             Some("fused") => true,
             Some("split") => false,
             _ => !self.is_cpu(),
+        }
+    }
+
+    /// The key chunks an attention over `g` runs in across workgroups (1: one pass, no split).
+    /// On GPUs [`KeySplit::chunks_for`]: a second pass where few (batch, head, query block)
+    /// triples meet many keys. Never on CPU rasterisers, whose few cores the workgroups of one
+    /// pass already fill. `VLBRIDGE_FORCE=key_split=off|on|N` decides instead: `on` splits in at
+    /// least 2 chunks, `N` in N (both at most one key each).
+    pub fn key_chunks(&self, g: &Geometry) -> u32 {
+        let keys = g.keys().max(1);
+        let at_most_keys = |n: u32| n.clamp(1, u32::try_from(keys).unwrap_or(u32::MAX));
+        let natural = || KeySplit::chunks_for(g.batch * g.heads, g.queries, g.keys());
+        match self.forced("key_split") {
+            Some("off") => 1,
+            Some("on") => at_most_keys(natural().max(2)),
+            Some(n) if let Ok(n) = n.parse() => at_most_keys(n),
+            _ if self.is_cpu() => 1,
+            _ => natural(),
         }
     }
 

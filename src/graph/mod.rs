@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::kernels::cases::evaluate;
 use crate::kernels::{Case, Op};
-use crate::ops::{Epilogue, InputNorm, LayerNorm, Meta, Residual, RmsNorm, RowsEpilogue, check_u32_elements};
+use crate::ops::{
+    Epilogue, InputNorm, LayerNorm, Meta, Residual, RmsNorm, RowsEpilogue, SplitPass, check_u32_elements,
+};
 use crate::tensor::Tensor;
 
 /// Handle to a tensor of a [`Graph`].
@@ -265,6 +267,32 @@ impl Graph {
                     output: node.output,
                 });
             }
+        }
+        Ok(g)
+    }
+
+    /// The same graph with every attention node whose keys `caps` splits across workgroups
+    /// ([`crate::gpu::Caps::key_chunks`]) as the key split's partials and combine passes.
+    pub(crate) fn with_keys_split(&self, caps: &crate::gpu::Caps) -> Result<Graph> {
+        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
+        for node in &self.nodes {
+            let Op::Attention(attention) = node.op else {
+                g.nodes.push(node.clone());
+                continue;
+            };
+            let metas: Vec<&Meta> = node.inputs.iter().map(|i| &self.tensors[i.0].meta).collect();
+            let chunks = caps.key_chunks(&attention.geometry(&metas));
+            if chunks < 2 {
+                g.nodes.push(node.clone());
+                continue;
+            }
+            let partials_op = attention.key_split(chunks, SplitPass::Partials);
+            let meta = partials_op.check(&metas)?;
+            let name = format!("{}.partials", self.tensors[node.output.0].name);
+            let partials = g.push(&name, meta, Role::Computed);
+            g.nodes.push(Node { op: partials_op.into(), inputs: node.inputs.clone(), output: partials });
+            let combine = attention.key_split(chunks, SplitPass::Combine);
+            g.nodes.push(Node { op: combine.into(), inputs: vec![partials, node.inputs[0]], output: node.output });
         }
         Ok(g)
     }

@@ -92,6 +92,7 @@ impl Plan {
         if !gpu.caps().fuses_input_norms() {
             graph = graph.with_input_norms_split();
         }
+        graph = graph.with_keys_split(gpu.caps())?;
         let graph = &graph;
         let limits = gpu.limits();
         let bytes = graph

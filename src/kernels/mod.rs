@@ -254,10 +254,10 @@ impl Family {
     }
 
     /// The variants a device can be forced to run (`kernel=variant`), in registry order; empty
-    /// for a kernel without a choice. The naive attention's specs are its three passes, not
-    /// alternatives.
+    /// for a kernel without a choice. The naive and key-split attentions' specs are their
+    /// passes, not alternatives.
     pub fn alternatives(&self) -> Vec<&'static str> {
-        if self.name == crate::ops::Naive::NAME {
+        if [crate::ops::Naive::NAME, crate::ops::KeySplit::NAME].contains(&self.name) {
             return Vec::new();
         }
         let mut variants: Vec<&'static str> = Vec::new();
@@ -417,6 +417,8 @@ registry! {
     Attention(crate::ops::Attention) => attention::FAMILY,
     /// One pass of the naive three-pass attention (the measured baseline).
     AttentionNaive(crate::ops::Naive) => attention::NAIVE_FAMILY,
+    /// One pass of the attention with its keys split across workgroups (long keys on GPUs).
+    AttentionKeySplit(crate::ops::KeySplit) => attention::KEY_SPLIT_FAMILY,
     /// An attention sublayer (attention, output projection, residual, post-norm) in one
     /// dispatch.
     AttentionRows(crate::ops::AttentionRows) => rows::ATTENTION_ROWS_FAMILY,

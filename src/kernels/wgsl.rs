@@ -30,8 +30,11 @@ pub const WEIGHTS_SCALAR_F16: &str = include_str!("../../shaders/common/weights_
 pub const WEIGHTS_SCALAR_BF16: &str = include_str!("../../shaders/common/weights_scalar_bf16.wgsl");
 /// Params, bindings and row helpers of the attention kernels.
 pub const ATTENTION_LAYOUT: &str = include_str!("../../shaders/common/attention_layout.wgsl");
-/// The online softmax over a slice of the keys and the key-split merge (needs the layout).
+/// The online softmax over a slice of the keys and the key-split merge (needs the layout and
+/// [`ZERO_TIMES`]).
 pub const ATTENTION_STREAM: &str = include_str!("../../shaders/common/attention_stream.wgsl");
+/// Upstream's `0 · v` for zeroed attention rows (needs a `params` uniform with a `batch`).
+pub const ZERO_TIMES: &str = include_str!("../../shaders/common/zero_times.wgsl");
 /// The fused sublayers' output projection, bias, residual and post-norm over whole rows.
 pub const ROWS_EPILOGUE: &str = include_str!("../../shaders/common/rows_epilogue.wgsl");
 /// One axis of a bilinear resample: source taps and weight, rounded as PyTorch's f32.
@@ -48,7 +51,8 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
     ("common/gemm_input_scalar.wgsl", GEMM_INPUT_SCALAR, &[STORAGE_F32, ACTIVATIONS, GEMM_EPILOGUE]),
     ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
-    ("common/attention_stream.wgsl", ATTENTION_STREAM, &[STORAGE_F32, ATTENTION_LAYOUT, TAKE_MERGED]),
+    ("common/zero_times.wgsl", ZERO_TIMES, &[STORAGE_F32, ATTENTION_LAYOUT]),
+    ("common/attention_stream.wgsl", ATTENTION_STREAM, &[STORAGE_F32, ATTENTION_LAYOUT, ZERO_TIMES, TAKE_MERGED]),
     ("common/rows_epilogue.wgsl", ROWS_EPILOGUE, &[STORAGE_F32, ROWS_OUT]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
     ("common/bilinear_taps.wgsl", BILINEAR_TAPS, &[]),

@@ -15,7 +15,7 @@ pub mod tome;
 
 pub use activation::GeluForm;
 pub use anyres::AnyResLayout;
-pub use attention::{Attention, Geometry, Mask, MaskedRows, Naive, Pass};
+pub use attention::{Attention, Geometry, KeySplit, Mask, MaskedRows, Naive, Pass, SplitPass};
 pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};

@@ -149,3 +149,69 @@ pub fn attention(
     let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask.and_then(MaskInput::keep), zero_masked_rows);
     weighted_sum(p, &weights, kv)
 }
+
+/// The partials pass of the key-split attention: for each `[batch, heads, queries]` row and
+/// each chunk of `chunk_keys` keys, the record `[m, Σ exp(l - m), kept, Σ exp(l - m)·v]` over
+/// the chunk's logits l, with m their max (at least [`MASK_FILL`], as the kernels start from
+/// it) and kept 1 where a key is attended (no keep mask: any key).
+pub fn attention_partials(
+    p: &Geometry,
+    [chunks, chunk_keys]: [usize; 2],
+    q: &[f64],
+    kv: [&[f64]; 2],
+    mask: Option<MaskInput<'_>>,
+    norms: Option<&[f64]>,
+) -> Vec<f64> {
+    let keys = p.keys();
+    let scores = attention_scores(p, q, kv, mask, norms);
+    let keep = mask.and_then(MaskInput::keep);
+    let head_dim = p.head_dim;
+    let mut out = Vec::with_capacity(scores.len() / keys.max(1) * chunks * (3 + head_dim));
+    for (r, row) in scores.chunks(keys).enumerate() {
+        let (i, h, b) = (r % p.queries, (r / p.queries) % p.heads, r / (p.queries * p.heads));
+        let v0 = |j: usize| p.offsets_of(j).1 + p.kv_head(h) * head_dim;
+        for c in 0..chunks {
+            let span = (c * chunk_keys).min(keys)..((c + 1) * chunk_keys).min(keys);
+            let m = row[span.clone()].iter().copied().fold(MASK_FILL, f64::max);
+            let kept = span.clone().any(|j| keep.is_none_or(|k| k[(b * p.queries + i) * keys + j] != 0.0));
+            let mut values = vec![0.0; head_dim];
+            let mut sum = 0.0;
+            for j in span {
+                let w = (row[j] - m).exp();
+                sum += w;
+                for (acc, v) in values.iter_mut().zip(&key_row(p, kv, b, j)[v0(j)..v0(j) + head_dim]) {
+                    *acc += w * v;
+                }
+            }
+            out.extend([m, sum, f64::from(u8::from(kept))]);
+            out.extend(values);
+        }
+    }
+    out
+}
+
+/// The combine pass of the key-split attention: `[batch, queries, heads·head_dim]` from the
+/// partials `[batch, heads, queries, chunks, 3 + head_dim]` of [`attention_partials`], rows
+/// no chunk kept a key zeroed (as `0 · mean`) when `zero_masked_rows`.
+pub fn attention_combine(
+    partials: &[f64],
+    [batch, heads, queries, chunks, head_dim]: [usize; 5],
+    zero_masked_rows: bool,
+) -> Vec<f64> {
+    let record = 3 + head_dim;
+    let width = heads * head_dim;
+    let mut out = vec![0.0; batch * queries * width];
+    for (r, row) in partials.chunks(chunks * record).enumerate() {
+        let (i, h, b) = (r % queries, (r / queries) % heads, r / (queries * heads));
+        let records = || row.chunks(record);
+        let m = records().map(|c| c[0]).fold(MASK_FILL, f64::max);
+        let kept = records().any(|c| c[2] != 0.0);
+        let total: f64 = records().map(|c| c[1] * (c[0] - m).exp()).sum();
+        let o = (b * queries + i) * width + h * head_dim;
+        for (d, y) in out[o..o + head_dim].iter_mut().enumerate() {
+            let mean = records().map(|c| c[3 + d] * (c[0] - m).exp()).sum::<f64>() / total;
+            *y = if zero_masked_rows && !kept { 0.0 * mean } else { mean };
+        }
+    }
+    out
+}

@@ -7,7 +7,10 @@ mod compress;
 mod linear;
 mod norm;
 
-pub use attention::{MASK_FILL, MaskInput, attention, attention_scores, softmax_rows, weighted_sum};
+pub use attention::{
+    MASK_FILL, MaskInput, attention, attention_combine, attention_partials, attention_scores, softmax_rows,
+    weighted_sum,
+};
 pub use compare::{Comparison, F16_FLUSH, compare, compare_with, f16_rounding};
 pub use compress::{
     anyres_pack, avg_pool, bilinear_half, pixel_shuffle, resize_bilinear, separated_tokens, tome, tome_step,

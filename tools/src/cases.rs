@@ -54,8 +54,8 @@ fn kernels() -> Vec<Row> {
                 row(family.name, case.shape, move |gpu| {
                     let case = (case.build)()?;
                     // A kernel's row times that kernel, also where the adapter would split a
-                    // fused sublayer into others.
-                    let gpu = gpu.with_forced("sublayers", "fused");
+                    // fused sublayer into others or an attention's keys across workgroups.
+                    let gpu = gpu.with_forced("sublayers", "fused").with_forced("key_split", "off");
                     let plan = Plan::new(&gpu, &Graph::from_case(&gpu, &case)?)?;
                     let inputs = case.tensors.into_iter().filter(|t| !t.constant).map(|t| t.data).collect();
                     Ok(Built { plan, inputs })

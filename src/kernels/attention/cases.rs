@@ -1,5 +1,5 @@
 //! The attention kernels' fuzz, bench and precision cases: flash alone, naive as its three
-//! passes, over the same random layouts.
+//! passes, the key split as its two, over the same random layouts.
 
 use crate::dtype::DType;
 use crate::error::Result;
@@ -7,19 +7,46 @@ use crate::kernels::cases::{
     BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage,
 };
 use crate::ops::attention::NAME;
-use crate::ops::{Attention, MaskedRows, Naive, Pass};
+use crate::ops::{Attention, KeySplit, MaskedRows, Naive, Pass, SplitPass};
 
-/// Adds the flash node, or the naive scores → softmax → weighted-sum passes, on q, the key /
-/// value sources, the mask and the q/k norm weights.
-fn attend(c: &mut Case, cfg: Attention, naive: bool, q: usize, kv: &[usize], extra: Extra) -> Result<usize> {
+/// How a case computes its attention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// One flash node.
+    Flash,
+    /// The naive scores → softmax → weighted-sum passes.
+    Naive,
+    /// The key split's partials → combine passes over this many chunks.
+    KeySplit(u32),
+}
+
+impl Form {
+    fn name(self) -> &'static str {
+        match self {
+            Form::Flash => NAME,
+            Form::Naive => Naive::NAME,
+            Form::KeySplit(_) => KeySplit::NAME,
+        }
+    }
+}
+
+/// Adds the attention's node(s) in `form` on q, the key / value sources, the mask and the q/k
+/// norm weights.
+fn attend(c: &mut Case, cfg: Attention, form: Form, q: usize, kv: &[usize], extra: Extra) -> Result<usize> {
     let Extra { mask, norms } = extra;
     let inputs = [&[q], kv, &Vec::from_iter(mask.into_iter().chain(norms))].concat();
-    if !naive {
-        return c.node(cfg, &inputs);
+    match form {
+        Form::Flash => c.node(cfg, &inputs),
+        Form::Naive => {
+            let scores = c.node(cfg.naive(Pass::Scores), &inputs)?;
+            let weights = c.node(cfg.naive(Pass::Softmax), &[&[scores], &Vec::from_iter(mask)[..]].concat())?;
+            c.node(cfg.naive(Pass::WeightedSum), &[&[weights], kv].concat())
+        }
+        Form::KeySplit(chunks) => {
+            let partials = c.node(cfg.key_split(chunks, SplitPass::Partials), &inputs)?;
+            c.node(cfg.key_split(chunks, SplitPass::Combine), &[partials, q])
+        }
     }
-    let scores = c.node(cfg.naive(Pass::Scores), &inputs)?;
-    let weights = c.node(cfg.naive(Pass::Softmax), &[&[scores], &Vec::from_iter(mask)[..]].concat())?;
-    c.node(cfg.naive(Pass::WeightedSum), &[&[weights], kv].concat())
 }
 
 /// The optional inputs after the key/value sources.
@@ -30,17 +57,22 @@ struct Extra {
 }
 
 pub(super) fn fuzz_flash(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
-    fuzz(rng, target, false)
+    fuzz(rng, target, Form::Flash)
 }
 
 pub(super) fn fuzz_naive(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
-    fuzz(rng, target, true)
+    fuzz(rng, target, Form::Naive)
+}
+
+/// Chunks from 1 (no split) to one key each, small counts (ragged last chunks) most often.
+pub(super) fn fuzz_key_split(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    fuzz(rng, target, Form::KeySplit(0))
 }
 
 /// Random batch, heads, grouped key/value heads, head dims (a fixed set: each is a pipeline of
 /// its own), query and key counts, one or two sources, keep masks with fully masked rows or
 /// additive masks with `finfo.min` entries, per-head q/k norms, logits up to ±80.
-fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
+fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (batch, heads) = (rng.range(1, 2), rng.range(1, 4) as u32);
     let kv_heads = rng.pick(&(1..=heads).filter(|k| heads.is_multiple_of(*k)).collect::<Vec<_>>());
@@ -69,7 +101,7 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
     }
     let v_max = max_abs(&kv_a).max(max_abs(&kv_b));
     let mut cfg = Attention::new(heads, d).grouped(kv_heads).offsets(0, 0, kv_w as u32);
-    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let mut c = Case::builder(form.name());
     let qi = c.input("q", &[batch, nq, w], storage, q);
     let mut kv = vec![c.input("kv_a", &[batch, ka, 2 * kv_w], storage, kv_a)];
     if kb > 0 {
@@ -121,83 +153,113 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, naive: bool) -> Result<Case> {
         max_logit = f64::from(d).sqrt() * max_abs(wq) * max_abs(wk);
         extra.norms = Some(c.constant("norms", &[2, d as usize], DType::F32, weights));
     }
-    let out = attend(&mut c, cfg, naive, qi, &kv, extra)?;
+    let form = match form {
+        Form::KeySplit(_) => {
+            let (few, any) = (rng.range(1, 9).min(keys), rng.range(1, keys));
+            Form::KeySplit(rng.pick(&[few, few, few, keys, any]) as u32)
+        }
+        other => other,
+    };
+    let out = attend(&mut c, cfg, form, qi, &kv, extra)?;
     let max_logit = max_logit + mask_range;
     // A convex combination of the values: error ~ (logit rounding) · max|v|.
     let mut tol = (2e-5 + 2e-6 * max_logit) * v_max;
-    if storage == DType::F16 && naive {
+    if storage == DType::F16 && form == Form::Naive {
         // The naive passes store logits and weights as f16: a logit off by |s|·2⁻¹¹ scales a
         // weight by up to that, and each weight is off by 2⁻¹¹.
         tol += 2f64.powi(-10) * (max_logit + 1.0) * v_max;
     }
+    let chunks = match form {
+        Form::KeySplit(n) => format!(" chunks {n}"),
+        _ => String::new(),
+    };
     let description = format!(
-        "b{batch} q{nq} k{ka}+{kb} {heads}x{d} kv_heads {kv_heads} qk_norm={qk_norm} logits<={max_logit:.0} mask={mask_kind} {storage} {kind:?} inject={inject}"
+        "b{batch} q{nq} k{ka}+{kb}{chunks} {heads}x{d} kv_heads {kv_heads} qk_norm={qk_norm} logits<={max_logit:.0} mask={mask_kind} {storage} {kind:?} inject={inject}"
     );
     Ok(c.finish(&[out], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-4).plus(tol)))
 }
 
-/// (label, queries, keys of source a, keys of source b, heads, head dim).
-const SIZES: [(&str, usize, usize, usize, u32, u32); 2] =
-    [("qformer 32 over 257, 12x64", 32, 257, 0, 12, 64), ("perceiver 64 over 257+64, 16x64", 64, 257, 64, 16, 64)];
+/// (label, queries, keys of source a, keys of source b, heads, head dim). The last is Mllama's
+/// cross-attention from a few text tokens to one tile's vision tokens: the long-key case the key
+/// split is for.
+const SIZES: [(&str, usize, usize, usize, u32, u32); 3] = [
+    ("qformer 32 over 257, 12x64", 32, 257, 0, 12, 64),
+    ("perceiver 64 over 257+64, 16x64", 64, 257, 64, 16, 64),
+    ("mllama 8 over 1601, 32x128", 8, 1601, 0, 32, 128),
+];
 
-fn bench_case(naive: bool, storage: DType, (q, ka, kb, heads, d): (usize, usize, usize, u32, u32)) -> Result<Case> {
+fn bench_case(form: Form, storage: DType, (q, ka, kb, heads, d): (usize, usize, usize, u32, u32)) -> Result<Case> {
     let mut rng = CaseRng::new(0xbe7c4);
     let w = (heads * d) as usize;
     let mut cfg = Attention::new(heads, d);
-    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let mut c = Case::builder(form.name());
     let qi = c.input("q", &[1, q, w], storage, rng.normals(q * w, 1.0));
     let mut kv = vec![c.input("kv_a", &[1, ka, 2 * w], storage, rng.normals(ka * 2 * w, 1.0))];
     if kb > 0 {
         cfg = cfg.two_sources();
         kv.push(c.input("kv_b", &[1, kb, 2 * w], storage, rng.normals(kb * 2 * w, 1.0)));
     }
-    let out = attend(&mut c, cfg, naive, qi, &kv, Extra::default())?;
+    // The chunks a GPU plan would take, but at least 2.
+    let form = match form {
+        Form::KeySplit(_) => Form::KeySplit(KeySplit::chunks_for(heads as usize, q, ka + kb).max(2)),
+        other => other,
+    };
+    let out = attend(&mut c, cfg, form, qi, &kv, Extra::default())?;
     Ok(c.finish(&[out], String::new(), Tolerance::exact()))
 }
 
-fn bench(naive: bool, storages: &[DType]) -> Vec<BenchCase> {
+fn bench(form: Form, storages: &[DType]) -> Vec<BenchCase> {
     storages
         .iter()
         .flat_map(|&storage| {
             SIZES.into_iter().map(move |(label, q, ka, kb, heads, d)| {
                 let label =
                     if storage == DType::F32 { label.to_string() } else { format!("{label}, {storage} activations") };
-                BenchCase::new(label, move || bench_case(naive, storage, (q, ka, kb, heads, d)))
+                BenchCase::new(label, move || bench_case(form, storage, (q, ka, kb, heads, d)))
             })
         })
         .collect()
 }
 
 pub(super) fn bench_flash() -> Vec<BenchCase> {
-    bench(false, &[DType::F32, DType::F16])
+    bench(Form::Flash, &[DType::F32, DType::F16])
 }
 
 pub(super) fn bench_naive() -> Vec<BenchCase> {
-    bench(true, &[DType::F32])
+    bench(Form::Naive, &[DType::F32])
+}
+
+pub(super) fn bench_key_split() -> Vec<BenchCase> {
+    bench(Form::KeySplit(0), &[DType::F32, DType::F16])
 }
 
 /// Two sources, a mask with a fully masked row, head dim 20, f16 storage.
-fn precision(naive: bool) -> Result<Vec<Case>> {
+fn precision(form: Form) -> Result<Vec<Case>> {
     let (batch, nq, ka, kb, heads, d) = (2, 5, 9, 4, 2u32, 20u32);
     let w = (heads * d) as usize;
     let cfg = Attention::new(heads, d).two_sources().masked(MaskedRows::Uniform);
     let mut rng = CaseRng::new(1);
-    let mut c = Case::builder(if naive { Naive::NAME } else { NAME });
+    let mut c = Case::builder(form.name());
     let q = c.input("q", &[batch, nq, w], DType::F16, rng.signed(batch * nq * w));
     let kv_a = c.input("kv_a", &[batch, ka, 2 * w], DType::F16, rng.signed(batch * ka * 2 * w));
     let kv_b = c.input("kv_b", &[batch, kb, 2 * w], DType::F16, rng.signed(batch * kb * 2 * w));
     let keep: Vec<u8> = (0..batch * nq * (ka + kb)).map(|i| u8::from(i % 5 != 0 && i / (ka + kb) != 3)).collect();
     let mask = c.constant("mask", &[batch, nq, ka + kb], DType::U8, keep);
-    let out = attend(&mut c, cfg, naive, q, &[kv_a, kv_b], Extra { mask: Some(mask), norms: None })?;
+    let out = attend(&mut c, cfg, form, q, &[kv_a, kv_b], Extra { mask: Some(mask), norms: None })?;
     // The naive passes also store logits and weights as f16 (logits <= 4.5: ≈ 5.5·2⁻¹⁰).
-    let extra = if naive { 2e-3 } else { 0.0 };
+    let extra = if form == Form::Naive { 2e-3 } else { 0.0 };
     Ok(vec![c.finish(&[out], "two sources, masked".into(), Tolerance::new(0.0, 1e-5).plus(extra))])
 }
 
 pub(super) fn precision_flash() -> Result<Vec<Case>> {
-    precision(false)
+    precision(Form::Flash)
 }
 
 pub(super) fn precision_naive() -> Result<Vec<Case>> {
-    precision(true)
+    precision(Form::Naive)
+}
+
+/// Four chunks of the 13 keys (the last one key): the partials stay f32 under f16 activations.
+pub(super) fn precision_key_split() -> Result<Vec<Case>> {
+    precision(Form::KeySplit(4))
 }

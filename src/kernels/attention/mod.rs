@@ -2,7 +2,9 @@
 //! softmax streams the keys (`shaders/attention_subgroup.wgsl` shares each key across a
 //! subgroup; `shaders/attention.wgsl` has the portable kernel). `attention_naive` is the
 //! three-pass version that materialises them (scores, softmax, weighted sum), kept as the
-//! measured baseline.
+//! measured baseline. `attention_key_split` splits the keys across workgroups too
+//! (`shaders/attention_chunks.wgsl`, `shaders/attention_combine.wgsl`), for GPUs given few
+//! queries over many keys.
 
 mod cases;
 
@@ -10,12 +12,14 @@ use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
-use crate::ops::{Attention, Geometry, Mask, Meta, Naive, Operand, Pass};
+use crate::ops::{Attention, Geometry, KeySplit, Mask, Meta, Naive, Operand, Pass, SplitPass};
 use crate::pipeline::Access;
 use crate::reference::{self, MaskInput};
 
 const SOURCE: &str = include_str!("../../../shaders/attention.wgsl");
 const SUBGROUP_SOURCE: &str = include_str!("../../../shaders/attention_subgroup.wgsl");
+const CHUNKS_SOURCE: &str = include_str!("../../../shaders/attention_chunks.wgsl");
+const COMBINE_SOURCE: &str = include_str!("../../../shaders/attention_combine.wgsl");
 
 /// Mirrors `Params` in `shaders/common/attention_layout.wgsl`.
 #[repr(C)]
@@ -59,8 +63,12 @@ pub struct Params {
     pub post_eps: f32,
     /// `attention_rows`: the head dimension, as a run-time value.
     pub head_dim: u32,
+    /// `attention_partials`: key chunks.
+    pub chunks: u32,
+    /// `attention_partials`: keys per chunk.
+    pub chunk_keys: u32,
     /// Padding to 16 bytes.
-    pub _pad: u32,
+    pub _pad: [u32; 3],
 }
 
 impl From<&Geometry> for Params {
@@ -85,7 +93,9 @@ impl From<&Geometry> for Params {
             out_width: 0,
             post_eps: 0.0,
             head_dim: g.head_dim as u32,
-            _pad: 0,
+            chunks: 1,
+            chunk_keys: g.keys() as u32,
+            _pad: [0; 3],
         }
     }
 }
@@ -96,10 +106,31 @@ const BINDINGS: &[Access] =
     &[Access::Read, Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::Uniform, Access::Read];
 const PARAMS: usize = std::mem::size_of::<Params>();
 
+/// Mirrors `Params` in `shaders/attention_combine.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct CombineParams {
+    /// Batch items.
+    pub batch: u32,
+    /// Queries per item.
+    pub queries: u32,
+    /// Attention heads.
+    pub heads: u32,
+    /// Dimension per head.
+    pub head_dim: u32,
+    /// Key chunks per query.
+    pub chunks: u32,
+    /// Padding to 16 bytes.
+    pub _pad: [u32; 3],
+}
+
+/// Partials, output, params.
+const COMBINE_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::Uniform];
+
 const fn spec(name: &'static str, variant: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
         variant,
-        prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ATTENTION_STREAM],
+        prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ZERO_TIMES, wgsl::ATTENTION_STREAM],
         ..KernelSpec::new(name, "attention.wgsl", SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
     }
 }
@@ -108,7 +139,7 @@ const fn spec(name: &'static str, variant: &'static str, entry: &'static str) ->
 pub static FLASH_SUBGROUP: KernelSpec = KernelSpec {
     file: "attention_subgroup.wgsl",
     body: SUBGROUP_SOURCE,
-    prelude: &[wgsl::ATTENTION_LAYOUT],
+    prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ZERO_TIMES],
     features: wgpu::Features::SUBGROUP,
     min_subgroup: 8,
     ..spec("attention_flash_subgroup", "subgroup", "flash_subgroup")
@@ -124,6 +155,26 @@ pub static SCORES: KernelSpec = spec("attention_scores", "scores", "scores");
 pub static SOFTMAX: KernelSpec = spec("attention_softmax", "softmax", "softmax_rows");
 /// Naive pass 3: weights · V.
 pub static WEIGHTED_SUM: KernelSpec = spec("attention_weighted_sum", "weighted_sum", "weighted_sum");
+
+/// Key-split pass 1: each key chunk's online-softmax state (f32 records).
+pub static PARTIALS: KernelSpec = KernelSpec {
+    file: "attention_chunks.wgsl",
+    body: CHUNKS_SOURCE,
+    ..spec("attention_partials", "partials", "attention_partials")
+};
+/// Key-split pass 2: the log-sum-exp merge of the chunks.
+pub static COMBINE: KernelSpec = KernelSpec {
+    prelude: &[wgsl::ZERO_TIMES],
+    ..KernelSpec::new(
+        "attention_combine",
+        "attention_combine.wgsl",
+        COMBINE_SOURCE,
+        "attention_combine",
+        COMBINE_BINDINGS,
+        WORKGROUP,
+        std::mem::size_of::<CombineParams>(),
+    )
+};
 
 /// The flash attention family.
 pub static FAMILY: Family = Family {
@@ -141,6 +192,15 @@ pub static NAIVE_FAMILY: Family = Family {
     fuzz: Some(cases::fuzz_naive),
     bench: cases::bench_naive,
     precision: cases::precision_naive,
+};
+
+/// The key-split attention's two passes.
+pub static KEY_SPLIT_FAMILY: Family = Family {
+    name: KeySplit::NAME,
+    specs: &[&PARTIALS, &COMBINE],
+    fuzz: Some(cases::fuzz_key_split),
+    bench: cases::bench_key_split,
+    precision: cases::precision_key_split,
 };
 
 pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
@@ -330,4 +390,125 @@ impl Kernel for Naive {
             Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv()),
         }
     }
+}
+
+impl Kernel for KeySplit {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    /// Partials: the attention's inputs. Combine: the f32 partials, then the queries, whose
+    /// dtype is the output's.
+    fn operand(&self, i: usize) -> Operand {
+        match (self.pass, i) {
+            (SplitPass::Partials, _) => operand(&self.attention, self.attention.mask_input(), i),
+            (SplitPass::Combine, 0) => Operand::Param,
+            (SplitPass::Combine, _) => Operand::ShapeOnly,
+        }
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        KeySplit::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![match self.pass {
+            SplitPass::Partials => &PARTIALS,
+            SplitPass::Combine => &COMBINE,
+        }]
+    }
+
+    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
+        match self.pass {
+            SplitPass::Partials => overrides(&self.attention),
+            SplitPass::Combine => vec![("MASKED_ROWS", if self.attention.zeroes_masked_rows() { 1.0 } else { 0.0 })],
+        }
+    }
+
+    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
+        let a = &self.attention;
+        match self.pass {
+            SplitPass::Partials => vec![Some(0), Some(1), a.two_sources.then_some(2), a.mask_input(), a.norm_input()],
+            SplitPass::Combine => vec![Some(0)],
+        }
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        match self.pass {
+            SplitPass::Partials => {
+                let g = self.geometry(inputs);
+                let params =
+                    Params { chunks: self.chunks, chunk_keys: self.chunk_keys(g.keys()) as u32, ..Params::from(&g) };
+                let blocks = g.queries.div_ceil(8);
+                Dispatch::new(&params, (g.batch * g.heads * blocks * self.chunks as usize) as u64)
+            }
+            SplitPass::Combine => {
+                let [batch, heads, queries, chunks, _] = combine_dims(inputs);
+                let params = CombineParams {
+                    batch: batch as u32,
+                    queries: queries as u32,
+                    heads: heads as u32,
+                    head_dim: self.attention.head_dim,
+                    chunks: chunks as u32,
+                    _pad: [0; 3],
+                };
+                let outputs = batch * queries * self.attention.width() as usize;
+                Dispatch::new(&params, (outputs as u64).div_ceil(u64::from(WORKGROUP)))
+            }
+        }
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let partials = |m: &Meta| bytes(DType::F32, m.len());
+        match self.pass {
+            SplitPass::Partials => {
+                let g = self.geometry(inputs);
+                let a = inputs[0].dtype;
+                let (rows, keys, d) = (g.rows(), g.keys(), g.head_dim);
+                // The attention's reads; the partials instead of its output.
+                let reads = io_bytes(&g, a, self.attention.mask) - bytes(a, rows * d);
+                let written = bytes(DType::F32, rows * self.chunks as usize * self.record());
+                Cost { flops: 4.0 * (rows * keys * d) as f64, bytes: reads + written }
+            }
+            SplitPass::Combine => {
+                let [batch, heads, queries, chunks, _] = combine_dims(inputs);
+                let outputs = batch * heads * queries * self.attention.head_dim as usize;
+                let written = bytes(inputs[1].dtype, outputs);
+                Cost { flops: 3.0 * (outputs * chunks) as f64, bytes: partials(inputs[0]) + written }
+            }
+        }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let a = &self.attention;
+        match self.pass {
+            SplitPass::Partials => {
+                let g = self.geometry(metas);
+                let mask = mask_of(a, a.mask_input(), inputs);
+                let kv = [inputs[1], if a.two_sources { inputs[2] } else { &[] }];
+                let norms = a.norm_input().map(|n| inputs[n]);
+                let chunking = [self.chunks as usize, self.chunk_keys(g.keys())];
+                reference::attention_partials(&g, chunking, inputs[0], kv, mask, norms)
+            }
+            SplitPass::Combine => {
+                let [batch, heads, queries, chunks, _] = combine_dims(metas);
+                let dims = [batch, heads, queries, chunks, a.head_dim as usize];
+                reference::attention_combine(inputs[0], dims, a.zeroes_masked_rows())
+            }
+        }
+    }
+
+    fn storage(&self, inputs: &[&Meta]) -> DType {
+        let activations = match self.pass {
+            SplitPass::Partials => inputs.first(),
+            SplitPass::Combine => inputs.get(1),
+        };
+        activations.map_or(DType::F32, |m| m.dtype)
+    }
+}
+
+/// `[batch, heads, queries, chunks, record]` of a (checked) combine pass's partials.
+fn combine_dims(inputs: &[&Meta]) -> [usize; 5] {
+    let s = &inputs[0].shape;
+    [s[0], s[1], s[2], s[3], s[4]]
 }

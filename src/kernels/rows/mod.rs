@@ -48,7 +48,7 @@ struct MlpParams {
 
 /// Attention sublayer in one dispatch.
 pub static ATTENTION_ROWS: KernelSpec = KernelSpec {
-    prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ATTENTION_STREAM, wgsl::ROWS_EPILOGUE],
+    prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ZERO_TIMES, wgsl::ATTENTION_STREAM, wgsl::ROWS_EPILOGUE],
     ..KernelSpec::new(
         AttentionRows::NAME,
         "attention_rows.wgsl",
