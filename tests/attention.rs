@@ -284,7 +284,7 @@ proptest! {
     /// The GPU variant (keys split over a workgroup's slices), forced on lavapipe.
     #[test]
     #[timeout(300_000)]
-    fn key_split_attention_matches_reference(c in attention_case(), g in grouped_case()) {
+    fn split_variant_attention_matches_reference(c in attention_case(), g in grouped_case()) {
         let gpu = forced_gpu("attention_flash", "split");
         check_attention(gpu, &c, Form::Flash)?;
         check_grouped(gpu, &g, Form::Flash)?;
@@ -349,6 +349,26 @@ fn the_planner_splits_long_keys_across_workgroups_where_the_device_does() {
     }
     // lavapipe's own choice: one pass (its cores are few).
     assert_eq!(Plan::new(gpu(), &g).unwrap().dispatches(), ["attention_flash"]);
+}
+
+/// A CPU rasteriser with subgroups (lavapipe) runs many queries on the subgroup kernel and
+/// at most 8 on the portable one, where the subgroup kernel's 64-query workgroups would idle.
+#[test]
+#[timeout(120_000)]
+fn a_cpu_rasteriser_runs_few_queries_on_the_portable_kernel() {
+    let gpu = gpu();
+    if !(gpu.caps().is_cpu() && gpu.caps().subgroups_of(8)) {
+        eprintln!("skipped: {} is not a CPU rasteriser with subgroups", gpu.info().name);
+        return;
+    }
+    for (queries, variant) in [(1, "attention_flash"), (8, "attention_flash"), (9, "attention_flash_subgroup")] {
+        let mut g = Graph::new();
+        let q = g.input("q", &[1, queries, 32]).unwrap();
+        let kv = g.input("kv", &[1, 40, 64]).unwrap();
+        let out = g.add(Attention::new(2, 16), &[q, kv]).unwrap();
+        g.output(out).unwrap();
+        assert_eq!(Plan::new(gpu, &g).unwrap().variants(), [variant], "{queries} queries");
+    }
 }
 
 /// The heuristic a GPU plans with: a second pass only where few workgroups meet many keys.
