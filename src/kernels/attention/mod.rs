@@ -7,12 +7,13 @@
 //! queries over many keys.
 
 mod cases;
+mod key_split;
 
 use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
-use crate::ops::{Attention, Geometry, KeySplit, Mask, Meta, Naive, Operand, Pass, SplitPass};
+use crate::ops::{Attention, Geometry, KeySplit, Mask, Meta, Naive, Operand, Pass};
 use crate::pipeline::Access;
 use crate::reference::{self, MaskInput};
 
@@ -396,125 +397,4 @@ impl Kernel for Naive {
             Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv()),
         }
     }
-}
-
-impl Kernel for KeySplit {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    /// Partials: the attention's inputs. Combine: the f32 partials, then the queries, whose
-    /// dtype is the output's.
-    fn operand(&self, i: usize) -> Operand {
-        match (self.pass, i) {
-            (SplitPass::Partials, _) => operand(&self.attention, self.attention.mask_input(), i),
-            (SplitPass::Combine, 0) => Operand::Param,
-            (SplitPass::Combine, _) => Operand::ShapeOnly,
-        }
-    }
-
-    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
-        KeySplit::check(self, inputs)
-    }
-
-    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
-        vec![match self.pass {
-            SplitPass::Partials => &PARTIALS,
-            SplitPass::Combine => &COMBINE,
-        }]
-    }
-
-    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
-        match self.pass {
-            SplitPass::Partials => overrides(&self.attention),
-            SplitPass::Combine => vec![("MASKED_ROWS", if self.attention.zeroes_masked_rows() { 1.0 } else { 0.0 })],
-        }
-    }
-
-    fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
-        let a = &self.attention;
-        match self.pass {
-            SplitPass::Partials => vec![Some(0), Some(1), a.two_sources.then_some(2), a.mask_input(), a.norm_input()],
-            SplitPass::Combine => vec![Some(0)],
-        }
-    }
-
-    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
-        match self.pass {
-            SplitPass::Partials => {
-                let g = self.geometry(inputs);
-                let params =
-                    Params { chunks: self.chunks, chunk_keys: self.chunk_keys(g.keys()) as u32, ..Params::from(&g) };
-                let blocks = g.queries.div_ceil(8);
-                Dispatch::new(&params, (g.batch * g.heads * blocks * self.chunks as usize) as u64)
-            }
-            SplitPass::Combine => {
-                let [batch, heads, queries, chunks, _] = combine_dims(inputs);
-                let params = CombineParams {
-                    batch: batch as u32,
-                    queries: queries as u32,
-                    heads: heads as u32,
-                    head_dim: self.attention.head_dim,
-                    chunks: chunks as u32,
-                    _pad: [0; 3],
-                };
-                let outputs = batch * queries * self.attention.width() as usize;
-                Dispatch::new(&params, (outputs as u64).div_ceil(u64::from(WORKGROUP)))
-            }
-        }
-    }
-
-    fn cost(&self, inputs: &[&Meta]) -> Cost {
-        let partials = |m: &Meta| bytes(DType::F32, m.len());
-        match self.pass {
-            SplitPass::Partials => {
-                let g = self.geometry(inputs);
-                let a = inputs[0].dtype;
-                let (rows, keys, d) = (g.rows(), g.keys(), g.head_dim);
-                // The attention's reads; the partials instead of its output.
-                let reads = io_bytes(&g, a, self.attention.mask) - bytes(a, rows * d);
-                let written = bytes(DType::F32, rows * self.chunks as usize * self.record());
-                Cost { flops: 4.0 * (rows * keys * d) as f64, bytes: reads + written }
-            }
-            SplitPass::Combine => {
-                let [batch, heads, queries, chunks, _] = combine_dims(inputs);
-                let outputs = batch * heads * queries * self.attention.head_dim as usize;
-                let written = bytes(inputs[1].dtype, outputs);
-                Cost { flops: 3.0 * (outputs * chunks) as f64, bytes: partials(inputs[0]) + written }
-            }
-        }
-    }
-
-    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
-        let a = &self.attention;
-        match self.pass {
-            SplitPass::Partials => {
-                let g = self.geometry(metas);
-                let mask = mask_of(a, a.mask_input(), inputs);
-                let kv = [inputs[1], if a.two_sources { inputs[2] } else { &[] }];
-                let norms = a.norm_input().map(|n| inputs[n]);
-                let chunking = [self.chunks as usize, self.chunk_keys(g.keys())];
-                reference::attention_partials(&g, chunking, inputs[0], kv, mask, norms)
-            }
-            SplitPass::Combine => {
-                let [batch, heads, queries, chunks, _] = combine_dims(metas);
-                let dims = [batch, heads, queries, chunks, a.head_dim as usize];
-                reference::attention_combine(inputs[0], dims, a.zeroes_masked_rows())
-            }
-        }
-    }
-
-    fn storage(&self, inputs: &[&Meta]) -> DType {
-        let activations = match self.pass {
-            SplitPass::Partials => inputs.first(),
-            SplitPass::Combine => inputs.get(1),
-        };
-        activations.map_or(DType::F32, |m| m.dtype)
-    }
-}
-
-/// `[batch, heads, queries, chunks, record]` of a (checked) combine pass's partials.
-fn combine_dims(inputs: &[&Meta]) -> [usize; 5] {
-    let s = &inputs[0].shape;
-    [s[0], s[1], s[2], s[3], s[4]]
 }
