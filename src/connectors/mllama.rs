@@ -20,7 +20,7 @@ use super::{ConnectorPlan, StateDict, finish};
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan};
+use crate::graph::{Graph, Plan, TensorId};
 use crate::ops::{Attention, Epilogue, Pass, Residual, RmsNorm, interleave_rows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -284,6 +284,12 @@ impl MllamaProjector {
 
     /// Plans it for `vision_outputs` of `shape` (`[.., tokens, vision_output_dim]`).
     pub fn plan(&self, gpu: &Gpu, shape: &[usize]) -> Result<ConnectorPlan> {
+        finish(gpu, self.graph(shape)?)
+    }
+
+    /// Its graph for `vision_outputs` of `shape`: `[.., tokens, vision_output_dim]` in, the
+    /// leading dims flattened, `[tiles, tokens, hidden]` out. Returns (graph, input, output).
+    pub fn graph(&self, shape: &[usize]) -> Result<(Graph, TensorId, TensorId)> {
         let [vision, text] = self.dims();
         let [lead @ .., tokens, width] = shape else {
             return Err(Error::Input { name: "vision_outputs".into(), problem: format!("shape {shape:?}, rank < 2") });
@@ -297,7 +303,7 @@ impl MllamaProjector {
         let y = self.linear.add(&mut g, "multi_modal_projector", x, None, Skip::None)?;
         g.output(y)?;
         debug_assert_eq!(g.shape(y).map(|s| s[2]), Some(text));
-        finish(gpu, (g, x, y))
+        Ok((g, x, y))
     }
 }
 

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
-use super::{HostTensor, Model, Runner, Tensors, input_f32, input_shape_error};
+use super::{Built, Model, Runner, Tensors, input_f32, input_shape_error};
 use crate::connectors::{QFormer, QFormerConfig, StateDict};
-use crate::dtype::{DType, HostData, HostVec};
+use crate::dtype::{DType, HostVec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::weights::Weights;
@@ -37,7 +37,7 @@ impl Blip2 {
             qformer.encoder_hidden_size = width;
         }
         let text = required("text_config.hidden_size", required("text_config", c.text_config)?.hidden_size)?;
-        let vision_tokens = vision.and_then(|v| Some((v.image_size? / v.patch_size?).pow(2) + 1));
+        let vision_tokens = vision.and_then(|v| Some((v.image_size?.get() / v.patch_size?.get().max(1)).pow(2) + 1));
         Ok(Self { qformer, text, vision_tokens })
     }
 }
@@ -87,12 +87,11 @@ impl Model for Blip2 {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let qformer = QFormer::from_weights(gpu, weights, self.qformer)?.with_language_projection(gpu, weights)?;
-        Ok(Box::new(Run { gpu: gpu.clone(), qformer: qformer.with_activations(activations) }))
+        Ok(Box::new(Run { qformer: qformer.with_activations(activations) }))
     }
 }
 
 struct Run {
-    gpu: Gpu,
     qformer: QFormer,
 }
 
@@ -101,21 +100,14 @@ impl Runner for Run {
         &["image_embeds"]
     }
 
-    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
         let (shape, x) = input_f32(inputs, "image_embeds", 3)?;
-        let [queries, hidden, encoder, _] = self.qformer.dims();
+        let encoder = self.qformer.dims()[2];
         if shape[2] != encoder {
             return Err(input_shape_error("image_embeds", shape, format!("[batch, tokens, {encoder}]")));
         }
-        let plan = self.qformer.plan(&self.gpu, shape[0], shape[1])?;
-        let mut outputs = plan.plan().run(&[HostData::F32(x)])?.into_iter();
-        let text = self.qformer.text_dim().unwrap_or(hidden);
-        let mut take = |dim: usize| -> Result<HostTensor> {
-            HostTensor::new(
-                &[shape[0], queries, dim],
-                HostVec::F32(outputs.next().map(HostVec::into_f32).unwrap_or_default()),
-            )
-        };
-        Ok([("language_model_inputs".into(), take(text)?), ("qformer_last_hidden_state".into(), take(hidden)?)].into())
+        let (graph, _, _) = self.qformer.graph(shape[0], shape[1])?;
+        let feeds = vec![HostVec::F32(x.to_vec())];
+        Ok(Built { graph, feeds, names: vec!["language_model_inputs", "qformer_last_hidden_state"] })
     }
 }

@@ -5,39 +5,27 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
-use super::{Family, HostTensor, Model, Runner, Tensors, input_f32, input_ints, input_shape_error};
+use super::{Built, Family, Model, Runner, Tensors, input_f32, input_ints, input_shape_error};
 use crate::connectors::{AnyRes, LlavaProjector, StateDict};
-use crate::dtype::{DType, HostData, HostVec};
+use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan};
+use crate::graph::Graph;
 use crate::ops::{AnyResLayout, GeluForm};
 use crate::weights::Weights;
 
-/// The fields of a LLaVA-family `config.json` the connector uses (transformers' defaults
-/// where it has them).
+/// The fields of a LLaVA-family `config.json` the connector uses (the resolved config has
+/// transformers' defaults for every one).
 #[derive(Debug, Deserialize)]
 struct LlavaJson {
-    #[serde(default = "gelu")]
-    projector_hidden_act: String,
-    #[serde(default = "yes")]
-    multimodal_projector_bias: bool,
-    #[serde(default)]
+    projector_hidden_act: Option<String>,
+    multimodal_projector_bias: Option<bool>,
     vision_feature_layer: Option<serde_json::Value>,
-    #[serde(default)]
     vision_feature_select_strategy: Option<String>,
     vision_config: Option<VisionConfig>,
     text_config: Option<TextConfig>,
     image_grid_pinpoints: Option<Vec<(usize, usize)>>,
     vision_aspect_ratio: Option<String>,
-}
-
-fn gelu() -> String {
-    "gelu".into()
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// A LLaVA-family connector described by its config.
@@ -62,17 +50,15 @@ pub(super) struct Llava {
 impl Llava {
     pub(super) fn new(family: Family, config: &ConfigJson) -> Result<Self> {
         let c: LlavaJson = config.parse()?;
-        let act = GeluForm::from_hf("projector_hidden_act", &c.projector_hidden_act)?;
+        let act_name = required("projector_hidden_act", c.projector_hidden_act)?;
+        let act = GeluForm::from_hf("projector_hidden_act", &act_name)?;
         let vision_config = required("vision_config", c.vision_config)?;
         let width = required("vision_config.hidden_size", vision_config.hidden_size)?;
         let text = required("text_config.hidden_size", required("text_config", c.text_config)?.hidden_size)?;
         // A list of feature layers is concatenated along the features.
-        let (layers, feature_layer) = match &c.vision_feature_layer {
-            Some(serde_json::Value::Array(list)) => (list.len(), serde_json::Value::Array(list.clone()).to_string()),
-            Some(v) => (1, v.to_string()),
-            None => (1, "-2".into()),
-        };
-        let strategy = c.vision_feature_select_strategy.unwrap_or_else(|| "default".into());
+        let feature_layer = required("vision_feature_layer", c.vision_feature_layer)?;
+        let layers = feature_layer.as_array().map_or(1, Vec::len);
+        let strategy = required("vision_feature_select_strategy", c.vision_feature_select_strategy)?;
         if !matches!(strategy.as_str(), "default" | "full") {
             return Err(Error::Config {
                 field: "vision_feature_select_strategy".into(),
@@ -86,7 +72,12 @@ impl Llava {
             Vec::new()
         };
         let max_patches = match (family, c.vision_aspect_ratio.as_deref()) {
-            (Family::LlavaOnevision, None) => Some(9),
+            (Family::LlavaOnevision, None) => {
+                return Err(Error::Config {
+                    field: "vision_aspect_ratio".into(),
+                    problem: "missing from config.json".into(),
+                });
+            }
             (Family::LlavaOnevision, Some(ratio)) => {
                 Some(ratio.strip_prefix("anyres_max_").and_then(|n| n.parse().ok()).ok_or_else(|| Error::Config {
                     field: "vision_aspect_ratio".into(),
@@ -98,14 +89,14 @@ impl Llava {
         Ok(Self {
             family,
             act,
-            act_name: c.projector_hidden_act,
-            bias: c.multimodal_projector_bias,
+            act_name,
+            bias: required("multimodal_projector_bias", c.multimodal_projector_bias)?,
             vision: width * layers,
             text,
-            feature_layer,
+            feature_layer: feature_layer.to_string(),
             strategy,
-            tile: required("vision_config.image_size", vision_config.image_size)?,
-            patch: required("vision_config.patch_size", vision_config.patch_size)?,
+            tile: required("vision_config.image_size", vision_config.image_size)?.get(),
+            patch: required("vision_config.patch_size", vision_config.patch_size)?.get(),
             pinpoints,
             max_patches,
         })
@@ -152,7 +143,7 @@ impl Model for Llava {
         if self.family != Family::Llava {
             s.push((
                 "tile".into(),
-                format!("{} px, patch {} ({0}/{1} = {} per side)", self.tile, self.patch, self.side()),
+                format!("{} px, patch {} ({0} // {1} = {} per side)", self.tile, self.patch, self.side()),
             ));
             s.push(("image_grid_pinpoints".into(), format!("{:?}", self.pinpoints)));
         }
@@ -163,19 +154,26 @@ impl Model for Llava {
     }
 
     fn tokens(&self) -> (String, String) {
-        let patches = self.side() * self.side();
+        // The feature layer keeps CLIP's class token only under `full`.
+        let class = usize::from(self.strategy == "full" && self.family == Family::Llava);
+        let patches = self.side() * self.side() + class;
         if self.family == Family::Llava {
-            return (patches.to_string(), patches.to_string());
+            return (format!("{patches} per image"), format!("{patches} per image"));
         }
-        // An image the size of the largest pinpoint, as an example.
+        // The tile grid comes from each image's size: one example, the largest pinpoint.
         let largest = self.pinpoints.iter().copied().max_by_key(|(h, w)| h * w).unwrap_or((self.tile, self.tile));
-        match self.layout(largest) {
-            Ok(l) => (
-                format!("{} ({} tiles of {patches})", l.tiles() * patches, l.tiles()),
-                format!("{} for a {}x{} px image", l.tokens(), largest.0, largest.1),
+        let most = self.pinpoints.iter().map(|(h, w)| (h / self.tile.max(1)) * (w / self.tile.max(1))).max();
+        let example = match self.layout(largest) {
+            Ok(l) => format!("{} for a {}x{} px image", l.tokens(), largest.0, largest.1),
+            Err(e) => e.to_string(),
+        };
+        (
+            format!(
+                "{patches} per tile; 1 base tile + the grid the image size picks (up to {} tiles here)",
+                most.unwrap_or(0)
             ),
-            Err(e) => ("?".into(), e.to_string()),
-        }
+            format!("set by the image size (image_size input): {example}"),
+        )
     }
 
     fn shape_fields(&self) -> &'static str {
@@ -193,16 +191,15 @@ impl Model for Llava {
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let projector = LlavaProjector::from_weights(gpu, weights, self.act)?.with_activations(activations);
         if self.family == Family::Llava {
-            return Ok(Box::new(Projector { gpu: gpu.clone(), projector }));
+            return Ok(Box::new(Projector { projector }));
         }
         let anyres = AnyRes::from_weights(gpu, weights, self.tile, self.patch, &self.pinpoints)?;
-        Ok(Box::new(Packed { gpu: gpu.clone(), projector, anyres, config: self.clone() }))
+        Ok(Box::new(Packed { projector, anyres, config: self.clone() }))
     }
 }
 
 /// `llava`: `projected = multi_modal_projector(image_features)`.
 struct Projector {
-    gpu: Gpu,
     projector: LlavaProjector,
 }
 
@@ -211,22 +208,20 @@ impl Runner for Projector {
         &["image_features"]
     }
 
-    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
         let (shape, x) = input_f32(inputs, "image_features", 3)?;
         let vision = self.projector.dims()[0];
         if shape[2] != vision {
             return Err(input_shape_error("image_features", shape, format!("[batch, tokens, {vision}]")));
         }
-        let plan = self.projector.plan(&self.gpu, shape[0], shape[1])?;
-        let y = plan.project(x)?;
-        Ok([("projected".into(), HostTensor::new(plan.output_shape(), HostVec::F32(y))?)].into())
+        let (graph, _, _) = self.projector.graph(shape[0], shape[1])?;
+        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["projected"] })
     }
 }
 
 /// `llava_next` / `llava_onevision`: the projector over every tile, then
 /// `pack_image_features` for the image's size.
 struct Packed {
-    gpu: Gpu,
     projector: LlavaProjector,
     anyres: AnyRes,
     config: Llava,
@@ -237,7 +232,7 @@ impl Runner for Packed {
         &["image_features", "image_size"]
     }
 
-    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
         let (shape, x) = input_f32(inputs, "image_features", 3)?;
         let size = input_ints(inputs, "image_size", 2)?;
         let layout = self
@@ -259,18 +254,6 @@ impl Runner for Packed {
         let packed = self.anyres.add(&mut g, projected, &layout)?;
         g.output(packed)?;
         g.output(projected)?;
-        let outputs = Plan::new(&self.gpu, &g)?.run(&[HostData::F32(x)])?;
-        let names = ["packed", "projected_tiles"];
-        names
-            .iter()
-            .zip([packed, projected])
-            .zip(outputs)
-            .map(|((name, id), data)| {
-                Ok((
-                    (*name).to_string(),
-                    HostTensor::new(g.shape(id).unwrap_or_default(), HostVec::F32(data.into_f32()))?,
-                ))
-            })
-            .collect()
+        Ok(Built { graph: g, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["packed", "projected_tiles"] })
     }
 }

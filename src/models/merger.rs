@@ -4,10 +4,10 @@
 
 use serde::Deserialize;
 
-use super::config::{ConfigJson, required};
-use super::{Family, HostTensor, Model, Runner, Tensors, input_f32};
+use super::config::{ConfigJson, Side, required};
+use super::{Built, Family, Model, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
-use crate::dtype::{DType, HostData, HostVec};
+use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::GeluForm;
@@ -41,23 +41,6 @@ struct VisionJson {
     layer_norm_eps: Option<f32>,
 }
 
-/// A size written as one number or as `[height, width]` (InternVL's vision config).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
-enum Side {
-    One(usize),
-    Pair([usize; 2]),
-}
-
-impl Side {
-    /// The height (the sides of the towers served are square).
-    fn get(self) -> usize {
-        match self {
-            Side::One(v) | Side::Pair([v, _]) => v,
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct TextJson {
@@ -84,6 +67,7 @@ impl MergerModel {
         let text_hidden = || required("text_config.hidden_size", c.text_config.hidden_size);
         let vision_hidden = || required("vision_config.hidden_size", v.hidden_size);
         let side = v.image_size.zip(v.patch_size).map(|(i, p)| i.get() / p.get().max(1));
+        // The Qwen mergers' GELU is fixed by the architecture (their configs have no field).
         let act = match &c.projector_hidden_act {
             Some(name) => GeluForm::from_hf("projector_hidden_act", name)?,
             None => GeluForm::Erf,
@@ -149,7 +133,11 @@ impl MergerModel {
         if let Some(strategy) = &c.vision_feature_select_strategy {
             settings.push(("vision_feature_select_strategy".into(), strategy.clone()));
         }
-        let bias = c.multimodal_projector_bias.unwrap_or(true);
+        // Only Mistral 3's projector has a bias switch; the others' biases are fixed.
+        let bias = match kind {
+            MergerKind::Mistral3 => required("multimodal_projector_bias", c.multimodal_projector_bias)?,
+            _ => true,
+        };
         let side =
             if matches!(kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl | MergerKind::Mistral3) { None } else { side };
         Ok(Self { config: merger, vision, text, bias, side, settings })
@@ -189,12 +177,20 @@ impl Model for MergerModel {
 
     fn tokens(&self) -> (String, String) {
         let s2 = self.config.scale * self.config.scale;
+        // Gemma 3 encodes one fixed-size image; the tiling families one tile at a time.
+        let unit = if self.config.kind == MergerKind::Gemma3 { "image" } else { "tile (tiles per image: the input's)" };
         match self.side {
             Some(side) => {
                 let out = (side / self.config.scale).pow(2);
-                ((side * side).to_string(), out.to_string())
+                (format!("{} per {unit}", side * side), format!("{out} per {unit}"))
             }
-            None => ("N (any grid of whole blocks)".into(), format!("N / {s2}")),
+            None => {
+                let grids = match self.config.kind {
+                    MergerKind::Mistral3 => "each image's own patch grid, from image_sizes",
+                    _ => "the patch grids of the input",
+                };
+                (format!("N: {grids}"), format!("N / {s2}"))
+            }
         }
     }
 
@@ -222,7 +218,7 @@ impl Runner for MergerRun {
         self.merger.config().kind.input_names()
     }
 
-    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
         let kind = self.merger.config().kind;
         let name = kind.input_names()[0];
         let rank = match kind {
@@ -231,18 +227,8 @@ impl Runner for MergerRun {
         };
         let (shape, x) = input_f32(inputs, name, rank)?;
         let sizes = if kind == MergerKind::Mistral3 { image_sizes(inputs)? } else { Vec::new() };
-        let plan = self.merger.plan(&self.gpu, shape, &sizes)?;
-        let outputs = plan.plan().run(&[HostData::F32(x)])?;
-        let graph = plan.graph();
-        kind.output_names()
-            .iter()
-            .zip(graph.outputs())
-            .zip(outputs)
-            .map(|((name, id), data)| {
-                let shape = graph.shape(*id).unwrap_or_default();
-                Ok(((*name).to_string(), HostTensor::new(shape, HostVec::F32(data.into_f32()))?))
-            })
-            .collect()
+        let (graph, _, _) = self.merger.graph(&self.gpu, shape, &sizes)?;
+        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: kind.output_names().to_vec() })
     }
 }
 

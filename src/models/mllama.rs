@@ -5,9 +5,9 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, required};
-use super::{HostTensor, Model, Runner, Tensors, input_f32};
+use super::{Built, Model, Runner, Tensors, input_f32};
 use crate::connectors::{MllamaProjector, StateDict};
-use crate::dtype::{DType, HostData, HostVec};
+use crate::dtype::{DType, HostVec};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::weights::Weights;
@@ -73,9 +73,14 @@ impl Model for Mllama {
     }
 
     fn tokens(&self) -> (String, String) {
+        // The config fixes a tile's tokens and the most tiles; each image's tile count is the
+        // input's (its aspect ratio).
         match (self.tokens_per_tile, self.max_tiles) {
-            (Some(t), Some(tiles)) => (format!("{} ({tiles} tiles of {t})", t * tiles), format!("{}", t * tiles)),
-            _ => ("tiles x tokens".into(), "the same".into()),
+            (Some(t), Some(tiles)) => (
+                format!("{t} per tile (class token + patches), 1 to {tiles} tiles per image as the input holds"),
+                format!("{t} per tile, as many tiles as the input"),
+            ),
+            _ => ("tiles x tokens per tile".into(), "the same".into()),
         }
     }
 
@@ -89,12 +94,11 @@ impl Model for Mllama {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let projector = MllamaProjector::from_weights(gpu, weights)?.with_activations(activations);
-        Ok(Box::new(ProjectorRun { gpu: gpu.clone(), projector }))
+        Ok(Box::new(ProjectorRun { projector }))
     }
 }
 
 struct ProjectorRun {
-    gpu: Gpu,
     projector: MllamaProjector,
 }
 
@@ -103,12 +107,10 @@ impl Runner for ProjectorRun {
         &["vision_outputs"]
     }
 
-    fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
         let rank = inputs.get("vision_outputs").map_or(5, |t| t.shape.len().max(2));
         let (shape, x) = input_f32(inputs, "vision_outputs", rank)?;
-        let plan = self.projector.plan(&self.gpu, shape)?;
-        let y = plan.plan().run(&[HostData::F32(x)])?.remove(0);
-        let out = HostTensor::new(plan.output_shape(), HostVec::F32(y.into_f32()))?;
-        Ok([("cross_attention_states".into(), out)].into())
+        let (graph, _, _) = self.projector.graph(shape)?;
+        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["cross_attention_states"] })
     }
 }

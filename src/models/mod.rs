@@ -30,12 +30,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
-pub use config::{ConfigJson, TextConfig, VisionConfig};
+pub use config::{ConfigClass, ConfigJson, FieldDefault, SubConfig, TextConfig, VisionConfig, config_classes};
 
 use crate::connectors::StateDict;
-use crate::dtype::{DType, HostVec};
+use crate::dtype::{DType, HostData, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan};
 use crate::weights::{ReadObserver, Weights};
 
 /// A host tensor by shape: what connectors take in and give back by name.
@@ -60,6 +61,9 @@ impl HostTensor {
 
 /// Tensors by name.
 pub type Tensors = BTreeMap<String, HostTensor>;
+
+/// Reference outputs by name: (shape, f64 values).
+pub type ReferenceTensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 /// The model families vlbridge serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +146,7 @@ pub(crate) trait Model: Send + Sync {
     fn dims(&self) -> Vec<(String, String)>;
     /// Settings taken from the config that the caller needs (feature layer, strategy, ..).
     fn settings(&self) -> Vec<(String, String)>;
-    /// Visual tokens (in, out) per image, in words.
+    /// Visual tokens (in, out), in words: what the config fixes and what the input decides.
     fn tokens(&self) -> (String, String);
     /// The config fields its tensor shapes follow, for errors.
     fn shape_fields(&self) -> &'static str;
@@ -156,8 +160,28 @@ pub(crate) trait Model: Send + Sync {
 pub(crate) trait Runner: Send + Sync {
     /// The input names it reads.
     fn inputs(&self) -> &'static [&'static str];
-    /// Runs once on `inputs`; returns the outputs by name.
-    fn run(&self, inputs: &Tensors) -> Result<Tensors>;
+    /// Its graph for `inputs`' shapes, with their data in the graph's input order.
+    fn build(&self, inputs: &Tensors) -> Result<Built>;
+}
+
+/// A connector's graph for one set of inputs: the data it reads (in the graph's input order)
+/// and a name for each of its outputs (in the graph's output order).
+pub(crate) struct Built {
+    pub graph: Graph,
+    pub feeds: Vec<HostVec>,
+    pub names: Vec<&'static str>,
+}
+
+impl Built {
+    /// The graph's outputs by name, with their shapes.
+    fn named<T>(&self, values: Vec<T>) -> Vec<(String, Vec<usize>, T)> {
+        self.names
+            .iter()
+            .zip(self.graph.outputs())
+            .zip(values)
+            .map(|((name, id), v)| ((*name).to_string(), self.graph.shape(*id).unwrap_or_default().to_vec(), v))
+            .collect()
+    }
 }
 
 fn model(family: Family, config: &ConfigJson) -> Result<Box<dyn Model>> {
@@ -198,7 +222,7 @@ pub struct Inspection {
     pub dims: Vec<(String, String)>,
     /// Settings the caller needs.
     pub settings: Vec<(String, String)>,
-    /// Visual tokens (in, out) per image.
+    /// Visual tokens (in, out): what the config fixes, and what it leaves to the input.
     pub tokens: (String, String),
     /// The connector's tensors.
     pub tensors: Vec<TensorEntry>,
@@ -236,7 +260,8 @@ impl fmt::Display for Inspection {
         for (label, value) in self.dims.iter().chain(&self.settings) {
             writeln!(f, "  {label}: {value}")?;
         }
-        writeln!(f, "  tokens per image: {} in, {} out", self.tokens.0, self.tokens.1)?;
+        writeln!(f, "  visual tokens in: {}", self.tokens.0)?;
+        writeln!(f, "  visual tokens out: {}", self.tokens.1)?;
         let dtypes: Vec<&str> = self.dtypes().iter().map(|d| d.name()).collect();
         writeln!(f, "  dtypes on disk: {}", dtypes.join(", "))?;
         let params: usize = self.tensors.iter().map(|t| t.shape.iter().product::<usize>()).sum();
@@ -312,6 +337,7 @@ pub struct LoadOptions {
 
 /// A model directory's connector on the GPU, run by the upstream input and output names.
 pub struct Pretrained {
+    gpu: Gpu,
     inspection: Inspection,
     runner: Box<dyn Runner>,
 }
@@ -338,7 +364,23 @@ impl Pretrained {
     /// made anew): to run one shape many times, plan the connector itself once
     /// (`crate::connectors`) and run that plan.
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
-        self.runner.run(inputs)
+        let built = self.runner.build(inputs)?;
+        let feeds: Vec<HostData<'_>> = built.feeds.iter().map(HostVec::as_data).collect();
+        let outputs = Plan::new(&self.gpu, &built.graph)?.run(&feeds)?;
+        built
+            .named(outputs)
+            .into_iter()
+            .map(|(name, shape, data)| Ok((name, HostTensor::new(&shape, HostVec::F32(data.into_f32()))?)))
+            .collect()
+    }
+
+    /// The f64 CPU reference of [`Pretrained::run`] on the same graph: each output by name, as
+    /// (shape, values).
+    pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
+        let built = self.runner.build(inputs)?;
+        let feeds: Vec<HostData<'_>> = built.feeds.iter().map(HostVec::as_data).collect();
+        let outputs = built.graph.reference(&feeds)?;
+        Ok(built.named(outputs).into_iter().map(|(name, shape, data)| (name, (shape, data))).collect())
     }
 }
 
@@ -357,7 +399,7 @@ pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOpti
     }
     let activations = if options.f16_activations { DType::F16 } else { DType::F32 };
     let runner = model.load(gpu, &weights, activations)?;
-    Ok(Pretrained { inspection, runner })
+    Ok(Pretrained { gpu: gpu.clone(), inspection, runner })
 }
 
 /// Input `name` of `inputs`, as f32 data of rank `rank`, or an [`Error::Input`].

@@ -10,7 +10,7 @@ pub const NAME: &str = "anyres_pack";
 /// `[tiles, side², D]` (base tile first) and `image_newline` `[D]`; output `[tokens, D]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AnyResLayout {
-    /// Patches per tile side (vision image size / patch size).
+    /// Patches per tile side (vision image size // patch size, floored as upstream).
     pub side: usize,
     /// Tiles (excluding the base tile) as (rows, columns).
     pub grid: (usize, usize),
@@ -28,7 +28,8 @@ pub struct AnyResLayout {
 impl AnyResLayout {
     /// `transformers`' `select_best_resolution`, `get_anyres_image_grid_shape` and
     /// `unpad_image` for an image of `image_hw` pixels, pinpoints as (height, width), square
-    /// tiles of `tile` pixels and `patch`-pixel patches.
+    /// tiles of `tile` pixels and `patch`-pixel patches: the tile grid is each pinpoint side
+    /// `// tile`, a tile holds `tile // patch` patches per side.
     pub fn new(image_hw: (usize, usize), pinpoints: &[(usize, usize)], tile: usize, patch: usize) -> Result<Self> {
         let (h, w) = image_hw;
         if h == 0 || w == 0 {
@@ -37,8 +38,10 @@ impl AnyResLayout {
         if pinpoints.is_empty() {
             return Err(Error::shape(NAME, "grid pinpoints", "at least one", 0));
         }
-        if tile == 0 || patch == 0 || !tile.is_multiple_of(patch) {
-            return Err(Error::shape(NAME, "tile size (a multiple of the patch size)", format!("k·{patch}"), tile));
+        // transformers takes `image_size // patch_size` patches per side: SigLIP-so400m's
+        // 384-pixel tiles of 14-pixel patches give 27 (the last 6 pixels are never a patch).
+        if patch == 0 || tile < patch {
+            return Err(Error::shape(NAME, "tile size (at least one patch)", format!(">= {patch}"), tile));
         }
         let best = select_best_resolution((h, w), pinpoints);
         let grid = (best.0 / tile, best.1 / tile);

@@ -1,4 +1,9 @@
-//! `config.json` as transformers writes it: the fields vlbridge reads, through serde.
+//! `config.json` as transformers reads it: resolved once (legacy spellings, sub-configs by
+//! `model_type`, every missing field from transformers' class defaults), then each family reads
+//! its own fields through serde.
+
+mod classes;
+mod resolve;
 
 use std::path::Path;
 
@@ -7,7 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 
-/// The whole `config.json`, parsed once; families read their own fields from it.
+pub use classes::{ConfigClass, FieldDefault, SubConfig};
+
+/// The whole `config.json`, parsed and resolved once; families read their own fields from it.
 #[derive(Debug, Clone)]
 pub struct ConfigJson {
     path: String,
@@ -32,12 +39,18 @@ impl ConfigJson {
         }
         let text = std::fs::read_to_string(&path).map_err(|e| file_error(e.to_string()))?;
         let value = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
-        Ok(Self { path: path.display().to_string(), value })
+        Ok(Self::from_value(&path.display().to_string(), value))
     }
 
-    /// From a JSON value (tests); `path` names it in errors.
-    pub fn from_value(path: &str, value: serde_json::Value) -> Self {
+    /// From a JSON value as a file holds it; `path` names it in errors.
+    pub fn from_value(path: &str, mut value: serde_json::Value) -> Self {
+        resolve::resolve(&mut value);
         Self { path: path.into(), value }
+    }
+
+    /// The resolved config: what transformers' config classes hold after reading the file.
+    pub fn value(&self) -> &serde_json::Value {
+        &self.value
     }
 
     /// `model_type` and `architectures`.
@@ -59,9 +72,29 @@ pub struct VisionConfig {
     /// `hidden_size`: the feature width the connector reads.
     pub hidden_size: Option<usize>,
     /// `image_size`: pixels per tile.
-    pub image_size: Option<usize>,
+    pub image_size: Option<Side>,
     /// `patch_size`: pixels per patch.
-    pub patch_size: Option<usize>,
+    pub patch_size: Option<Side>,
+}
+
+/// A size written as one number or as `[height, width]` (InternVL's vision config; the
+/// config classes accept both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Side {
+    /// Square.
+    One(usize),
+    /// `[height, width]`.
+    Pair([usize; 2]),
+}
+
+impl Side {
+    /// The height (the towers served are square).
+    pub fn get(self) -> usize {
+        match self {
+            Side::One(v) | Side::Pair([v, _]) => v,
+        }
+    }
 }
 
 /// A language model's `text_config`: its width.
@@ -72,6 +105,11 @@ pub struct TextConfig {
 }
 
 /// A field the connector cannot do without.
-pub fn required<T: Copy>(field: &str, value: Option<T>) -> Result<T> {
+pub fn required<T>(field: &str, value: Option<T>) -> Result<T> {
     value.ok_or_else(|| Error::Config { field: field.into(), problem: "missing from config.json".into() })
+}
+
+/// The transformers config classes whose defaults vlbridge applies, with their tables.
+pub fn config_classes() -> impl Iterator<Item = &'static ConfigClass> {
+    classes::all()
 }
