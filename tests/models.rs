@@ -70,6 +70,33 @@ fn llava_directories_match_transformers() {
 fn llava_next_and_onevision_pack_as_transformers_does() {
     check_family("llava_next", Family::LlavaNext, "packed", "packed");
     check_family("llava_onevision", Family::LlavaOnevision, "packed", "packed");
+    // SigLIP-so400m's geometry: 384-pixel tiles of 14-pixel patches (27 per side), the default
+    // pinpoints, with and without the anyres_max_9 resize.
+    check_family("llava_onevision_384", Family::LlavaOnevision, "packed", "packed");
+    check_family("llava_onevision_384_max9", Family::LlavaOnevision, "packed", "packed");
+}
+
+/// transformers' tiles and packed tokens for many image sizes at the published geometries
+/// (LLaVA-NeXT 336/14, LLaVA-OneVision 384/14, default pinpoints; scripts/make_anyres_cases.py).
+#[test]
+fn anyres_tiles_and_tokens_match_transformers_at_published_geometries() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/configs/anyres_token_counts.json");
+    let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    for (name, geometry) in table.as_object().unwrap() {
+        let int = |v: &serde_json::Value| v.as_u64().unwrap() as usize;
+        let pinpoints: Vec<(usize, usize)> =
+            geometry["image_grid_pinpoints"].as_array().unwrap().iter().map(|p| (int(&p[0]), int(&p[1]))).collect();
+        let (tile, patch) = (int(&geometry["image_size"]), int(&geometry["patch_size"]));
+        for case in geometry["cases"].as_array().unwrap() {
+            let hw = (int(&case["image_size"][0]), int(&case["image_size"][1]));
+            let mut layout = vlbridge::ops::AnyResLayout::new(hw, &pinpoints, tile, patch).unwrap();
+            if name.contains("onevision") {
+                layout = layout.with_max_patches(9);
+            }
+            assert_eq!(layout.tiles(), int(&case["tiles"]), "{name} {hw:?}: tiles");
+            assert_eq!(layout.tokens(), int(&case["tokens"]), "{name} {hw:?}: tokens");
+        }
+    }
 }
 
 #[test]
@@ -130,6 +157,9 @@ fn inspect_reads_config_and_headers_only() {
     // The Q-Former spans shards: the index says which.
     assert!(inspection.shards().len() > 1, "{inspection}");
     assert!(inspection.tensors.iter().any(|t| t.name == "language_projection.weight"));
+    // Published OneVision geometry: 384 // 14 = 27 patches per side, not an error.
+    let onevision = models::inspect(model_dir("llava_onevision_384")).unwrap().to_string();
+    assert!(onevision.contains("384 // 14 = 27 per side") && onevision.contains("729 per tile"), "{onevision}");
     let bf16 = models::inspect(model_dir("llava_bf16")).unwrap();
     assert_eq!(bf16.dtypes(), [vlbridge::DType::BF16]);
     assert_eq!(bf16.shards(), ["model.safetensors"]);
