@@ -275,6 +275,13 @@ impl fmt::Display for Inspection {
     }
 }
 
+/// The connector's tensors (on-disk names and shapes) that `dir`'s `config.json` implies,
+/// from the config alone: what a checkpoint for it must hold.
+pub fn connector_tensors(dir: impl AsRef<Path>) -> Result<StateDict> {
+    let config = ConfigJson::read(dir.as_ref())?;
+    Ok(model(Family::detect(&config)?, &config)?.state_dict())
+}
+
 /// Reads `dir`'s config and the headers of the shards holding the connector: the family, the
 /// connector's dims and tensors, where they are. Reads no tensor data, needs no GPU. Every
 /// tensor the config implies must be in the checkpoint with that shape.

@@ -92,8 +92,12 @@ fn legacy(config: &mut Map<String, Value>, class: &ConfigClass) {
     // Qwen2-VL files saved before the split keep the text model's fields at the top level.
     if is_absent(config.get("text_config")) {
         let text = classes::class(text_type).map_or(&[][..], |c| c.defaults);
-        let fields: Map<String, Value> =
+        let mut fields: Map<String, Value> =
             text.iter().filter_map(|d| config.get(d.field).map(|v| (d.field.to_string(), v.clone()))).collect();
+        // The text model takes the file's dtype too (either spelling).
+        if let Some(dtype) = config.get("torch_dtype").or_else(|| config.get("dtype")) {
+            fields.insert("dtype".into(), dtype.clone());
+        }
         config.insert("text_config".into(), Value::Object(fields));
     }
     // And name their vision config by the composite's model_type.
