@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vlbridge::connectors::LlavaProjector;
+use vlbridge::connectors::{ConnectorPlan, LlavaProjector};
 use vlbridge::ops::{Epilogue, GeluForm};
 use vlbridge::{DType, Gpu, GpuOptions, Graph, Plan, Tensor};
 
@@ -44,7 +44,11 @@ fn bench_projector(c: &mut Criterion, gpu: &Gpu, [v, h, t]: [usize; 3], tokens: 
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
     for (name, plan) in [
         ("fused", projector.plan(gpu, 1, tokens).expect("plan")),
-        ("unfused", projector.plan_unfused(gpu, 1, tokens).expect("plan")),
+        (
+            "unfused",
+            ConnectorPlan::new(gpu, projector.unfused_graph(1, tokens).expect("graph").0, &["projected"])
+                .expect("plan"),
+        ),
     ] {
         group.throughput(Throughput::Elements(plan.plan().cost().flops as u64));
         group.bench_function(format!("{name}/{label}/{tag}"), |b| b.iter(|| timed_run(plan.plan(), &x)));

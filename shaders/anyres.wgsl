@@ -48,7 +48,7 @@ fn unpadded(y: u32, x: u32, c: u32) -> f32 {
 @compute @workgroup_size(256)
 fn anyres_pack(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.tokens * params.channels {
         return;
     }

@@ -29,7 +29,7 @@
 fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     // Query fastest, so a workgroup's invocations walk the same keys together.
-    let index = invocation(wid, groups, lid);
+    let index = invocation(wid, groups, WORKGROUP, lid);
     if index >= params.batch * params.heads * params.queries {
         return;
     }
@@ -52,7 +52,7 @@ fn flash(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
 @compute @workgroup_size(64)
 fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let index = invocation(wid, groups, lid);
+    let index = invocation(wid, groups, WORKGROUP, lid);
     let n = keys();
     if index >= params.batch * params.heads * params.queries * n {
         return;
@@ -82,7 +82,7 @@ fn scores(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups
 @compute @workgroup_size(64)
 fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let row = invocation(wid, groups, lid);
+    let row = invocation(wid, groups, WORKGROUP, lid);
     if row >= params.batch * params.heads * params.queries {
         return;
     }
@@ -109,7 +109,7 @@ fn softmax_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 @compute @workgroup_size(64)
 fn weighted_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let index = invocation(wid, groups, lid);
+    let index = invocation(wid, groups, WORKGROUP, lid);
     if index >= params.batch * params.queries * params.heads * HEAD_DIM {
         return;
     }
@@ -143,7 +143,7 @@ fn take_merged(d: u32, v: f32) {
 fn flash_split(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let blocks = (params.queries + SPLIT_Q - 1u) / SPLIT_Q;
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
     if group >= params.batch * params.heads * blocks {
         return;

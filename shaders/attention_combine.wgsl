@@ -28,7 +28,7 @@ const FILL: f32 = -3.40282347e+38;
 @compute @workgroup_size(64)
 fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let index = (wid.y * groups.x + wid.x) * 64u + lid;
+    let index = invocation(wid, groups, 64u, lid);
     let width = params.heads * params.head_dim;
     if index >= params.batch * params.queries * width {
         return;

@@ -22,7 +22,7 @@ fn take_merged(d: u32, v: f32) {
 fn attention_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let blocks = (params.queries + SPLIT_Q - 1u) / SPLIT_Q;
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
     if group >= params.batch * blocks {
         return;

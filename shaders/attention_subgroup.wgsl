@@ -29,7 +29,7 @@ fn logit(dots: vec4<f32>, k_scale: f32, b: u32, qi: u32, j: u32) -> f32 {
 fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
     let blocks = (params.queries + WORKGROUP - 1u) / WORKGROUP;
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the subgroup operations below stay in uniform control flow.
     if group >= params.batch * params.heads * blocks {
         return;

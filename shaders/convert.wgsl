@@ -18,7 +18,7 @@ const WORKGROUP: u32 = 256u;
 @compute @workgroup_size(256)
 fn convert(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i < params.len {
         dst[i] = Act(src[i]);
     }

@@ -32,7 +32,7 @@ const WORKGROUP: u32 = 256u;
 
 // (batch, output row, output column, channel) of invocation `i`, or none past the end.
 fn output_coords(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> vec4<u32> {
-    let i = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let i = invocation(wid, groups, WORKGROUP, lid);
     let c = i % params.channels;
     let pixel = i / params.channels;
     let ox = pixel % params.out_w;

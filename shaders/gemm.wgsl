@@ -25,7 +25,7 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
     let tiles_m = (params.m + TILE_M - 1u) / TILE_M;
     let tiles_n = (params.n + WORKGROUP * TILE_N - 1u) / (WORKGROUP * TILE_N);
     // Uniform per workgroup, so every lane takes the same branch (subgroup ops stay legal).
-    let tile = wid.y * groups.x + wid.x;
+    let tile = workgroup_index(wid, groups);
     if tile >= tiles_m * tiles_n {
         return;
     }

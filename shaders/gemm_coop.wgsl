@@ -28,6 +28,8 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     let tiles_m = (params.m + BLOCK - 1u) / BLOCK;
     let tiles_n = (params.n + BLOCK - 1u) / BLOCK;
     // Uniform per workgroup (= subgroup): cooperative operations need uniform control flow.
+    // `workgroup_index` (common/grid.wgsl) written out: naga's uniformity analysis does not
+    // carry uniformity through a function's result.
     let tile = wid.y * groups.x + wid.x;
     if tile >= tiles_m * tiles_n {
         return;

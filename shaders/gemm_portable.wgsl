@@ -14,7 +14,7 @@ fn gemm_portable(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
                  @builtin(local_invocation_index) lid: u32) {
     // Blocks are numbered row-major over a (m/4) × (n/4) grid, 64 per workgroup.
     let blocks_n = (params.n + BLOCK - 1u) / BLOCK;
-    let block = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let block = invocation(wid, groups, WORKGROUP, lid);
     let m0 = (block / blocks_n) * BLOCK;
     let n0 = (block % blocks_n) * BLOCK;
     if m0 >= params.m {

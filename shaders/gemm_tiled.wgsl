@@ -64,7 +64,7 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     let tiles_m = (params.m + TILE_M - 1u) / TILE_M;
     let tiles_n = (params.n + TILE_N - 1u) / TILE_N;
     // Uniform per workgroup: the barriers below stay in uniform control flow.
-    let tile = wid.y * groups.x + wid.x;
+    let tile = workgroup_index(wid, groups);
     if tile >= tiles_m * tiles_n {
         return;
     }
@@ -147,7 +147,7 @@ fn gemm_splitk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
                @builtin(local_invocation_index) lid: u32) {
     let tiles_m = (params.m + SPLIT_TILE - 1u) / SPLIT_TILE;
     let tiles_n = (params.n + SPLIT_TILE - 1u) / SPLIT_TILE;
-    let tile = wid.y * groups.x + wid.x;
+    let tile = workgroup_index(wid, groups);
     if tile >= tiles_m * tiles_n {
         return;
     }

@@ -86,7 +86,7 @@ fn x_in(r: u32, row: u32, col: u32) -> f32 {
 @compute @workgroup_size(64)
 fn mlp_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
     if group * ROWS >= params.m {
         return;

@@ -46,7 +46,7 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
 fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
-    let row = wid.y * groups.x + wid.x;
+    let row = workgroup_index(wid, groups);
     if row >= params.rows {
         return;
     }
@@ -75,7 +75,7 @@ fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
 fn rms_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
-    let row = wid.y * groups.x + wid.x;
+    let row = workgroup_index(wid, groups);
     if row >= params.rows {
         return;
     }

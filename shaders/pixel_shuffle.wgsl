@@ -24,7 +24,7 @@ const WORKGROUP: u32 = 256u;
 @compute @workgroup_size(256)
 fn pixel_shuffle(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let e = (wid.y * groups.x + wid.x) * WORKGROUP + lid;
+    let e = invocation(wid, groups, WORKGROUP, lid);
     if e >= params.total {
         return;
     }

@@ -17,14 +17,10 @@ struct Params {
 
 const WORKGROUP: u32 = 256u;
 
-fn index(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
-
 @compute @workgroup_size(256)
 fn fma_peak(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-    let i = index(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     let seed = f32(i & 1023u) * 1e-6;
     var a0 = vec4(seed); var a1 = a0 + 0.1; var a2 = a0 + 0.2; var a3 = a0 + 0.3;
     var a4 = a0 + 0.4; var a5 = a0 + 0.5; var a6 = a0 + 0.6; var a7 = a0 + 0.7;
@@ -40,7 +36,7 @@ fn fma_peak(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) grou
 @compute @workgroup_size(256)
 fn copy_bandwidth(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-    let i = index(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i < params.len {
         dst[i] = src[i];
     }

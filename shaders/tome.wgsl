@@ -23,7 +23,7 @@
 @compute @workgroup_size(64)
 fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.tokens {
         return;
     }
@@ -46,7 +46,7 @@ fn normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
 @compute @workgroup_size(64)
 fn score(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.na {
         return;
     }

@@ -9,7 +9,7 @@
 @compute @workgroup_size(64)
 fn best_match(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.na {
         return;
     }
@@ -40,7 +40,7 @@ fn best_match(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
 @compute @workgroup_size(64)
 fn rank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.na {
         return;
     }
@@ -61,7 +61,7 @@ fn rank(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
 @compute @workgroup_size(64)
 fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.na {
         return;
     }
@@ -86,7 +86,7 @@ fn place(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups:
 @compute @workgroup_size(64)
 fn source(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-    let i = invocation(wid, groups, lid);
+    let i = invocation(wid, groups, WORKGROUP, lid);
     if i >= params.batch * params.tokens {
         return;
     }

@@ -23,7 +23,7 @@ fn features4(b: u32, t: u32, k: u32) -> vec4<f32> {
 fn merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
     let rows = params.tokens - params.r;
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     if group >= params.batch * rows {
         return;
     }

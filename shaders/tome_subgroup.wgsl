@@ -32,7 +32,7 @@ fn best_match_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
                        @builtin(local_invocation_index) lid: u32,
                        @builtin(subgroup_invocation_id) lane: u32) {
     let blocks = (params.na + WORKGROUP - 1u) / WORKGROUP;
-    let group = wid.y * groups.x + wid.x;
+    let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the subgroup operations below stay in uniform control flow.
     if group >= params.batch * blocks {
         return;

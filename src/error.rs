@@ -136,6 +136,18 @@ pub enum Error {
         problem: String,
     },
 
+    /// A tensor of one device was given to a plan or graph of another (checked before any GPU
+    /// work: wgpu would abort the process).
+    #[error("{what} lives on another device ({theirs}) than the plan's ({ours})")]
+    OtherDevice {
+        /// Which tensor (a graph constant by name, an input or output of `run_into`).
+        what: String,
+        /// The plan's device.
+        ours: String,
+        /// The tensor's device.
+        theirs: String,
+    },
+
     /// A graph referenced a tensor id or input that does not exist or was not supplied.
     #[error("graph: {0}")]
     Graph(String),

@@ -9,9 +9,12 @@
 //! reference ([`mod@reference`]) that the GPU is held to.
 //!
 //! ## The API a linking engine uses
-//! - [`Gpu`] / [`GpuOptions`]: open a device, or share the engine's with [`Gpu::from_wgpu`].
-//! - [`connectors`]: the connectors, loaded from weights, planned into a
-//!   [`connectors::ConnectorPlan`]; [`weights`]: checkpoints by upstream name.
+//! - [`Gpu`] / [`GpuOptions`]: open a device, or share the engine's with [`Gpu::from_wgpu`]
+//!   ([`Gpu::from_wgpu_with`]: the same tune and forcing as [`Gpu::with_options`]).
+//! - [`models`]: a Hugging Face model directory as it is, planned by
+//!   [`models::Pretrained::plan`]; [`connectors`]: the connectors, loaded from weights, each
+//!   planned into the one [`connectors::ConnectorPlan`] (run by name, into the engine's
+//!   tensors, or into its encoder); [`weights`]: checkpoints by upstream name.
 //! - [`Graph`] / [`Plan`] / [`Tensor`] / [`DType`]: build, plan and run graphs of [`ops`];
 //!   [`Plan::run`] (host data), [`Plan::run_into`] (the engine's GPU tensors),
 //!   [`Plan::encode`] (the engine's encoder).
@@ -20,8 +23,11 @@
 //! The other public modules are the layers underneath, public for tests, benches and tools:
 //! [`kernels`] (the kernel units and their registry), [`mod@reference`] (the f64 truth),
 //! [`pipeline`], [`timing`] and [`diagnostics`] (driver probe, roofline ceilings). Layers
-//! point one way: connectors → graph → kernels → core (`gpu`, `tensor`, `pipeline`), with
-//! `ops` (what an op is, GPU-free) under both kernels and `reference`.
+//! point one way, each module using only those under it (`tests/layers.rs` holds them so):
+//! models → connectors → tune, diagnostics → graph → kernels → reference → ops → core
+//! (`weights`, `timing`, `tensor`, `gpu`, `tune_table`, `pipeline`, `host`, `dtype`, `error`).
+//! The graph's one lowering step (`graph::lower`) applies the rewrites each kernel unit
+//! contributes for a device ([`kernels::Kernel::lower`]).
 //!
 //! ```
 //! use vlbridge::connectors::LlavaProjector;
@@ -39,14 +45,14 @@
 //! let projected = plan.project(&features)?;
 //! assert_eq!(plan.output_shape(), [1, 3, 4]);
 //! // The f64 CPU reference of the same graph agrees to f32 rounding.
-//! let check = reference::compare(&projected, &plan.reference(&features)?, 1e-5, 1e-5);
+//! let check = reference::compare(&projected, &plan.project_reference(&features)?, 1e-5, 1e-5);
 //! assert!(check.passed(), "{check}");
 //!
 //! // The same projector with f16 activations (f32 arithmetic), where the device reads f16.
 //! if gpu.caps().shader_f16 {
 //!     let half = projector.with_activations(DType::F16).plan(&gpu, 1, 3)?;
 //!     let projected = half.project(&features)?;
-//!     assert!(reference::compare(&projected, &half.reference(&features)?, 1e-2, 1e-2).passed());
+//!     assert!(reference::compare(&projected, &half.project_reference(&features)?, 1e-2, 1e-2).passed());
 //! }
 //! # Ok(())
 //! # }
@@ -60,6 +66,7 @@ pub mod dtype;
 pub mod error;
 pub mod gpu;
 pub mod graph;
+pub mod host;
 pub mod kernels;
 pub mod models;
 pub mod ops;
@@ -68,12 +75,14 @@ pub mod reference;
 pub mod tensor;
 pub mod timing;
 pub mod tune;
+pub mod tune_table;
 pub mod weights;
 
 pub use dtype::{DType, HostData, HostVec};
 pub use error::{Error, Result};
 pub use gpu::{Gpu, GpuOptions};
 pub use graph::{Graph, Plan, TensorId};
+pub use host::{HostTensor, Tensors};
 pub use tensor::Tensor;
 
 /// The wgpu version vlbridge is built against, for host engines sharing a device.

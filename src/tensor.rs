@@ -45,6 +45,14 @@ impl Tensor {
         Ok(Self { gpu: gpu.clone(), buffer, shape: shape.to_vec(), dtype })
     }
 
+    /// An [`Error::OtherDevice`] unless it lives on `gpu`'s device; `what` names it.
+    pub(crate) fn check_device(&self, gpu: &Gpu, what: impl FnOnce() -> String) -> Result<()> {
+        if self.gpu.same_device(gpu) {
+            return Ok(());
+        }
+        Err(Error::OtherDevice { what: what(), ours: gpu.describe(), theirs: self.gpu.describe() })
+    }
+
     /// Uploads f32 data.
     pub fn from_f32(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Self> {
         Self::from_data(gpu, shape, DType::F32, HostData::F32(data))

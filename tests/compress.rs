@@ -214,7 +214,7 @@ fn projector_compositions_match_their_graph_references() {
         let elements: usize = plan.input_shape().iter().product();
         let x: Vec<f32> = (0..elements).map(|i| ((i * 7919 % 2001) as f32 / 1000.0) - 1.0).collect();
         assert_eq!(plan.output_shape()[plan.output_shape().len() - 2], tokens_out);
-        let cmp = reference::compare(&plan.project(&x).unwrap(), &plan.reference(&x).unwrap(), 1e-5, 1e-4);
+        let cmp = reference::compare(&plan.project(&x).unwrap(), &plan.project_reference(&x).unwrap(), 1e-5, 1e-4);
         assert!(cmp.passed(), "{cmp}");
     };
     // A 5 × 7 grid: ceil-mode pooling keeps the partial windows (3 × 4 = 12 tokens).

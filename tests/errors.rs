@@ -341,15 +341,20 @@ fn media_locations_of_the_wrong_length_are_refused() {
         GatedXAttnBlock::from_weights(gpu(), &weights, "lang_encoder.gated_cross_attn_layers.0.", config).unwrap();
     let plan = block.plan(gpu(), 2, 19, 2, 8).unwrap();
     let (x, media) = (vec![0.1; 2 * 19 * 64], vec![0.1; 2 * 16 * 48]);
-    let err = plan.run(&x, &media, &[0; 37]).unwrap_err();
+    let dims = [2, 19, 2, 8];
+    let err = block.inputs(dims, &x, &media, &[0; 37]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media_locations")), "{err}");
     // Three media tokens in a row, for two media items.
     let mut locations = vec![0u8; 2 * 19];
     locations[..3].fill(1);
-    let err = plan.run(&x, &media, &locations).unwrap_err();
+    let err = block.inputs(dims, &x, &media, &locations).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("media tokens")), "{err}");
-    // The wrong feature width for x is caught at run time, before any GPU work.
-    assert!(matches!(plan.run(&x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
+    // The wrong feature width for x is caught before any GPU work.
+    assert!(matches!(block.inputs(dims, &x[1..], &media, &[0; 38]), Err(Error::Shape { .. })));
+    // And a plan given inputs of another shape names the input.
+    let mut inputs = block.inputs(dims, &x, &media, &[0; 38]).unwrap();
+    inputs.get_mut("x").unwrap().shape = vec![2, 38, 32];
+    assert!(matches!(plan.run(&inputs), Err(Error::Input { name, .. }) if name == "x"));
 }
 
 #[test]
@@ -383,4 +388,36 @@ fn compression_inputs_are_checked() {
     let newline = g.input("newline", &[8]).unwrap();
     let err = g.add(layout, &[features, newline]).unwrap_err();
     assert!(matches!(&err, Error::Shape { what, .. } if what.contains("tile features")), "{err}");
+}
+
+#[test]
+#[timeout(120_000)]
+fn a_tensor_of_another_device_is_a_typed_error_before_any_gpu_work() {
+    // Two devices on the same adapter: an engine that owns several.
+    let other = vlbridge::Gpu::with_options(&vlbridge::GpuOptions::from_env().unwrap()).unwrap();
+    assert!(!other.same_device(gpu()) && gpu().same_device(&gpu().clone()));
+    let foreign = Tensor::from_f32(&other, &[3, 4], &[0.5; 12]).unwrap();
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 4]).unwrap();
+    let w = g.constant("w", &foreign);
+    let y = g.add(Epilogue::NONE, &[x, w]).unwrap();
+    g.output(y).unwrap();
+    match Plan::new(gpu(), &g) {
+        Err(Error::OtherDevice { what, .. }) => assert!(what.contains("`w`"), "{what}"),
+        other => panic!("expected OtherDevice, got {:?}", other.err()),
+    }
+    // A plan of this device given another device's tensors to run into.
+    let mut g = Graph::new();
+    let x = g.input("x", &[2, 4]).unwrap();
+    let w = g.constant("w", &f32_tensor(&[3, 4]));
+    let y = g.add(Epilogue::NONE, &[x, w]).unwrap();
+    g.output(y).unwrap();
+    let plan = Plan::new(gpu(), &g).unwrap();
+    let (input, output) = (Tensor::from_f32(&other, &[2, 4], &[1.0; 8]).unwrap(), f32_tensor(&[2, 3]));
+    match plan.run_into(&[&input], &[&output]) {
+        Err(Error::OtherDevice { what, .. }) => assert!(what.contains("inputs tensor 0"), "{what}"),
+        other => panic!("expected OtherDevice, got {other:?}"),
+    }
+    // The plan still runs with its own device's tensors.
+    plan.run_into(&[&f32_tensor(&[2, 4])], &[&output]).unwrap();
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::gpu;
 use ntest::timeout;
-use vlbridge::models::{self, Family, HostTensor, Tensors};
+use vlbridge::models::{self, HostTensor, ModelFamily, Tensors};
 use vlbridge::reference::compare;
 use vlbridge::weights::Weights;
 use vlbridge::{Error, HostVec};
@@ -38,7 +38,7 @@ fn read(path: &Path) -> Tensors {
 /// Runs `dir`'s connector on its `connector_inputs` and holds `primary` (and every other output
 /// both sides have) to `connector_outputs` (`reference` names the stored tensor `primary` is
 /// compared with, when it is not `primary` itself).
-fn check_family(name: &str, family: Family, primary: &str, reference: &str) {
+fn check_family(name: &str, family: ModelFamily, primary: &str, reference: &str) {
     let dir = model_dir(name);
     let model = models::from_pretrained(gpu(), &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(model.family(), family, "{name}");
@@ -58,22 +58,22 @@ fn check_family(name: &str, family: Family, primary: &str, reference: &str) {
 #[timeout(300_000)]
 fn llava_directories_match_transformers() {
     for name in ["llava", "llava_tanh", "llava_nobias"] {
-        check_family(name, Family::Llava, "projected", "projected");
+        check_family(name, ModelFamily::Llava, "projected", "projected");
     }
     // bf16 weights read as stored, f32 features: transformers' f32 evaluation of the same
     // bf16 weights on the unrounded features (README: projected_f32ref_f32in).
-    check_family("llava_bf16", Family::Llava, "projected", "projected_f32ref_f32in");
+    check_family("llava_bf16", ModelFamily::Llava, "projected", "projected_f32ref_f32in");
 }
 
 #[test]
 #[timeout(300_000)]
 fn llava_next_and_onevision_pack_as_transformers_does() {
-    check_family("llava_next", Family::LlavaNext, "packed", "packed");
-    check_family("llava_onevision", Family::LlavaOnevision, "packed", "packed");
+    check_family("llava_next", ModelFamily::LlavaNext, "packed", "packed");
+    check_family("llava_onevision", ModelFamily::LlavaOnevision, "packed", "packed");
     // SigLIP-so400m's geometry: 384-pixel tiles of 14-pixel patches (27 per side), the default
     // pinpoints, with and without the anyres_max_9 resize.
-    check_family("llava_onevision_384", Family::LlavaOnevision, "packed", "packed");
-    check_family("llava_onevision_384_max9", Family::LlavaOnevision, "packed", "packed");
+    check_family("llava_onevision_384", ModelFamily::LlavaOnevision, "packed", "packed");
+    check_family("llava_onevision_384_max9", ModelFamily::LlavaOnevision, "packed", "packed");
 }
 
 /// transformers' tiles and packed tokens for many image sizes at the published geometries
@@ -102,20 +102,20 @@ fn anyres_tiles_and_tokens_match_transformers_at_published_geometries() {
 #[test]
 #[timeout(300_000)]
 fn blip2_runs_qformer_and_language_projection() {
-    check_family("blip2", Family::Blip2, "language_model_inputs", "language_model_inputs");
+    check_family("blip2", ModelFamily::Blip2, "language_model_inputs", "language_model_inputs");
 }
 
 #[test]
 #[timeout(300_000)]
 fn merger_families_match_transformers() {
-    check_family("qwen2_vl", Family::Qwen2Vl, "merged", "merged");
-    check_family("qwen2_5_vl", Family::Qwen25Vl, "merged", "merged");
-    check_family("internvl", Family::InternVl, "projected", "projected");
-    check_family("smolvlm", Family::SmolVlm, "projected", "projected");
-    check_family("idefics3_s3", Family::Idefics3, "projected", "projected");
-    check_family("gemma3", Family::Gemma3, "projected", "projected");
-    check_family("mistral3", Family::Mistral3, "projected", "projected");
-    check_family("mllama", Family::Mllama, "cross_attention_states", "cross_attention_states");
+    check_family("qwen2_vl", ModelFamily::Qwen2Vl, "merged", "merged");
+    check_family("qwen2_5_vl", ModelFamily::Qwen25Vl, "merged", "merged");
+    check_family("internvl", ModelFamily::InternVl, "projected", "projected");
+    check_family("smolvlm", ModelFamily::SmolVlm, "projected", "projected");
+    check_family("idefics3_s3", ModelFamily::Idefics3, "projected", "projected");
+    check_family("gemma3", ModelFamily::Gemma3, "projected", "projected");
+    check_family("mistral3", ModelFamily::Mistral3, "projected", "projected");
+    check_family("mllama", ModelFamily::Mllama, "cross_attention_states", "cross_attention_states");
 }
 
 /// `name`'s inputs with `input` replaced by `shape` zeros (floats).
@@ -153,7 +153,7 @@ fn grids_the_merge_cannot_tile_are_named_input_errors() {
 #[timeout(60_000)]
 fn inspect_reads_config_and_headers_only() {
     let inspection = models::inspect(model_dir("blip2")).unwrap();
-    assert_eq!(inspection.family, Family::Blip2);
+    assert_eq!(inspection.family, ModelFamily::Blip2);
     // The Q-Former spans shards: the index says which.
     assert!(inspection.shards().len() > 1, "{inspection}");
     assert!(inspection.tensors.iter().any(|t| t.name == "language_projection.weight"));

@@ -47,7 +47,7 @@ fn plan_runs_again_with_new_inputs() {
     let ramp = |n: usize, s: f32| (0..n).map(|i| ((i * 37 % 17) as f32 - 8.0) * s).collect::<Vec<f32>>();
     let (w1, b1, w2, b2) = (ramp(h * v, 0.05), ramp(h, 0.1), ramp(t * h, 0.05), ramp(t, 0.1));
     let p = vlbridge::connectors::LlavaProjector::from_f32(gpu, [v, h, t], &w1, &b1, &w2, &b2, GeluForm::Erf).unwrap();
-    let plan = p.plan_unfused(gpu, 1, m).unwrap();
+    let plan = vlbridge::connectors::ConnectorPlan::new(gpu, p.unfused_graph(1, m).unwrap().0, &["projected"]).unwrap();
     // GEMM, standalone GELU pass, GEMM.
     let dispatches = plan.plan().dispatches();
     assert_eq!((dispatches.len(), dispatches[1]), (3, "gelu"));

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::gpu;
 use ntest::timeout;
 use safetensors::tensor::TensorView;
-use vlbridge::models::{self, Family, HostTensor, Tensors};
+use vlbridge::models::{self, HostTensor, ModelFamily, Tensors};
 use vlbridge::reference::compare;
 use vlbridge::{DType, HostData, HostVec};
 
@@ -78,28 +78,28 @@ fn float(shape: &[usize], rng: &mut Normal) -> HostTensor {
 }
 
 /// Inputs for `family` at the checkpoint's real width, few tokens.
-fn inputs(family: Family, dir: &Path) -> Tensors {
+fn inputs(family: ModelFamily, dir: &Path) -> Tensors {
     let mut rng = Normal(17);
     let mut t = Tensors::new();
     match family {
-        Family::Llava => {
+        ModelFamily::Llava => {
             let vision = shape_of(dir, "multi_modal_projector.linear_1.weight")[1];
             t.insert("image_features".into(), float(&[1, 12, vision], &mut rng));
         }
-        Family::Blip2 => {
+        ModelFamily::Blip2 => {
             let encoder = shape_of(dir, "qformer.encoder.layer.0.crossattention.attention.key.weight")[1];
             t.insert("image_embeds".into(), float(&[1, 17, encoder], &mut rng));
         }
-        Family::Qwen2Vl | Family::Qwen25Vl => {
+        ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl => {
             let width = shape_of(dir, "visual.merger.ln_q.weight")[0];
             t.insert("x".into(), float(&[16, width], &mut rng));
         }
-        Family::Gemma3 => {
+        ModelFamily::Gemma3 => {
             let width = shape_of(dir, "multi_modal_projector.mm_input_projection_weight")[0];
             // Gemma 3's tower always gives 64 x 64 patches (896 / 14).
             t.insert("vision_outputs".into(), float(&[1, 64 * 64, width], &mut rng));
         }
-        Family::Mistral3 => {
+        ModelFamily::Mistral3 => {
             let width = shape_of(dir, "multi_modal_projector.norm.weight")[0];
             // One image of 4 x 6 patches of 14 pixels.
             t.insert("image_features".into(), float(&[24, width], &mut rng));

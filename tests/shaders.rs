@@ -5,7 +5,7 @@
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vlbridge::DType;
-use vlbridge::kernels::{FAMILIES, Family, KernelSpec};
+use vlbridge::kernels::{FAMILIES, KernelFamily, KernelSpec};
 use vlbridge::pipeline::Access;
 
 fn validate(source: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -42,7 +42,7 @@ fn every_kernel_has_one_name_and_unique_labels() {
 
 #[test]
 fn forceable_variants_are_alternatives_named_once() {
-    let alternatives = |name: &str| Family::find(name).unwrap().alternatives();
+    let alternatives = |name: &str| KernelFamily::find(name).unwrap().alternatives();
     assert_eq!(alternatives("linear"), ["subgroup", "tiled", "tiled32", "splitk", "coop", "portable"]);
     assert_eq!(alternatives("attention_flash"), ["subgroup", "split", "portable"]);
     // One subgroup spec among portable passes: each variant once.

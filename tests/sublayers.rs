@@ -8,7 +8,7 @@ mod common;
 use common::{forced_gpu, gpu, run_case};
 use ntest::timeout;
 use proptest::prelude::*;
-use vlbridge::connectors::{PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig, StateDict};
+use vlbridge::connectors::{ConnectorPlan, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig, StateDict};
 use vlbridge::kernels::rows::{SMALL_HEAD_DIMS, attention_case, mlp_case};
 use vlbridge::kernels::{CaseRng, CaseTarget};
 use vlbridge::ops::{Attention, AttentionRows, GeluForm, MlpRows, RowsEpilogue};
@@ -68,11 +68,11 @@ fn random_checkpoint(layout: &StateDict, seed: u64) -> Weights {
 
 /// Runs a connector's fused plan (forced) and its split one on the same features: both match
 /// the graph's f64 reference, and the fused one takes `dispatches` = (fused, split).
-fn fused_and_split_agree(plans: [vlbridge::connectors::ConnectorPlan; 2], dispatches: (usize, usize), seed: u64) {
+fn fused_and_split_agree(plans: [ConnectorPlan; 2], dispatches: (usize, usize), seed: u64) {
     let [fused, split] = plans;
     let n: usize = fused.input_shape().iter().product();
     let features = CaseRng::new(seed).normals(n, 1.0);
-    let want = fused.reference(&features).unwrap();
+    let want = fused.project_reference(&features).unwrap();
     for (label, plan) in [("fused", &fused), ("split", &split)] {
         let got = plan.project(&features).unwrap();
         let cmp = reference::compare(&got, &want, 5e-5, 1e-4);
@@ -99,7 +99,8 @@ fn a_qformer_fused_and_split_agree_with_the_dispatches_saved() {
     let weights = random_checkpoint(&QFormer::state_dict(&config), 7);
     let gpu = gpu();
     let model = QFormer::from_weights(gpu, &weights, config).unwrap();
-    let plans = [model.plan(gpu, 2, 9).unwrap(), model.plan_unfused(gpu, 2, 9).unwrap()];
+    let split = model.graph(2, 9).unwrap().0.with_sublayers_split().unwrap();
+    let plans = [model.plan(gpu, 2, 9).unwrap(), ConnectorPlan::new(gpu, split, model.output_names()).unwrap()];
     // K/V GEMM and the batch repeat, then per layer q/k/v, attention sublayer and FFN (3 × 3)
     // and per cross layer q and attention sublayer (2 × 2); split: 3 × 7 and 2 × 4.
     fused_and_split_agree(plans, (2 + 9 + 4, 2 + 21 + 8), 11);
@@ -124,7 +125,8 @@ fn a_perceiver_fused_and_split_agree_with_the_dispatches_saved() {
     let weights = random_checkpoint(&PerceiverResampler::state_dict(&config, ""), 8);
     let gpu = gpu();
     let model = PerceiverResampler::from_weights(gpu, &weights, config).unwrap();
-    let plans = [model.plan(gpu, 2, 7).unwrap(), model.plan_unfused(gpu, 2, 7).unwrap()];
+    let split = model.graph(2, 7).unwrap().0.with_sublayers_split().unwrap();
+    let plans = [model.plan(gpu, 2, 7).unwrap(), ConnectorPlan::new(gpu, split, &["latents"]).unwrap()];
     // Media K/V and the repeat, then per layer to_qkv, attention sublayer and FFN (the last
     // with the final norm); split: to_qkv, attention, to_out, two GEMMs, and the final norm.
     fused_and_split_agree(plans, (2 + 2 * 3, 2 + 2 * 5 + 1), 12);

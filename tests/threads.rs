@@ -71,3 +71,43 @@ fn run_into_checks_the_host_tensors() {
     assert!(matches!(plan.run_into(&[&wrong], &[&ok]), Err(vlbridge::Error::Shape { .. })));
     assert!(matches!(plan.run_into(&[&ok], &[]), Err(vlbridge::Error::Shape { .. })));
 }
+
+/// A small two-kernel graph (a projector: GEMM with GELU, GEMM) on `gpu`'s device.
+fn projector_graph(gpu: &vlbridge::Gpu) -> Graph {
+    use vlbridge::ops::Epilogue;
+    let mut g = Graph::new();
+    let x = g.input("x", &[5, 8]).unwrap();
+    let w1 = g.constant("w1", &Tensor::from_f32(gpu, &[16, 8], &[0.1; 128]).unwrap());
+    let w2 = g.constant("w2", &Tensor::from_f32(gpu, &[4, 16], &[0.1; 64]).unwrap());
+    let b1 = g.constant("b1", &Tensor::from_f32(gpu, &[16], &[0.0; 16]).unwrap());
+    let h = g.add(Epilogue::bias_gelu(GeluForm::Erf), &[x, w1, b1]).unwrap();
+    let y = g.add(Epilogue::NONE, &[h, w2]).unwrap();
+    g.output(y).unwrap();
+    g
+}
+
+#[test]
+#[timeout(300_000)]
+fn two_threads_planning_one_graph_compile_each_pipeline_once_and_forced_devices_share_the_cache() {
+    // Devices of their own: other tests' pipelines do not count.
+    let fresh = || vlbridge::Gpu::with_options(&vlbridge::GpuOptions::from_env().unwrap()).unwrap();
+    let alone = fresh();
+    Plan::new(&alone, &projector_graph(&alone)).unwrap();
+    let once = alone.pipelines_built();
+    assert!(once >= 2, "{once} pipelines for two differently fused GEMMs");
+    let gpu = fresh();
+    let g = projector_graph(&gpu);
+    let plans: Vec<Plan> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2).map(|_| scope.spawn(|| Plan::new(&gpu, &g).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(gpu.pipelines_built(), once, "two threads planning at once compile each pipeline once");
+    // The same device with a variant forced shares the cache: planning the graph again under
+    // the variant it already runs compiles nothing.
+    let spec = plans[0].variants()[0];
+    let family = vlbridge::kernels::KernelFamily::find("linear").unwrap();
+    let variant = family.specs.iter().find(|s| s.name == spec).unwrap().variant;
+    let forced = gpu.with_forced("linear", variant);
+    Plan::new(&forced, &g).unwrap();
+    assert_eq!(forced.pipelines_built(), once);
+}

@@ -51,10 +51,6 @@ const MAX_HEAD_DIM: u32 = 128u;
 // -finfo(float32).max: open_flamingo's masked_fill value.
 const FILL: f32 = -3.40282347e+38;
 
-fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
-
 fn keys() -> u32 {
     return params.keys_a + params.keys_b;
 }

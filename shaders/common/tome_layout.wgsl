@@ -22,10 +22,6 @@ struct Params {
 const WORKGROUP: u32 = 64u;
 const LOWEST: f32 = -3.40282347e+38;
 
-fn invocation(wid: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * groups.x + wid.x) * WORKGROUP + lid;
-}
-
 // Row `slot` of batch item b in the unit rows (A tokens in slots 0..na, B tokens after).
 fn unit_row(b: u32, slot: u32) -> u32 {
     return (b * params.tokens + slot) * params.channels;

@@ -2,7 +2,7 @@
 //! patch grid, ToMe merging, and LLaVA-NeXT AnyRes packing, as graph pieces and composed with
 //! the LLaVA projector.
 
-use super::{ConnectorPlan, LlavaProjector, finish};
+use super::{ConnectorPlan, LlavaProjector};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
@@ -125,7 +125,7 @@ impl LlavaProjector {
             }
         };
         g.output(y)?;
-        finish(gpu, (g, x, y))
+        ConnectorPlan::new(gpu, g, &["projected"])
     }
 
     /// ToMe (removing `r` of `tokens`, x as its own metric) then the projector.
@@ -143,7 +143,7 @@ impl LlavaProjector {
         let merged = add_token_merge(gpu, &mut g, x, None, tome)?;
         let y = self.add_to(&mut g, merged.tokens)?;
         g.output(y)?;
-        finish(gpu, (g, x, y))
+        ConnectorPlan::new(gpu, g, &["projected"])
     }
 
     /// LLaVA-NeXT: project every tile's features `[tiles, side², vision_dim]`, then pack.
@@ -154,6 +154,6 @@ impl LlavaProjector {
         let projected = self.add_to(&mut g, x)?;
         let y = anyres.add(&mut g, projected, layout)?;
         g.output(y)?;
-        finish(gpu, (g, x, y))
+        ConnectorPlan::new(gpu, g, &["packed"])
     }
 }

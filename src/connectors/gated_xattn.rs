@@ -3,13 +3,14 @@
 //! residuals ride in the epilogue of the output GEMMs; the gates are 1-element GPU tensors, so
 //! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
 
-use super::StateDict;
 use super::blocks::{Linear, Norm, Skip, head_dim};
 use super::sublayers::FeedForward;
-use crate::dtype::{DType, HostData};
+use super::{ConnectorPlan, StateDict};
+use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan, TensorId};
+use crate::graph::Graph;
+use crate::host::{HostTensor, Tensors};
 use crate::ops::{Attention, MaskedRows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -68,90 +69,6 @@ pub struct GatedXAttnBlock {
     dim_visual: usize,
     inner: usize,
     activations: DType,
-}
-
-/// A planned block for fixed `[batch, text]` and `[batch, media, latents]` sizes.
-pub struct GatedXAttnPlan {
-    plan: Plan,
-    graph: Graph,
-    output: TensorId,
-    batch: usize,
-    text: usize,
-    media: usize,
-    latents: usize,
-    immediate: bool,
-}
-
-impl GatedXAttnPlan {
-    /// Runs on text `x` `[batch, text, dim]`, `media` `[batch, media, latents, dim_visual]` and
-    /// `media_locations` `[batch, text]` (non-zero where a media token sits) and downloads
-    /// `[batch, text, dim]`.
-    pub fn run(&self, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f32>> {
-        let mask = self.mask(media_locations)?;
-        Ok(self.plan.run(&[x.into(), media.into(), mask[..].into()])?.remove(0).into_f32())
-    }
-
-    /// The f64 CPU reference of the same block.
-    pub fn reference(&self, x: &[f32], media: &[f32], media_locations: &[u8]) -> Result<Vec<f64>> {
-        let mask = self.mask(media_locations)?;
-        Ok(self.graph.reference(&[x.into(), media.into(), HostData::U8(&mask)])?.remove(0))
-    }
-
-    /// The planned graph (inputs: x, media, keep mask).
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
-    /// The graph it was planned from.
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// The plan, owned.
-    pub fn into_plan(self) -> Plan {
-        self.plan
-    }
-
-    /// The block's output `[batch, text, dim]`.
-    pub fn output(&self) -> TensorId {
-        self.output
-    }
-
-    /// The keep mask `[batch, text, media·latents]` from `media_locations`, as upstream:
-    /// `text_time = cumsum(media_locations)` (a media token counts itself), `media_time =
-    /// 1 + j / latents`, keep `text_time == media_time` (immediate) or `>=`.
-    pub fn mask(&self, media_locations: &[u8]) -> Result<Vec<u8>> {
-        if media_locations.len() != self.batch * self.text {
-            return Err(Error::shape(
-                NAME,
-                "media_locations length ([batch, text])",
-                self.batch * self.text,
-                media_locations.len(),
-            ));
-        }
-        let keys = self.media * self.latents;
-        let mut mask = Vec::with_capacity(self.batch * self.text * keys);
-        for row in media_locations.chunks(self.text) {
-            let mut text_time = 0;
-            for &location in row {
-                text_time += usize::from(location != 0);
-                if text_time > self.media {
-                    return Err(Error::shape(
-                        NAME,
-                        "media tokens in a media_locations row (at most the media items)",
-                        self.media,
-                        text_time,
-                    ));
-                }
-                mask.extend((0..keys).map(|j| {
-                    let media_time = 1 + j / self.latents;
-                    let keep = if self.immediate { text_time == media_time } else { text_time >= media_time };
-                    u8::from(keep)
-                }));
-            }
-        }
-        Ok(mask)
-    }
 }
 
 impl GatedXAttnBlock {
@@ -241,8 +158,9 @@ impl GatedXAttnBlock {
     }
 
     /// Plans the block for `batch` sequences of `text` tokens over `media` items of `latents`
-    /// visual tokens each. Inputs: x, media (flattened `(t n)`), keep mask.
-    pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, media: usize, latents: usize) -> Result<GatedXAttnPlan> {
+    /// visual tokens each. Inputs: `x`, `media` (flattened `(t n)`), the keep `mask`
+    /// ([`GatedXAttnBlock::media_mask`]); output `hidden_states`.
+    pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, media: usize, latents: usize) -> Result<ConnectorPlan> {
         let mut g = Graph::new();
         let x = g.input_as("x", &[batch, text, self.dim], self.activations)?;
         let visual = g.input_as("media", &[batch, media * latents, self.dim_visual], self.activations)?;
@@ -261,6 +179,71 @@ impl GatedXAttnBlock {
         let ff_gate = g.constant("ff_gate", &self.ff_gate);
         let out = self.ff.add(&mut g, "ff", y, Skip::Gated(y, ff_gate))?;
         g.output(out)?;
-        Ok(GatedXAttnPlan { plan: Plan::new(gpu, &g)?, graph: g, output: out, batch, text, media, latents, immediate })
+        ConnectorPlan::new(gpu, g, &["hidden_states"])
+    }
+
+    /// The keep mask `[batch, text, media·latents]` from `media_locations`, as upstream:
+    /// `text_time = cumsum(media_locations)` (a media token counts itself), `media_time =
+    /// 1 + j / latents`, keep `text_time == media_time` (immediate) or `>=`.
+    /// The named inputs of a plan of `[batch, text, media, latents]`: `x` `[batch, text,
+    /// dim]`, `media` `[batch, media, latents, dim_visual]` and the `mask` made from
+    /// `media_locations` `[batch, text]` ([`GatedXAttnBlock::media_mask`]).
+    pub fn inputs(
+        &self,
+        [batch, text, media, latents]: [usize; 4],
+        x: &[f32],
+        visual: &[f32],
+        media_locations: &[u8],
+    ) -> Result<Tensors> {
+        let x = HostTensor::new(&[batch, text, self.dim], HostVec::F32(x.to_vec()))?;
+        let visual = HostTensor::new(&[batch, media * latents, self.dim_visual], HostVec::F32(visual.to_vec()))?;
+        let mask = self.media_mask(media_locations, batch, text, media, latents)?;
+        Ok([("x".to_string(), x), ("media".to_string(), visual), ("mask".to_string(), mask)].into())
+    }
+
+    /// The plan's `mask` input, `[batch, text]` locations over `media` items of `latents`
+    /// tokens each.
+    pub fn media_mask(
+        &self,
+        media_locations: &[u8],
+        batch: usize,
+        text: usize,
+        media: usize,
+        latents: usize,
+    ) -> Result<HostTensor> {
+        if media_locations.len() != batch * text {
+            return Err(Error::shape(
+                NAME,
+                "media_locations length ([batch, text])",
+                batch * text,
+                media_locations.len(),
+            ));
+        }
+        let keys = media * latents;
+        let mut mask = Vec::with_capacity(batch * text * keys);
+        for row in media_locations.chunks(text.max(1)) {
+            let mut text_time = 0;
+            for &location in row {
+                text_time += usize::from(location != 0);
+                if text_time > media {
+                    return Err(Error::shape(
+                        NAME,
+                        "media tokens in a media_locations row (at most the media items)",
+                        media,
+                        text_time,
+                    ));
+                }
+                mask.extend((0..keys).map(|j| {
+                    let media_time = 1 + j / latents;
+                    let keep = if self.config.only_attend_immediate_media {
+                        text_time == media_time
+                    } else {
+                        text_time >= media_time
+                    };
+                    u8::from(keep)
+                }));
+            }
+        }
+        HostTensor::new(&[batch, text, media * latents], HostVec::U8(mask))
     }
 }

@@ -2,7 +2,7 @@
 //! first GEMM; biases when the checkpoint has them (`multimodal_projector_bias`).
 
 use super::blocks::{Linear, Skip};
-use super::{ConnectorPlan, StateDict, finish};
+use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -166,11 +166,6 @@ impl LlavaProjector {
 
     /// Plans the fused projector for `[batch, tokens]`.
     pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish(gpu, self.graph(batch, tokens)?)
-    }
-
-    /// Plans the unfused baseline for `[batch, tokens]`.
-    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish(gpu, self.unfused_graph(batch, tokens)?)
+        ConnectorPlan::new(gpu, self.graph(batch, tokens)?.0, &["projected"])
     }
 }

@@ -397,15 +397,13 @@ impl Merger {
     /// Plans the merger for an input of `shape` ([`Merger::graph`]); the plan's output is the
     /// connector's result, its other outputs the intermediates.
     pub fn plan(&self, gpu: &Gpu, shape: &[usize], image_sizes: &[(usize, usize)]) -> Result<ConnectorPlan> {
-        let (g, x, outputs) = self.graph(gpu, shape, image_sizes)?;
-        ConnectorPlan::new(gpu, g, x, outputs[0])
+        ConnectorPlan::new(gpu, self.graph(gpu, shape, image_sizes)?.0, self.config.kind.output_names())
     }
 
-    /// The measured baseline: as [`Merger::plan`], with Qwen's 2×2 grouping materialised by a
-    /// gather instead of read in place.
-    pub fn plan_unfused(&self, gpu: &Gpu, shape: &[usize], image_sizes: &[(usize, usize)]) -> Result<ConnectorPlan> {
-        let (g, x, outputs) = self.build(gpu, shape, image_sizes, true)?;
-        ConnectorPlan::new(gpu, g, x, outputs[0])
+    /// The measured baseline's graph: as [`Merger::graph`], with Qwen's 2×2 grouping
+    /// materialised by a gather instead of read in place.
+    pub fn baseline_graph(&self, gpu: &Gpu, shape: &[usize], image_sizes: &[(usize, usize)]) -> Result<Graph> {
+        Ok(self.build(gpu, shape, image_sizes, true)?.0)
     }
 }
 

@@ -16,11 +16,11 @@
 //! residual; only its MLP branch is zeroed.
 
 use super::blocks::{Linear, Norm, Skip};
-use super::{ConnectorPlan, StateDict, finish};
-use crate::dtype::{DType, HostData};
+use super::{ConnectorPlan, StateDict};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan, TensorId};
+use crate::graph::{Graph, TensorId};
 use crate::ops::{Attention, Epilogue, Pass, Residual, RmsNorm, interleave_rows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -160,17 +160,21 @@ impl MllamaCrossAttention {
 
     /// Plans the layer for `batch` sequences of `text` tokens over `vision` cross-attention
     /// states each (`n_images · n_tiles · tokens_per_tile`).
-    pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize) -> Result<MllamaPlan> {
-        self.build(gpu, batch, text, vision, false)
+    /// Inputs `hidden_states` `[batch, text, hidden]`, `cross_attention_states` `[batch,
+    /// vision, hidden]`, the additive `cross_attention_mask` `[batch, text, vision]` and
+    /// `full_text_row_masked_out_mask` `[batch · text]` (as transformers builds them,
+    /// [`cross_attention_masks`]); output `hidden_states`.
+    pub fn plan(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize) -> Result<ConnectorPlan> {
+        ConnectorPlan::new(gpu, self.graph(batch, text, vision, false)?, &["hidden_states"])
     }
 
-    /// The measured baseline: the same layer with the naive three-pass attention that
+    /// The measured baseline's graph: the same layer with the naive three-pass attention that
     /// materialises the scores.
-    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize) -> Result<MllamaPlan> {
-        self.build(gpu, batch, text, vision, true)
+    pub fn baseline_graph(&self, batch: usize, text: usize, vision: usize) -> Result<Graph> {
+        self.graph(batch, text, vision, true)
     }
 
-    fn build(&self, gpu: &Gpu, batch: usize, text: usize, vision: usize, naive: bool) -> Result<MllamaPlan> {
+    fn graph(&self, batch: usize, text: usize, vision: usize, naive: bool) -> Result<Graph> {
         let (h, c) = (self.config.hidden_size, &self.config);
         let d = c.head_dim() as u32;
         let mut g = Graph::new();
@@ -200,45 +204,7 @@ impl MllamaCrossAttention {
         let epilogue = Epilogue::NONE.with_residual(Residual::Gated).with_row_scale();
         let y = self.down.add_epilogue(&mut g, "down_proj", act, epilogue, &[h1, mlp_gate, row_mask])?;
         g.output(y)?;
-        Ok(MllamaPlan { plan: Plan::new(gpu, &g)?, graph: g, shape: [batch, text, h] })
-    }
-}
-
-/// A planned cross-attention layer for fixed sizes.
-pub struct MllamaPlan {
-    plan: Plan,
-    graph: Graph,
-    shape: [usize; 3],
-}
-
-impl MllamaPlan {
-    /// Runs on `hidden_states` `[batch, text, hidden]`, `cross_attention_states`
-    /// `[batch, vision, hidden]`, the additive `cross_attention_mask` `[batch, 1, text,
-    /// vision]` and `full_text_row_masked_out_mask` `[batch, 1, text, 1]` (row-major, as
-    /// transformers builds them).
-    pub fn run(&self, x: &[f32], states: &[f32], mask: &[f32], row_mask: &[f32]) -> Result<Vec<f32>> {
-        Ok(self.plan.run(&[x.into(), states.into(), mask.into(), row_mask.into()])?.remove(0).into_f32())
-    }
-
-    /// The f64 CPU reference of the same layer.
-    pub fn reference(&self, x: &[f32], states: &[f32], mask: &[f32], row_mask: &[f32]) -> Result<Vec<f64>> {
-        let inputs = [HostData::F32(x), states.into(), mask.into(), row_mask.into()];
-        Ok(self.graph.reference(&inputs)?.remove(0))
-    }
-
-    /// The planned graph.
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
-    /// The plan and the graph it was planned from, owned.
-    pub fn into_parts(self) -> (Plan, Graph) {
-        (self.plan, self.graph)
-    }
-
-    /// `[batch, text, hidden]`.
-    pub fn output_shape(&self) -> [usize; 3] {
-        self.shape
+        Ok(g)
     }
 }
 
@@ -284,7 +250,7 @@ impl MllamaProjector {
 
     /// Plans it for `vision_outputs` of `shape` (`[.., tokens, vision_output_dim]`).
     pub fn plan(&self, gpu: &Gpu, shape: &[usize]) -> Result<ConnectorPlan> {
-        finish(gpu, self.graph(shape)?)
+        ConnectorPlan::new(gpu, self.graph(shape)?.0, &["cross_attention_states"])
     }
 
     /// Its graph for `vision_outputs` of `shape`: `[.., tokens, vision_output_dim]` in, the

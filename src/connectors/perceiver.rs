@@ -10,7 +10,7 @@
 
 use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
 use super::sublayers::FeedForward;
-use super::{ConnectorPlan, StateDict, finish, finish_unfused};
+use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -219,13 +219,7 @@ impl PerceiverResampler {
 
     /// Plans the resampler for `items` media items of `tokens` tokens each.
     pub fn plan(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish(gpu, self.graph(items, tokens)?)
-    }
-
-    /// Plans the measured baseline: every fused sublayer split into its attention, GEMM and
-    /// norm dispatches, whatever the device.
-    pub fn plan_unfused(&self, gpu: &Gpu, items: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish_unfused(gpu, self.graph(items, tokens)?)
+        ConnectorPlan::new(gpu, self.graph(items, tokens)?.0, &["latents"])
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
 use super::sublayers::Mlp;
-use super::{ConnectorPlan, StateDict, finish, finish_unfused};
+use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -312,14 +312,18 @@ impl QFormer {
         Ok((g, image, projected))
     }
 
-    /// Plans the Q-Former for `[batch, tokens]` image features.
+    /// Plans the Q-Former for `[batch, tokens]` image features ([`QFormer::output_names`]).
     pub fn plan(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish(gpu, self.graph(batch, tokens)?)
+        ConnectorPlan::new(gpu, self.graph(batch, tokens)?.0, self.output_names())
     }
 
-    /// Plans the measured baseline: every fused sublayer split into its attention, GEMM and
-    /// norm dispatches, whatever the device.
-    pub fn plan_unfused(&self, gpu: &Gpu, batch: usize, tokens: usize) -> Result<ConnectorPlan> {
-        finish_unfused(gpu, self.graph(batch, tokens)?)
+    /// Its outputs: `language_model_inputs` and the Q-Former's `qformer_last_hidden_state`
+    /// with the language projection, else `last_hidden_state`.
+    pub fn output_names(&self) -> &'static [&'static str] {
+        if self.projection.is_some() {
+            &["language_model_inputs", "qformer_last_hidden_state"]
+        } else {
+            &["last_hidden_state"]
+        }
     }
 }

@@ -42,7 +42,7 @@ impl Linear {
 
     /// Adds `post_norm(attention(inputs)·Wᵀ + b + skip)`: one `attention_rows` node where it
     /// fits, else attention, GEMM and norm nodes. (A plan splits the fused node the same way
-    /// on devices where that runs faster: [`crate::gpu::Caps::fuses_sublayers`].)
+    /// on devices where that runs faster: [`crate::kernels::rows::fuses_sublayers`].)
     pub(crate) fn add_after_attention(
         &self,
         g: &mut Graph,

@@ -3,12 +3,14 @@
 //! [`Error`]s instead of panics.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::pipeline::{Pipeline, PipelineKey};
 
 mod caps;
+mod pipelines;
 pub use caps::Caps;
 
 /// Optional device features vlbridge uses when the adapter has them and works without.
@@ -38,9 +40,9 @@ pub struct GpuOptions {
     /// tensor-core GEMM). wgpu marks the feature experimental: it may hold bugs that reach
     /// undefined behaviour, so it is opt-in (`VLBRIDGE_COOPERATIVE_MATRIX=1`).
     pub cooperative_matrix: bool,
-    /// Follow the cached measured tune of the adapter, when there is one ([`crate::tune`]).
+    /// Follow the cached measured tune of the adapter, when there is one ([`crate::tune_table`]).
     pub use_tune: bool,
-    /// Where the tune cache is (default: [`crate::tune::cache_dir`]).
+    /// Where the tune cache is (default: [`crate::tune_table::cache_dir`]).
     pub tune_dir: Option<std::path::PathBuf>,
 }
 
@@ -159,8 +161,16 @@ struct Inner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     caps: Caps,
-    uncaptured: Arc<Mutex<Vec<String>>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<Pipeline>>>,
+    shared: Arc<Shared>,
+}
+
+/// What every handle of one device shares, [`Gpu::with_forced`] copies included: the error
+/// sink and the pipeline cache (pipelines depend on the device, not on the variant choice).
+#[derive(Default)]
+struct Shared {
+    uncaptured: Mutex<Vec<String>>,
+    pipelines: RwLock<HashMap<PipelineKey, Arc<Pipeline>>>,
+    built: AtomicUsize,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -217,35 +227,40 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let shapes = if cooperative { adapter.cooperative_matrix_properties() } else { Vec::new() };
-        let tuned = match crate::tune::cache_dir(options.tune_dir.as_deref()) {
-            Some(dir) if options.use_tune && !options.minimal_features => crate::tune::load(&dir, &info),
-            _ => None,
-        };
-        let mut gpu = Self::assemble(device, queue, info, options.force_variants.clone(), shapes);
-        if let (Some(table), Some(inner)) = (tuned, Arc::get_mut(&mut gpu.inner)) {
-            inner.caps.tuned = table.choices();
-        }
-        Ok(gpu)
+        Ok(Self::assemble(device, queue, info, options, shapes))
     }
 
-    /// Wraps a device and queue owned by a host engine. vlbridge installs no global state on
-    /// the device besides an uncaptured-error handler, which the host may replace afterwards.
+    /// Wraps a device and queue owned by a host engine, with the default options (the adapter's
+    /// cached tune, no forced variants). vlbridge installs no global state on the device
+    /// besides an uncaptured-error handler, which the host may replace afterwards.
     pub fn from_wgpu(device: wgpu::Device, queue: wgpu::Queue) -> Self {
+        Self::from_wgpu_with(device, queue, &GpuOptions::default())
+    }
+
+    /// [`Gpu::from_wgpu`] with `options`' variant forcing and tune (`use_tune`, `tune_dir`,
+    /// `force_variants`), so a host's device picks the kernels [`Gpu::with_options`] would on
+    /// the same adapter. The device's features and limits are the host's: the options that
+    /// shape a device request (backends, adapter name, features, binding cap) do not apply.
+    pub fn from_wgpu_with(device: wgpu::Device, queue: wgpu::Queue, options: &GpuOptions) -> Self {
         let info = device.adapter_info();
-        Self::assemble(device, queue, info, Vec::new(), Vec::new())
+        Self::assemble(device, queue, info, options, Vec::new())
     }
 
     fn assemble(
         device: wgpu::Device,
         queue: wgpu::Queue,
         info: wgpu::AdapterInfo,
-        forced: Vec<(String, String)>,
+        options: &GpuOptions,
         cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     ) -> Self {
-        let uncaptured = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&uncaptured);
+        let tuned = match crate::tune_table::cache_dir(options.tune_dir.as_deref()) {
+            Some(dir) if options.use_tune && !options.minimal_features => crate::tune_table::load(&dir, &info),
+            _ => None,
+        };
+        let shared = Arc::new(Shared::default());
+        let sink = Arc::clone(&shared);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut errors) = sink.lock() {
+            if let Ok(mut errors) = sink.uncaptured.lock() {
                 errors.push(e.to_string());
             }
         }));
@@ -261,11 +276,10 @@ impl Gpu {
             workgroup_storage: limits.max_compute_workgroup_storage_size,
             workgroup_invocations: limits.max_compute_invocations_per_workgroup,
             cooperative_matrix,
-            forced,
-            tuned: Vec::new(),
+            forced: options.force_variants.clone(),
+            tuned: tuned.map(|t| t.choices()).unwrap_or_default(),
         };
-        let inner = Inner { device, queue, info, caps, uncaptured, pipelines: Mutex::new(HashMap::new()) };
-        Self { inner: Arc::new(inner) }
+        Self { inner: Arc::new(Inner { device, queue, info, caps, shared }) }
     }
 
     /// The same device with `variant` forced for `kernel` (the tune times each variant so).
@@ -277,10 +291,17 @@ impl Gpu {
             queue: self.inner.queue.clone(),
             info: self.inner.info.clone(),
             caps,
-            uncaptured: Arc::clone(&self.inner.uncaptured),
-            pipelines: Mutex::new(HashMap::new()),
+            shared: Arc::clone(&self.inner.shared),
         };
         Gpu { inner: Arc::new(inner) }
+    }
+
+    /// Whether `other` is a handle of the same device: a clone or a [`Gpu::with_forced`] copy.
+    /// Two wrappers of one wgpu device ([`Gpu::from_wgpu`] called twice) count as two: wrap a
+    /// device once and clone the handle. (wgpu's own device equality compares ids, which two
+    /// instances reuse.)
+    pub fn same_device(&self, other: &Gpu) -> bool {
+        Arc::ptr_eq(&self.inner.shared, &other.inner.shared)
     }
 
     /// The wgpu device, for a host engine that shares it.
@@ -319,8 +340,8 @@ impl Gpu {
         format!("{} ({:?}, {} {})", i.name, i.backend, i.driver, i.driver_info)
     }
 
-    pub(crate) fn pipelines(&self) -> &Mutex<HashMap<PipelineKey, Arc<Pipeline>>> {
-        &self.inner.pipelines
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes and returns any error wgpu
@@ -356,7 +377,8 @@ impl Gpu {
     }
 
     fn check_uncaptured(&self, during: &'static str) -> Result<()> {
-        let mut errors = self.inner.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
+        let mut errors =
+            self.inner.shared.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
         if errors.is_empty() {
             return Ok(());
         }

@@ -1,6 +1,7 @@
 //! Graph executor: build a graph of kernel nodes once, [`Plan`] it (shape checks, pipelines,
 //! buffer reuse by liveness, one uniform arena, prebuilt bind groups), run it many times.
 
+mod lower;
 mod plan;
 mod run;
 
@@ -8,12 +9,10 @@ pub use plan::Plan;
 
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Caps, Gpu};
 use crate::kernels::cases::evaluate;
 use crate::kernels::{Case, Op};
-use crate::ops::{
-    Epilogue, InputNorm, LayerNorm, Meta, Residual, RmsNorm, RowsEpilogue, SplitPass, check_u32_elements,
-};
+use crate::ops::{Meta, check_u32_elements};
 use crate::tensor::Tensor;
 
 /// Handle to a tensor of a [`Graph`].
@@ -152,6 +151,17 @@ impl Graph {
         self.tensors.get(id.0).map(|t| t.name.as_str())
     }
 
+    /// Renames input `id` (a connector composed into a model takes the model's input name).
+    pub fn rename(&mut self, id: TensorId, name: &str) -> Result<()> {
+        match self.tensors.get_mut(id.0) {
+            Some(t) if matches!(t.role, Role::Input) => {
+                t.name = name.to_string();
+                Ok(())
+            }
+            _ => Err(Error::Graph(format!("tensor id {} is no input", id.0))),
+        }
+    }
+
     /// Number of kernel nodes.
     pub fn len(&self) -> usize {
         self.nodes.len()
@@ -182,119 +192,13 @@ impl Graph {
         Graph { tensors: self.tensors.clone(), nodes, outputs: self.outputs.clone() }
     }
 
-    /// The same graph with every GEMM input norm as a norm node of its own in front: where a
-    /// device runs the two faster than the fused load (CPU rasterisers, see
-    /// [`crate::gpu::Caps::fuses_input_norms`]).
-    pub(crate) fn with_input_norms_split(&self) -> Graph {
-        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
-        for node in &self.nodes {
-            let Op::Linear(epilogue) = node.op else {
-                g.nodes.push(node.clone());
-                continue;
-            };
-            let [.., Some(weight), bias] = epilogue.slots() else {
-                g.nodes.push(node.clone());
-                continue;
-            };
-            let x = node.inputs[0];
-            let meta = self.tensors[x.0].meta.clone();
-            let normed = g.push(&format!("{}.input_norm", self.tensors[node.output.0].name), meta, Role::Computed);
-            let (op, params): (Op, Vec<TensorId>) = match epilogue.input_norm {
-                Some(InputNorm::Layer { eps }) => {
-                    (LayerNorm::new(eps).into(), vec![node.inputs[weight], node.inputs[bias.unwrap_or(weight)]])
-                }
-                Some(InputNorm::Rms { eps, unit_offset }) => {
-                    (RmsNorm { unit_offset, ..RmsNorm::new(eps) }.into(), vec![node.inputs[weight]])
-                }
-                None => unreachable!("a norm weight slot implies an input norm"),
-            };
-            g.nodes.push(Node { op, inputs: [vec![x], params].concat(), output: normed });
-            let plain = Epilogue { input_norm: None, ..epilogue };
-            let mut inputs: Vec<TensorId> = node.inputs[..weight].to_vec();
-            inputs[0] = normed;
-            g.nodes.push(Node { op: plain.into(), inputs, output: node.output });
-        }
-        g
-    }
-
     /// The same graph with every fused sublayer as the nodes it fuses: `attention_rows` as
     /// attention, GEMM (bias, residual) and LayerNorm; `mlp_rows` as GEMM (input norm, bias,
-    /// activation), GEMM (bias, residual) and LayerNorm. Where a device runs those faster
-    /// ([`crate::gpu::Caps::fuses_sublayers`]), and the measured baseline of the fusion.
+    /// activation), GEMM (bias, residual) and LayerNorm. What CPU rasterisers plan
+    /// (`kernels::rows::fuses_sublayers`), and the measured baseline of the fusion.
     pub fn with_sublayers_split(&self) -> Result<Graph> {
-        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
-        for node in &self.nodes {
-            // The node that makes the projection's input, and its inputs: the node's first ones.
-            let (front, first, epilogue): (Op, usize, RowsEpilogue) = match node.op {
-                Op::AttentionRows(op) => (op.attention.into(), op.attention.arity(), op.epilogue),
-                Op::MlpRows(op) => {
-                    let up = Epilogue {
-                        bias: op.in_bias,
-                        activation: op.activation,
-                        input_norm: op.input_norm,
-                        ..Epilogue::NONE
-                    };
-                    (up.into(), op.front(), op.epilogue)
-                }
-                _ => {
-                    g.nodes.push(node.clone());
-                    continue;
-                }
-            };
-            let name = self.tensors[node.output.0].name.clone();
-            let out_meta = self.tensors[node.output.0].meta.clone();
-            let inputs = node.inputs[..first].to_vec();
-            let metas: Vec<&Meta> = inputs.iter().map(|i| &g.tensors[i.0].meta).collect();
-            let meta = front.check(&metas)?;
-            let x = g.push(&format!("{name}.input"), meta, Role::Computed);
-            g.nodes.push(Node { op: front, inputs, output: x });
-            let slots = epilogue.slots(first);
-            let input = |slot: Option<usize>| slot.map(|i| node.inputs[i]);
-            let (w, bias, skip) = (node.inputs[slots.w_out], input(slots.bias), input(slots.skip));
-            let (post_weight, post_bias) = (input(slots.post_weight), input(slots.post_bias));
-            let residual = if skip.is_some() { Residual::Add } else { Residual::None };
-            let down = Epilogue { bias: epilogue.bias, residual, ..Epilogue::NONE };
-            let sum = match epilogue.post_norm {
-                Some(_) => g.push(&format!("{name}.sum"), out_meta, Role::Computed),
-                None => node.output,
-            };
-            let inputs = [Some(x), Some(w), bias, skip].into_iter().flatten().collect();
-            g.nodes.push(Node { op: down.into(), inputs, output: sum });
-            if let (Some(eps), Some(weight), Some(b)) = (epilogue.post_norm, post_weight, post_bias) {
-                g.nodes.push(Node {
-                    op: LayerNorm::new(eps).into(),
-                    inputs: vec![sum, weight, b],
-                    output: node.output,
-                });
-            }
-        }
-        Ok(g)
-    }
-
-    /// The same graph with every attention node whose keys `caps` splits across workgroups
-    /// ([`crate::gpu::Caps::key_chunks`]) as the key split's partials and combine passes.
-    pub(crate) fn with_keys_split(&self, caps: &crate::gpu::Caps) -> Result<Graph> {
-        let mut g = Graph { tensors: self.tensors.clone(), nodes: Vec::new(), outputs: self.outputs.clone() };
-        for node in &self.nodes {
-            let Op::Attention(attention) = node.op else {
-                g.nodes.push(node.clone());
-                continue;
-            };
-            let metas: Vec<&Meta> = node.inputs.iter().map(|i| &self.tensors[i.0].meta).collect();
-            let chunks = caps.key_chunks(&attention.geometry(&metas));
-            if chunks < 2 {
-                g.nodes.push(node.clone());
-                continue;
-            }
-            let partials_op = attention.key_split(chunks, SplitPass::Partials);
-            let meta = partials_op.check(&metas)?;
-            let name = format!("{}.partials", self.tensors[node.output.0].name);
-            let partials = g.push(&name, meta, Role::Computed);
-            g.nodes.push(Node { op: partials_op.into(), inputs: node.inputs.clone(), output: partials });
-            let combine = attention.key_split(chunks, SplitPass::Combine);
-            g.nodes.push(Node { op: combine.into(), inputs: vec![partials, node.inputs[0]], output: node.output });
-        }
-        Ok(g)
+        let split = Caps::offline(&[("sublayers", "split")]);
+        lower::lower_where(self, &split, &|op| matches!(op, Op::AttentionRows(_) | Op::MlpRows(_)))
     }
 
     fn push(&mut self, name: &str, meta: Meta, role: Role) -> TensorId {

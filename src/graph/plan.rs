@@ -78,22 +78,36 @@ struct Planned {
 }
 
 impl Plan {
-    /// Plans `graph` on `gpu`. Every size is checked against the device limits before any
-    /// buffer is created; GPU errors during set-up come back as [`Error::Device`].
+    /// Plans `graph` on `gpu`: nodes no output depends on dropped, each node lowered for the
+    /// device (`graph::lower`), variants chosen. Every size is checked against the device
+    /// limits before any buffer is created; GPU errors during set-up come back as
+    /// [`Error::Device`].
     pub fn new(gpu: &Gpu, graph: &Graph) -> Result<Self> {
+        Self::check_devices(gpu, graph)?;
+        Self::planned(gpu, &super::lower::lower(graph, gpu.caps())?)
+    }
+
+    /// Plans `graph`'s nodes as built, with no lowering step: what a kernel's own case measures
+    /// (its bench row, its fuzz cases), whatever the device would rewrite it into.
+    pub fn unlowered(gpu: &Gpu, graph: &Graph) -> Result<Self> {
+        Self::check_devices(gpu, graph)?;
+        Self::planned(gpu, &graph.pruned())
+    }
+
+    /// A constant of another device is an error before any GPU work (wgpu would abort).
+    fn check_devices(gpu: &Gpu, graph: &Graph) -> Result<()> {
         if graph.outputs.is_empty() {
             return Err(Error::Graph("graph has no outputs".into()));
         }
-        // Nodes no output depends on are dropped here: no pipeline, dispatch or buffer.
-        let mut graph = graph.pruned();
-        if !gpu.caps().fuses_sublayers() {
-            graph = graph.with_sublayers_split()?;
+        for t in &graph.tensors {
+            if let Role::Constant(tensor) = &t.role {
+                tensor.check_device(gpu, || format!("graph constant `{}`", t.name))?;
+            }
         }
-        if !gpu.caps().fuses_input_norms() {
-            graph = graph.with_input_norms_split();
-        }
-        graph = graph.with_keys_split(gpu.caps())?;
-        let graph = &graph;
+        Ok(())
+    }
+
+    fn planned(gpu: &Gpu, graph: &Graph) -> Result<Self> {
         let limits = gpu.limits();
         let bytes = graph
             .tensors
@@ -127,7 +141,8 @@ impl Plan {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let overrides = kernel.overrides(spec, &metas);
-                let pipeline = gpu.pipeline(&spec.pipeline(kernel.storage(&metas), &overrides))?;
+                let storage = kernel.storage(&metas);
+                let pipeline = gpu.pipeline(&spec.pipeline(storage, &overrides, &|| spec.source_for(storage)))?;
                 Ok(Planned { spec, pipeline, dispatches })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -43,7 +43,9 @@ impl Plan {
             }
             ids.iter()
                 .zip(given)
-                .map(|(id, t)| {
+                .enumerate()
+                .map(|(i, (id, t))| {
+                    t.check_device(&self.gpu, || format!("{what} tensor {i} of run_into"))?;
                     let own = self.own(*id)?;
                     if t.shape() != own.shape() || t.dtype() != own.dtype() {
                         return Err(Error::shape(

@@ -2,7 +2,7 @@
 //! the image size (a few scalars), the per-token gather runs on the GPU.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::anyres::NAME;
@@ -57,7 +57,8 @@ pub static SPEC: KernelSpec = KernelSpec {
 };
 
 /// The AnyRes family.
-pub static FAMILY: Family = Family { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision };
+pub static FAMILY: KernelFamily =
+    KernelFamily { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision, ..KernelFamily::BASE };
 
 impl Kernel for AnyResLayout {
     fn name(&self) -> &'static str {

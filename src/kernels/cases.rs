@@ -1,5 +1,5 @@
 //! Test, fuzz and bench cases as GPU-free recipes: tensors with their data, nodes, outputs and
-//! a tolerance model derived from the data. Kernel units offer them ([`super::Family`]); the
+//! a tolerance model derived from the data. Kernel units offer them ([`super::KernelFamily`]); the
 //! harnesses (`vlbridge fuzz`, `vlbridge bench`, the precision tests) build them into graphs
 //! with `Graph::from_case`, run them and hold them to [`Case::check`].
 

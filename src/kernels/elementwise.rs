@@ -3,7 +3,7 @@
 //! convert (`shaders/convert.wgsl`: f32 parameters into f16 graphs).
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::{DType, round_to};
 use crate::error::Result;
 use crate::ops::elementwise::check_unary;
@@ -44,8 +44,14 @@ pub static GELU_SPEC: KernelSpec = KernelSpec {
 };
 
 /// The GELU family.
-pub static GELU_FAMILY: Family =
-    Family { name: GELU, specs: &[&GELU_SPEC], fuzz: Some(fuzz_gelu), bench: bench_gelu, precision: precision_gelu };
+pub static GELU_FAMILY: KernelFamily = KernelFamily {
+    name: GELU,
+    specs: &[&GELU_SPEC],
+    fuzz: Some(fuzz_gelu),
+    bench: bench_gelu,
+    precision: precision_gelu,
+    ..KernelFamily::BASE
+};
 
 impl Kernel for GeluForm {
     fn name(&self) -> &'static str {
@@ -133,12 +139,13 @@ pub static REPEAT_SPEC: KernelSpec = KernelSpec::new(
 );
 
 /// The repeat family.
-pub static REPEAT_FAMILY: Family = Family {
+pub static REPEAT_FAMILY: KernelFamily = KernelFamily {
     name: Repeat::NAME,
     specs: &[&REPEAT_SPEC],
     fuzz: Some(fuzz_repeat),
     bench: bench_repeat,
     precision: precision_repeat,
+    ..KernelFamily::BASE
 };
 
 impl Kernel for Repeat {
@@ -201,12 +208,13 @@ pub static CONVERT_SPEC: KernelSpec = KernelSpec::new(
 );
 
 /// The convert family.
-pub static CONVERT_FAMILY: Family = Family {
+pub static CONVERT_FAMILY: KernelFamily = KernelFamily {
     name: Convert::NAME,
     specs: &[&CONVERT_SPEC],
     fuzz: Some(fuzz_convert),
-    bench: super::Family::no_bench,
+    bench: super::KernelFamily::no_bench,
     precision: precision_convert,
+    ..KernelFamily::BASE
 };
 
 impl Kernel for Convert {

@@ -4,7 +4,7 @@
 //! the fuzzer, `vlbridge bench`, the precision tests and the CLI iterate over.
 //!
 //! Adding a kernel: `shaders/foo.wgsl`, `src/kernels/foo.rs` (a type implementing [`Kernel`]
-//! and its [`Family`]), the f64 function in `src/reference/`, one line in the registry, one
+//! and its [`KernelFamily`]), the f64 function in `src/reference/`, one line in the registry, one
 //! proptest block.
 
 pub mod anyres;
@@ -12,6 +12,7 @@ pub mod attention;
 pub mod cases;
 pub mod elementwise;
 pub mod gemm;
+pub mod lowering;
 pub mod norm;
 pub mod pool;
 pub mod probe;
@@ -23,6 +24,7 @@ pub mod wgsl;
 use std::fmt;
 
 pub use cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance};
+pub use lowering::{Lowering, Slot};
 
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -42,7 +44,8 @@ pub struct KernelSpec {
     pub variant: &'static str,
     /// Path under `shaders/`, for messages.
     pub file: &'static str,
-    /// `shaders/common/` files put in front of the body.
+    /// The `shaders/common/` files the body uses directly (what those build on goes in front
+    /// of them by itself).
     pub prelude: &'static [&'static str],
     /// The kernel file's WGSL.
     pub body: &'static str,
@@ -86,11 +89,12 @@ impl KernelSpec {
         }
     }
 
-    /// Full WGSL source with activations stored as `storage`: the storage prelude, the
-    /// kernel's prelude, then its body.
+    /// Full WGSL source with activations stored as `storage`: the storage prelude, the grid
+    /// contract, the kernel's prelude files after the common files they build on
+    /// ([`wgsl::with_dependencies`]), then its body.
     pub fn source_for(&self, storage: DType) -> String {
         let prelude: Vec<&str> =
-            std::iter::once(wgsl::for_storage(storage)).chain(self.prelude.iter().copied()).collect();
+            [wgsl::for_storage(storage), wgsl::GRID].into_iter().chain(wgsl::with_dependencies(self.prelude)).collect();
         wgsl::assemble(&prelude, self.body)
     }
 
@@ -107,12 +111,19 @@ impl KernelSpec {
         caps.features.contains(self.features) && (self.min_subgroup == 0 || caps.subgroups_of(self.min_subgroup))
     }
 
-    /// The pipeline description for `storage` and `overrides`.
-    pub fn pipeline<'a>(&'a self, storage: DType, overrides: &'a [(&'static str, f64)]) -> PipelineDesc<'a> {
+    /// The pipeline description for `storage` and `overrides`; `source` assembles the WGSL
+    /// (`|| spec.source_for(storage)`), only called when the device has not built it yet.
+    pub fn pipeline<'a>(
+        &'a self,
+        storage: DType,
+        overrides: &'a [(&'static str, f64)],
+        source: &'a dyn Fn() -> String,
+    ) -> PipelineDesc<'a> {
         PipelineDesc {
             label: self.name,
-            source: self.source_for(storage),
             entry: self.entry,
+            storage,
+            source,
             bindings: self.bindings,
             uniform_size: self.params_size,
             features: self.features_for(storage),
@@ -189,6 +200,12 @@ pub trait Kernel: fmt::Debug + Send + Sync {
         variants.into_iter().find(|s| s.runs_on(caps)).unwrap_or(last)
     }
 
+    /// The problem class a measured tune keys its choice by (`thin`, `wide`, ..): the classes
+    /// of the family's `tune` problems.
+    fn tune_class(&self, _inputs: &[&Meta]) -> &'static str {
+        "all"
+    }
+
     /// Override constants that specialise the shader for these (checked) inputs.
     fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
         Vec::new()
@@ -215,35 +232,64 @@ pub trait Kernel: fmt::Debug + Send + Sync {
     /// The f64 reference on host data (inputs as the node takes them, already checked).
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64>;
 
+    /// The nodes that run this op on a device with `caps` when they are not the op itself: a
+    /// fused node split where the split runs faster there, a pass split in two. `None` keeps
+    /// the node. Called once per node at plan time, and again on the nodes it returns.
+    fn lower(&self, _caps: &Caps, _inputs: &[&Meta], _output: &Meta) -> Result<Option<Lowering>> {
+        Ok(None)
+    }
+
     /// The activation storage type of the node: its pipeline is built for it.
     fn storage(&self, inputs: &[&Meta]) -> DType {
         if self.operand(0) == Operand::Activation { inputs.first().map_or(DType::F32, |m| m.dtype) } else { DType::F32 }
     }
 }
 
-/// What a kernel family offers the harnesses, besides its ops.
-pub struct Family {
+/// What a kernel family offers the harnesses, besides its ops: everything the shader test, the
+/// fuzzer, the bench, the tune and the precision tests need to know of it, so they loop over
+/// the registry and name no kernel.
+pub struct KernelFamily {
     /// The kernel's name (as [`Kernel::name`]).
     pub name: &'static str,
     /// Every shader entry point it ships.
     pub specs: &'static [&'static KernelSpec],
+    /// Whether its specs are alternatives a device can be forced to run (`kernel=variant`);
+    /// not where they are the passes of one op (the naive and key-split attentions).
+    pub forceable: bool,
     /// One random differential case (`vlbridge fuzz`); `None` for utility kernels.
     pub fuzz: Option<fn(&mut CaseRng, &CaseTarget) -> Result<Case>>,
     /// Its real-size rows of `vlbridge bench`.
     pub bench: fn() -> Vec<BenchCase>,
+    /// The problems `vlbridge tune` times its variants on, one per problem class
+    /// ([`Kernel::tune_class`]); none for a kernel without a tuned choice.
+    pub tune: fn() -> Vec<BenchCase>,
     /// Its cases with f16 activations (`tests/precision.rs`).
     pub precision: fn() -> Result<Vec<Case>>,
 }
 
-impl fmt::Debug for Family {
+impl KernelFamily {
+    /// The defaults a family's declaration starts from (`..KernelFamily::BASE`): forceable,
+    /// no cases, no bench rows, no tune.
+    pub const BASE: KernelFamily = KernelFamily {
+        name: "",
+        specs: &[],
+        forceable: true,
+        fuzz: None,
+        bench: Self::no_bench,
+        tune: Self::no_bench,
+        precision: Self::no_cases,
+    };
+}
+
+impl fmt::Debug for KernelFamily {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Family").field("name", &self.name).finish()
+        f.debug_struct("KernelFamily").field("name", &self.name).finish()
     }
 }
 
-impl Family {
+impl KernelFamily {
     /// The family named `name`, or an error listing the known names.
-    pub fn find(name: &str) -> Result<&'static Family> {
+    pub fn find(name: &str) -> Result<&'static KernelFamily> {
         FAMILIES.iter().copied().find(|f| f.name == name).ok_or_else(|| Error::Config {
             field: "kernel".into(),
             problem: format!(
@@ -254,10 +300,9 @@ impl Family {
     }
 
     /// The variants a device can be forced to run (`kernel=variant`), in registry order; empty
-    /// for a kernel without a choice. The naive and key-split attentions' specs are their
-    /// passes, not alternatives.
+    /// for a kernel without a choice.
     pub fn alternatives(&self) -> Vec<&'static str> {
-        if [crate::ops::Naive::NAME, crate::ops::KeySplit::NAME].contains(&self.name) {
+        if !self.forceable {
             return Vec::new();
         }
         let mut variants: Vec<&'static str> = Vec::new();
@@ -275,7 +320,7 @@ impl Family {
     }
 
     /// Every family with fuzz cases.
-    pub fn fuzzable() -> impl Iterator<Item = &'static Family> {
+    pub fn fuzzable() -> impl Iterator<Item = &'static KernelFamily> {
         FAMILIES.iter().copied().filter(|f| f.fuzz.is_some())
     }
 
@@ -351,8 +396,9 @@ impl Op {
     }
 }
 
-/// Folds a 1-D workgroup count into a grid within `max_per_dim` per dimension. Shaders
-/// linearise `wid.y * num_workgroups.x + wid.x` and return past `count`.
+/// Folds a 1-D workgroup count into a grid within `max_per_dim` per dimension. Shaders take
+/// the linear index back with `workgroup_index` (`shaders/common/grid.wgsl`, in front of every
+/// kernel) and return past `count`.
 pub fn fold_grid(kernel: &'static str, count: u64, max_per_dim: u32) -> Result<[u32; 3]> {
     let max = u64::from(max_per_dim);
     if count <= max {
@@ -396,7 +442,7 @@ macro_rules! registry {
         })*
 
         /// Every kernel family, once, in registry order.
-        pub static FAMILIES: &[&Family] = &[$(&$family,)*];
+        pub static FAMILIES: &[&KernelFamily] = &[$(&$family,)*];
     };
 }
 

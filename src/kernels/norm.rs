@@ -2,7 +2,7 @@
 //! LayerNorm (two passes, so a large common offset loses no precision) and RMSNorm.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::norm::norm_dim;
@@ -34,12 +34,13 @@ pub static LAYER_NORM_SPEC: KernelSpec =
     KernelSpec::new(LayerNorm::NAME, "norm.wgsl", SOURCE, "layer_norm", BINDINGS, WORKGROUP, PARAMS);
 
 /// The LayerNorm family.
-pub static LAYER_NORM_FAMILY: Family = Family {
+pub static LAYER_NORM_FAMILY: KernelFamily = KernelFamily {
     name: LayerNorm::NAME,
     specs: &[&LAYER_NORM_SPEC],
     fuzz: Some(fuzz_layer_norm),
     bench: bench_layer_norm,
     precision: precision_layer_norm,
+    ..KernelFamily::BASE
 };
 
 /// One workgroup per row of `dim` elements.
@@ -93,12 +94,13 @@ pub static RMS_NORM_SPEC: KernelSpec =
     KernelSpec::new(RmsNorm::NAME, "norm.wgsl", SOURCE, "rms_norm", BINDINGS, WORKGROUP, PARAMS);
 
 /// The RMSNorm family.
-pub static RMS_NORM_FAMILY: Family = Family {
+pub static RMS_NORM_FAMILY: KernelFamily = KernelFamily {
     name: RmsNorm::NAME,
     specs: &[&RMS_NORM_SPEC],
     fuzz: Some(fuzz_rms_norm),
     bench: bench_rms_norm,
     precision: precision_rms_norm,
+    ..KernelFamily::BASE
 };
 
 impl Kernel for RmsNorm {

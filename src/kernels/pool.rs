@@ -2,7 +2,7 @@
 //! element: `k × k` average pooling and LLaVA-OneVision's bilinear halving.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, Op, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::{AvgPool, BilinearHalf, Meta, Operand};
@@ -57,21 +57,23 @@ pub static AVG_POOL_SPEC: KernelSpec = spec(AvgPool::NAME, "avg_pool");
 pub static BILINEAR_SPEC: KernelSpec = spec(BilinearHalf::NAME, "bilinear");
 
 /// The average-pooling family.
-pub static AVG_POOL_FAMILY: Family = Family {
+pub static AVG_POOL_FAMILY: KernelFamily = KernelFamily {
     name: AvgPool::NAME,
     specs: &[&AVG_POOL_SPEC],
     fuzz: Some(fuzz_avg_pool),
     bench: bench_avg_pool,
     precision: precision_avg_pool,
+    ..KernelFamily::BASE
 };
 
 /// The bilinear-halving family.
-pub static BILINEAR_FAMILY: Family = Family {
+pub static BILINEAR_FAMILY: KernelFamily = KernelFamily {
     name: BilinearHalf::NAME,
     specs: &[&BILINEAR_SPEC],
     fuzz: Some(fuzz_bilinear),
     bench: bench_bilinear,
     precision: precision_bilinear,
+    ..KernelFamily::BASE
 };
 
 /// One invocation per output element, channel fastest.

@@ -3,7 +3,7 @@
 //! (`shaders/loop_probe.wgsl`). They run as graph nodes like every other kernel; the
 //! measurements themselves are in `crate::diagnostics`.
 
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::{Meta, Operand, check_arity};
@@ -88,28 +88,31 @@ pub static LOOP_SPEC: KernelSpec = KernelSpec::new(
 );
 
 /// The FMA microbenchmark.
-pub static FMA_FAMILY: Family = Family {
+pub static FMA_FAMILY: KernelFamily = KernelFamily {
     name: "roofline_fma",
     specs: &[&FMA_SPEC],
     fuzz: None,
-    bench: Family::no_bench,
-    precision: Family::no_cases,
+    bench: KernelFamily::no_bench,
+    precision: KernelFamily::no_cases,
+    ..KernelFamily::BASE
 };
 /// The copy microbenchmark.
-pub static COPY_FAMILY: Family = Family {
+pub static COPY_FAMILY: KernelFamily = KernelFamily {
     name: "roofline_copy",
     specs: &[&COPY_SPEC],
     fuzz: None,
-    bench: Family::no_bench,
-    precision: Family::no_cases,
+    bench: KernelFamily::no_bench,
+    precision: KernelFamily::no_cases,
+    ..KernelFamily::BASE
 };
 /// The driver probe.
-pub static LOOP_FAMILY: Family = Family {
+pub static LOOP_FAMILY: KernelFamily = KernelFamily {
     name: "loop_probe",
     specs: &[&LOOP_SPEC],
     fuzz: None,
-    bench: Family::no_bench,
-    precision: Family::no_cases,
+    bench: KernelFamily::no_bench,
+    precision: KernelFamily::no_cases,
+    ..KernelFamily::BASE
 };
 
 fn params(iterations: u32, len: u32) -> Params {

@@ -2,7 +2,7 @@
 //! tokens of `s²·C` channels, for several images of their own grids at once.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::shuffle::NAME;
@@ -38,7 +38,8 @@ pub static SPEC: KernelSpec = KernelSpec::new(
 );
 
 /// The pixel-shuffle family.
-pub static FAMILY: Family = Family { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision };
+pub static FAMILY: KernelFamily =
+    KernelFamily { name: NAME, specs: &[&SPEC], fuzz: Some(fuzz), bench, precision, ..KernelFamily::BASE };
 
 impl Kernel for PixelShuffle {
     fn name(&self) -> &'static str {

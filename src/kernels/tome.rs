@@ -3,7 +3,7 @@
 //! trip. Indices are u32.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::tome::NAME;
@@ -94,12 +94,13 @@ pub static MERGE_SPEC: KernelSpec = spec("tome_merge", "tome_merge.wgsl", MERGE,
 pub static SOURCE: KernelSpec = spec("tome_source", "tome_index.wgsl", INDEX, "source");
 
 /// The ToMe family.
-pub static FAMILY: Family = Family {
+pub static FAMILY: KernelFamily = KernelFamily {
     name: NAME,
     specs: &[&NORMALIZE, &BEST_MATCH, &BEST_MATCH_SUBGROUP, &SCORE, &RANK, &PLACE, &MERGE_SPEC, &SOURCE],
     fuzz: Some(fuzz),
     bench,
     precision,
+    ..KernelFamily::BASE
 };
 
 impl Kernel for TomeStep {

@@ -10,6 +10,9 @@ use crate::dtype::DType;
 pub const STORAGE_F32: &str = include_str!("../../shaders/common/storage_f32.wgsl");
 /// (see [`STORAGE_F32`])
 pub const STORAGE_F16: &str = include_str!("../../shaders/common/storage_f16.wgsl");
+/// The grid contract with [`super::fold_grid`]: `workgroup_index`, `invocation` (every
+/// kernel has it in front, after the storage type).
+pub const GRID: &str = include_str!("../../shaders/common/grid.wgsl");
 /// GELU in both forms and an overflow-safe tanh.
 pub const ACTIVATIONS: &str = include_str!("../../shaders/common/activations.wgsl");
 /// The GEMM epilogue (bias, activation, residual, tanh gate) and its bindings.
@@ -47,11 +50,12 @@ pub const TOME_LAYOUT: &str = include_str!("../../shaders/common/tome_layout.wgs
 pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/storage_f32.wgsl", STORAGE_F32, &[]),
     ("common/storage_f16.wgsl", STORAGE_F16, &[]),
+    ("common/grid.wgsl", GRID, &[]),
     ("common/activations.wgsl", ACTIVATIONS, &[]),
     ("common/gemm_epilogue.wgsl", GEMM_EPILOGUE, &[STORAGE_F32, ACTIVATIONS]),
     ("common/gemm_input_scalar.wgsl", GEMM_INPUT_SCALAR, &[STORAGE_F32, ACTIVATIONS, GEMM_EPILOGUE]),
     ("common/attention_layout.wgsl", ATTENTION_LAYOUT, &[STORAGE_F32]),
-    ("common/zero_times.wgsl", ZERO_TIMES, &[STORAGE_F32, ATTENTION_LAYOUT]),
+    ("common/zero_times.wgsl", ZERO_TIMES, &[BATCH_PARAMS]),
     ("common/attention_stream.wgsl", ATTENTION_STREAM, &[STORAGE_F32, ATTENTION_LAYOUT, ZERO_TIMES, TAKE_MERGED]),
     ("common/rows_epilogue.wgsl", ROWS_EPILOGUE, &[STORAGE_F32, ROWS_OUT]),
     ("common/tome_layout.wgsl", TOME_LAYOUT, &[]),
@@ -64,6 +68,8 @@ pub const COMMON: &[(&str, &str, &[&str])] = &[
     ("common/weights_scalar_bf16.wgsl", WEIGHTS_SCALAR_BF16, &[]),
 ];
 
+/// What zero_times.wgsl needs of its kernel (a `params.batch`), for validating it alone.
+const BATCH_PARAMS: &str = "struct Params { batch: u32 }\n@group(0) @binding(0) var<uniform> params: Params;";
 /// What attention_stream.wgsl needs of its kernel, for validating it alone.
 const TAKE_MERGED: &str = "fn take_merged(d: u32, v: f32) {}";
 /// What rows_epilogue.wgsl needs of its kernel, for validating it alone.
@@ -76,6 +82,31 @@ pub fn for_storage(storage: DType) -> &'static str {
         DType::F16 => STORAGE_F16,
         _ => STORAGE_F32,
     }
+}
+
+/// `files` with every common file each needs ([`COMMON`]) in front of it, each once, in an
+/// order where a file follows what it builds on: a kernel names only the files it uses
+/// directly. The storage type and the grid contract are every kernel's and are left out.
+pub fn with_dependencies(files: &[&'static str]) -> Vec<&'static str> {
+    fn visit(file: &'static str, out: &mut Vec<&'static str>) {
+        // By content: a `const` may be a different copy at each use.
+        let same = |a: &str, b: &str| a.len() == b.len() && a == b;
+        if out.iter().any(|f| same(f, file)) || [STORAGE_F32, STORAGE_F16, GRID].iter().any(|f| same(f, file)) {
+            return;
+        }
+        // A need that is no common file is a stand-in of the kernel's own code (validation only).
+        if let Some((_, _, needs)) = COMMON.iter().find(|(_, source, _)| same(source, file)) {
+            for need in needs.iter().filter(|n| COMMON.iter().any(|(_, s, _)| same(s, n))) {
+                visit(need, out);
+            }
+        }
+        out.push(file);
+    }
+    let mut out = Vec::new();
+    for file in files {
+        visit(file, &mut out);
+    }
+    out
 }
 
 /// The full source a pipeline is built from: prelude files, then the kernel file.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
 use super::{Built, Model, Runner, Tensors, input_f32, input_shape_error};
 use crate::connectors::{QFormer, QFormerConfig, StateDict};
-use crate::dtype::{DType, HostVec};
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::weights::Weights;
@@ -106,8 +106,9 @@ impl Runner for Run {
         if shape[2] != encoder {
             return Err(input_shape_error("image_embeds", shape, format!("[batch, tokens, {encoder}]")));
         }
-        let (graph, _, _) = self.qformer.graph(shape[0], shape[1])?;
-        let feeds = vec![HostVec::F32(x.to_vec())];
-        Ok(Built { graph, feeds, names: vec!["language_model_inputs", "qformer_last_hidden_state"] })
+        let (mut graph, input, _) = self.qformer.graph(shape[0], shape[1])?;
+        // The Q-Former's encoder_hidden_states are the vision tower's image_embeds.
+        graph.rename(input, "image_embeds")?;
+        Built::one(graph, x, self.qformer.output_names())
     }
 }

@@ -5,9 +5,9 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
-use super::{Built, Family, Model, Runner, Tensors, input_f32, input_ints, input_shape_error};
+use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32, input_ints, input_shape_error};
 use crate::connectors::{AnyRes, LlavaProjector, StateDict};
-use crate::dtype::{DType, HostVec};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
@@ -31,7 +31,7 @@ struct LlavaJson {
 /// A LLaVA-family connector described by its config.
 #[derive(Debug, Clone)]
 pub(super) struct Llava {
-    family: Family,
+    family: ModelFamily,
     act: GeluForm,
     act_name: String,
     bias: bool,
@@ -48,7 +48,7 @@ pub(super) struct Llava {
 }
 
 impl Llava {
-    pub(super) fn new(family: Family, config: &ConfigJson) -> Result<Self> {
+    pub(super) fn new(family: ModelFamily, config: &ConfigJson) -> Result<Self> {
         let c: LlavaJson = config.parse()?;
         let act_name = required("projector_hidden_act", c.projector_hidden_act)?;
         let act = GeluForm::from_hf("projector_hidden_act", &act_name)?;
@@ -65,20 +65,20 @@ impl Llava {
                 problem: format!("`{strategy}` (default or full)"),
             });
         }
-        let anyres = family != Family::Llava;
+        let anyres = family != ModelFamily::Llava;
         let pinpoints = if anyres {
             required("image_grid_pinpoints", c.image_grid_pinpoints.as_ref())?.clone()
         } else {
             Vec::new()
         };
         let max_patches = match (family, c.vision_aspect_ratio.as_deref()) {
-            (Family::LlavaOnevision, None) => {
+            (ModelFamily::LlavaOnevision, None) => {
                 return Err(Error::Config {
                     field: "vision_aspect_ratio".into(),
                     problem: "missing from config.json".into(),
                 });
             }
-            (Family::LlavaOnevision, Some(ratio)) => {
+            (ModelFamily::LlavaOnevision, Some(ratio)) => {
                 Some(ratio.strip_prefix("anyres_max_").and_then(|n| n.parse().ok()).ok_or_else(|| Error::Config {
                     field: "vision_aspect_ratio".into(),
                     problem: format!("`{ratio}` (anyres_max_N)"),
@@ -119,8 +119,8 @@ impl Llava {
 impl Model for Llava {
     fn connector(&self) -> &'static str {
         match self.family {
-            Family::Llava => "LlavaMultiModalProjector",
-            Family::LlavaNext => "LlavaMultiModalProjector + LlavaNextModel.pack_image_features",
+            ModelFamily::Llava => "LlavaMultiModalProjector",
+            ModelFamily::LlavaNext => "LlavaMultiModalProjector + LlavaNextModel.pack_image_features",
             _ => "LlavaOnevisionMultiModalProjector + LlavaOnevisionModel.pack_image_features",
         }
     }
@@ -140,7 +140,7 @@ impl Model for Llava {
             ("vision_feature_layer".into(), self.feature_layer.clone()),
             ("vision_feature_select_strategy".into(), self.strategy.clone()),
         ];
-        if self.family != Family::Llava {
+        if self.family != ModelFamily::Llava {
             s.push((
                 "tile".into(),
                 format!("{} px, patch {} ({0} // {1} = {} per side)", self.tile, self.patch, self.side()),
@@ -155,9 +155,9 @@ impl Model for Llava {
 
     fn tokens(&self) -> (String, String) {
         // The feature layer keeps CLIP's class token only under `full`.
-        let class = usize::from(self.strategy == "full" && self.family == Family::Llava);
+        let class = usize::from(self.strategy == "full" && self.family == ModelFamily::Llava);
         let patches = self.side() * self.side() + class;
-        if self.family == Family::Llava {
+        if self.family == ModelFamily::Llava {
             return (format!("{patches} per image"), format!("{patches} per image"));
         }
         // The tile grid comes from each image's size: one example, the largest pinpoint.
@@ -182,7 +182,7 @@ impl Model for Llava {
 
     fn state_dict(&self) -> StateDict {
         let mut t = LlavaProjector::state_dict([self.vision, self.text, self.text], self.bias);
-        if self.family != Family::Llava {
+        if self.family != ModelFamily::Llava {
             t.tensor("image_newline", &[self.text]);
         }
         t
@@ -190,7 +190,7 @@ impl Model for Llava {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let projector = LlavaProjector::from_weights(gpu, weights, self.act)?.with_activations(activations);
-        if self.family == Family::Llava {
+        if self.family == ModelFamily::Llava {
             return Ok(Box::new(Projector { projector }));
         }
         let anyres = AnyRes::from_weights(gpu, weights, self.tile, self.patch, &self.pinpoints)?;
@@ -214,8 +214,7 @@ impl Runner for Projector {
         if shape[2] != vision {
             return Err(input_shape_error("image_features", shape, format!("[batch, tokens, {vision}]")));
         }
-        let (graph, _, _) = self.projector.graph(shape[0], shape[1])?;
-        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["projected"] })
+        Built::one(self.projector.graph(shape[0], shape[1])?.0, x, &["projected"])
     }
 }
 
@@ -254,6 +253,6 @@ impl Runner for Packed {
         let packed = self.anyres.add(&mut g, projected, &layout)?;
         g.output(packed)?;
         g.output(projected)?;
-        Ok(Built { graph: g, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["packed", "projected_tiles"] })
+        Built::one(g, x, &["packed", "projected_tiles"])
     }
 }

@@ -5,9 +5,9 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, Side, required};
-use super::{Built, Family, Model, Runner, Tensors, input_f32};
+use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
-use crate::dtype::{DType, HostVec};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::ops::GeluForm;
@@ -61,7 +61,7 @@ pub(super) struct MergerModel {
 }
 
 impl MergerModel {
-    pub(super) fn new(family: Family, config: &ConfigJson) -> Result<Self> {
+    pub(super) fn new(family: ModelFamily, config: &ConfigJson) -> Result<Self> {
         let c: MergerJson = config.parse()?;
         let v = &c.vision_config;
         let text_hidden = || required("text_config.hidden_size", c.text_config.hidden_size);
@@ -74,17 +74,17 @@ impl MergerModel {
         };
         let mut settings = Vec::new();
         let (kind, scale, vision, text) = match family {
-            Family::Qwen2Vl => {
+            ModelFamily::Qwen2Vl => {
                 let merge = required("vision_config.spatial_merge_size", v.spatial_merge_size)?;
                 let c_in = required("vision_config.embed_dim", v.embed_dim)?;
                 (MergerKind::Qwen2Vl, merge, c_in, vision_hidden()?)
             }
-            Family::Qwen25Vl => {
+            ModelFamily::Qwen25Vl => {
                 let merge = required("vision_config.spatial_merge_size", v.spatial_merge_size)?;
                 let out = required("vision_config.out_hidden_size", v.out_hidden_size)?;
                 (MergerKind::Qwen25Vl, merge, vision_hidden()?, out)
             }
-            Family::InternVl => {
+            ModelFamily::InternVl => {
                 let ratio = required("downsample_ratio", c.downsample_ratio)?;
                 let scale = (1.0 / ratio).round();
                 if !(ratio > 0.0 && (scale * ratio - 1.0).abs() < 1e-9) {
@@ -96,11 +96,11 @@ impl MergerModel {
                 settings.push(("downsample_ratio".into(), ratio.to_string()));
                 (MergerKind::InternVl, scale as usize, vision_hidden()?, text_hidden()?)
             }
-            Family::Idefics3 | Family::SmolVlm => {
+            ModelFamily::Idefics3 | ModelFamily::SmolVlm => {
                 let scale = required("scale_factor", c.scale_factor)?;
                 (MergerKind::Idefics3, scale, vision_hidden()?, text_hidden()?)
             }
-            Family::Gemma3 => {
+            ModelFamily::Gemma3 => {
                 let patches = required("vision_config.image_size / patch_size", side)?;
                 let tokens = required("mm_tokens_per_image", c.mm_tokens_per_image)?;
                 let per_side = (tokens as f64).sqrt() as usize;
@@ -227,8 +227,7 @@ impl Runner for MergerRun {
         };
         let (shape, x) = input_f32(inputs, name, rank)?;
         let sizes = if kind == MergerKind::Mistral3 { image_sizes(inputs)? } else { Vec::new() };
-        let (graph, _, _) = self.merger.graph(&self.gpu, shape, &sizes)?;
-        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: kind.output_names().to_vec() })
+        Built::one(self.merger.graph(&self.gpu, shape, &sizes)?.0, x, kind.output_names())
     }
 }
 

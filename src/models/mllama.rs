@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::config::{ConfigJson, required};
 use super::{Built, Model, Runner, Tensors, input_f32};
 use crate::connectors::{MllamaProjector, StateDict};
-use crate::dtype::{DType, HostVec};
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::weights::Weights;
@@ -110,7 +110,6 @@ impl Runner for ProjectorRun {
     fn build(&self, inputs: &Tensors) -> Result<Built> {
         let rank = inputs.get("vision_outputs").map_or(5, |t| t.shape.len().max(2));
         let (shape, x) = input_f32(inputs, "vision_outputs", rank)?;
-        let (graph, _, _) = self.projector.graph(shape)?;
-        Ok(Built { graph, feeds: vec![HostVec::F32(x.to_vec())], names: vec!["cross_attention_states"] })
+        Built::one(self.projector.graph(shape)?.0, x, &["cross_attention_states"])
     }
 }

@@ -26,48 +26,22 @@ mod llava;
 mod merger;
 mod mllama;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+pub use crate::host::{HostTensor, ReferenceTensors, Tensors};
 pub use config::{ConfigClass, ConfigJson, FieldDefault, SubConfig, TextConfig, VisionConfig, config_classes};
 
-use crate::connectors::StateDict;
-use crate::dtype::{DType, HostData, HostVec};
+use crate::connectors::{ConnectorPlan, StateDict};
+use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan};
+use crate::graph::Graph;
 use crate::weights::{ReadObserver, Weights};
-
-/// A host tensor by shape: what connectors take in and give back by name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    /// Row-major shape.
-    pub shape: Vec<usize>,
-    /// Its values.
-    pub data: HostVec,
-}
-
-impl HostTensor {
-    /// A tensor of `shape` holding `data` (whose length must fit).
-    pub fn new(shape: &[usize], data: HostVec) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(Error::shape("tensor", format!("elements of {shape:?}"), n, data.len()));
-        }
-        Ok(Self { shape: shape.to_vec(), data })
-    }
-}
-
-/// Tensors by name.
-pub type Tensors = BTreeMap<String, HostTensor>;
-
-/// Reference outputs by name: (shape, f64 values).
-pub type ReferenceTensors = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 /// The model families vlbridge serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
+pub enum ModelFamily {
     /// LLaVA-1.5 (`llava`): the MLP projector.
     Llava,
     /// LLaVA-NeXT (`llava_next`): the projector per tile, then AnyRes packing.
@@ -95,22 +69,22 @@ pub enum Family {
 }
 
 /// `(model_type, family, the architecture class transformers writes)`.
-const FAMILIES: [(&str, Family, &str); 12] = [
-    ("llava", Family::Llava, "LlavaForConditionalGeneration"),
-    ("llava_next", Family::LlavaNext, "LlavaNextForConditionalGeneration"),
-    ("llava_onevision", Family::LlavaOnevision, "LlavaOnevisionForConditionalGeneration"),
-    ("blip-2", Family::Blip2, "Blip2ForConditionalGeneration"),
-    ("qwen2_vl", Family::Qwen2Vl, "Qwen2VLForConditionalGeneration"),
-    ("qwen2_5_vl", Family::Qwen25Vl, "Qwen2_5_VLForConditionalGeneration"),
-    ("internvl", Family::InternVl, "InternVLForConditionalGeneration"),
-    ("idefics3", Family::Idefics3, "Idefics3ForConditionalGeneration"),
-    ("smolvlm", Family::SmolVlm, "SmolVLMForConditionalGeneration"),
-    ("gemma3", Family::Gemma3, "Gemma3ForConditionalGeneration"),
-    ("mistral3", Family::Mistral3, "Mistral3ForConditionalGeneration"),
-    ("mllama", Family::Mllama, "MllamaForConditionalGeneration"),
+const FAMILIES: [(&str, ModelFamily, &str); 12] = [
+    ("llava", ModelFamily::Llava, "LlavaForConditionalGeneration"),
+    ("llava_next", ModelFamily::LlavaNext, "LlavaNextForConditionalGeneration"),
+    ("llava_onevision", ModelFamily::LlavaOnevision, "LlavaOnevisionForConditionalGeneration"),
+    ("blip-2", ModelFamily::Blip2, "Blip2ForConditionalGeneration"),
+    ("qwen2_vl", ModelFamily::Qwen2Vl, "Qwen2VLForConditionalGeneration"),
+    ("qwen2_5_vl", ModelFamily::Qwen25Vl, "Qwen2_5_VLForConditionalGeneration"),
+    ("internvl", ModelFamily::InternVl, "InternVLForConditionalGeneration"),
+    ("idefics3", ModelFamily::Idefics3, "Idefics3ForConditionalGeneration"),
+    ("smolvlm", ModelFamily::SmolVlm, "SmolVLMForConditionalGeneration"),
+    ("gemma3", ModelFamily::Gemma3, "Gemma3ForConditionalGeneration"),
+    ("mistral3", ModelFamily::Mistral3, "Mistral3ForConditionalGeneration"),
+    ("mllama", ModelFamily::Mllama, "MllamaForConditionalGeneration"),
 ];
 
-impl Family {
+impl ModelFamily {
     /// From `model_type`, or from `architectures` when the config has no `model_type`.
     pub fn detect(config: &ConfigJson) -> Result<Self> {
         let (model_type, architectures) = config.model_type()?;
@@ -164,31 +138,31 @@ pub(crate) trait Runner: Send + Sync {
     fn build(&self, inputs: &Tensors) -> Result<Built>;
 }
 
-/// A connector's graph for one set of inputs: the data it reads (in the graph's input order)
-/// and a name for each of its outputs (in the graph's output order).
+/// A connector's graph for one set of inputs, its outputs' names (in the graph's order) and
+/// the inputs as the graph takes them (by its input names, in its shapes).
 pub(crate) struct Built {
     pub graph: Graph,
-    pub feeds: Vec<HostVec>,
-    pub names: Vec<&'static str>,
+    pub outputs: &'static [&'static str],
+    pub feeds: Tensors,
 }
 
 impl Built {
-    /// The graph's outputs by name, with their shapes.
-    fn named<T>(&self, values: Vec<T>) -> Vec<(String, Vec<usize>, T)> {
-        self.names
-            .iter()
-            .zip(self.graph.outputs())
-            .zip(values)
-            .map(|((name, id), v)| ((*name).to_string(), self.graph.shape(*id).unwrap_or_default().to_vec(), v))
-            .collect()
+    /// A graph of one input, fed `data` under its name and shape.
+    pub(crate) fn one(graph: Graph, data: &[f32], outputs: &'static [&'static str]) -> Result<Self> {
+        let id = graph.inputs()[0];
+        let (name, shape) = (graph.name(id).unwrap_or_default().to_string(), graph.shape(id).unwrap_or_default());
+        let feeds = [(name, HostTensor::new(shape, HostVec::F32(data.to_vec()))?)].into();
+        Ok(Self { graph, outputs, feeds })
     }
 }
 
-fn model(family: Family, config: &ConfigJson) -> Result<Box<dyn Model>> {
+fn model(family: ModelFamily, config: &ConfigJson) -> Result<Box<dyn Model>> {
     Ok(match family {
-        Family::Llava | Family::LlavaNext | Family::LlavaOnevision => Box::new(llava::Llava::new(family, config)?),
-        Family::Blip2 => Box::new(blip2::Blip2::new(config)?),
-        Family::Mllama => Box::new(mllama::Mllama::new(config)?),
+        ModelFamily::Llava | ModelFamily::LlavaNext | ModelFamily::LlavaOnevision => {
+            Box::new(llava::Llava::new(family, config)?)
+        }
+        ModelFamily::Blip2 => Box::new(blip2::Blip2::new(config)?),
+        ModelFamily::Mllama => Box::new(mllama::Mllama::new(config)?),
         _ => Box::new(merger::MergerModel::new(family, config)?),
     })
 }
@@ -215,7 +189,7 @@ pub struct Inspection {
     /// The directory.
     pub dir: String,
     /// The family.
-    pub family: Family,
+    pub family: ModelFamily,
     /// The upstream module(s).
     pub connector: &'static str,
     /// Dims and layer counts.
@@ -279,7 +253,7 @@ impl fmt::Display for Inspection {
 /// from the config alone: what a checkpoint for it must hold.
 pub fn connector_tensors(dir: impl AsRef<Path>) -> Result<StateDict> {
     let config = ConfigJson::read(dir.as_ref())?;
-    Ok(model(Family::detect(&config)?, &config)?.state_dict())
+    Ok(model(ModelFamily::detect(&config)?, &config)?.state_dict())
 }
 
 /// Reads `dir`'s config and the headers of the shards holding the connector: the family, the
@@ -291,7 +265,7 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
 
 fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
     let config = ConfigJson::read(dir)?;
-    let family = Family::detect(&config)?;
+    let family = ModelFamily::detect(&config)?;
     let model = model(family, &config)?;
     let weights = Weights::open_dir(dir)?;
     let expected = model.state_dict();
@@ -356,7 +330,7 @@ impl Pretrained {
     }
 
     /// The family.
-    pub fn family(&self) -> Family {
+    pub fn family(&self) -> ModelFamily {
         self.inspection.family
     }
 
@@ -365,29 +339,31 @@ impl Pretrained {
         self.runner.inputs()
     }
 
-    /// Runs the connector once on `inputs` (by name); returns its outputs by name. Missing
-    /// inputs and inputs of the wrong shape are [`Error::Input`]. Each call plans for its
-    /// inputs' shapes (pipelines come from the device's cache; buffers and bind groups are
-    /// made anew): to run one shape many times, plan the connector itself once
-    /// (`crate::connectors`) and run that plan.
+    /// Plans the connector for inputs like `inputs` (by the upstream names: their shapes, and
+    /// the values that decide the graph, such as `image_size` for AnyRes or `image_sizes` for
+    /// Mistral 3). Run the plan many times, into the host's tensors or inside its encoder; its
+    /// input names and shapes are [`ConnectorPlan::input_names`] and [`ConnectorPlan::shape`]
+    /// (leading dimensions flattened where upstream reshapes). Missing inputs and inputs of
+    /// the wrong shape are [`Error::Input`].
+    pub fn plan(&self, inputs: &Tensors) -> Result<ConnectorPlan> {
+        let built = self.runner.build(inputs)?;
+        ConnectorPlan::new(&self.gpu, built.graph, built.outputs)
+    }
+
+    /// Runs the connector once on `inputs` (by name): [`Pretrained::plan`], then the plan's
+    /// run; returns its outputs by name.
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
         let built = self.runner.build(inputs)?;
-        let feeds: Vec<HostData<'_>> = built.feeds.iter().map(HostVec::as_data).collect();
-        let outputs = Plan::new(&self.gpu, &built.graph)?.run(&feeds)?;
-        built
-            .named(outputs)
-            .into_iter()
-            .map(|(name, shape, data)| Ok((name, HostTensor::new(&shape, HostVec::F32(data.into_f32()))?)))
-            .collect()
+        let feeds = built.feeds;
+        ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run(&feeds)
     }
 
     /// The f64 CPU reference of [`Pretrained::run`] on the same graph: each output by name, as
     /// (shape, values).
     pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
         let built = self.runner.build(inputs)?;
-        let feeds: Vec<HostData<'_>> = built.feeds.iter().map(HostVec::as_data).collect();
-        let outputs = built.graph.reference(&feeds)?;
-        Ok(built.named(outputs).into_iter().map(|(name, shape, data)| (name, (shape, data))).collect())
+        let feeds = built.feeds;
+        ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.reference(&feeds)
     }
 }
 

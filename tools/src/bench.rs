@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use vlbridge::diagnostics::{self, Ceilings};
 use vlbridge::gpu::{list_adapters, parse_backends};
-use vlbridge::kernels::Family;
+use vlbridge::kernels::KernelFamily;
 use vlbridge::timing::{Clock, Timer};
 use vlbridge::{Error, Gpu, GpuOptions, Result};
 
@@ -198,7 +198,7 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
 
 /// The variants of `kernel` that `gpu` can run, when it has a choice.
 fn variants_of(gpu: &Gpu, kernel: &str) -> Vec<&'static str> {
-    let Ok(family) = Family::find(kernel) else { return Vec::new() };
+    let Ok(family) = KernelFamily::find(kernel) else { return Vec::new() };
     family.alternatives().into_iter().filter(|v| family.runs(v, gpu.caps())).collect()
 }
 
@@ -206,7 +206,7 @@ fn variants_of(gpu: &Gpu, kernel: &str) -> Vec<&'static str> {
 fn chosen_variants(plan: &vlbridge::Plan) -> String {
     let mut seen: Vec<String> = Vec::new();
     for (kernel, spec) in plan.dispatches().into_iter().zip(plan.variants()) {
-        let Ok(family) = Family::find(kernel) else { continue };
+        let Ok(family) = KernelFamily::find(kernel) else { continue };
         let variant = family.specs.iter().find(|s| s.name == spec).map(|s| s.variant);
         let entry = format!("{kernel}={}", variant.unwrap_or(spec));
         if !family.alternatives().is_empty() && !seen.contains(&entry) {

@@ -5,7 +5,8 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{
-    GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer, QFormerConfig,
+    ConnectorPlan, GatedXAttnBlock, GatedXAttnConfig, LlavaProjector, PerceiverConfig, PerceiverResampler, QFormer,
+    QFormerConfig,
 };
 use vlbridge::kernels::FAMILIES;
 use vlbridge::ops::GeluForm;
@@ -53,10 +54,9 @@ fn kernels() -> Vec<Row> {
             (family.bench)().into_iter().map(move |case| {
                 row(family.name, case.shape, move |gpu| {
                     let case = (case.build)()?;
-                    // A kernel's row times that kernel, also where the adapter would split a
-                    // fused sublayer into others or an attention's keys across workgroups.
-                    let gpu = gpu.with_forced("sublayers", "fused").with_forced("key_split", "off");
-                    let plan = Plan::new(&gpu, &Graph::from_case(&gpu, &case)?)?;
+                    // A kernel's row times that kernel, also where the adapter would lower it
+                    // into others.
+                    let plan = Plan::unlowered(gpu, &Graph::from_case(gpu, &case)?)?;
                     let inputs = case.tensors.into_iter().filter(|t| !t.constant).map(|t| t.data).collect();
                     Ok(Built { plan, inputs })
                 })
@@ -87,7 +87,7 @@ fn llava_projector(weights: DType, activations: DType) -> Row {
 }
 
 /// How a connector with fused sublayers is planned: as the adapter chooses
-/// ([`vlbridge::gpu::Caps::fuses_sublayers`]), or either way whatever the adapter.
+/// ([`vlbridge::kernels::rows::fuses_sublayers`]), or either way whatever the adapter.
 #[derive(Clone, Copy)]
 enum Sublayers {
     AdaptersChoice,
@@ -111,7 +111,12 @@ fn qformer(gpu: &Gpu, sublayers: Sublayers) -> Result<Built> {
     let w = synthetic::checkpoint(&mut rng(), &QFormer::state_dict(&config), &[], DType::F32)?;
     let model = QFormer::from_weights(gpu, &w, config)?;
     let (gpu, unfused) = sublayers.device(gpu);
-    Ok(features(if unfused { model.plan_unfused(&gpu, 1, 257)? } else { model.plan(&gpu, 1, 257)? }))
+    let plan = if unfused {
+        ConnectorPlan::new(&gpu, model.graph(1, 257)?.0.with_sublayers_split()?, model.output_names())?
+    } else {
+        model.plan(&gpu, 1, 257)?
+    };
+    Ok(features(plan))
 }
 
 fn perceiver(gpu: &Gpu, sublayers: Sublayers) -> Result<Built> {
@@ -120,7 +125,12 @@ fn perceiver(gpu: &Gpu, sublayers: Sublayers) -> Result<Built> {
     let w = synthetic::checkpoint(&mut rng(), &layout, &[], DType::F32)?;
     let model = PerceiverResampler::from_weights(gpu, &w, config)?;
     let (gpu, unfused) = sublayers.device(gpu);
-    Ok(features(if unfused { model.plan_unfused(&gpu, 1, 257)? } else { model.plan(&gpu, 1, 257)? }))
+    let plan = if unfused {
+        ConnectorPlan::new(&gpu, model.graph(1, 257)?.0.with_sublayers_split()?, &["latents"])?
+    } else {
+        model.plan(&gpu, 1, 257)?
+    };
+    Ok(features(plan))
 }
 
 fn connectors() -> Vec<Row> {
@@ -140,16 +150,14 @@ fn connectors() -> Vec<Row> {
             let fixed: Vec<(&str, f32)> = gates.iter().map(|(n, v)| (n.as_str(), *v)).collect();
             let layout = GatedXAttnBlock::state_dict(&config, prefix);
             let w = synthetic::checkpoint(&mut rng(), &layout, &fixed, DType::F32)?;
-            let plan = GatedXAttnBlock::from_weights(gpu, &w, prefix, config)?.plan(gpu, 1, 64, 1, 64)?;
+            let block = GatedXAttnBlock::from_weights(gpu, &w, prefix, config)?;
+            let plan = block.plan(gpu, 1, 64, 1, 64)?;
             let mut locations = vec![0u8; 64];
             locations[0] = 1;
-            let mask = plan.mask(&locations)?;
+            let mask = block.media_mask(&locations, 1, 64, 1, 64)?.data;
             let mut r = rng();
-            let inputs = vec![
-                HostVec::F32(normal(&mut r, 64 * 4096, 1.0)),
-                HostVec::F32(normal(&mut r, 64 * 1024, 1.0)),
-                HostVec::U8(mask),
-            ];
+            let inputs =
+                vec![HostVec::F32(normal(&mut r, 64 * 4096, 1.0)), HostVec::F32(normal(&mut r, 64 * 1024, 1.0)), mask];
             Ok(Built { plan: plan.into_plan(), inputs })
         }),
     ]

@@ -147,7 +147,7 @@ fn llava(gpu: &Gpu, args: &Args) -> Result<(Row, LlavaProjector)> {
     // rows is the reference of those rows (an f64 reference of all 576 is ~24 GFLOP).
     let rows = sample_rows(args.tokens, args.check_rows);
     let xs: Vec<f32> = rows.iter().flat_map(|&r| x[r * v..(r + 1) * v].iter().copied()).collect();
-    let want = projector.plan(gpu, 1, rows.len())?.reference(&xs)?;
+    let want = projector.plan(gpu, 1, rows.len())?.project_reference(&xs)?;
     let got: Vec<f32> = rows.iter().flat_map(|&r| y[r * t..(r + 1) * t].iter().copied()).collect();
     let (atol, rtol) = args.tolerance();
     let c = reference::compare(&got, &want, atol, rtol);
@@ -176,7 +176,7 @@ fn connector_row(
         |(p, _)| p.plan().time(&wall).map(|_| ()),
     )?;
     let (atol, rtol) = args.tolerance();
-    let c = reference::compare(&y, &p.reference(x)?, atol, rtol);
+    let c = reference::compare(&y, &p.project_reference(x)?, atol, rtol);
     let [.., tokens, _] = p.output_shape()[..] else {
         return Err(vlbridge::Error::Graph("connector output has rank < 2".into()));
     };
@@ -231,25 +231,27 @@ fn gated_xattn(gpu: &Gpu, args: &Args) -> Result<Row> {
     let media = normal(&mut rng, latents * visual, 1.0);
     let mut locations = vec![0u8; text];
     locations[0] = 1;
+    let inputs = block.inputs([1, text, 1, latents], &x, &media, &locations)?;
     let wall = Timer::wall_clock(gpu);
     let ((p, y), first_ms, median_ms) = time(
         args.runs,
         || {
             let p = block.plan(gpu, 1, text, 1, latents)?;
-            let y = p.run(&x, &media, &locations)?;
+            let y = p.run(&inputs)?.remove("hidden_states").map(|t| t.data.into_f32()).unwrap_or_default();
             Ok((p, y))
         },
         |(p, _)| p.plan().time(&wall).map(|_| ()),
     )?;
     let (atol, rtol) = args.tolerance();
-    let c = reference::compare(&y, &p.reference(&x, &media, &locations)?, atol, rtol);
+    let want = p.reference(&inputs)?.remove("hidden_states").map(|t| t.1).unwrap_or_default();
+    let c = reference::compare(&y, &want, atol, rtol);
     let label = format!("Gated x-attn {dim} over {latents}x{visual}");
     Ok(Row::new(label, (latents, text), (first_ms, median_ms), p.plan().cost().flops, &c))
 }
 
 /// A family of current VLMs at its real size: timed, checked against the f64 reference of its
 /// whole graph, and its row of the visual-token table.
-fn family_row(gpu: &Gpu, args: &Args, family: &families::Family) -> Result<(Row, tokens::Row)> {
+fn family_row(gpu: &Gpu, args: &Args, family: &families::Workload) -> Result<(Row, tokens::Row)> {
     let (weights, activations) = args.dtypes();
     let wall = Timer::wall_clock(gpu);
     let ((sized, y), first_ms, median_ms) = time(

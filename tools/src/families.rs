@@ -6,7 +6,8 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{
-    Merger, MergerConfig, MergerKind, MllamaConfig, MllamaCrossAttention, QFormer, QFormerConfig, cross_attention_masks,
+    ConnectorPlan, Merger, MergerConfig, MergerKind, MllamaConfig, MllamaCrossAttention, QFormer, QFormerConfig,
+    cross_attention_masks,
 };
 use vlbridge::{DType, Gpu, Graph, HostData, HostVec, Plan, Result};
 
@@ -33,7 +34,7 @@ impl Sized {
 pub type Build = fn(&Gpu, DType, DType, bool) -> Result<Sized>;
 
 /// One family at its real size.
-pub struct Family {
+pub struct Workload {
     /// Row label in the demo and the token table.
     pub label: &'static str,
     /// `kernel` column of the bench.
@@ -50,8 +51,8 @@ pub struct Family {
 }
 
 /// Every family, in the README's order.
-pub fn all() -> Vec<Family> {
-    let f = |label, bench, shape, image, build| Family {
+pub fn all() -> Vec<Workload> {
+    let f = |label, bench, shape, image, build| Workload {
         label,
         bench,
         shape,
@@ -61,7 +62,7 @@ pub fn all() -> Vec<Family> {
         build,
     };
     vec![
-        Family {
+        Workload {
             has_unfused: true,
             ..f("Qwen2-VL merger", "qwen2_vl_merger", "1024x1280 -> 256x3584", "448x448", qwen2_vl)
         },
@@ -77,7 +78,7 @@ pub fn all() -> Vec<Family> {
             mistral3,
         ),
         f("BLIP-2 Q-Former + projection", "blip2_connector", "32x768 over 257x1408 -> 2560", "224x224", blip2),
-        Family {
+        Workload {
             in_context: false,
             has_unfused: true,
             ..f("Mllama cross-attn layer", "mllama_xattn_layer", "64x4096 over 4x1601, 32/8 heads", "4 tiles", mllama)
@@ -104,7 +105,11 @@ fn merger(
     let layout = config.state_dict(dims[0], dims[1], false);
     let checkpoint = synthetic::checkpoint(&mut rng, &layout, &[], weights)?;
     let merger = Merger::from_weights(gpu, &checkpoint, config)?.with_activations(activations);
-    let plan = if unfused { merger.plan_unfused(gpu, shape, sizes)? } else { merger.plan(gpu, shape, sizes)? };
+    let plan = if unfused {
+        ConnectorPlan::new(gpu, merger.baseline_graph(gpu, shape, sizes)?, config.kind.output_names())?
+    } else {
+        merger.plan(gpu, shape, sizes)?
+    };
     let tokens = (
         shape[..shape.len() - 1].iter().product(),
         plan.output_shape()[..plan.output_shape().len() - 1].iter().product(),
@@ -167,7 +172,11 @@ fn mllama(gpu: &Gpu, w: DType, a: DType, unfused: bool) -> Result<Sized> {
     let layer = MllamaCrossAttention::from_weights(gpu, &checkpoint, prefix, config)?.with_activations(a);
     let (text, tiles, per_tile) = (64, 4, 1601);
     let vision = tiles * per_tile;
-    let plan = if unfused { layer.plan_unfused(gpu, 1, text, vision)? } else { layer.plan(gpu, 1, text, vision)? };
+    let plan = if unfused {
+        ConnectorPlan::new(gpu, layer.baseline_graph(1, text, vision)?, &["hidden_states"])?
+    } else {
+        layer.plan(gpu, 1, text, vision)?
+    };
     let int_mask: Vec<i64> = (0..text * tiles).map(|i| i64::from(i / tiles >= 8 && i % tiles < 3)).collect();
     let (mask, rows) = cross_attention_masks(&int_mask, [1, text, 1, tiles], per_tile);
     let h = config.hidden_size;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use vlbridge::kernels::{CaseRng, CaseTarget, Family};
+use vlbridge::kernels::{CaseRng, CaseTarget, KernelFamily};
 use vlbridge::reference::Comparison;
 use vlbridge::{Error, Gpu, GpuOptions, Graph, Plan, Result};
 
@@ -63,13 +63,14 @@ struct Outcome {
 }
 
 /// Runs case `seed` of `family` on `gpu`.
-fn run_case(gpu: &Gpu, family: &Family, seed: u64) -> Result<Outcome> {
+fn run_case(gpu: &Gpu, family: &KernelFamily, seed: u64) -> Result<Outcome> {
     let fuzz = family.fuzz.ok_or_else(|| Error::Config {
         field: "kernel".into(),
         problem: format!("`{}` offers no fuzz cases", family.name),
     })?;
     let case = fuzz(&mut CaseRng::new(seed), &CaseTarget { shader_f16: gpu.caps().shader_f16 })?;
-    let got = Plan::new(gpu, &Graph::from_case(gpu, &case)?)?.run(&case.input_data())?;
+    // The case's own kernel: no lowering into others.
+    let got = Plan::unlowered(gpu, &Graph::from_case(gpu, &case)?)?.run(&case.input_data())?;
     Ok(Outcome { comparison: case.check(&got)?, description: case.description })
 }
 
@@ -82,9 +83,7 @@ struct Device {
 }
 
 fn devices() -> Result<Vec<Device>> {
-    // GEMM input norms and whole sublayers fused even where the adapter would split them
-    // (lavapipe): the fused kernels are what is under test.
-    let options = GpuOptions::from_env()?.force("input_norm", "fused").force("sublayers", "fused");
+    let options = GpuOptions::from_env()?;
     let mut devices = vec![
         Device { label: "default".into(), gpu: Gpu::with_options(&options)? },
         Device {
@@ -92,8 +91,8 @@ fn devices() -> Result<Vec<Device>> {
             gpu: Gpu::with_options(&GpuOptions { minimal_features: true, ..options.clone() })?,
         },
     ];
-    for family in Family::fuzzable() {
-        for variant in family.alternatives().into_iter().filter(|v| !["default", "subgroup", "portable"].contains(v)) {
+    for family in KernelFamily::fuzzable() {
+        for variant in family.alternatives() {
             let label = format!("{}={variant}", family.name);
             // A variant the adapter cannot run (the cooperative-matrix GEMM on lavapipe) is said, not fuzzed.
             if !family.runs(variant, devices[0].gpu.caps()) {
@@ -108,7 +107,7 @@ fn devices() -> Result<Vec<Device>> {
 }
 
 /// The devices `family`'s cases rotate over.
-fn devices_for<'a>(devices: &'a [Device], family: &Family) -> Vec<&'a Device> {
+fn devices_for<'a>(devices: &'a [Device], family: &KernelFamily) -> Vec<&'a Device> {
     let prefix = format!("{}=", family.name);
     devices.iter().filter(|d| !d.label.contains('=') || d.label.starts_with(&prefix)).collect()
 }
@@ -120,9 +119,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     if let Some(path) = &args.replay {
         return replay(&devices, path);
     }
-    let kernels: Vec<&'static Family> = match &args.kernel {
-        Some(k) => vec![Family::find(k)?],
-        None => Family::fuzzable().collect(),
+    let kernels: Vec<&'static KernelFamily> = match &args.kernel {
+        Some(k) => vec![KernelFamily::find(k)?],
+        None => KernelFamily::fuzzable().collect(),
     };
     let seed = args.seed.unwrap_or_else(rand::random);
     let deadline = args.cases.is_none().then(|| Duration::from_secs(args.seconds.unwrap_or(60)));
@@ -220,7 +219,7 @@ fn replay(devices: &[Device], path: &Path) -> Result<ExitCode> {
     let label = doc["device"].as_str().unwrap_or("default");
     let device =
         devices.iter().find(|d| d.label == label).ok_or_else(|| file_error(format!("unknown device `{label}`")))?;
-    let outcome = run_case(&device.gpu, Family::find(kernel)?, seed)?;
+    let outcome = run_case(&device.gpu, KernelFamily::find(kernel)?, seed)?;
     println!("{kernel} seed {seed} (on {label}): {}", outcome.description);
     println!("{}", outcome.comparison);
     Ok(if outcome.comparison.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })

@@ -225,6 +225,12 @@ pub(super) fn bench_flash() -> Vec<BenchCase> {
     bench(Form::Flash, &[DType::F32, DType::F16])
 }
 
+/// What `vlbridge tune` times: the Q-Former's cross-attention, 12 heads of 64, 32 queries over
+/// 257 keys.
+pub(super) fn tune_flash() -> Vec<BenchCase> {
+    vec![BenchCase::new("32 over 257, 12x64", || bench_case(Form::Flash, DType::F32, (32, 257, 0, 12, 64)))]
+}
+
 pub(super) fn bench_naive() -> Vec<BenchCase> {
     bench(Form::Naive, &[DType::F32])
 }

@@ -9,11 +9,12 @@
 mod cases;
 mod key_split;
 
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::lowering::{Lowering, Slot};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
-use crate::ops::{Attention, Geometry, KeySplit, Mask, Meta, Naive, Operand, Pass};
+use crate::ops::{Attention, Geometry, KeySplit, Mask, Meta, Naive, Operand, Pass, SplitPass};
 use crate::pipeline::Access;
 use crate::reference::{self, MaskInput};
 
@@ -133,7 +134,7 @@ const COMBINE_BINDINGS: &[Access] = &[Access::Read, Access::ReadWrite, Access::U
 const fn spec(name: &'static str, variant: &'static str, entry: &'static str) -> KernelSpec {
     KernelSpec {
         variant,
-        prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ZERO_TIMES, wgsl::ATTENTION_STREAM],
+        prelude: &[wgsl::ATTENTION_STREAM],
         ..KernelSpec::new(name, "attention.wgsl", SOURCE, entry, BINDINGS, WORKGROUP, PARAMS)
     }
 }
@@ -180,30 +181,36 @@ pub static COMBINE: KernelSpec = KernelSpec {
 };
 
 /// The flash attention family.
-pub static FAMILY: Family = Family {
+pub static FAMILY: KernelFamily = KernelFamily {
     name: crate::ops::attention::NAME,
     specs: &[&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE],
     fuzz: Some(cases::fuzz_flash),
     bench: cases::bench_flash,
     precision: cases::precision_flash,
+    tune: cases::tune_flash,
+    ..KernelFamily::BASE
 };
 
 /// The naive three-pass family.
-pub static NAIVE_FAMILY: Family = Family {
+pub static NAIVE_FAMILY: KernelFamily = KernelFamily {
     name: Naive::NAME,
     specs: &[&SCORES, &SOFTMAX, &WEIGHTED_SUM],
     fuzz: Some(cases::fuzz_naive),
     bench: cases::bench_naive,
     precision: cases::precision_naive,
+    forceable: false,
+    ..KernelFamily::BASE
 };
 
 /// The key-split attention's two passes.
-pub static KEY_SPLIT_FAMILY: Family = Family {
+pub static KEY_SPLIT_FAMILY: KernelFamily = KernelFamily {
     name: KeySplit::NAME,
     specs: &[&PARTIALS, &COMBINE],
     fuzz: Some(cases::fuzz_key_split),
     bench: cases::bench_key_split,
     precision: cases::precision_key_split,
+    forceable: false,
+    ..KernelFamily::BASE
 };
 
 pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
@@ -258,6 +265,21 @@ impl Kernel for Attention {
         crate::ops::attention::NAME
     }
 
+    /// Where the device splits the keys across workgroups (`key_split::key_chunks`): the
+    /// partials pass, then the combine pass.
+    fn lower(&self, caps: &Caps, inputs: &[&Meta], _output: &Meta) -> Result<Option<Lowering>> {
+        let chunks = key_split::key_chunks(caps, &self.geometry(inputs));
+        if chunks < 2 {
+            return Ok(None);
+        }
+        let partials = self.key_split(chunks, SplitPass::Partials);
+        let mut l = Lowering::default();
+        let records = l.temp("partials", partials.check(inputs)?);
+        l.node(partials, (0..inputs.len()).map(Slot::Input).collect(), records);
+        l.node(self.key_split(chunks, SplitPass::Combine), vec![records, Slot::Input(0)], Slot::Output);
+        Ok(Some(l))
+    }
+
     fn operand(&self, i: usize) -> Operand {
         operand(self, self.mask_input(), i)
     }
@@ -278,7 +300,7 @@ impl Kernel for Attention {
     /// ms against the portable kernel's 156 on llvmpipe; one query, 145 against 48).
     fn choose(&self, caps: &Caps, inputs: &[&Meta]) -> &'static KernelSpec {
         let few = self.geometry(inputs).queries <= FEW_QUERIES;
-        let tuned = if few { None } else { caps.tuned(crate::ops::attention::NAME, "all") };
+        let tuned = if few { None } else { caps.tuned(crate::ops::attention::NAME, self.tune_class(inputs)) };
         if let Some(spec) = [&FLASH_SUBGROUP, &FLASH_SPLIT, &FLASH_PORTABLE]
             .into_iter()
             .find(|s| Some(s.variant) == tuned && s.runs_on(caps))

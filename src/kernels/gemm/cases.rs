@@ -124,6 +124,24 @@ pub(super) fn bench() -> Vec<BenchCase> {
         .collect()
 }
 
+/// What `vlbridge tune` times: one problem per class ([`super::tune_class`]), at connector-like
+/// sizes small enough that the whole tune takes seconds.
+pub(super) fn tune() -> Vec<BenchCase> {
+    [(32, 768, 768), (256, 1024, 1024)]
+        .into_iter()
+        .map(|(m, k, n)| {
+            BenchCase::new(format!("{m}x{k}x{n}"), move || {
+                let mut rng = CaseRng::new(0x7e4e);
+                let mut c = Case::builder(NAME);
+                let x = c.input("x", &[m, k], DType::F32, rng.normals(m * k, 1.0));
+                let w = c.constant("w", &[n, k], DType::F32, rng.normals(n * k, 1.0 / (k as f32).sqrt()));
+                let y = c.node(Epilogue::NONE, &[x, w])?;
+                Ok(c.finish(&[y], String::new(), Tolerance::exact()))
+            })
+        })
+        .collect()
+}
+
 /// f16 activations over f32, f16 and bf16 weights, with bias, tanh GELU and a residual.
 pub(super) fn precision() -> Result<Vec<Case>> {
     [DType::F32, DType::F16, DType::BF16]

@@ -11,12 +11,13 @@
 
 mod cases;
 
-use super::{BindLimits, Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::lowering::{self, Lowering, Slot};
+use super::{BindLimits, Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Caps;
 use crate::ops::linear::{NAME, dims};
-use crate::ops::{Epilogue, GeluForm, InputNorm, Meta, Operand, Residual, rows_cols};
+use crate::ops::{Epilogue, GeluForm, InputNorm, LayerNorm, Meta, Operand, Residual, RmsNorm, rows_cols};
 use crate::pipeline::Access;
 use crate::reference;
 
@@ -103,10 +104,10 @@ const PARAMS: usize = std::mem::size_of::<Params>();
 /// reader for the scalar-load kernels).
 macro_rules! prelude {
     ($weights:ident) => {
-        &[wgsl::$weights, wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE]
+        &[wgsl::$weights, wgsl::GEMM_EPILOGUE]
     };
     ($weights:ident, scalar) => {
-        &[wgsl::$weights, wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE, wgsl::GEMM_INPUT_SCALAR]
+        &[wgsl::$weights, wgsl::GEMM_INPUT_SCALAR]
     };
 }
 
@@ -182,7 +183,7 @@ pub static SPLITK_BF16: KernelSpec =
 /// [`crate::GpuOptions::cooperative_matrix`].
 pub static COOP_F16: KernelSpec = KernelSpec {
     variant: "coop",
-    prelude: &[wgsl::ACTIVATIONS, wgsl::GEMM_EPILOGUE],
+    prelude: &[wgsl::GEMM_EPILOGUE],
     features: wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX.union(F16),
     min_subgroup: 32,
     ..KernelSpec::new("gemm_coop", "gemm_coop.wgsl", COOP_SOURCE, "gemm_coop", BINDINGS, 32, PARAMS)
@@ -204,7 +205,7 @@ pub static PORTABLE_BF16: KernelSpec =
     portable("gemm_portable_bf16w", prelude!(WEIGHTS_SCALAR_BF16, scalar), wgpu::Features::empty());
 
 /// The linear kernel family.
-pub static FAMILY: Family = Family {
+pub static FAMILY: KernelFamily = KernelFamily {
     name: NAME,
     specs: &[
         &SUBGROUP_F32,
@@ -227,11 +228,45 @@ pub static FAMILY: Family = Family {
     fuzz: Some(cases::fuzz),
     bench: cases::bench,
     precision: cases::precision,
+    tune: cases::tune,
+    ..KernelFamily::BASE
 };
+
+/// Whether GEMMs normalise their input as they load it (one dispatch) rather than after a norm
+/// node (two): on GPUs, where a dispatch costs more than recomputing each row's statistics per
+/// tile; not on CPU rasterisers, where the fused load measured 25-40% slower on whole
+/// connectors. `VLBRIDGE_FORCE=input_norm=fused|separate` decides instead.
+pub fn fuses_input_norms(caps: &Caps) -> bool {
+    lowering::switch(caps, "input_norm", "fused", "separate", !caps.is_cpu())
+}
 
 impl Kernel for Epilogue {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    /// On a device that does not fuse input norms ([`fuses_input_norms`]): the norm as a node
+    /// of its own, then the GEMM without it.
+    fn lower(&self, caps: &Caps, inputs: &[&Meta], _output: &Meta) -> Result<Option<Lowering>> {
+        let [.., Some(weight), bias] = self.slots() else { return Ok(None) };
+        if fuses_input_norms(caps) {
+            return Ok(None);
+        }
+        let mut l = Lowering::default();
+        let normed = l.temp("input_norm", inputs[0].clone());
+        match self.input_norm {
+            Some(InputNorm::Layer { eps }) => {
+                let b = bias.unwrap_or(weight);
+                l.node(LayerNorm::new(eps), vec![Slot::Input(0), Slot::Input(weight), Slot::Input(b)], normed);
+            }
+            Some(InputNorm::Rms { eps, unit_offset }) => {
+                l.node(RmsNorm { unit_offset, ..RmsNorm::new(eps) }, vec![Slot::Input(0), Slot::Input(weight)], normed);
+            }
+            None => return Ok(None),
+        }
+        let rest = (1..weight).map(Slot::Input);
+        l.node(Epilogue { input_norm: None, ..*self }, std::iter::once(normed).chain(rest).collect(), Slot::Output);
+        Ok(Some(l))
     }
 
     fn operand(&self, i: usize) -> Operand {
@@ -275,8 +310,7 @@ impl Kernel for Epilogue {
         let portable = variants[variants.len() - 1];
         let (m, n, _) = dims(inputs);
         // A measured tune of this adapter comes first.
-        let class = if m <= 64 { "thin" } else { "wide" };
-        if let Some(tuned) = caps.tuned(NAME, class).and_then(pick) {
+        if let Some(tuned) = caps.tuned(NAME, self.tune_class(inputs)).and_then(pick) {
             return tuned;
         }
         if caps.is_cpu() {
@@ -294,6 +328,11 @@ impl Kernel for Epilogue {
             "splitk"
         };
         pick(variant).unwrap_or(portable)
+    }
+
+    /// `thin` (at most 64 rows: split-K territory on a GPU) or `wide`.
+    fn tune_class(&self, inputs: &[&Meta]) -> &'static str {
+        if dims(inputs).0 <= 64 { "thin" } else { "wide" }
     }
 
     fn overrides(&self, spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {

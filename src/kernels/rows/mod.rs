@@ -4,17 +4,21 @@
 //! `shaders/common/rows_epilogue.wgsl`). What they save is dispatches and the stores of the
 //! intermediate activations, never FLOPs. One variant each; where the fused form is the slower
 //! one (CPU rasterisers) a plan splits the nodes into the ones they fuse instead
-//! ([`crate::gpu::Caps::fuses_sublayers`]).
+//! ([`fuses_sublayers`]).
 
 mod cases;
 
 pub use cases::{SMALL_HEAD_DIMS, attention_case, mlp_case};
 
 use super::attention::{self, io_bytes, mask_of};
-use super::{Cost, Dispatch, Family, Kernel, KernelSpec, bytes, wgsl};
+use super::lowering::{self, Lowering, Slot};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::{AttentionRows, GeluForm, InputNorm, Meta, MlpRows, Operand, RowsEpilogue};
+use crate::gpu::Caps;
+use crate::ops::{
+    AttentionRows, Epilogue, GeluForm, InputNorm, LayerNorm, Meta, MlpRows, Operand, Residual, RowsEpilogue,
+};
 use crate::pipeline::Access;
 use crate::reference;
 
@@ -48,7 +52,7 @@ struct MlpParams {
 
 /// Attention sublayer in one dispatch.
 pub static ATTENTION_ROWS: KernelSpec = KernelSpec {
-    prelude: &[wgsl::ATTENTION_LAYOUT, wgsl::ZERO_TIMES, wgsl::ATTENTION_STREAM, wgsl::ROWS_EPILOGUE],
+    prelude: &[wgsl::ATTENTION_STREAM, wgsl::ROWS_EPILOGUE],
     ..KernelSpec::new(
         AttentionRows::NAME,
         "attention_rows.wgsl",
@@ -75,21 +79,23 @@ pub static MLP_ROWS: KernelSpec = KernelSpec {
 };
 
 /// The attention sublayer family.
-pub static ATTENTION_ROWS_FAMILY: Family = Family {
+pub static ATTENTION_ROWS_FAMILY: KernelFamily = KernelFamily {
     name: AttentionRows::NAME,
     specs: &[&ATTENTION_ROWS],
     fuzz: Some(cases::fuzz_attention),
     bench: cases::bench_attention,
     precision: cases::precision_attention,
+    ..KernelFamily::BASE
 };
 
 /// The feed-forward sublayer family.
-pub static MLP_ROWS_FAMILY: Family = Family {
+pub static MLP_ROWS_FAMILY: KernelFamily = KernelFamily {
     name: MlpRows::NAME,
     specs: &[&MLP_ROWS],
     fuzz: Some(cases::fuzz_mlp),
     bench: cases::bench_mlp,
     precision: cases::precision_mlp,
+    ..KernelFamily::BASE
 };
 
 /// The storage of the weights as `WEIGHTS` codes them.
@@ -148,9 +154,52 @@ fn epilogue_bytes(e: RowsEpilogue, inputs: &[&Meta], first: usize, rows: usize, 
     bytes(w.dtype, w.len()) + params as f64 + bytes(act, rows * n) * (1.0 + f64::from(u8::from(e.skip)))
 }
 
+/// Whether the fused sublayers run as one dispatch each rather than as the attention, GEMM and
+/// norm dispatches they replace: on GPUs, where dispatches and stored intermediates cost; not
+/// on CPU rasterisers, where they measured 3-6x slower on whole connectors than what they
+/// replace (a workgroup's rows run on one core, its weight loads are gathers).
+/// `VLBRIDGE_FORCE=sublayers=fused|split` decides instead.
+pub fn fuses_sublayers(caps: &Caps) -> bool {
+    lowering::switch(caps, "sublayers", "fused", "split", !caps.is_cpu())
+}
+
+/// A sublayer as the nodes it fuses: `front` (reading the node's first `first` inputs) makes
+/// the projection's input; the GEMM adds bias and residual; a LayerNorm follows where the
+/// epilogue has one.
+fn split_sublayer(
+    front: Op,
+    first: usize,
+    epilogue: RowsEpilogue,
+    inputs: &[&Meta],
+    output: &Meta,
+) -> Result<Lowering> {
+    let mut l = Lowering::default();
+    let x = l.temp("input", front.check(&inputs[..first])?);
+    l.node(front, (0..first).map(Slot::Input).collect(), x);
+    let slots = epilogue.slots(first);
+    let residual = if slots.skip.is_some() { Residual::Add } else { Residual::None };
+    let down = Epilogue { bias: epilogue.bias, residual, ..Epilogue::NONE };
+    let sum = if epilogue.post_norm.is_some() { l.temp("sum", output.clone()) } else { Slot::Output };
+    let down_inputs = [Some(slots.w_out), slots.bias, slots.skip].into_iter().flatten().map(Slot::Input);
+    l.node(down, std::iter::once(x).chain(down_inputs).collect(), sum);
+    if let (Some(eps), Some(w), Some(b)) = (epilogue.post_norm, slots.post_weight, slots.post_bias) {
+        l.node(LayerNorm::new(eps), vec![sum, Slot::Input(w), Slot::Input(b)], Slot::Output);
+    }
+    Ok(l)
+}
+
 impl Kernel for AttentionRows {
     fn name(&self) -> &'static str {
         Self::NAME
+    }
+
+    /// On a device that splits sublayers ([`fuses_sublayers`]): attention, then the GEMM.
+    fn lower(&self, caps: &Caps, inputs: &[&Meta], output: &Meta) -> Result<Option<Lowering>> {
+        if fuses_sublayers(caps) {
+            return Ok(None);
+        }
+        let front = Op::from(self.attention);
+        split_sublayer(front, self.attention.arity(), self.epilogue, inputs, output).map(Some)
     }
 
     fn operand(&self, i: usize) -> Operand {
@@ -220,6 +269,17 @@ impl Kernel for AttentionRows {
 }
 
 impl Kernel for MlpRows {
+    /// On a device that splits sublayers ([`fuses_sublayers`]): the first GEMM (input norm,
+    /// bias, activation), then the second.
+    fn lower(&self, caps: &Caps, inputs: &[&Meta], output: &Meta) -> Result<Option<Lowering>> {
+        if fuses_sublayers(caps) {
+            return Ok(None);
+        }
+        let up =
+            Epilogue { bias: self.in_bias, activation: self.activation, input_norm: self.input_norm, ..Epilogue::NONE };
+        split_sublayer(up.into(), self.front(), self.epilogue, inputs, output).map(Some)
+    }
+
     fn name(&self) -> &'static str {
         Self::NAME
     }

@@ -7,7 +7,7 @@ use crate::ops::{Meta, batch_rows_cols, check_arity, check_u32_elements, expect_
 /// One pass of an attention whose keys are split across workgroups as well as within them
 /// (flash-decoding): what an `attention_key_split` node runs. [`crate::Plan`] rewrites an
 /// attention node into the two passes where few (batch, head, query block) triples meet many
-/// keys on a GPU ([`crate::gpu::Caps::key_chunks`]); graphs may also hold them directly.
+/// keys on a GPU (`kernels::attention`'s lowering); graphs may also hold them directly.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KeySplit {
     /// The pass.

@@ -10,7 +10,13 @@ use vlbridge::connectors::{
 use vlbridge::ops::{AnyResLayout, AvgPool, BilinearHalf, Tome};
 use vlbridge::reference::{Comparison, compare};
 use vlbridge::weights::Weights;
-use vlbridge::{DType, Error, Gpu, Graph, HostVec, Plan, Result};
+use vlbridge::{DType, Error, Gpu, Graph, HostTensor, HostVec, Plan, Result, Tensors};
+
+/// Output `name` of a plan's run, as f32.
+fn output(mut outputs: Tensors, name: &str) -> Result<Vec<f32>> {
+    let t = outputs.remove(name).ok_or_else(|| Error::Graph(format!("no output `{name}`")))?;
+    Ok(t.data.into_f32())
+}
 
 use super::ManifestCase;
 #[derive(Deserialize)]
@@ -154,7 +160,13 @@ fn gated_xattn(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Comp
     let [_, media, latents, _] = shape_of(weights, "media")?;
     let locations: Vec<u8> = weights.i64("media_locations")?.into_iter().map(|v| u8::from(v != 0)).collect();
     let plan = block.plan(gpu, batch, text, media, latents)?;
-    let got = plan.run(&weights.f32("x", None)?, &weights.f32("media", None)?, &locations)?;
+    let inputs = block.inputs(
+        [batch, text, media, latents],
+        &weights.f32("x", None)?,
+        &weights.f32("media", None)?,
+        &locations,
+    )?;
+    let got = output(plan.run(&inputs)?, "hidden_states")?;
     Ok(compare(&got, &expected(weights, "y")?, BLOCK_TOLERANCE, BLOCK_TOLERANCE))
 }
 
@@ -326,7 +338,15 @@ fn mllama(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Compariso
         ["hidden_states", "cross_attention_states", "cross_attention_mask", "full_text_row_masked_out_mask"]
             .map(|name| weights.f32(name, None));
     let (mask, rows) = (mask?, rows?);
-    let mut got = layer.plan(gpu, batch, text, vision)?.run(&x?, &states?, &mask, &rows)?;
+    let f32s = |shape: &[usize], data: &[f32]| HostTensor::new(shape, HostVec::F32(data.to_vec()));
+    let inputs: Tensors = [
+        ("hidden_states".to_string(), f32s(&[batch, text, hidden], &x?)?),
+        ("cross_attention_states".to_string(), f32s(&[batch, vision, hidden], &states?)?),
+        ("cross_attention_mask".to_string(), f32s(&[batch, text, vision], &mask)?),
+        ("full_text_row_masked_out_mask".to_string(), f32s(&[batch * text], &rows)?),
+    ]
+    .into();
+    let mut got = output(layer.plan(gpu, batch, text, vision)?.run(&inputs)?, "hidden_states")?;
     let mut want = expected(weights, "y")?;
     // The masks vlbridge builds from the int mask must be the ones upstream passed.
     let shape = shape_of::<4>(weights, "cross_attention_mask_int")?;

@@ -1,0 +1,160 @@
+//! The one plan every connector (and [`crate::models::Pretrained`]) returns: a graph planned
+//! for fixed input sizes, run many times, by the upstream input and output names.
+
+use crate::dtype::{HostData, HostVec};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Plan, TensorId};
+use crate::host::{HostTensor, ReferenceTensors, Tensors};
+use crate::tensor::Tensor;
+
+/// A connector planned for fixed input sizes: run it many times, by name ([`ConnectorPlan::run`]),
+/// on the host engine's tensors ([`ConnectorPlan::run_into`]) or inside its encoder
+/// ([`ConnectorPlan::encode`]); its f64 reference is [`ConnectorPlan::reference`].
+pub struct ConnectorPlan {
+    plan: Plan,
+    graph: Graph,
+    /// A name for each of the graph's outputs, in their order.
+    outputs: Vec<String>,
+}
+
+impl ConnectorPlan {
+    /// Plans `graph` on `gpu`; its inputs keep the names they were declared with, its outputs
+    /// (in the order they were marked) take `outputs`.
+    pub fn new(gpu: &Gpu, graph: Graph, outputs: &[&str]) -> Result<Self> {
+        if outputs.len() != graph.outputs().len() {
+            return Err(Error::Graph(format!("{} output names for {} outputs", outputs.len(), graph.outputs().len())));
+        }
+        let plan = Plan::new(gpu, &graph)?;
+        Ok(Self { plan, graph, outputs: outputs.iter().map(|s| s.to_string()).collect() })
+    }
+
+    /// The input names, in the graph's input order (the order [`ConnectorPlan::run_into`] takes).
+    pub fn input_names(&self) -> Vec<&str> {
+        self.graph.inputs().into_iter().map(|id| self.graph.name(id).unwrap_or_default()).collect()
+    }
+
+    /// The output names, in order.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs.iter().map(String::as_str).collect()
+    }
+
+    /// The shape of input or output `name`.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.id(name).and_then(|id| self.graph.shape(id))
+    }
+
+    /// The plan's own GPU tensor of input or output `name`: write an input there, or read an
+    /// output, without a host round trip.
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        self.id(name).and_then(|id| self.plan.tensor(id))
+    }
+
+    /// Runs on `inputs` by name (extra names are ignored, so a processor's whole output can be
+    /// passed) and returns every output by name. Float data is rounded to f16 where the plan
+    /// stores activations so; a missing input or one of another shape is [`Error::Input`].
+    pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
+        let data = self.inputs_from(inputs)?;
+        let outputs = self.plan.run(&data.iter().map(HostVec::as_data).collect::<Vec<_>>())?;
+        self.named(outputs, HostTensor::new)
+    }
+
+    /// The f64 CPU reference of the same graph on `inputs`, each output as (shape, values).
+    pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
+        let data = self.inputs_from(inputs)?;
+        let outputs = self.graph.reference(&data.iter().map(HostVec::as_data).collect::<Vec<_>>())?;
+        self.named(outputs, |shape, data| Ok((shape.to_vec(), data)))
+    }
+
+    /// Runs a one-input plan on `features` (row-major, its input shape) and returns its first
+    /// output as f32: the shorthand of [`ConnectorPlan::run`] for the projectors.
+    pub fn project(&self, features: &[f32]) -> Result<Vec<f32>> {
+        Ok(self.plan.run(&[HostData::F32(features)])?.remove(0).into_f32())
+    }
+
+    /// The f64 reference of [`ConnectorPlan::project`] on `features`.
+    pub fn project_reference(&self, features: &[f32]) -> Result<Vec<f64>> {
+        Ok(self.graph.reference(&[HostData::F32(features)])?.remove(0))
+    }
+
+    /// Runs on a host engine's GPU tensors (inputs in [`ConnectorPlan::input_names`] order,
+    /// outputs in [`ConnectorPlan::output_names`] order), one submission, no readback.
+    pub fn run_into(&self, inputs: &[&Tensor], outputs: &[&Tensor]) -> Result<()> {
+        self.plan.run_into(inputs, outputs)
+    }
+
+    /// Records every dispatch into the host's `encoder` (inputs already in
+    /// [`ConnectorPlan::tensor`]s).
+    pub fn encode(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.plan.encode(encoder);
+    }
+
+    /// The planned graph, for [`Plan::time`] and the plan's statistics.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The graph it was planned from.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// The plan, owned.
+    pub fn into_plan(self) -> Plan {
+        self.plan
+    }
+
+    /// The plan and the graph it was planned from, owned.
+    pub fn into_parts(self) -> (Plan, Graph) {
+        (self.plan, self.graph)
+    }
+
+    /// Shape of the first input.
+    pub fn input_shape(&self) -> &[usize] {
+        self.graph.inputs().first().and_then(|&id| self.graph.shape(id)).unwrap_or_default()
+    }
+
+    /// Shape of the first output, e.g. `[batch, tokens, text_dim]`.
+    pub fn output_shape(&self) -> &[usize] {
+        self.graph.outputs().first().and_then(|&id| self.graph.shape(id)).unwrap_or_default()
+    }
+
+    fn id(&self, name: &str) -> Option<TensorId> {
+        let input = self.graph.inputs().into_iter().find(|&id| self.graph.name(id) == Some(name));
+        let output = || self.outputs.iter().position(|n| n == name).map(|i| self.graph.outputs()[i]);
+        input.or_else(output)
+    }
+
+    /// The graph's inputs from `inputs`, in order, checked by name and shape.
+    fn inputs_from(&self, inputs: &Tensors) -> Result<Vec<HostVec>> {
+        self.graph
+            .inputs()
+            .into_iter()
+            .map(|id| {
+                let name = self.graph.name(id).unwrap_or_default();
+                let shape = self.graph.shape(id).unwrap_or_default();
+                let t = inputs
+                    .get(name)
+                    .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+                if t.shape != shape {
+                    let problem = format!("shape {:?}, the plan was made for {shape:?}", t.shape);
+                    return Err(Error::Input { name: name.into(), problem });
+                }
+                Ok(t.data.clone())
+            })
+            .collect()
+    }
+
+    fn named<T, V>(
+        &self,
+        values: Vec<V>,
+        make: impl Fn(&[usize], V) -> Result<T>,
+    ) -> Result<std::collections::BTreeMap<String, T>> {
+        self.outputs
+            .iter()
+            .zip(self.graph.outputs())
+            .zip(values)
+            .map(|((name, id), v)| Ok((name.clone(), make(self.graph.shape(*id).unwrap_or_default(), v)?)))
+            .collect()
+    }
+}
