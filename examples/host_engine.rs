@@ -146,7 +146,7 @@ pub fn run() -> vlbridge::Result<f64> {
     ];
     let mut worst = 0.0f64;
     for (plan, got, width) in [(&projector_plan, &got[0], width), (&resampler_plan, &got[1], dim)] {
-        let reference = plan.reference(&features)?;
+        let reference = plan.project_reference(&features)?;
         for (row, mean) in reference.chunks(width).map(|r| r.iter().sum::<f64>() / width as f64).enumerate() {
             worst = worst.max((mean - f64::from(got[row])).abs());
         }
