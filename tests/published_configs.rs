@@ -105,6 +105,15 @@ fn inputs(family: ModelFamily, dir: &Path) -> Tensors {
             t.insert("image_features".into(), float(&[24, width], &mut rng));
             t.insert("image_sizes".into(), HostTensor::new(&[1, 2], HostVec::U32(vec![56, 84])).unwrap());
         }
+        ModelFamily::SmolVlm | ModelFamily::Idefics3 => {
+            let config = vlbridge::models::ConfigJson::read(dir).unwrap();
+            let scale = config.value()["scale_factor"].as_u64().unwrap() as usize;
+            let width = shape_of(dir, "model.connector.modality_projection.proj.weight")[1] / (scale * scale);
+            // One tile of the tower's patch grid (image_size / patch_size per side).
+            let v = &config.value()["vision_config"];
+            let side = (v["image_size"].as_u64().unwrap() / v["patch_size"].as_u64().unwrap()) as usize;
+            t.insert("image_hidden_states".into(), float(&[1, side * side, width], &mut rng));
+        }
         other => panic!("no inputs written for {other:?} yet"),
     }
     t
@@ -120,7 +129,7 @@ fn every_published_config_inspects_loads_and_matches_the_reference_at_real_width
         .filter(|p| p.join("config.json").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 8, "{} published configs", dirs.len());
+    assert!(dirs.len() >= 9, "{} published configs", dirs.len());
     for config_dir in dirs {
         let name = config_dir.file_name().unwrap().to_string_lossy().to_string();
         let dir = directory_for(&config_dir);
