@@ -30,8 +30,9 @@ fn gemm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: 
         return;
     }
     // m varies fastest so consecutive workgroups reuse the same slab of w from cache.
-    let m0 = (tile % tiles_m) * TILE_M;
-    let n0 = (tile / tiles_m) * WORKGROUP * TILE_N + lid * TILE_N;
+    let origin = tile_origin(tile, tiles_m, TILE_M, WORKGROUP * TILE_N);
+    let m0 = origin.x;
+    let n0 = origin.y + lid * TILE_N;
     let k4 = params.k / 4u;
 
     // Out-of-range rows and columns read a clamped valid row and are never stored.

@@ -34,8 +34,9 @@ fn gemm_coop(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gro
     if tile >= tiles_m * tiles_n {
         return;
     }
-    let m0 = (tile % tiles_m) * BLOCK;
-    let n0 = (tile / tiles_m) * BLOCK;
+    let origin = tile_origin(tile, tiles_m, BLOCK, BLOCK);
+    let m0 = origin.x;
+    let n0 = origin.y;
     var c00 = coop_mat16x16<f32, C>();
     var c01 = coop_mat16x16<f32, C>();
     var c10 = coop_mat16x16<f32, C>();

@@ -68,8 +68,9 @@ fn gemm_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) gr
     if tile >= tiles_m * tiles_n {
         return;
     }
-    let m0 = (tile % tiles_m) * TILE_M;
-    let n0 = (tile / tiles_m) * TILE_N;
+    let origin = tile_origin(tile, tiles_m, TILE_M, TILE_N);
+    let m0 = origin.x;
+    let n0 = origin.y;
     let tx = lid % GRID;
     let ty = lid / GRID;
     let per_m = TILE_M / GRID;
@@ -151,8 +152,9 @@ fn gemm_splitk(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if tile >= tiles_m * tiles_n {
         return;
     }
-    let m0 = (tile % tiles_m) * SPLIT_TILE;
-    let n0 = (tile / tiles_m) * SPLIT_TILE;
+    let origin = tile_origin(tile, tiles_m, SPLIT_TILE, SPLIT_TILE);
+    let m0 = origin.x;
+    let n0 = origin.y;
     tile_stats(m0, SPLIT_TILE, lid);
     let slice = lid / 16u;
     let t = lid % 16u;

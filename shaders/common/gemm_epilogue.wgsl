@@ -125,3 +125,9 @@ fn store(row: u32, col: u32, v: f32, v_next: f32) {
         y[out] = Act(epilogue(v, out, row, c));
     }
 }
+
+// The first (row, column) of output tile `tile` when tiles of `rows` x `cols` run down m first
+// (`tiles_m` of them per column of tiles): the order every GEMM entry point walks its grid in.
+fn tile_origin(tile: u32, tiles_m: u32, rows: u32, cols: u32) -> vec2<u32> {
+    return vec2<u32>((tile % tiles_m) * rows, (tile / tiles_m) * cols);
+}
