@@ -8,7 +8,7 @@ struct Params {
     _pad1: u32,
 }
 
-override GELU_FORM: u32 = 1u; // see activate(): 1 exact (erf), 2 tanh approximation
+override GELU_FORM: u32 = 1u; // see activate(): 1 exact (erf), 2 tanh approximation, 3 quick
 
 @group(0) @binding(0) var<storage, read> x: array<Act>;
 @group(0) @binding(1) var<storage, read_write> y: array<Act>;

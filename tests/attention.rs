@@ -454,7 +454,8 @@ proptest! {
     #[timeout(300_000)]
     fn residual_epilogues_match_the_composed_reference(
         (m, n, k, bias, act, gated, gate, data) in (edge_size(40), edge_size(300), edge_size(96), any::<bool>(),
-            prop::sample::select(vec![None, Some(GeluForm::Erf), Some(GeluForm::Tanh)]), any::<bool>(),
+            prop::sample::select(vec![None, Some(GeluForm::Erf), Some(GeluForm::Tanh), Some(GeluForm::Quick)]),
+            any::<bool>(),
             prop::sample::select(vec![0.0f32, 0.3, -0.7, 25.0]))
             .prop_flat_map(|(m, n, k, bias, act, gated, gate)| {
                 let data = (values(m * k, 1.0), values(n * k, 1.7 / (k as f32).sqrt()), values(n, 0.5), values(m * n, 2.0));

@@ -23,6 +23,7 @@ fn epilogue() -> impl Strategy<Value = Epilogue> {
         Epilogue::BIAS,
         Epilogue::bias_gelu(GeluForm::Erf),
         Epilogue::bias_gelu(GeluForm::Tanh),
+        Epilogue::bias_gelu(GeluForm::Quick),
         Epilogue::SWIGLU,
         Epilogue { bias: true, ..Epilogue::SWIGLU },
     ]);
@@ -199,8 +200,11 @@ proptest! {
 
     #[test]
     #[timeout(300_000)]
-    fn gelu_pass_matches_reference(len in edge_size(5000), tanh in any::<bool>(), seed in any::<u64>()) {
-        let form = if tanh { GeluForm::Tanh } else { GeluForm::Erf };
+    fn gelu_pass_matches_reference(
+        len in edge_size(5000),
+        form in prop::sample::select(vec![GeluForm::Erf, GeluForm::Tanh, GeluForm::Quick]),
+        seed in any::<u64>(),
+    ) {
         // Deterministic spread over [-12, 12], covering both tails.
         let x: Vec<f32> = (0..len).map(|i| ((i as u64 * 2654435761 + seed) % 24001) as f32 / 1000.0 - 12.0).collect();
         let gpu = gpu();

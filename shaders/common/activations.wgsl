@@ -34,12 +34,20 @@ fn silu(x: f32) -> f32 {
     return x / (1.0 + exp(-x));
 }
 
+// Quick GELU, x·sigmoid(1.702·x): HF `quick_gelu` (CLIP, Qwen2-VL's ViT). As silu, a very
+// negative x gives -0 (exp overflows to inf), -inf gives NaN (-inf / inf), as PyTorch's
+// x · sigmoid(1.702x) = -inf · 0.
+fn gelu_quick(x: f32) -> f32 {
+    return x / (1.0 + exp(-1.702 * x));
+}
+
 // Activation by code, for kernels that pick one with an override constant:
-// 0: identity, 1: exact GELU, 2: tanh GELU.
+// 0: identity, 1: exact GELU, 2: tanh GELU, 3: quick GELU.
 fn activate(kind: u32, v: f32) -> f32 {
     switch kind {
         case 1u: { return gelu_erf(v); }
         case 2u: { return gelu_tanh(v); }
+        case 3u: { return gelu_quick(v); }
         default: { return v; }
     }
 }

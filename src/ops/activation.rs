@@ -10,6 +10,8 @@ pub enum GeluForm {
     Erf,
     /// `0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³)))`, HF `gelu_pytorch_tanh`.
     Tanh,
+    /// `x·sigmoid(1.702·x)`, HF `quick_gelu`: CLIP's and Qwen2-VL's vision towers.
+    Quick,
 }
 
 impl GeluForm {
@@ -19,9 +21,12 @@ impl GeluForm {
         match name {
             "gelu" => Ok(GeluForm::Erf),
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(GeluForm::Tanh),
+            "quick_gelu" => Ok(GeluForm::Quick),
             other => Err(Error::Config {
                 field: field.into(),
-                problem: format!("unsupported activation `{other}` (gelu, gelu_pytorch_tanh, gelu_new, gelu_fast)"),
+                problem: format!(
+                    "unsupported activation `{other}` (gelu, gelu_pytorch_tanh, gelu_new, gelu_fast, quick_gelu)"
+                ),
             }),
         }
     }
@@ -32,6 +37,7 @@ impl GeluForm {
             None => 0,
             Some(GeluForm::Erf) => 1,
             Some(GeluForm::Tanh) => 2,
+            Some(GeluForm::Quick) => 3,
         }
     }
 }

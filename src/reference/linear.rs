@@ -11,11 +11,17 @@ pub fn gelu_tanh(x: f64) -> f64 {
     0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
 }
 
+/// Quick GELU, `x·sigmoid(1.702·x)`, with 1.702 as PyTorch's f32 multiply sees it.
+pub fn gelu_quick(x: f64) -> f64 {
+    x / (1.0 + (-f64::from(1.702f32) * x).exp())
+}
+
 /// GELU of the given form.
 pub fn gelu(form: GeluForm, x: f64) -> f64 {
     match form {
         GeluForm::Erf => gelu_erf(x),
         GeluForm::Tanh => gelu_tanh(x),
+        GeluForm::Quick => gelu_quick(x),
     }
 }
 

@@ -19,6 +19,7 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
         Epilogue::BIAS,
         Epilogue::bias_gelu(GeluForm::Erf),
         Epilogue::bias_gelu(GeluForm::Tanh),
+        Epilogue::bias_gelu(GeluForm::Quick),
         Epilogue::SWIGLU,
         Epilogue { bias: true, ..Epilogue::SWIGLU },
     ]);

@@ -185,7 +185,7 @@ pub fn mlp_case(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let storage = pick_storage(rng, target);
     let weights = pick_weights(rng, target);
     let (m, k, hidden, n) = (rng.edge(40), rng.edge(200), rng.edge(300), random_width(rng));
-    let activation = rng.pick(&[None, Some(GeluForm::Erf), Some(GeluForm::Tanh)]);
+    let activation = rng.pick(&[None, Some(GeluForm::Erf), Some(GeluForm::Tanh), Some(GeluForm::Quick)]);
     let eps = rng.pick(&[1e-5, 1e-6]);
     let input_norm = rng.pick(&[
         None,
