@@ -454,7 +454,7 @@ proptest! {
     #[timeout(300_000)]
     fn residual_epilogues_match_the_composed_reference(
         (m, n, k, bias, act, gated, gate, data) in (edge_size(40), edge_size(300), edge_size(96), any::<bool>(),
-            prop::sample::select(vec![None, Some(GeluForm::Erf), Some(GeluForm::Tanh), Some(GeluForm::Quick)]),
+            prop::sample::select(GeluForm::OR_NONE.to_vec()),
             any::<bool>(),
             prop::sample::select(vec![0.0f32, 0.3, -0.7, 25.0]))
             .prop_flat_map(|(m, n, k, bias, act, gated, gate)| {

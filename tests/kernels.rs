@@ -9,6 +9,8 @@ mod common;
 use common::{edge_size, forced_gpu, gpu, minimal_gpu, small_binding_gpu, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
+use vlbridge::kernels::cases::INPUT_NORM_EPS;
+use vlbridge::kernels::gemm::EPILOGUES;
 use vlbridge::ops::{Epilogue, GeluForm, InputNorm, LayerNorm, RmsNorm};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
@@ -17,23 +19,13 @@ fn tolerance(k: usize) -> (f64, f64) {
     (2e-6 * (k as f64).sqrt() + 1e-5, 1e-4)
 }
 
+/// The linear kernel's epilogues as its fuzz cases draw them (`kernels::gemm::EPILOGUES`), with
+/// or without a row scale and an input norm of each kind.
 fn epilogue() -> impl Strategy<Value = Epilogue> {
-    let base = prop::sample::select(vec![
-        Epilogue::NONE,
-        Epilogue::BIAS,
-        Epilogue::bias_gelu(GeluForm::Erf),
-        Epilogue::bias_gelu(GeluForm::Tanh),
-        Epilogue::bias_gelu(GeluForm::Quick),
-        Epilogue::SWIGLU,
-        Epilogue { bias: true, ..Epilogue::SWIGLU },
-    ]);
-    let norms = prop::sample::select(vec![
-        None,
-        Some(InputNorm::Layer { eps: 1e-5 }),
-        Some(InputNorm::Rms { eps: 1e-6, unit_offset: false }),
-        Some(InputNorm::Rms { eps: 1e-6, unit_offset: true }),
-    ]);
-    (base, any::<bool>(), norms).prop_map(|(e, scaled, norm)| {
+    let base = prop::sample::select(EPILOGUES.to_vec());
+    let norms = (prop::sample::select(INPUT_NORM_EPS.to_vec()), 0..3usize)
+        .prop_map(|(eps, kind)| InputNorm::each_kind(eps)[kind]);
+    (base, any::<bool>(), prop::option::of(norms)).prop_map(|(e, scaled, norm)| {
         let e = if scaled { e.with_row_scale() } else { e };
         Epilogue { input_norm: norm, ..e }
     })
@@ -202,7 +194,7 @@ proptest! {
     #[timeout(300_000)]
     fn gelu_pass_matches_reference(
         len in edge_size(5000),
-        form in prop::sample::select(vec![GeluForm::Erf, GeluForm::Tanh, GeluForm::Quick]),
+        form in prop::sample::select(GeluForm::ALL.to_vec()),
         seed in any::<u64>(),
     ) {
         // Deterministic spread over [-12, 12], covering both tails.

@@ -147,6 +147,9 @@ pub struct CaseTarget {
     pub shader_f16: bool,
 }
 
+/// The eps of the fused input norms the cases draw: LayerNorm's and RMSNorm's usual ones.
+pub const INPUT_NORM_EPS: [f32; 2] = [1e-5, 1e-6];
+
 /// f32's smallest normal: below it a device may flush subnormals to zero.
 pub const SUBNORMAL_FLOOR: f64 = 1.2e-38;
 

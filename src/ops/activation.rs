@@ -15,6 +15,11 @@ pub enum GeluForm {
 }
 
 impl GeluForm {
+    /// Every form, for the fuzzer and the proptests to draw from.
+    pub const ALL: [GeluForm; 3] = [GeluForm::Erf, GeluForm::Tanh, GeluForm::Quick];
+    /// No activation or one of every form: what a fused epilogue may apply.
+    pub const OR_NONE: [Option<GeluForm>; 4] = [None, Some(GeluForm::Erf), Some(GeluForm::Tanh), Some(GeluForm::Quick)];
+
     /// The form a Hugging Face `hidden_act` / `projector_hidden_act` string names; `field`
     /// names the config key in the error.
     pub fn from_hf(field: &str, name: &str) -> Result<Self> {

@@ -28,6 +28,15 @@ pub enum InputNorm {
 }
 
 impl InputNorm {
+    /// One of each kind at `eps`: LayerNorm, RMSNorm, and RMSNorm of `1 + w`.
+    pub fn each_kind(eps: f32) -> [InputNorm; 3] {
+        [
+            InputNorm::Layer { eps },
+            InputNorm::Rms { eps, unit_offset: false },
+            InputNorm::Rms { eps, unit_offset: true },
+        ]
+    }
+
     /// Its parameter inputs: weight (and bias for LayerNorm).
     pub fn inputs(self) -> usize {
         match self {

@@ -4,35 +4,36 @@ use super::NAME;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::kernels::cases::{
-    BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, dot_ulps, huge_for, normed_rows, pick_storage,
+    BenchCase, Case, CaseRng, CaseTarget, INPUT_NORM_EPS, SUBNORMAL_FLOOR, Tolerance, dot_ulps, huge_for, normed_rows,
+    pick_storage,
 };
 use crate::ops::{Epilogue, GeluForm, InputNorm, Residual};
 use crate::reference;
+
+/// The epilogues the linear kernel fuses, before a row scale or an input norm is added: the
+/// fuzzer and the proptests draw from these.
+pub const EPILOGUES: [Epilogue; 7] = [
+    Epilogue::NONE,
+    Epilogue::BIAS,
+    Epilogue::bias_gelu(GeluForm::Erf),
+    Epilogue::bias_gelu(GeluForm::Tanh),
+    Epilogue::bias_gelu(GeluForm::Quick),
+    Epilogue::SWIGLU,
+    Epilogue { bias: true, ..Epilogue::SWIGLU },
+];
 
 /// Random shapes, epilogues and weight dtypes; x from the fuzz distributions. A dot
 /// product's rounding grows with Σ|x·w| (+|b|), not with its result: the tolerance follows it.
 pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (m, k, n) = (rng.edge(64), rng.edge(300), rng.edge(300));
-    let mut epilogue = rng.pick(&[
-        Epilogue::NONE,
-        Epilogue::BIAS,
-        Epilogue::bias_gelu(GeluForm::Erf),
-        Epilogue::bias_gelu(GeluForm::Tanh),
-        Epilogue::bias_gelu(GeluForm::Quick),
-        Epilogue::SWIGLU,
-        Epilogue { bias: true, ..Epilogue::SWIGLU },
-    ]);
+    let mut epilogue = rng.pick(&EPILOGUES);
     if rng.bool(0.2) {
         epilogue = epilogue.with_row_scale();
     }
     if rng.bool(0.25) {
-        let eps = rng.pick(&[1e-5, 1e-6]);
-        epilogue = epilogue.with_input_norm(if rng.bool(0.5) {
-            InputNorm::Layer { eps }
-        } else {
-            InputNorm::Rms { eps, unit_offset: rng.bool(0.5) }
-        });
+        let eps = rng.pick(&INPUT_NORM_EPS);
+        epilogue = epilogue.with_input_norm(rng.pick(&InputNorm::each_kind(eps)));
     }
     // SwiGLU reads gate/up pairs of weight rows.
     let n = if epilogue.swiglu { 2 * n } else { n };

@@ -10,6 +10,7 @@
 //! rasterisers, workgroup-memory tiles on GPUs, split-K where the tiles are too few to fill one.
 
 mod cases;
+pub use cases::EPILOGUES;
 
 use super::lowering::{self, Lowering, Slot};
 use super::{BindLimits, Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};

@@ -6,7 +6,8 @@
 use crate::dtype::{DType, round_to};
 use crate::error::Result;
 use crate::kernels::cases::{
-    BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, dot_ulps, normed_rows, pick_storage,
+    BenchCase, Case, CaseRng, CaseTarget, INPUT_NORM_EPS, SUBNORMAL_FLOOR, Tolerance, dot_ulps, normed_rows,
+    pick_storage,
 };
 use crate::ops::{Attention, AttentionRows, GeluForm, InputNorm, MaskedRows, MlpRows, RowsEpilogue};
 use crate::reference::{self, MaskInput};
@@ -185,14 +186,9 @@ pub fn mlp_case(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let storage = pick_storage(rng, target);
     let weights = pick_weights(rng, target);
     let (m, k, hidden, n) = (rng.edge(40), rng.edge(200), rng.edge(300), random_width(rng));
-    let activation = rng.pick(&[None, Some(GeluForm::Erf), Some(GeluForm::Tanh), Some(GeluForm::Quick)]);
-    let eps = rng.pick(&[1e-5, 1e-6]);
-    let input_norm = rng.pick(&[
-        None,
-        Some(InputNorm::Layer { eps }),
-        Some(InputNorm::Rms { eps, unit_offset: false }),
-        Some(InputNorm::Rms { eps, unit_offset: true }),
-    ]);
+    let activation = rng.pick(&GeluForm::OR_NONE);
+    let eps = rng.pick(&INPUT_NORM_EPS);
+    let input_norm = if rng.bool(0.25) { None } else { Some(rng.pick(&InputNorm::each_kind(eps))) };
     let op = MlpRows { in_bias: rng.bool(0.7), activation, input_norm, epilogue: random_epilogue(rng) };
     // Rows with a large common offset make the input norm's cancellation show.
     let offset = if rng.bool(0.3) { rng.range_f32(-20.0, 20.0) } else { 0.0 };
