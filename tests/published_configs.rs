@@ -86,6 +86,13 @@ fn inputs(family: ModelFamily, dir: &Path) -> Tensors {
             let vision = shape_of(dir, "multi_modal_projector.linear_1.weight")[1];
             t.insert("image_features".into(), float(&[1, 12, vision], &mut rng));
         }
+        ModelFamily::LlavaNext => {
+            let vision = shape_of(dir, "multi_modal_projector.linear_1.weight")[1];
+            // An image of 300 x 500 pixels takes the 336 x 672 pinpoint: a base tile and 1 x 2
+            // grid tiles of 24 x 24 patches, CLS dropped.
+            t.insert("image_features".into(), float(&[3, 24 * 24, vision], &mut rng));
+            t.insert("image_size".into(), HostTensor::new(&[2], HostVec::U32(vec![300, 500])).unwrap());
+        }
         ModelFamily::Blip2 => {
             let encoder = shape_of(dir, "qformer.encoder.layer.0.crossattention.attention.key.weight")[1];
             t.insert("image_embeds".into(), float(&[1, 17, encoder], &mut rng));
@@ -129,7 +136,7 @@ fn every_published_config_inspects_loads_and_matches_the_reference_at_real_width
         .filter(|p| p.join("config.json").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 9, "{} published configs", dirs.len());
+    assert!(dirs.len() >= 10, "{} published configs", dirs.len());
     for config_dir in dirs {
         let name = config_dir.file_name().unwrap().to_string_lossy().to_string();
         let dir = directory_for(&config_dir);
