@@ -1,7 +1,7 @@
 //! The one plan every connector (and [`crate::models::Pretrained`]) returns: a graph planned
 //! for fixed input sizes, run many times, by the upstream input and output names.
 
-use crate::dtype::{HostData, HostVec};
+use crate::dtype::HostData;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Plan, TensorId};
@@ -54,15 +54,13 @@ impl ConnectorPlan {
     /// passed) and returns every output by name. Float data is rounded to f16 where the plan
     /// stores activations so; a missing input or one of another shape is [`Error::Input`].
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
-        let data = self.inputs_from(inputs)?;
-        let outputs = self.plan.run(&data.iter().map(HostVec::as_data).collect::<Vec<_>>())?;
+        let outputs = self.plan.run(&self.inputs_from(inputs)?)?;
         self.named(outputs, HostTensor::new)
     }
 
     /// The f64 CPU reference of the same graph on `inputs`, each output as (shape, values).
     pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
-        let data = self.inputs_from(inputs)?;
-        let outputs = self.graph.reference(&data.iter().map(HostVec::as_data).collect::<Vec<_>>())?;
+        let outputs = self.graph.reference(&self.inputs_from(inputs)?)?;
         self.named(outputs, |shape, data| Ok((shape.to_vec(), data)))
     }
 
@@ -125,8 +123,8 @@ impl ConnectorPlan {
         input.or_else(output)
     }
 
-    /// The graph's inputs from `inputs`, in order, checked by name and shape.
-    fn inputs_from(&self, inputs: &Tensors) -> Result<Vec<HostVec>> {
+    /// The graph's inputs from `inputs`, in order, checked by name and shape; borrowed, not copied.
+    fn inputs_from<'a>(&self, inputs: &'a Tensors) -> Result<Vec<HostData<'a>>> {
         self.graph
             .inputs()
             .into_iter()
@@ -140,7 +138,7 @@ impl ConnectorPlan {
                     let problem = format!("shape {:?}, the plan was made for {shape:?}", t.shape);
                     return Err(Error::Input { name: name.into(), problem });
                 }
-                Ok(t.data.clone())
+                Ok(t.data.as_data())
             })
             .collect()
     }
