@@ -50,19 +50,19 @@ proptest! {
     #[test]
     #[timeout(300_000)]
     fn residual_epilogues_match_the_composed_reference(
-        (m, n, k, bias, act, gated, gate, data) in (edge_size(40), edge_size(300), edge_size(96), any::<bool>(),
+        (m, n, k, bias, act, residual, gate, data) in (edge_size(40), edge_size(300), edge_size(96), any::<bool>(),
             prop::sample::select(GeluForm::OR_NONE.to_vec()),
-            any::<bool>(),
+            prop::sample::select(vec![Residual::Add, Residual::Gated, Residual::Scaled]),
             prop::sample::select(vec![0.0f32, 0.3, -0.7, 25.0]))
-            .prop_flat_map(|(m, n, k, bias, act, gated, gate)| {
-                let data = (values(m * k, 1.0), values(n * k, 1.7 / (k as f32).sqrt()), values(n, 0.5), values(m * n, 2.0));
-                (Just(m), Just(n), Just(k), Just(bias), Just(act), Just(gated), Just(gate), data)
+            .prop_flat_map(|(m, n, k, bias, act, residual, gate)| {
+                let data = (values(m * k, 1.0), values(n * k, 1.7 / (k as f32).sqrt()), values(n, 0.5),
+                    values(m * n, 2.0), values(n, 1.5));
+                (Just(m), Just(n), Just(k), Just(bias), Just(act), Just(residual), Just(gate), data)
             }),
         portable in any::<bool>(),
     ) {
-        let (x, w, b, r) = data;
+        let (x, w, b, r, lambda) = data;
         let gpu = if portable { minimal_gpu() } else { gpu() };
-        let residual = if gated { Residual::Gated } else { Residual::Add };
         let plain = Epilogue { bias, activation: act, ..Epilogue::NONE };
         // Fused: one GEMM. Unfused: the GEMM, then the residual composed on the host.
         let build = |epilogue: Epilogue| {
@@ -76,8 +76,10 @@ proptest! {
             if epilogue.residual != Residual::None {
                 inputs.push(ri);
             }
-            if epilogue.residual == Residual::Gated {
-                inputs.push(g.constant("gate", &vlbridge::Tensor::from_f32(gpu, &[1], &[gate]).unwrap()));
+            match epilogue.residual {
+                Residual::Gated => inputs.push(g.constant("gate", &vlbridge::Tensor::from_f32(gpu, &[1], &[gate]).unwrap())),
+                Residual::Scaled => inputs.push(g.constant("lambda", &vlbridge::Tensor::from_f32(gpu, &[n], &lambda).unwrap())),
+                _ => {}
             }
             let y = g.add(epilogue, &inputs).unwrap();
             g.output(y).unwrap();
@@ -85,16 +87,28 @@ proptest! {
         };
         let fused = build(plain.with_residual(residual));
         let unfused = build(plain);
-        let t = if gated { f64::from(gate).tanh() } else { 1.0 };
-        let composed: Vec<f64> = unfused.iter().zip(&r).map(|(&v, &r)| f64::from(r) + t * f64::from(v)).collect();
+        // The factor on column j: 1, tanh(gate) or λ_j.
+        let factor = |j: usize| match residual {
+            Residual::Gated => f64::from(gate).tanh(),
+            Residual::Scaled => f64::from(lambda[j]),
+            _ => 1.0,
+        };
+        let composed: Vec<f64> =
+            unfused.iter().zip(&r).enumerate().map(|(i, (&v, &r))| f64::from(r) + factor(i % n) * f64::from(v)).collect();
         let mut want = reference::linear(&to_f64(&x), &to_f64(&w), bias.then_some(&to_f64(&b)[..]), m, n, k);
-        reference::epilogue(&mut want, act, Some(&to_f64(&r)), gated.then_some(f64::from(gate)));
-        let atol = 2e-6 * (k as f64).sqrt() + 2e-5;
+        match residual {
+            Residual::Scaled => {
+                want.iter_mut().for_each(|v| *v = act.map_or(*v, |form| reference::gelu(form, *v)));
+                reference::layer_scale(&mut want, &to_f64(&r), &to_f64(&lambda));
+            }
+            _ => reference::epilogue(&mut want, act, Some(&to_f64(&r)), (residual == Residual::Gated).then_some(f64::from(gate))),
+        }
+        let atol = 2e-6 * (k as f64).sqrt() * 1.5 + 2e-5;
         let cmp = reference::compare(&fused, &want, atol, 1e-4);
-        prop_assert!(cmp.passed(), "fused vs reference: {cmp}");
+        prop_assert!(cmp.passed(), "{residual:?} fused vs reference: {cmp}");
         let cmp = reference::compare(&fused, &composed, atol, 1e-4);
-        prop_assert!(cmp.passed(), "fused vs composed unfused: {cmp}");
-        if gated && gate == 0.0 {
+        prop_assert!(cmp.passed(), "{residual:?} fused vs composed unfused: {cmp}");
+        if residual == Residual::Gated && gate == 0.0 {
             prop_assert_eq!(&fused, &r, "a zero gate must be an exact identity");
         }
     }

@@ -22,7 +22,9 @@ const LAYERS: &[&str] = &[
     "graph",
     "diagnostics",
     "tune",
+    "nn",
     "connectors",
+    "towers",
     "models",
 ];
 

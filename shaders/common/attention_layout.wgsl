@@ -31,7 +31,8 @@ struct Params {
 
 override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
 override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (query, key);
-                                // 2: an f32 added to the logit (bitcast from the u32 words)
+                                // 2: an f32 added to the logit (bitcast from the u32 words);
+                                // 3: a keep byte per key (padding), the same for every query
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
 override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weights in `norms`)
 
@@ -85,10 +86,10 @@ fn kv_read(j: u32, i: u32) -> f32 {
 }
 
 fn kept(b: u32, qi: u32, j: u32) -> bool {
-    if MASK != 1u {
+    if MASK != 1u && MASK != 3u {
         return true;
     }
-    let i = (b * params.queries + qi) * keys() + j;
+    let i = select((b * params.queries + qi) * keys() + j, b * keys() + j, MASK == 3u);
     return ((mask[i / 4u] >> ((i % 4u) * 8u)) & 0xffu) != 0u;
 }
 

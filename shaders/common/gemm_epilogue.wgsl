@@ -8,6 +8,7 @@
 //   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i)
 //   v = row_scale[row] · v                                 (ROW_SCALE)
 //   y = v | residual + v | residual + tanh(gate[0]) · v     (RESIDUAL 0 | 1 | 2)
+//   y = residual + gate[col] · v                           (RESIDUAL 3: a per-column layer scale)
 // The gate is read from a 1-element buffer, not baked in, so changing it needs no re-plan;
 // tanh(0) = 0 makes a zero gate an exact identity, as upstream's init intends.
 // Bias, gate and row scale are f32 parameters; the residual is an activation (Act). Needs a
@@ -34,7 +35,7 @@ override HAS_BIAS: u32 = 1u;    // 1: add bias[col]
 override ACTIVATION: u32 = 0u;  // see activate()
 override SWIGLU: u32 = 0u;      // 1: weight rows interleave gate/up; output column = pair / 2
 override ROW_SCALE: u32 = 0u;   // 1: multiply by row_scale[row]
-override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-gated residual
+override RESIDUAL: u32 = 0u;    // 0: none, 1: add residual[row, col], 2: tanh-gated, 3: layer scale
 
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read> residual: array<Act>;  // an activation
@@ -78,8 +79,8 @@ fn biased(acc: f32, col: u32) -> f32 {
     return acc;
 }
 
-// Row scale and residual of the output element at flat index `out`, in row `row`.
-fn finish(value: f32, out: u32, row: u32) -> f32 {
+// Row scale and residual of the output element at flat index `out`, in row `row`, column `col`.
+fn finish(value: f32, out: u32, row: u32, col: u32) -> f32 {
     var v = value;
     if ROW_SCALE != 0u {
         v *= row_scale[row];
@@ -87,6 +88,7 @@ fn finish(value: f32, out: u32, row: u32) -> f32 {
     switch RESIDUAL {
         case 1u: { v = f32(residual[out]) + v; }
         case 2u: { v = f32(residual[out]) + tanh_safe(gate[0]) * v; }
+        case 3u: { v = f32(residual[out]) + gate[col] * v; }
         default: {}
     }
     return v;
@@ -94,12 +96,12 @@ fn finish(value: f32, out: u32, row: u32) -> f32 {
 
 // The output element at flat index `out` (row `row`) from weight row `col`.
 fn epilogue(acc: f32, out: u32, row: u32, col: u32) -> f32 {
-    return finish(activate(ACTIVATION, biased(acc, col)), out, row);
+    return finish(activate(ACTIVATION, biased(acc, col)), out, row, col);
 }
 
 // SWIGLU: the output element at `out` from weight rows `col` (gate) and `col + 1` (up).
 fn epilogue_swiglu(gate_acc: f32, up_acc: f32, out: u32, row: u32, col: u32) -> f32 {
-    return finish(silu(biased(gate_acc, col)) * biased(up_acc, col + 1u), out, row);
+    return finish(silu(biased(gate_acc, col)) * biased(up_acc, col + 1u), out, row, col / 2u);
 }
 
 // Where weight row `col` of output row `row` is stored in y [m, y_stride]: SWIGLU stores

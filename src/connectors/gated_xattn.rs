@@ -3,14 +3,14 @@
 //! residuals ride in the epilogue of the output GEMMs; the gates are 1-element GPU tensors, so
 //! [`GatedXAttnBlock::set_gates`] changes them without a re-plan.
 
-use super::blocks::{Linear, Norm, Skip, head_dim};
-use super::sublayers::FeedForward;
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::host::{HostTensor, Tensors};
+use crate::nn::FeedForward;
+use crate::nn::{Linear, Norm, Skip, head_dim};
 use crate::ops::{Attention, MaskedRows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;

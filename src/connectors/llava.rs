@@ -1,12 +1,12 @@
 //! The LLaVA MLP projector: `linear_2(act(linear_1(x)))`, with the activation fused into the
 //! first GEMM; biases when the checkpoint has them (`multimodal_projector_bias`).
 
-use super::blocks::{Linear, Skip};
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::nn::{Linear, Skip};
 use crate::ops::GeluForm;
 use crate::tensor::Tensor;
 use crate::weights::Weights;

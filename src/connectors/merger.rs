@@ -15,12 +15,12 @@
 //! C-chunk. The pixel shuffles are one gather each (`pixel_shuffle`), over a grid table that
 //! lets Mistral 3 merge several images of different shapes in one dispatch.
 
-use super::blocks::{Linear, Norm, Skip};
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::nn::{Linear, Norm, Skip};
 use crate::ops::{AvgPool, ChannelOrder, GeluForm, ImageGrid, LayerNorm, PixelShuffle, RmsNorm};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -350,9 +350,35 @@ impl Merger {
         } else {
             g.input_as(self.input_name(), shape, self.activations)?
         };
+        let outputs = self.nodes(gpu, &mut g, x, &grids, gathered)?;
+        for &id in &outputs {
+            g.output(id)?;
+        }
+        Ok((g, x, outputs))
+    }
+
+    /// Adds the merger to `g` on `x` (a tower's `[images, side², C]` output, of the square-grid
+    /// kinds: InternVL, Idefics3, Gemma 3); returns its result and the intermediates
+    /// [`MergerKind::output_names`] lists, none of them marked as outputs.
+    pub(crate) fn add_to(&self, gpu: &Gpu, g: &mut Graph, x: TensorId) -> Result<Vec<TensorId>> {
+        let shape = g.shape(x).unwrap_or_default().to_vec();
+        let grids = self.grids(&shape, &[])?;
+        self.nodes(gpu, g, x, &grids, false)
+    }
+
+    fn nodes(
+        &self,
+        gpu: &Gpu,
+        g: &mut Graph,
+        x: TensorId,
+        grids: &[ImageGrid],
+        gathered: bool,
+    ) -> Result<Vec<TensorId>> {
+        let s = self.config.scale;
+        let n = g.shape(x).map_or(0, |shape| shape[..shape.len() - 1].iter().product::<usize>());
         let mut h = x;
         if let Some(norm) = &self.pre_norm {
-            h = norm.add(&mut g, "pre_norm", h)?;
+            h = norm.add(g, "pre_norm", h)?;
         }
         let mut aux = None;
         match self.config.kind {
@@ -380,18 +406,14 @@ impl Merger {
         for (i, layer) in self.layers.iter().enumerate() {
             // InternVL's LayerNorm(4C) and Gemma's RMSNorm ride in the first GEMM's input.
             h = match (&self.post_norm, i) {
-                (Some(norm), 0) => layer.linear.add_normed(&mut g, layer.name, norm, h, layer.act, Skip::None)?,
-                _ => layer.linear.add(&mut g, layer.name, h, layer.act, Skip::None)?,
+                (Some(norm), 0) => layer.linear.add_normed(g, layer.name, norm, h, layer.act, Skip::None)?,
+                _ => layer.linear.add(g, layer.name, h, layer.act, Skip::None)?,
             };
             if layer.name == "merging_layer" {
                 aux = Some(h);
             }
         }
-        let outputs: Vec<TensorId> = std::iter::once(h).chain(aux).collect();
-        for &id in &outputs {
-            g.output(id)?;
-        }
-        Ok((g, x, outputs))
+        Ok(std::iter::once(h).chain(aux).collect())
     }
 
     /// Plans the merger for an input of `shape` ([`Merger::graph`]); the plan's output is the

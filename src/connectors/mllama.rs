@@ -15,12 +15,12 @@
 //! reference does not), a text row with no image to attend to still gets its attention
 //! residual; only its MLP branch is zeroed.
 
-use super::blocks::{Linear, Norm, Skip};
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::nn::{Linear, Norm, Skip};
 use crate::ops::{Attention, Epilogue, Pass, Residual, RmsNorm, interleave_rows};
 use crate::tensor::Tensor;
 use crate::weights::Weights;

@@ -1,6 +1,5 @@
 //! Connectors: graphs of kernels plus weights by their upstream names.
 
-mod blocks;
 mod compress;
 mod gated_xattn;
 mod llava;
@@ -9,7 +8,6 @@ mod mllama;
 mod perceiver;
 mod plan;
 mod qformer;
-mod sublayers;
 
 pub use compress::{AnyRes, Merged, PoolOrder, add_token_merge};
 pub use gated_xattn::{GatedXAttnBlock, GatedXAttnConfig};

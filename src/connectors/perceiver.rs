@@ -8,13 +8,13 @@
 //! every layer's media K/V. Each layer's q, k and v of the latents are one GEMM too (`to_q` and
 //! `to_kv` stacked), read in place by the attention's two sources.
 
-use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
-use super::sublayers::FeedForward;
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::nn::FeedForward;
+use crate::nn::{Linear, Norm, Skip, activation_constant, count_layers, find_prefix, head_dim};
 use crate::ops::{Attention, Repeat};
 use crate::tensor::Tensor;
 use crate::weights::Weights;

@@ -3,13 +3,13 @@
 //! self-attention, cross-attention to the image features every `cross_attention_frequency`
 //! layers (layer 0 included), and the query FFN.
 
-use super::blocks::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
-use super::sublayers::Mlp;
 use super::{ConnectorPlan, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
+use crate::nn::Mlp;
+use crate::nn::{Linear, Norm, Skip, activation_constant, count_layers, head_dim};
 use crate::ops::{Attention, GeluForm, Repeat};
 use crate::reference;
 use crate::tensor::Tensor;
@@ -268,7 +268,20 @@ impl QFormer {
     pub fn graph(&self, batch: usize, tokens: usize) -> Result<(Graph, TensorId, TensorId)> {
         let mut g = Graph::new();
         let image = g.input_as("encoder_hidden_states", &[batch, tokens, self.encoder_width], self.activations)?;
-        let mut h = activation_constant(&mut g, "query_states", &self.query_states, self.activations)?;
+        let (out, hidden) = self.add_to(&mut g, image)?;
+        g.output(out)?;
+        if let Some(h) = hidden {
+            g.output(h)?;
+        }
+        Ok((g, image, out))
+    }
+
+    /// Adds the Q-Former to `g` over `image` `[batch, tokens, encoder_width]`; returns its
+    /// result (after the language projection when loaded) and, with the projection, the
+    /// Q-Former's last hidden state. Marks neither as an output.
+    pub(crate) fn add_to(&self, g: &mut Graph, image: TensorId) -> Result<(TensorId, Option<TensorId>)> {
+        let batch = g.shape(image).map_or(1, |s| s[0]);
+        let mut h = activation_constant(g, "query_states", &self.query_states, self.activations)?;
         if batch > 1 {
             h = g.add(Repeat { times: batch }, &[h])?;
         }
@@ -276,22 +289,22 @@ impl QFormer {
         let d = head_dim(NAME, self.hidden, self.config.num_attention_heads)?;
         let width = heads * d;
         // Every cross-attention layer's K and V in one GEMM; layer j reads its columns.
-        let kv = self.cross_key_value.add(&mut g, "cross.key_value", image, None, Skip::None)?;
+        let kv = self.cross_key_value.add(g, "cross.key_value", image, None, Skip::None)?;
         let mut cross_index = 0;
         for (i, layer) in self.layers.iter().enumerate() {
             let name = format!("layer.{i}");
             let a = &layer.attention;
-            let qkv = a.query.add(&mut g, &format!("{name}.qkv"), h, None, Skip::None)?;
+            let qkv = a.query.add(g, &format!("{name}.qkv"), h, None, Skip::None)?;
             let attention = Attention::new(heads, d).offsets(0, width, 2 * width);
             let output = format!("{name}.attention.output");
-            h = a.output.add_after_attention(&mut g, &output, attention, &[qkv, qkv], Some(h), Some(&a.norm))?;
+            h = a.output.add_after_attention(g, &output, attention, &[qkv, qkv], Some(h), Some(&a.norm))?;
             if let Some(c) = &layer.cross {
-                let q = c.query.add(&mut g, &format!("{name}.cross.query"), h, None, Skip::None)?;
+                let q = c.query.add(g, &format!("{name}.cross.query"), h, None, Skip::None)?;
                 let base = 2 * width * cross_index;
                 cross_index += 1;
                 let attention = Attention::new(heads, d).offsets(0, base, base + width);
                 let output = format!("{name}.cross.output");
-                h = c.output.add_after_attention(&mut g, &output, attention, &[q, kv], Some(h), Some(&c.norm))?;
+                h = c.output.add_after_attention(g, &output, attention, &[q, kv], Some(h), Some(&c.norm))?;
             }
             let ffn = Mlp {
                 norm: None,
@@ -300,16 +313,13 @@ impl QFormer {
                 down: &layer.output,
             };
             let names = [&format!("{name}.intermediate_query") as &str, &format!("{name}.output_query")];
-            h = ffn.add_named(&mut g, names, h, Some(&layer.norm))?;
+            h = ffn.add_named(g, names, h, Some(&layer.norm))?;
         }
         let Some(projection) = &self.projection else {
-            g.output(h)?;
-            return Ok((g, image, h));
+            return Ok((h, None));
         };
-        let projected = projection.add(&mut g, "language_projection", h, None, Skip::None)?;
-        g.output(projected)?;
-        g.output(h)?;
-        Ok((g, image, projected))
+        let projected = projection.add(g, "language_projection", h, None, Skip::None)?;
+        Ok((projected, Some(h)))
     }
 
     /// Plans the Q-Former for `[batch, tokens]` image features ([`QFormer::output_names`]).

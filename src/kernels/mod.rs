@@ -10,11 +10,13 @@
 pub mod anyres;
 pub mod attention;
 pub mod cases;
+pub mod concat;
 pub mod elementwise;
 mod family;
 pub mod gemm;
 pub mod lowering;
 pub mod norm;
+pub mod patch;
 pub mod pool;
 pub mod probe;
 pub mod rows;
@@ -391,6 +393,10 @@ registry! {
     PixelShuffle(crate::ops::PixelShuffle) => shuffle::FAMILY,
     /// One pass of ToMe merging.
     Tome(crate::ops::TomeStep) => tome::FAMILY,
+    /// Tokens selected and joined: layers side by side, a range of items, two in a row.
+    Concat(crate::ops::Concat) => concat::FAMILY,
+    /// A ViT's patch embedding with class token and positions, reading patches in place.
+    PatchEmbed(crate::ops::PatchEmbed) => patch::FAMILY,
     /// AnyRes packing of one image's tile features with the newline vector.
     AnyRes(crate::ops::AnyResLayout) => anyres::FAMILY,
     /// Roofline microbenchmark: peak FMA throughput.

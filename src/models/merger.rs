@@ -5,12 +5,14 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, Side, required};
+use super::vision::{Frames, Tower, TowerSpec, all_slabs};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::ops::GeluForm;
+use crate::graph::Graph;
+use crate::ops::{Concat, GeluForm};
 use crate::weights::Weights;
 
 /// Every field these families' configs use, each optional; a family reads its own.
@@ -58,6 +60,8 @@ pub(super) struct MergerModel {
     /// Patches per side of a tile (square-grid families), for the token counts.
     side: Option<usize>,
     settings: Vec<(String, String)>,
+    family: ModelFamily,
+    tower: Option<TowerSpec>,
 }
 
 impl MergerModel {
@@ -140,7 +144,8 @@ impl MergerModel {
         };
         let side =
             if matches!(kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl | MergerKind::Mistral3) { None } else { side };
-        Ok(Self { config: merger, vision, text, bias, side, settings })
+        let tower = TowerSpec::new(family, config)?;
+        Ok(Self { config: merger, vision, text, bias, side, settings, family, tower })
     }
 }
 
@@ -204,13 +209,46 @@ impl Model for MergerModel {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let merger = Merger::from_weights(gpu, weights, self.config)?.with_activations(activations);
-        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger }))
+        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
+        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, family: self.family }))
+    }
+
+    fn tower(&self) -> Option<&TowerSpec> {
+        self.tower.as_ref()
     }
 }
 
 struct MergerRun {
     gpu: Gpu,
     merger: Merger,
+    tower: Option<Tower>,
+    family: ModelFamily,
+}
+
+impl MergerRun {
+    /// `pixel_values` → tower → merger: InternVL and Gemma 3 `[images, 3, H, W]`, Idefics3 and
+    /// SmolVLM `[batch, images, 3, H, W]` with `pixel_attention_mask` (padding images dropped,
+    /// padded patches masked as keys, bucketed positions), their features concatenated.
+    fn build_vision(&self, tower: &Tower, inputs: &Tensors) -> Result<Built> {
+        let mut g = Graph::new();
+        let mut feeds = Tensors::new();
+        let frames = matches!(self.family, ModelFamily::Idefics3 | ModelFamily::SmolVlm);
+        let pixels = tower.pixels(&mut g, inputs, if frames { 5 } else { 4 }, &mut feeds)?;
+        let features = if frames {
+            let patch = tower.tower.config().patch;
+            let f = Frames::new(inputs, &pixels, patch, self.family == ModelFamily::SmolVlm)?;
+            tower.features(&self.gpu, &mut g, &pixels, &f.images, Some(&f.position_ids), Some(&f.key_mask))?
+        } else {
+            tower.features(&self.gpu, &mut g, &pixels, &all_slabs(&pixels), None, None)?
+        };
+        let mut out = self.merger.add_to(&self.gpu, &mut g, features)?[0];
+        if frames {
+            // torch.cat of every real image's tokens.
+            out = g.add(Concat::Flatten, &[out])?;
+        }
+        g.output(out)?;
+        Ok(Built { graph: g, outputs: &["image_features"], feeds })
+    }
 }
 
 impl Runner for MergerRun {
@@ -218,7 +256,20 @@ impl Runner for MergerRun {
         self.merger.config().kind.input_names()
     }
 
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        match (&self.tower, self.family) {
+            (None, _) => &[],
+            (_, ModelFamily::Idefics3 | ModelFamily::SmolVlm) => &["pixel_values", "pixel_attention_mask"],
+            _ => &["pixel_values"],
+        }
+    }
+
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if let Some(tower) = &self.tower
+            && inputs.contains_key("pixel_values")
+        {
+            return self.build_vision(tower, inputs);
+        }
         let kind = self.merger.config().kind;
         let name = kind.input_names()[0];
         let rank = match kind {

@@ -25,6 +25,7 @@ mod config;
 mod llava;
 mod merger;
 mod mllama;
+mod vision;
 
 use std::fmt;
 use std::path::Path;
@@ -128,14 +129,24 @@ pub(crate) trait Model: Send + Sync {
     fn state_dict(&self) -> StateDict;
     /// Uploads its weights (`weights` finds them by the on-disk names) and returns it ready.
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>>;
+    /// The vision tower its config describes, where vlbridge serves it.
+    fn tower(&self) -> Option<&vision::TowerSpec> {
+        None
+    }
 }
 
 /// A loaded connector, run by upstream input and output names.
 pub(crate) trait Runner: Send + Sync {
     /// The input names it reads.
     fn inputs(&self) -> &'static [&'static str];
-    /// Its graph for `inputs`' shapes, with their data in the graph's input order.
+    /// Its graph for `inputs`' shapes, with their data in the graph's input order: from
+    /// `pixel_values` through the tower when they are given (and the tower is loaded), else
+    /// from the connector's own inputs.
     fn build(&self, inputs: &Tensors) -> Result<Built>;
+    /// The inputs of its pixel path (as the processor returns them); empty without a tower.
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A connector's graph for one set of inputs, its outputs' names (in the graph's order) and
@@ -198,6 +209,11 @@ pub struct Inspection {
     pub settings: Vec<(String, String)>,
     /// Visual tokens (in, out): what the config fixes, and what it leaves to the input.
     pub tokens: (String, String),
+    /// The vision tower the config describes (layers, width, patch, image size, feature
+    /// layer, tokens, FLOPs per image), empty where it is not served.
+    pub tower: Vec<(String, String)>,
+    /// Whether the checkpoint holds the tower (else only the connector path runs).
+    pub has_tower: bool,
     /// The connector's tensors.
     pub tensors: Vec<TensorEntry>,
     /// `""` for the on-disk names, `model.` for transformers' in-memory ones.
@@ -233,6 +249,12 @@ impl fmt::Display for Inspection {
         writeln!(f, "  family: {} ({})", self.family.model_type(), self.connector)?;
         for (label, value) in self.dims.iter().chain(&self.settings) {
             writeln!(f, "  {label}: {value}")?;
+        }
+        for (label, value) in &self.tower {
+            writeln!(f, "  {label}: {value}")?;
+        }
+        if !self.tower.is_empty() && !self.has_tower {
+            writeln!(f, "  (the checkpoint holds no vision tower: image_features in only)")?;
         }
         writeln!(f, "  visual tokens in: {}", self.tokens.0)?;
         writeln!(f, "  visual tokens out: {}", self.tokens.1)?;
@@ -292,6 +314,7 @@ fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
             bytes: weights.byte_len(name)?,
         });
     }
+    let has_tower = model.tower().is_some_and(|t| t.present(&weights));
     let inspection = Inspection {
         dir: dir.display().to_string(),
         family,
@@ -299,6 +322,8 @@ fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
         dims: model.dims(),
         settings: model.settings(),
         tokens: model.tokens(),
+        tower: model.tower().map(vision::TowerSpec::describe).unwrap_or_default(),
+        has_tower,
         tensors,
         prefix: prefix.into(),
     };
@@ -334,9 +359,17 @@ impl Pretrained {
         self.inspection.family
     }
 
-    /// The input names [`Pretrained::run`] reads (as the upstream module calls them).
+    /// The input names [`Pretrained::run`] reads (as the upstream module calls them) on the
+    /// connector path.
     pub fn input_names(&self) -> &'static [&'static str] {
         self.runner.inputs()
+    }
+
+    /// The input names of the pixel path (what the family's image processor returns), empty
+    /// when the checkpoint holds no tower. [`Pretrained::run`] takes this path whenever
+    /// `pixel_values` is among its inputs.
+    pub fn vision_input_names(&self) -> &'static [&'static str] {
+        self.runner.vision_inputs()
     }
 
     /// Plans the connector for inputs like `inputs` (by the upstream names: their shapes, and
@@ -383,6 +416,33 @@ pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOpti
     let activations = if options.f16_activations { DType::F16 } else { DType::F32 };
     let runner = model.load(gpu, &weights, activations)?;
     Ok(Pretrained { gpu: gpu.clone(), inspection, runner })
+}
+
+/// Every tensor of a safetensors file (a processor's output saved with `save_file`): floats
+/// as f32, integers (image sizes, masks, grids) as u32.
+pub fn read_tensors(path: impl AsRef<Path>) -> Result<Tensors> {
+    let file = Weights::open(path)?;
+    file.names()?
+        .into_iter()
+        .map(|name| {
+            let shape = file.shape(&name)?;
+            let data = match file.dtype(&name) {
+                Ok(_) => HostVec::F32(file.f32(&name, None)?),
+                Err(_) => HostVec::U32(
+                    file.i64(&name)?
+                        .into_iter()
+                        .map(|v| {
+                            u32::try_from(v).map_err(|_| Error::Input {
+                                name: name.clone(),
+                                problem: format!("value {v} out of range"),
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            };
+            Ok((name, HostTensor::new(&shape, data)?))
+        })
+        .collect()
 }
 
 /// Input `name` of `inputs`, as f32 data of rank `rank`, or an [`Error::Input`].

@@ -1,4 +1,4 @@
-//! `nn.Linear` with a fused epilogue: `y = residual (+ tanh(gate)·) scale[row] · act(x·Wᵀ + b)`,
+//! `nn.Linear` with a fused epilogue: `y = residual (+ tanh(gate)· | λ[col]·) scale[row] · act(x·Wᵀ + b)`,
 //! or SwiGLU's `silu(gate) · up` from one GEMM over interleaved gate/up weights.
 
 use super::{GeluForm, Meta, check_arity, check_u32_elements, rows_cols};
@@ -74,6 +74,9 @@ pub enum Residual {
     Add,
     /// `residual + tanh(gate)·v` with a 1-element `gate` tensor: Flamingo's gated blocks.
     Gated,
+    /// `residual + λ ⊙ v` with a per-column `λ` `[N]` (in the gate's slot): InternViT's layer
+    /// scale (`lambda_1`, `lambda_2`).
+    Scaled,
 }
 
 /// What happens to each accumulated output `acc` before it is stored:
@@ -155,7 +158,7 @@ impl Epilogue {
         match self.residual {
             Residual::None => 0,
             Residual::Add => 1,
-            Residual::Gated => 2,
+            Residual::Gated | Residual::Scaled => 2,
         }
     }
 
@@ -166,7 +169,7 @@ impl Epilogue {
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.bias);
         let residual = take(self.residual != Residual::None);
-        let gate = take(self.residual == Residual::Gated);
+        let gate = take(matches!(self.residual, Residual::Gated | Residual::Scaled));
         let row_scale = take(self.row_scale);
         let norm_weight = take(self.input_norm.is_some());
         let norm_bias = take(matches!(self.input_norm, Some(InputNorm::Layer { .. })));
@@ -213,10 +216,14 @@ impl Epilogue {
             let got = format!("{:?}", inputs[r].shape);
             return Err(Error::shape(NAME, "residual shape (the output's)", format!("{out:?}"), got));
         }
-        if let Some(g) = slots[4]
-            && inputs[g].len() != 1
-        {
-            return Err(Error::shape(NAME, "gate elements", 1, format!("{:?}", inputs[g].shape)));
+        if let Some(g) = slots[4] {
+            let (what, want) = match self.residual {
+                Residual::Scaled => ("layer scale shape (one per output column)", vec![out[out.len() - 1]]),
+                _ => ("gate shape", vec![1]),
+            };
+            if inputs[g].shape != want {
+                return Err(Error::shape(NAME, what, format!("{want:?}"), format!("{:?}", inputs[g].shape)));
+            }
         }
         if let Some(r) = slots[5]
             && inputs[r].len() != m

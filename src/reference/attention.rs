@@ -10,6 +10,8 @@ pub enum MaskInput<'a> {
     Keep(&'a [f64]),
     /// `[batch, queries, keys]` added to the logit.
     Additive(&'a [f64]),
+    /// `[batch, keys]`, 0 = a padded key, masked for every query (its logit [`MASK_FILL`]).
+    Keys(&'a [f64]),
 }
 
 impl<'a> MaskInput<'a> {
@@ -17,7 +19,16 @@ impl<'a> MaskInput<'a> {
     pub fn keep(self) -> Option<&'a [f64]> {
         match self {
             MaskInput::Keep(m) => Some(m),
-            MaskInput::Additive(_) => None,
+            MaskInput::Additive(_) | MaskInput::Keys(_) => None,
+        }
+    }
+
+    /// Whether query `i` of batch item `b` attends key `j` (an additive mask keeps every key).
+    pub fn keeps(self, b: usize, i: usize, j: usize, queries: usize, keys: usize) -> bool {
+        match self {
+            MaskInput::Keep(m) => m[(b * queries + i) * keys + j] != 0.0,
+            MaskInput::Keys(m) => m[b * keys + j] != 0.0,
+            MaskInput::Additive(_) => true,
         }
     }
 }
@@ -42,7 +53,7 @@ fn key_row<'a>(p: &Geometry, kv: [&'a [f64]; 2], b: usize, j: usize) -> &'a [f64
 /// Attention logits `[batch, heads, queries, keys]` with the layout of the attention kernels
 /// (`p`): `(q·scale)·k` (query head `h` reading key/value head `p.kv_head(h)`), each head of q
 /// and k RMS-normalised first with `norms` (`[2, head_dim]`: q's weight, then k's) when given;
-/// then [`MASK_FILL`] where a keep mask is 0, or plus an additive mask.
+/// then [`MASK_FILL`] where a keep or key mask is 0, or plus an additive mask.
 pub fn attention_scores(
     p: &Geometry,
     q: &[f64],
@@ -74,8 +85,8 @@ pub fn attention_scores(
                     let at = (b * queries + i) * keys + j;
                     let dot = || qh.iter().zip(kh).map(|(a, c)| a * c).sum::<f64>();
                     match mask {
-                        Some(MaskInput::Keep(m)) if m[at] == 0.0 => MASK_FILL,
                         Some(MaskInput::Additive(m)) => dot() + m[at],
+                        Some(m) if !m.keeps(b, i, j, queries, keys) => MASK_FILL,
                         _ => dot(),
                     }
                 }));
@@ -164,7 +175,6 @@ pub fn attention_partials(
 ) -> Vec<f64> {
     let keys = p.keys();
     let scores = attention_scores(p, q, kv, mask, norms);
-    let keep = mask.and_then(MaskInput::keep);
     let head_dim = p.head_dim;
     let mut out = Vec::with_capacity(scores.len() / keys.max(1) * chunks * (3 + head_dim));
     for (r, row) in scores.chunks(keys).enumerate() {
@@ -173,7 +183,7 @@ pub fn attention_partials(
         for c in 0..chunks {
             let span = (c * chunk_keys).min(keys)..((c + 1) * chunk_keys).min(keys);
             let m = row[span.clone()].iter().copied().fold(MASK_FILL, f64::max);
-            let kept = span.clone().any(|j| keep.is_none_or(|k| k[(b * p.queries + i) * keys + j] != 0.0));
+            let kept = span.clone().any(|j| mask.is_none_or(|m| m.keeps(b, i, j, p.queries, keys)));
             let mut values = vec![0.0; head_dim];
             let mut sum = 0.0;
             for j in span {

@@ -65,6 +65,14 @@ pub fn epilogue(y: &mut [f64], activation: Option<GeluForm>, residual: Option<&[
     }
 }
 
+/// `y = residual + λ ⊙ y` with `λ` per column (`y.len() / λ.len()` rows): a layer scale.
+pub fn layer_scale(y: &mut [f64], residual: &[f64], scale: &[f64]) {
+    let cols = scale.len().max(1);
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = residual[i] + scale[i % cols] * *v;
+    }
+}
+
 /// SwiGLU over interleaved pairs: `[.., 2n]` (gate₀, up₀, gate₁, up₁, ..) → `[.., n]` of
 /// `silu(gate) · up`.
 pub fn swiglu_pairs(y: &[f64]) -> Vec<f64> {

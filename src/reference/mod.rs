@@ -6,6 +6,7 @@ mod compare;
 mod compress;
 mod linear;
 mod norm;
+mod patch;
 
 pub use attention::{
     MASK_FILL, MaskInput, attention, attention_combine, attention_partials, attention_scores, softmax_rows,
@@ -15,5 +16,6 @@ pub use compare::{Comparison, F16_FLUSH, compare, compare_with, f16_rounding};
 pub use compress::{
     anyres_pack, avg_pool, bilinear_half, pixel_shuffle, resize_bilinear, separated_tokens, tome, tome_step,
 };
-pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, linear, mlp, scale_rows, silu, swiglu_pairs};
+pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, layer_scale, linear, mlp, scale_rows, silu, swiglu_pairs};
 pub use norm::{layer_norm, rms_norm};
+pub use patch::{PatchInputs, patch_embed};

@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::tensor::TensorView;
-use vlbridge::models::{self, HostTensor, LoadOptions, Tensors};
-use vlbridge::weights::Weights;
-use vlbridge::{DType, Error, Gpu, GpuOptions, HostVec, Result};
+use vlbridge::models::{self, LoadOptions, Tensors};
+use vlbridge::{DType, Gpu, GpuOptions, Result};
 
 use crate::util::{file_error, peak_rss};
 
@@ -50,7 +49,7 @@ fn print_rss() {
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let inspection = models::inspect(&args.model)?;
-    let inputs = read_inputs(&args.input)?;
+    let inputs = models::read_tensors(&args.input)?;
     let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
     let (weights, f16_activations) = match args.dtype.as_deref() {
@@ -80,32 +79,6 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     println!("wrote {}", args.output.display());
     print_rss();
     Ok(ExitCode::SUCCESS)
-}
-
-/// Every tensor of `path`: floats as f32, integers (image sizes) as u32.
-fn read_inputs(path: &Path) -> Result<Tensors> {
-    let file = Weights::open(path)?;
-    file.names()?
-        .into_iter()
-        .map(|name| {
-            let shape = file.shape(&name)?;
-            let data = match file.dtype(&name) {
-                Ok(_) => HostVec::F32(file.f32(&name, None)?),
-                Err(_) => HostVec::U32(
-                    file.i64(&name)?
-                        .into_iter()
-                        .map(|v| {
-                            u32::try_from(v).map_err(|_| Error::Input {
-                                name: name.clone(),
-                                problem: format!("value {v} out of range"),
-                            })
-                        })
-                        .collect::<Result<_>>()?,
-                ),
-            };
-            Ok((name, HostTensor::new(&shape, data)?))
-        })
-        .collect()
 }
 
 /// Writes `outputs` as f32 safetensors to a temporary file beside `path`, then renames it:

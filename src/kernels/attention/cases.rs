@@ -70,8 +70,8 @@ pub(super) fn fuzz_key_split(rng: &mut CaseRng, target: &CaseTarget) -> Result<C
 }
 
 /// Random batch, heads, grouped key/value heads, head dims (a fixed set: each is a pipeline of
-/// its own), query and key counts, one or two sources, keep masks with fully masked rows or
-/// additive masks with `finfo.min` entries, per-head q/k norms, logits up to ±80.
+/// its own), query and key counts, one or two sources, keep masks with fully masked rows, key
+/// padding masks, or additive masks with `finfo.min` entries, per-head q/k norms, logits up to ±80.
 fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (batch, heads) = (rng.range(1, 2), rng.range(1, 4) as u32);
@@ -120,13 +120,20 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     }
     let keys = ka + kb;
     let mut extra = Extra::default();
-    let mask_kind = rng.pick(&["none", "keep", "additive"]);
+    let mask_kind = rng.pick(&["none", "keep", "additive", "keys"]);
     let mut mask_range = 0.0;
     if mask_kind == "keep" {
         cfg = cfg.masked(rng.pick(&[MaskedRows::Zero, MaskedRows::Uniform]));
         // Every third row fully masked.
         let keep: Vec<u8> = (0..batch * nq * keys).map(|i| u8::from(!((i / keys) % 3 == 2 || rng.bool(0.3)))).collect();
         extra.mask = Some(c.input("mask", &[batch, nq, keys], DType::U8, keep));
+    } else if mask_kind == "keys" {
+        // Padded patches: the last keys of every item, and some inside; key 0 always real.
+        cfg = cfg.key_mask();
+        let real = rng.range(1, keys);
+        let keep: Vec<u8> =
+            (0..batch * keys).map(|i| u8::from(i % keys == 0 || (i % keys < real && !rng.bool(0.2)))).collect();
+        extra.mask = Some(c.input("mask", &[batch, keys], DType::U8, keep));
     } else if mask_kind == "additive" {
         cfg = cfg.additive_mask();
         // Mllama's: 0 or finfo.min, every third row all finfo.min; plus some ±5 biases.

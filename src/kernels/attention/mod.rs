@@ -218,6 +218,7 @@ pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
         Mask::None => 0.0,
         Mask::Keep(_) => 1.0,
         Mask::Additive => 2.0,
+        Mask::Keys => 3.0,
     };
     vec![
         ("HEAD_DIM", f64::from(cfg.head_dim)),
@@ -242,7 +243,11 @@ pub(crate) fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> O
 /// The mask input as the reference reads it.
 pub(crate) fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[&'a [f64]]) -> Option<MaskInput<'a>> {
     let m = inputs[mask_input?];
-    Some(if cfg.mask == Mask::Additive { MaskInput::Additive(m) } else { MaskInput::Keep(m) })
+    Some(match cfg.mask {
+        Mask::Additive => MaskInput::Additive(m),
+        Mask::Keys => MaskInput::Keys(m),
+        _ => MaskInput::Keep(m),
+    })
 }
 
 /// Bytes of q, K/V, mask and output for `rows` query rows over `keys` keys.
@@ -256,6 +261,8 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
         Mask::None => 0.0,
         Mask::Keep(_) => 1.0,
         Mask::Additive => 4.0,
+        // One byte per key, not per (query, key).
+        Mask::Keys => return (g.batch * g.keys()) as f64,
     };
     per_entry * (g.batch * g.queries * g.keys()) as f64
 }

@@ -215,6 +215,7 @@ impl Kernel for Epilogue {
             Residual::None => 0.0,
             Residual::Add => 1.0,
             Residual::Gated => 2.0,
+            Residual::Scaled => 3.0,
         };
         vec![
             ("HAS_BIAS", f64::from(u8::from(self.bias))),
@@ -296,7 +297,10 @@ impl Kernel for Epilogue {
         if let Some(scale) = slot(5) {
             reference::scale_rows(&mut y, scale);
         }
-        reference::epilogue(&mut y, None, slot(3), slot(4).map(|g| g[0]));
+        match (self.residual, slot(4)) {
+            (Residual::Scaled, Some(scale)) => reference::layer_scale(&mut y, slot(3).unwrap_or_default(), scale),
+            _ => reference::epilogue(&mut y, None, slot(3), slot(4).map(|g| g[0])),
+        }
         y
     }
 }

@@ -24,6 +24,9 @@ pub enum Mask {
     /// An f32 mask `[.., Nq, keys]` added to the scaled logits (Mllama's cross-attention mask:
     /// 0 attends, `finfo(f32).min` does not).
     Additive,
+    /// A key-padding mask `[.., keys]` (u8, non-zero = a real key): padded keys are masked for
+    /// every query (Idefics3's and SmolVLM's padded patches), one byte per key.
+    Keys,
 }
 
 /// What a fully masked query row produces.
@@ -150,9 +153,19 @@ impl Attention {
         }
     }
 
+    /// Takes a key-padding mask `[.., keys]` (its input follows the key/value sources).
+    pub fn key_mask(self) -> Self {
+        Self { mask: Mask::Keys, ..self }
+    }
+
     /// Takes a keep mask input; fully masked rows behave as `rows` says.
     pub fn masked(self, rows: MaskedRows) -> Self {
         Self { mask: Mask::Keep(rows), ..self }
+    }
+
+    /// Rows of the mask per batch item: one per query, or one for all with a key mask.
+    fn mask_rows(&self, queries: usize) -> usize {
+        if self.mask == Mask::Keys { 1 } else { queries }
     }
 
     /// Whether there is a mask input.
@@ -233,7 +246,7 @@ impl Attention {
                 }
                 let keys = self.check_sources(batch, &inputs[1..1 + self.kv_inputs()])?;
                 if let Some(m) = self.mask_input() {
-                    check_mask(batch, queries, keys, inputs[m])?;
+                    check_mask(batch, self.mask_rows(queries), keys, inputs[m])?;
                 }
                 if let Some(n) = self.norm_input() {
                     let d = self.head_dim as usize;
@@ -252,7 +265,7 @@ impl Attention {
             Some(Pass::Softmax) => {
                 let [batch, _, queries, keys] = self.check_scores("scores", first)?;
                 if self.has_mask() {
-                    check_mask(batch, queries, keys, inputs[1])?;
+                    check_mask(batch, self.mask_rows(queries), keys, inputs[1])?;
                 }
                 Ok(inputs[0].clone())
             }
@@ -402,10 +415,16 @@ pub(super) fn check_rank(what: &str, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn check_mask(batch: usize, queries: usize, keys: usize, mask: &Meta) -> Result<()> {
+/// A mask of `rows` rows per batch item (queries, or 1 for a key mask `[batch, keys]`).
+fn check_mask(batch: usize, rows: usize, keys: usize, mask: &Meta) -> Result<()> {
     check_u32_elements(NAME, "mask", &mask.shape)?;
-    let (b, rows, cols) = batch_rows_cols(&mask.shape);
-    if mask.shape.len() < 2 || (b, rows, cols) != (batch, queries, keys) {
+    let (b, r, cols) = if rows == 1 && mask.shape.len() == 2 {
+        (mask.shape[0], 1, mask.shape[1])
+    } else {
+        batch_rows_cols(&mask.shape)
+    };
+    let queries = rows;
+    if mask.shape.len() < 2 || (b, r, cols) != (batch, queries, keys) {
         return Err(Error::shape(
             NAME,
             "mask shape ([batch, queries, keys])",

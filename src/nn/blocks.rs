@@ -12,8 +12,8 @@ use crate::weights::Weights;
 /// `nn.Linear`: weight `[out, in]`, optional bias `[out]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    pub(super) weight: Tensor,
-    pub(super) bias: Option<Tensor>,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Option<Tensor>,
 }
 
 /// What a linear node adds after its activation.
@@ -214,7 +214,7 @@ impl Norm {
     }
 
     /// The norm as a fused sublayer's post-norm (its eps): a LayerNorm over whole rows.
-    pub(super) fn as_post_norm(&self) -> Option<f32> {
+    pub(crate) fn as_post_norm(&self) -> Option<f32> {
         match self.op {
             NormOp::Layer(op) if !op.per_head && self.bias.is_some() => Some(op.eps),
             _ => None,
@@ -222,7 +222,7 @@ impl Norm {
     }
 
     /// Appends its weight (and bias) as constants of `g`.
-    pub(super) fn push_params(&self, g: &mut Graph, name: &str, inputs: &mut Vec<TensorId>) {
+    pub(crate) fn push_params(&self, g: &mut Graph, name: &str, inputs: &mut Vec<TensorId>) {
         inputs.push(g.constant(&format!("{name}.weight"), &self.weight));
         if let Some(b) = &self.bias {
             inputs.push(g.constant(&format!("{name}.bias"), b));
@@ -230,7 +230,7 @@ impl Norm {
     }
 
     /// The norm as a GEMM's input norm, where it is one over whole rows.
-    pub(super) fn as_input_norm(&self) -> Option<InputNorm> {
+    pub(crate) fn as_input_norm(&self) -> Option<InputNorm> {
         match self.op {
             NormOp::Layer(op) if !op.per_head => Some(InputNorm::Layer { eps: op.eps }),
             NormOp::Rms(op) if !op.per_head => Some(InputNorm::Rms { eps: op.eps, unit_offset: op.unit_offset }),

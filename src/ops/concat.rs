@@ -1,0 +1,107 @@
+//! Selecting and joining tokens: hidden states of several layers side by side with the class
+//! token dropped, a range of items, two tensors one after the other.
+
+use super::{Meta, check_arity, check_u32_elements};
+use crate::error::{Error, Result};
+
+/// Name in errors and reports.
+pub const NAME: &str = "concat";
+
+/// A copy that selects or joins tensors of one dtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Concat {
+    /// `[B, T, Ca]` and, with `two`, `[B, T, Cb]` → `[B, T − skip, Ca + Cb]`: the last dims
+    /// joined, the first `skip` tokens of every item dropped (`torch.cat(dim=-1)[:, skip:]`).
+    Channels {
+        /// Leading tokens dropped from every item.
+        skip: usize,
+        /// Two sources (else one: only the drop).
+        two: bool,
+    },
+    /// `[Ra, ..]` and `[Rb, ..]` (the same trailing dims) → `[Ra + Rb, ..]`.
+    Rows,
+    /// `[A, B, .., C]` → `[A·B·.., C]`: upstream's `torch.cat` of per-image features, for a
+    /// result that is already contiguous.
+    Flatten,
+    /// Items `start .. start + len` of the leading dimension.
+    Slice {
+        /// First item.
+        start: usize,
+        /// Items taken.
+        len: usize,
+    },
+}
+
+impl Concat {
+    /// Number of inputs.
+    pub fn arity(&self) -> usize {
+        match self {
+            Concat::Channels { two: false, .. } | Concat::Slice { .. } | Concat::Flatten => 1,
+            _ => 2,
+        }
+    }
+
+    /// Checks the inputs; returns the output (the first input's dtype).
+    pub fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        check_arity(NAME, inputs, self.arity())?;
+        for (i, m) in inputs.iter().enumerate() {
+            check_u32_elements(NAME, &format!("input {i}"), &m.shape)?;
+        }
+        let a = &inputs[0].shape;
+        let out = match *self {
+            Concat::Channels { skip, two } => {
+                let [batch, tokens, ca] = a[..] else {
+                    return Err(Error::shape(NAME, "input rank ([batch, tokens, channels])", 3, a.len()));
+                };
+                let cb = if two {
+                    let b = &inputs[1].shape;
+                    if b.len() != 3 || b[..2] != a[..2] {
+                        let what = "second input shape ([batch, tokens, C], the first's batch and tokens)";
+                        return Err(Error::shape(NAME, what, format!("[{batch}, {tokens}, C]"), format!("{b:?}")));
+                    }
+                    b[2]
+                } else {
+                    0
+                };
+                if skip >= tokens {
+                    return Err(Error::shape(
+                        NAME,
+                        "tokens dropped (fewer than the tokens)",
+                        format!("< {tokens}"),
+                        skip,
+                    ));
+                }
+                vec![batch, tokens - skip, ca + cb]
+            }
+            Concat::Rows => {
+                let b = &inputs[1].shape;
+                if a.len() != b.len() || a[1..] != b[1..] {
+                    let what = "second input's trailing dims (the first's)";
+                    return Err(Error::shape(NAME, what, format!("[_, {:?}]", &a[1..]), format!("{b:?}")));
+                }
+                [&[a[0] + b[0]], &a[1..]].concat()
+            }
+            Concat::Flatten => {
+                let (rows, cols) = super::rows_cols(a);
+                vec![rows, cols]
+            }
+            Concat::Slice { start, len } => {
+                if len == 0 || start + len > a[0] {
+                    let what = "slice of the leading dimension";
+                    return Err(Error::shape(
+                        NAME,
+                        what,
+                        format!("within 0..{}", a[0]),
+                        format!("{start}..{}", start + len),
+                    ));
+                }
+                [&[len], &a[1..]].concat()
+            }
+        };
+        if inputs.iter().any(|m| m.dtype != inputs[0].dtype) {
+            return Err(Error::shape(NAME, "dtypes (all the same)", inputs[0].dtype, inputs[inputs.len() - 1].dtype));
+        }
+        check_u32_elements(NAME, "output", &out)?;
+        Ok(Meta { shape: out, dtype: inputs[0].dtype })
+    }
+}
