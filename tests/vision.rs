@@ -68,3 +68,27 @@ fn idefics3_padded_frames_masked_keys_bucketed_positions() {
 fn smolvlm_padded_frames_masked_keys_bucketed_positions() {
     check("smolvlm");
 }
+
+#[test]
+#[timeout(300_000)]
+fn blip2_vit_qformer_and_language_projection() {
+    check("blip2");
+}
+
+#[test]
+#[timeout(300_000)]
+fn llava_clip_tower_feature_layer_and_projector() {
+    check("llava");
+}
+
+#[test]
+#[timeout(300_000)]
+fn llava_next_tiles_two_feature_layers_and_packing() {
+    check("llava_next");
+}
+
+#[test]
+#[timeout(300_000)]
+fn llava_onevision_anyres_max_and_multi_image_samples() {
+    check("llava_onevision");
+}

@@ -3,10 +3,12 @@
 //! the LLaVA projector.
 
 use super::{ConnectorPlan, LlavaProjector};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::ops::{AnyResLayout, AvgPool, Step, Tome};
+use crate::nn::activation_constant;
+use crate::ops::{AnyResLayout, AvgPool, Concat, Step, Tome};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -99,6 +101,17 @@ impl AnyRes {
     pub fn add(&self, g: &mut Graph, features: TensorId, layout: &AnyResLayout) -> Result<TensorId> {
         let newline = g.constant("image_newline", &self.newline);
         g.add(*layout, &[features, newline])
+    }
+
+    /// Adds the packing of an image that was not tiled (LLaVA-OneVision's images in samples of
+    /// several): its one tile's tokens `[1, side², D]` then one `image_newline`.
+    pub fn add_untiled(&self, g: &mut Graph, features: TensorId) -> Result<TensorId> {
+        let storage = g.meta(features).map_or(DType::F32, |m| m.dtype);
+        let flat = g.add(Concat::Flatten, &[features])?;
+        let row = [1, self.newline.len()];
+        let newline = Tensor::from_buffer(self.newline.gpu(), self.newline.buffer().clone(), &row, DType::F32)?;
+        let newline = activation_constant(g, "image_newline.row", &newline, storage)?;
+        g.add(Concat::Rows, &[flat, newline])
     }
 }
 

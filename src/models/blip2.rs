@@ -4,11 +4,13 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
-use super::{Built, Model, Runner, Tensors, input_f32, input_shape_error};
+use super::vision::{Tower, TowerSpec, all_slabs};
+use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32, input_shape_error};
 use crate::connectors::{QFormer, QFormerConfig, StateDict};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::graph::Graph;
 use crate::weights::Weights;
 
 #[derive(Debug, Deserialize)]
@@ -24,6 +26,7 @@ pub(super) struct Blip2 {
     qformer: QFormerConfig,
     text: usize,
     vision_tokens: Option<usize>,
+    tower: Option<TowerSpec>,
 }
 
 impl Blip2 {
@@ -38,7 +41,8 @@ impl Blip2 {
         }
         let text = required("text_config.hidden_size", required("text_config", c.text_config)?.hidden_size)?;
         let vision_tokens = vision.and_then(|v| Some((v.image_size?.get() / v.patch_size?.get().max(1)).pow(2) + 1));
-        Ok(Self { qformer, text, vision_tokens })
+        let tower = TowerSpec::new(ModelFamily::Blip2, config)?;
+        Ok(Self { qformer, text, vision_tokens, tower })
     }
 }
 
@@ -87,12 +91,19 @@ impl Model for Blip2 {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let qformer = QFormer::from_weights(gpu, weights, self.qformer)?.with_language_projection(gpu, weights)?;
-        Ok(Box::new(Run { qformer: qformer.with_activations(activations) }))
+        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
+        Ok(Box::new(Run { qformer: qformer.with_activations(activations), tower, gpu: gpu.clone() }))
+    }
+
+    fn tower(&self) -> Option<&TowerSpec> {
+        self.tower.as_ref()
     }
 }
 
 struct Run {
     qformer: QFormer,
+    tower: Option<Tower>,
+    gpu: Gpu,
 }
 
 impl Runner for Run {
@@ -100,7 +111,30 @@ impl Runner for Run {
         &["image_embeds"]
     }
 
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        if self.tower.is_some() { &["pixel_values"] } else { &[] }
+    }
+
+    /// From `pixel_values`: the tower's post-normed `last_hidden_state` (the Q-Former's
+    /// `image_embeds`), the Q-Former, `language_projection`.
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if let Some(tower) = &self.tower
+            && inputs.contains_key("pixel_values")
+        {
+            let (mut g, mut feeds) = (Graph::new(), Tensors::new());
+            let pixels = tower.pixels(&mut g, inputs, 4, &mut feeds)?;
+            let embeds = tower.features(&self.gpu, &mut g, &pixels, &all_slabs(&pixels), None, None)?;
+            let (out, hidden) = self.qformer.add_to(&mut g, embeds)?;
+            g.output(out)?;
+            let outputs: &'static [&'static str] = match hidden {
+                Some(h) => {
+                    g.output(h)?;
+                    &["image_features", "qformer_last_hidden_state"]
+                }
+                None => &["image_features"],
+            };
+            return Ok(Built { graph: g, outputs, feeds });
+        }
         let (shape, x) = input_f32(inputs, "image_embeds", 3)?;
         let encoder = self.qformer.dims()[2];
         if shape[2] != encoder {

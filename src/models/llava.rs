@@ -5,13 +5,14 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, TextConfig, VisionConfig, required};
+use super::vision::{Tower, TowerSpec, all_slabs, int_rows};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32, input_ints, input_shape_error};
 use crate::connectors::{AnyRes, LlavaProjector, StateDict};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
-use crate::ops::{AnyResLayout, GeluForm};
+use crate::ops::{AnyResLayout, Concat, GeluForm};
 use crate::weights::Weights;
 
 /// The fields of a LLaVA-family `config.json` the connector uses (the resolved config has
@@ -45,6 +46,7 @@ pub(super) struct Llava {
     patch: usize,
     pinpoints: Vec<(usize, usize)>,
     max_patches: Option<usize>,
+    tower: Option<TowerSpec>,
 }
 
 impl Llava {
@@ -99,6 +101,7 @@ impl Llava {
             patch: required("vision_config.patch_size", vision_config.patch_size)?.get(),
             pinpoints,
             max_patches,
+            tower: TowerSpec::new(family, config)?,
         })
     }
 
@@ -190,17 +193,25 @@ impl Model for Llava {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let projector = LlavaProjector::from_weights(gpu, weights, self.act)?.with_activations(activations);
+        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
         if self.family == ModelFamily::Llava {
-            return Ok(Box::new(Projector { projector }));
+            return Ok(Box::new(Projector { projector, tower, gpu: gpu.clone() }));
         }
         let anyres = AnyRes::from_weights(gpu, weights, self.tile, self.patch, &self.pinpoints)?;
-        Ok(Box::new(Packed { projector, anyres, config: self.clone() }))
+        Ok(Box::new(Packed { projector, anyres, config: self.clone(), tower, gpu: gpu.clone() }))
+    }
+
+    fn tower(&self) -> Option<&TowerSpec> {
+        self.tower.as_ref()
     }
 }
 
-/// `llava`: `projected = multi_modal_projector(image_features)`.
+/// `llava`: `projected = multi_modal_projector(image_features)`; from `pixel_values`
+/// `[images, 3, H, W]` through the tower, `image_features` is every image's tokens in a row.
 struct Projector {
     projector: LlavaProjector,
+    tower: Option<Tower>,
+    gpu: Gpu,
 }
 
 impl Runner for Projector {
@@ -208,7 +219,22 @@ impl Runner for Projector {
         &["image_features"]
     }
 
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        if self.tower.is_some() { &["pixel_values"] } else { &[] }
+    }
+
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if let Some(tower) = &self.tower
+            && inputs.contains_key("pixel_values")
+        {
+            let (mut g, mut feeds) = (Graph::new(), Tensors::new());
+            let pixels = tower.pixels(&mut g, inputs, 4, &mut feeds)?;
+            let features = tower.features(&self.gpu, &mut g, &pixels, &all_slabs(&pixels), None, None)?;
+            let projected = self.projector.add_to(&mut g, features)?;
+            let out = g.add(Concat::Flatten, &[projected])?;
+            g.output(out)?;
+            return Ok(Built { graph: g, outputs: &["image_features"], feeds });
+        }
         let (shape, x) = input_f32(inputs, "image_features", 3)?;
         let vision = self.projector.dims()[0];
         if shape[2] != vision {
@@ -224,6 +250,82 @@ struct Packed {
     projector: LlavaProjector,
     anyres: AnyRes,
     config: Llava,
+    tower: Option<Tower>,
+    gpu: Gpu,
+}
+
+impl Packed {
+    /// `pixel_values` `[images, tiles, 3, H, W]` with `image_sizes` `[images, 2]` (and
+    /// OneVision's `batch_num_images`): each image's real tiles through the tower (the
+    /// processor's padding tiles are never embedded), the projector over all of them, each
+    /// image packed, the images' tokens in a row.
+    fn build_vision(&self, tower: &Tower, inputs: &Tensors) -> Result<Built> {
+        let (mut g, mut feeds) = (Graph::new(), Tensors::new());
+        let pixels = tower.pixels(&mut g, inputs, 5, &mut feeds)?;
+        let (images, max_tiles) = (pixels.shape[0], pixels.shape[1]);
+        let sizes = int_rows(inputs, "image_sizes", 2)?;
+        if sizes.len() != images {
+            let problem = format!("{} sizes for {images} images in pixel_values", sizes.len());
+            return Err(Error::Input { name: "image_sizes".into(), problem });
+        }
+        // OneVision tiles an image only when its sample holds no other (need_patching).
+        let patched: Vec<bool> = match (self.config.family, inputs.get("batch_num_images")) {
+            (ModelFamily::LlavaOnevision, Some(t)) => {
+                let counts = input_ints(inputs, "batch_num_images", t.data.len())?;
+                let flags: Vec<bool> = counts.iter().flat_map(|&n| std::iter::repeat_n(n == 1, n)).collect();
+                if flags.len() != images {
+                    let problem = format!("{counts:?} images per sample, but pixel_values holds {images}");
+                    return Err(Error::Input { name: "batch_num_images".into(), problem });
+                }
+                flags
+            }
+            _ => vec![true; images],
+        };
+        let mut table = Vec::new();
+        let mut packing = Vec::with_capacity(images);
+        for (i, size) in sizes.iter().enumerate() {
+            let layout = if patched[i] {
+                let layout = self
+                    .config
+                    .layout((size[0], size[1]))
+                    .map_err(|e| Error::Input { name: "image_sizes".into(), problem: e.to_string() })?;
+                Some(layout)
+            } else {
+                None
+            };
+            let tiles = layout.map_or(1, |l| l.tiles());
+            if tiles > max_tiles {
+                let problem = format!(
+                    "image {i} of {}x{} px needs {tiles} tiles, pixel_values holds {max_tiles}",
+                    size[0], size[1]
+                );
+                return Err(Error::Input { name: "pixel_values".into(), problem });
+            }
+            packing.push((table.len(), tiles, layout));
+            table.extend((0..tiles).map(|t| (i * max_tiles + t) as u32));
+        }
+        let features = tower.features(&self.gpu, &mut g, &pixels, &table, None, None)?;
+        let projected = self.projector.add_to(&mut g, features)?;
+        let mut packed: Option<crate::graph::TensorId> = None;
+        for (start, tiles, layout) in packing {
+            let tiles_of = if tiles == table.len() {
+                projected
+            } else {
+                g.add(Concat::Slice { start, len: tiles }, &[projected])?
+            };
+            let image = match layout {
+                Some(layout) => self.anyres.add(&mut g, tiles_of, &layout)?,
+                None => self.anyres.add_untiled(&mut g, tiles_of)?,
+            };
+            packed = Some(match packed {
+                Some(previous) => g.add(Concat::Rows, &[previous, image])?,
+                None => image,
+            });
+        }
+        let out = packed.ok_or_else(|| Error::Input { name: "pixel_values".into(), problem: "no images".into() })?;
+        g.output(out)?;
+        Ok(Built { graph: g, outputs: &["image_features"], feeds })
+    }
 }
 
 impl Runner for Packed {
@@ -231,7 +333,20 @@ impl Runner for Packed {
         &["image_features", "image_size"]
     }
 
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        match (&self.tower, self.config.family) {
+            (None, _) => &[],
+            (_, ModelFamily::LlavaOnevision) => &["pixel_values", "image_sizes", "batch_num_images"],
+            _ => &["pixel_values", "image_sizes"],
+        }
+    }
+
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if let Some(tower) = &self.tower
+            && inputs.contains_key("pixel_values")
+        {
+            return self.build_vision(tower, inputs);
+        }
         let (shape, x) = input_f32(inputs, "image_features", 3)?;
         let size = input_ints(inputs, "image_size", 2)?;
         let layout = self
