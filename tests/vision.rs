@@ -92,3 +92,94 @@ fn llava_next_tiles_two_feature_layers_and_packing() {
 fn llava_onevision_anyres_max_and_multi_image_samples() {
     check("llava_onevision");
 }
+
+/// A copy of `family`'s directory with `config.json` edited by `edit` and, when given, one
+/// tensor left out of its shard; returns the copy.
+fn edited_copy(family: &str, tag: &str, edit: impl Fn(&mut serde_json::Value), drop: Option<&str>) -> PathBuf {
+    let src = dir(family);
+    let dst = std::env::temp_dir().join(format!("vlbridge-vision-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, dst.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(dst.join("config.json"), config.to_string()).unwrap();
+    if let Some(name) = drop {
+        let index_path = dst.join("model.safetensors.index.json");
+        let mut index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+        index["weight_map"].as_object_mut().unwrap().remove(name);
+        std::fs::write(&index_path, index.to_string()).unwrap();
+    }
+    dst
+}
+
+fn load_error(dir: &std::path::Path) -> String {
+    match models::from_pretrained(gpu(), dir) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+#[timeout(120_000)]
+fn bad_towers_and_pixels_are_typed_errors_naming_the_problem() {
+    // A feature layer past the tower.
+    let d = edited_copy("llava", "layer", |c| c["vision_feature_layer"] = (-7).into(), None);
+    let e = load_error(&d);
+    assert!(e.contains("vision_feature_layer") && e.contains("out of range"), "{e}");
+    // An activation the kernels do not have, and a norm type InternViT does not know.
+    let d = edited_copy("llava", "act", |c| c["vision_config"]["hidden_act"] = "relu".into(), None);
+    let e = load_error(&d);
+    assert!(e.contains("vision_config.hidden_act") && e.contains("relu"), "{e}");
+    let d = edited_copy("internvl", "norm", |c| c["vision_config"]["norm_type"] = "batch_norm".into(), None);
+    let e = load_error(&d);
+    assert!(e.contains("vision_config.norm_type") && e.contains("batch_norm"), "{e}");
+    // A tower tensor missing from the shards.
+    let missing = "vision_tower.encoder.layers.1.mlp.fc2.weight";
+    let d = edited_copy("llava", "missing", |_| {}, Some(missing));
+    let e = load_error(&d);
+    assert!(e.contains(missing), "{e}");
+    // Layers past the last one used are never uploaded: dropping the last layer's weights
+    // (vision_feature_layer -2) still loads and runs.
+    let unused = "vision_tower.encoder.layers.2.mlp.fc2.weight";
+    let d = edited_copy("llava", "unused", |_| {}, Some(unused));
+    let model = models::from_pretrained(gpu(), &d).unwrap();
+    let inputs = models::read_tensors(dir("llava").join("vision_inputs.safetensors")).unwrap();
+    assert!(model.run(&inputs).is_ok());
+
+    // pixel_values of another size than the config's, and non-finite pixels.
+    let mut small = inputs.clone();
+    small.insert(
+        "pixel_values".into(),
+        vlbridge::HostTensor::new(&[1, 3, 42, 42], vlbridge::HostVec::F32(vec![0.5; 3 * 42 * 42])).unwrap(),
+    );
+    let e = model.run(&small).expect_err("a 42 px image").to_string();
+    assert!(e.contains("pixel_values") && e.contains("image_size 56"), "{e}");
+    let mut nan = inputs.clone();
+    let t = &inputs["pixel_values"];
+    let mut values = t.data.as_f32().unwrap().to_vec();
+    values[7] = f32::INFINITY;
+    nan.insert("pixel_values".into(), vlbridge::HostTensor::new(&t.shape, vlbridge::HostVec::F32(values)).unwrap());
+    let e = model.run(&nan).expect_err("an Inf pixel").to_string();
+    assert!(e.contains("pixel_values") && e.contains("finite"), "{e}");
+}
+
+#[test]
+#[timeout(120_000)]
+fn the_connector_path_keeps_working_beside_the_tower() {
+    // The same directory, fed image_features instead of pixels, runs the projector alone.
+    let model = models::from_pretrained(gpu(), dir("llava")).unwrap();
+    let outputs = models::read_tensors(dir("llava").join("vision_outputs.safetensors")).unwrap();
+    let features = outputs["projector_input"].clone();
+    let got = model.run(&[("image_features".to_string(), features)].into()).unwrap();
+    let want: Vec<f64> = outputs["image_features"].data.as_f32().unwrap().iter().map(|&v| f64::from(v)).collect();
+    let cmp = reference::compare(got["projected"].data.as_f32().unwrap(), &want, ATOL, RTOL);
+    assert!(cmp.passed(), "connector path: {cmp}");
+}

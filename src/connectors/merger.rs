@@ -394,7 +394,7 @@ impl Merger {
             kind => {
                 let order =
                     if kind == MergerKind::Mistral3 { ChannelOrder::ChannelMajor } else { ChannelOrder::OffsetMajor };
-                let (op, table) = PixelShuffle::new(&grids, s, order)?;
+                let (op, table) = PixelShuffle::new(grids, s, order)?;
                 let table =
                     g.constant("grids", &Tensor::from_data(gpu, &[grids.len(), 4], DType::U32, table[..].into())?);
                 h = g.add(op, &[h, table])?;

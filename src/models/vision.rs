@@ -13,13 +13,21 @@ use crate::ops::Concat;
 use crate::towers::{TowerConfig, TowerKind, TowerSelect, VisionTower};
 use crate::weights::Weights;
 
-/// A family's tower, described from `config.json`.
+/// A family's tower, described from `config.json`. A config the tower cannot be built from is
+/// an error only when the checkpoint holds the tower (a connector-only checkpoint still runs).
 #[derive(Debug, Clone)]
 pub(crate) struct TowerSpec {
-    config: TowerConfig,
-    select: TowerSelect,
+    kind: TowerKind,
     /// Where the checkpoint may hold it (on-disk names first).
     prefixes: &'static [&'static str],
+    /// The tower, or the config field that prevents it and why.
+    parsed: std::result::Result<Parsed, (String, String)>,
+}
+
+#[derive(Debug, Clone)]
+struct Parsed {
+    config: TowerConfig,
+    select: TowerSelect,
     /// `vision_feature_select_strategy = default`: the class token is dropped.
     drop_class: bool,
     /// `vision_feature_layer` as written, for `inspect`.
@@ -39,6 +47,80 @@ impl TowerSpec {
             ModelFamily::InternVl => (TowerKind::InternVit, &["vision_tower."]),
             _ => return Ok(None),
         };
+        let parsed = Parsed::new(family, kind, config).map_err(|e| match e {
+            Error::Config { field, problem } => (field, problem),
+            other => ("vision_config".to_string(), other.to_string()),
+        });
+        Ok(Some(Self { kind, prefixes, parsed }))
+    }
+
+    /// The prefix the checkpoint holds the tower under, if it does.
+    fn prefix(&self, weights: &Weights) -> Option<&'static str> {
+        let probe = VisionTower::probe(self.kind);
+        self.prefixes.iter().copied().find(|p| weights.contains(&format!("{p}{probe}")))
+    }
+
+    /// Whether the checkpoint holds the tower.
+    pub(crate) fn present(&self, weights: &Weights) -> bool {
+        self.prefix(weights).is_some()
+    }
+
+    /// Uploads the tower when the checkpoint holds it (its patch embedding under one of the
+    /// family's prefixes); `None` for a connector-only checkpoint. A config it cannot be built
+    /// from is an [`Error::Config`] naming the field.
+    pub(crate) fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<Tower>> {
+        let Some(prefix) = self.prefix(weights) else {
+            return Ok(None);
+        };
+        let p = self
+            .parsed
+            .as_ref()
+            .map_err(|(field, problem)| Error::Config { field: field.clone(), problem: problem.clone() })?;
+        let tower = VisionTower::from_weights(gpu, &weights.with_prefix(prefix), p.config, p.select.clone())?;
+        Ok(Some(Tower { tower: tower.with_activations(activations), drop_class: p.drop_class }))
+    }
+
+    /// What `inspect` says of the tower.
+    pub(crate) fn describe(&self) -> Vec<(String, String)> {
+        let p = match &self.parsed {
+            Ok(p) => p,
+            Err((field, problem)) => {
+                return vec![(
+                    "vision tower".into(),
+                    format!("{} (not buildable: {field}: {problem})", self.kind.upstream()),
+                )];
+            }
+        };
+        let c = &p.config;
+        let used = match &p.select {
+            TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
+            TowerSelect::PostNormed => c.layers,
+        };
+        let tokens = c.tokens() - usize::from(p.drop_class);
+        vec![
+            (
+                "vision tower".into(),
+                format!(
+                    "{} ({} layers, {} used; width {}, {} heads, MLP {}, {:?})",
+                    c.kind.upstream(),
+                    c.layers,
+                    used,
+                    c.hidden,
+                    c.heads,
+                    c.intermediate,
+                    c.act
+                ),
+            ),
+            ("image".into(), format!("{0} x {0} px, patch {1} ({2} x {2} patches)", c.image_size, c.patch, c.side())),
+            ("feature layer".into(), p.feature_layer.clone()),
+            ("tower tokens".into(), format!("{} per image ({} to the connector)", c.tokens(), tokens)),
+            ("tower FLOPs".into(), format!("{:.2} GFLOP per image", c.flops(used) / 1e9)),
+        ]
+    }
+}
+
+impl Parsed {
+    fn new(family: ModelFamily, kind: TowerKind, config: &ConfigJson) -> Result<Self> {
         let value = config.value();
         let tower = TowerConfig::from_json(kind, "vision_config", &value["vision_config"])?;
         let strategy = value["vision_feature_select_strategy"].as_str().unwrap_or("full");
@@ -64,57 +146,7 @@ impl TowerSpec {
         let drop_class = kind.class_token() && strategy == "default" && matches!(select, TowerSelect::Hidden(_));
         let feature_layer =
             if layer.is_null() { "last_hidden_state (post_layernorm)".into() } else { layer.to_string() };
-        Ok(Some(Self { config: tower, select, prefixes, drop_class, feature_layer }))
-    }
-
-    /// The prefix the checkpoint holds the tower under, if it does.
-    fn prefix(&self, weights: &Weights) -> Option<&'static str> {
-        let probe = VisionTower::probe(self.config.kind);
-        self.prefixes.iter().copied().find(|p| weights.contains(&format!("{p}{probe}")))
-    }
-
-    /// Whether the checkpoint holds the tower.
-    pub(crate) fn present(&self, weights: &Weights) -> bool {
-        self.prefix(weights).is_some()
-    }
-
-    /// Uploads the tower when the checkpoint holds it (its patch embedding under one of the
-    /// family's prefixes); `None` for a connector-only checkpoint.
-    pub(crate) fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<Tower>> {
-        let Some(prefix) = self.prefix(weights) else {
-            return Ok(None);
-        };
-        let tower = VisionTower::from_weights(gpu, &weights.with_prefix(prefix), self.config, self.select.clone())?;
-        Ok(Some(Tower { tower: tower.with_activations(activations), drop_class: self.drop_class }))
-    }
-
-    /// What `inspect` says of the tower.
-    pub(crate) fn describe(&self) -> Vec<(String, String)> {
-        let c = &self.config;
-        let used = match &self.select {
-            TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
-            TowerSelect::PostNormed => c.layers,
-        };
-        let tokens = c.tokens() - usize::from(self.drop_class);
-        vec![
-            (
-                "vision tower".into(),
-                format!(
-                    "{} ({} layers, {} used; width {}, {} heads, MLP {}, {:?})",
-                    c.kind.upstream(),
-                    c.layers,
-                    used,
-                    c.hidden,
-                    c.heads,
-                    c.intermediate,
-                    c.act
-                ),
-            ),
-            ("image".into(), format!("{0} x {0} px, patch {1} ({2} x {2} patches)", c.image_size, c.patch, c.side())),
-            ("feature layer".into(), self.feature_layer.clone()),
-            ("tower tokens".into(), format!("{} per image ({} to the connector)", c.tokens(), tokens)),
-            ("tower FLOPs".into(), format!("{:.2} GFLOP per image", c.flops(used) / 1e9)),
-        ]
+        Ok(Self { config: tower, select, drop_class, feature_layer })
     }
 }
 

@@ -12,6 +12,7 @@ mod vit;
 
 pub use vit::{TowerSelect, VisionTower};
 
+use crate::connectors::StateDict;
 use crate::error::{Error, Result};
 use crate::ops::GeluForm;
 
@@ -152,6 +153,53 @@ impl TowerConfig {
         let embed = 2.0 * patches * c * (3 * self.patch * self.patch) as f64;
         let layer = 2.0 * t * c * (4.0 * c + 2.0 * f) + 4.0 * t * t * c;
         embed + layers as f64 * layer
+    }
+
+    /// The tensors a checkpoint of this tower holds for `layers` layers (names relative to
+    /// the tower's prefix), with `post_layernorm` where the layout has one: what the demo and
+    /// the bench load at real size.
+    pub fn state_dict(&self, layers: usize) -> StateDict {
+        let (c, f, p) = (self.hidden, self.intermediate, self.patch);
+        let names = vit::names(self.kind);
+        let mut t = StateDict::default();
+        t.tensor(format!("{}.weight", names.patch), &[c, 3, p, p]);
+        if self.kind != TowerKind::Clip {
+            t.tensor(format!("{}.bias", names.patch), &[c]);
+        }
+        if let Some(class) = names.class_token {
+            t.tensor(class, &[c]);
+        }
+        t.tensor(names.positions, &[self.tokens(), c]);
+        if self.kind == TowerKind::Clip {
+            t.norm("pre_layrnorm", c, true);
+        }
+        for i in 0..layers {
+            let l = format!("{}.{i}", names.layer);
+            t.norm(&format!("{l}.{}", names.norm1), c, true);
+            match self.kind {
+                TowerKind::Blip2 => t.linear(&format!("{l}.self_attn.qkv"), 3 * c, c, true),
+                TowerKind::InternVit => {
+                    for x in ["q_proj", "k_proj", "v_proj"] {
+                        t.linear(&format!("{l}.attention.{x}"), c, c, false);
+                    }
+                    t.tensor(format!("{l}.lambda_1"), &[c]);
+                    t.tensor(format!("{l}.lambda_2"), &[c]);
+                }
+                _ => {
+                    for x in ["q_proj", "k_proj", "v_proj"] {
+                        t.linear(&format!("{l}.self_attn.{x}"), c, c, true);
+                    }
+                }
+            }
+            t.linear(&format!("{l}.{}", names.out), c, c, true);
+            t.norm(&format!("{l}.{}", names.norm2), c, true);
+            t.linear(&format!("{l}.mlp.fc1"), f, c, true);
+            t.linear(&format!("{l}.mlp.fc2"), c, f, true);
+        }
+        if self.kind != TowerKind::InternVit {
+            t.norm("post_layernorm", c, true);
+        }
+        t
     }
 
     /// `hidden_states` index `index` (negative from the end, as Python) as 0..=layers.

@@ -52,14 +52,19 @@ pub struct VisionTower {
 }
 
 /// The on-disk names of one layout, relative to the tower's prefix.
-struct Names {
-    class_token: Option<&'static str>,
-    patch: &'static str,
-    positions: &'static str,
-    layer: &'static str,
-    norm1: &'static str,
-    norm2: &'static str,
-    out: &'static str,
+pub(super) struct Names {
+    pub(super) class_token: Option<&'static str>,
+    pub(super) patch: &'static str,
+    pub(super) positions: &'static str,
+    pub(super) layer: &'static str,
+    pub(super) norm1: &'static str,
+    pub(super) norm2: &'static str,
+    pub(super) out: &'static str,
+}
+
+/// The names of `kind`'s tensors.
+pub(super) fn names(kind: TowerKind) -> Names {
+    Names::of(kind)
 }
 
 impl Names {

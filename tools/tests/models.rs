@@ -227,3 +227,101 @@ fn a_connector_loads_without_reading_the_language_model_shard() {
     assert_eq!(Weights::open(&out).unwrap().shape("projected").unwrap(), [1, 64, text]);
     std::fs::remove_dir_all(dir).ok();
 }
+
+fn vision() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/vision")
+}
+
+/// The families whose towers have learned absolute positions (issue: vision towers, part 1).
+const TOWER_FAMILIES: [&str; 8] =
+    ["llava", "llava_next", "llava_onevision", "blip2", "internvl", "gemma3", "idefics3", "smolvlm"];
+
+/// `vlbridge run` on `family`'s processor outputs (`pixel_values` ..): the path is picked from
+/// the input names; returns what it wrote.
+fn run_pixels(family: &str, dtype: Option<&str>, out_dir: &Path) -> Weights {
+    let dir = vision().join(family);
+    let out = out_dir.join(format!("{family}.safetensors"));
+    let (model, input) = (dir.to_str().unwrap().to_string(), dir.join("vision_inputs.safetensors"));
+    let mut args =
+        vec!["run", "--model", &model, "--input", input.to_str().unwrap(), "--output", out.to_str().unwrap()];
+    if let Some(d) = dtype {
+        args.extend(["--dtype", d]);
+    }
+    assert!(vlbridge(&args).status.success(), "{family}: vlbridge run failed");
+    Weights::open(&out).unwrap()
+}
+
+#[test]
+fn run_from_pixels_matches_transformers_for_every_tower_family() {
+    let out_dir = scratch("pixels");
+    for family in TOWER_FAMILIES {
+        let got = run_pixels(family, None, &out_dir);
+        let want = Weights::open(vision().join(family).join("vision_outputs.safetensors")).unwrap();
+        assert!(got.contains("image_features"), "{family}: image_features not written");
+        for output in got.names().unwrap() {
+            if !want.contains(&output) {
+                continue;
+            }
+            assert_eq!(got.shape(&output).unwrap(), want.shape(&output).unwrap(), "{family}: {output}");
+            let expected: Vec<f64> = want.f32(&output, None).unwrap().into_iter().map(f64::from).collect();
+            let cmp = compare(&got.f32(&output, None).unwrap(), &expected, 1e-4, 1e-3);
+            assert!(cmp.passed(), "{family}: {output}: {cmp}");
+        }
+    }
+}
+
+#[test]
+fn run_from_pixels_on_bf16_weights_matches_the_reference_of_the_same_weights() {
+    use vlbridge::models::{self, LoadOptions};
+    let out_dir = scratch("pixels-bf16");
+    let gpu = vlbridge::Gpu::new().unwrap();
+    for family in TOWER_FAMILIES {
+        let got = run_pixels(family, Some("bf16"), &out_dir);
+        let dir = vision().join(family);
+        let options = LoadOptions { weights: Some(vlbridge::DType::BF16), ..LoadOptions::default() };
+        let model = models::from_pretrained_with(&gpu, &dir, &options).unwrap();
+        let inputs = models::read_tensors(dir.join("vision_inputs.safetensors")).unwrap();
+        let reference = model.reference(&inputs).unwrap();
+        let cmp = compare(&got.f32("image_features", None).unwrap(), &reference["image_features"].1, 1e-4, 1e-3);
+        assert!(cmp.passed(), "{family} bf16: {cmp}");
+    }
+}
+
+#[test]
+fn inspect_describes_the_tower() {
+    let out = vlbridge(&["inspect", vision().join("llava").to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in
+        ["CLIPVisionModel (3 layers, 2 used", "patch 14", "feature layer: -2", "17 per image", "GFLOP per image"]
+    {
+        assert!(text.contains(needle), "inspect lacks `{needle}`:\n{text}");
+    }
+}
+
+#[test]
+fn non_finite_pixels_are_an_error_and_nothing_is_written() {
+    let out_dir = scratch("pixels-nan");
+    let dir = vision().join("gemma3");
+    let inputs = Weights::open(dir.join("vision_inputs.safetensors")).unwrap();
+    let mut pixels = inputs.f32("pixel_values", None).unwrap();
+    pixels[5] = f32::NAN;
+    let shape = inputs.shape("pixel_values").unwrap();
+    let bad = out_dir.join("nan_inputs.safetensors");
+    let bytes = bytemuck::cast_slice(&pixels).to_vec();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes).unwrap();
+    std::fs::write(&bad, safetensors::serialize([("pixel_values", view)], None).unwrap()).unwrap();
+    let out = out_dir.join("out.safetensors");
+    let run = vlbridge(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        bad.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("pixel_values"), "the error names the input");
+    assert!(!out.exists(), "nothing at OUT");
+}
