@@ -10,7 +10,7 @@ use crate::gpu::Caps;
 /// fuzzer, the bench, the tune and the precision tests need to know of it, so they loop over
 /// the registry and name no kernel.
 pub struct KernelFamily {
-    /// The kernel's name (as [`Kernel::name`]).
+    /// The kernel's name (as [`super::Kernel::name`]).
     pub name: &'static str,
     /// Every shader entry point it ships.
     pub specs: &'static [&'static KernelSpec],
@@ -22,7 +22,7 @@ pub struct KernelFamily {
     /// Its real-size rows of `vlbridge bench`.
     pub bench: fn() -> Vec<BenchCase>,
     /// The problems `vlbridge tune` times its variants on, one per problem class
-    /// ([`Kernel::tune_class`]); none for a kernel without a tuned choice.
+    /// ([`super::Kernel::tune_class`]); none for a kernel without a tuned choice.
     pub tune: fn() -> Vec<BenchCase>,
     /// Its cases with f16 activations (`tests/precision.rs`).
     pub precision: fn() -> Result<Vec<Case>>,
