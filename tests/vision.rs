@@ -183,3 +183,28 @@ fn the_connector_path_keeps_working_beside_the_tower() {
     let cmp = reference::compare(got["projected"].data.as_f32().unwrap(), &want, ATOL, RTOL);
     assert!(cmp.passed(), "connector path: {cmp}");
 }
+
+#[test]
+#[timeout(120_000)]
+fn a_pixel_plan_runs_many_times_on_the_processor_outputs_in_one_submission() {
+    let model = models::from_pretrained(gpu(), dir("llava_next")).unwrap();
+    let inputs = models::read_tensors(dir("llava_next").join("vision_inputs.safetensors")).unwrap();
+    let plan = model.plan(&inputs).unwrap();
+    assert_eq!(plan.input_names(), ["pixel_values"]);
+    // Planned as [images · tiles, 3, H, W]; fed the processor's [images, tiles, 3, H, W].
+    assert_eq!(plan.shape("pixel_values").unwrap(), [14, 3, 56, 56]);
+    let once = model.run(&inputs).unwrap();
+    for _ in 0..2 {
+        let again = plan.run(&inputs).unwrap();
+        assert_eq!(again["image_features"].data.as_f32(), once["image_features"].data.as_f32());
+    }
+    // Per layer: QKV, attention (with its output projection where fused), MLP; no more than a
+    // Q-Former layer's five.
+    let dispatches = plan.plan().dispatches().len();
+    let layers = 3;
+    assert!(dispatches <= 5 * layers + 12, "{dispatches} dispatches: {:?}", plan.plan().dispatches());
+    println!(
+        "llava_next pixels -> features: {dispatches} dispatches, {} activation bytes",
+        plan.plan().activation_bytes()
+    );
+}

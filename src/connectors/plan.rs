@@ -134,7 +134,7 @@ impl ConnectorPlan {
                 let t = inputs
                     .get(name)
                     .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-                if t.shape != shape {
+                if !fits(&t.shape, shape) {
                     let problem = format!("shape {:?}, the plan was made for {shape:?}", t.shape);
                     return Err(Error::Input { name: name.into(), problem });
                 }
@@ -155,4 +155,17 @@ impl ConnectorPlan {
             .map(|((name, id), v)| Ok((name.clone(), make(self.graph.shape(*id).unwrap_or_default(), v)?)))
             .collect()
     }
+}
+
+/// Whether data of shape `given` feeds an input planned as `planned`: the same shape, or the
+/// same with its leading dims split (the processor's `[images, tiles, 3, H, W]` for a plan's
+/// `[images · tiles, 3, H, W]`, as upstream flattens them).
+fn fits(given: &[usize], planned: &[usize]) -> bool {
+    if given == planned {
+        return true;
+    }
+    let Some(split) = (given.len() + 1).checked_sub(planned.len()).filter(|_| !planned.is_empty()) else {
+        return false;
+    };
+    split > 1 && given[split..] == planned[1..] && given[..split].iter().product::<usize>() == planned[0]
 }

@@ -9,8 +9,7 @@ use vlbridge::connectors::{
     QFormerConfig,
 };
 use vlbridge::kernels::FAMILIES;
-use vlbridge::ops::{Concat, GeluForm};
-use vlbridge::towers::{TowerConfig, TowerKind, TowerNorm, TowerSelect, VisionTower};
+use vlbridge::ops::GeluForm;
 use vlbridge::{DType, Gpu, Graph, HostData, HostVec, Plan, Result};
 
 use crate::synthetic;
@@ -181,75 +180,15 @@ fn families() -> Vec<Row> {
     rows
 }
 
-/// A ViT at a checkpoint's size (bf16 weights, as they ship; f32 activations) on one image of
-/// N(0, 1) pixels, with the LLaVA projector `[C, text, text]` after it when given.
-fn tower(config: TowerConfig, select: TowerSelect, projector: Option<usize>) -> Result<impl Fn(&Gpu) -> Result<Built>> {
-    Ok(move |gpu: &Gpu| {
-        let used = match &select {
-            TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
-            TowerSelect::PostNormed => config.layers,
-        };
-        let w = synthetic::checkpoint(&mut rng(), &config.state_dict(used), &[], DType::BF16)?;
-        let vit = VisionTower::from_weights(gpu, &w, config, select.clone())?;
-        let mut g = Graph::new();
-        let s = config.image_size;
-        let pixels = g.input("pixel_values", &[1, 3, s, s])?;
-        let mut h = vit.add_to(gpu, &mut g, pixels, &[0], None, None)?[0];
-        if let Some(text) = projector {
-            if config.kind.class_token() {
-                h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
-            }
-            let layout = LlavaProjector::state_dict([config.hidden, text, text], true);
-            let pw = synthetic::checkpoint(&mut rng(), &layout, &[], DType::BF16)?;
-            h = LlavaProjector::from_weights(gpu, &pw, GeluForm::Erf)?.add_to(&mut g, h)?;
-        }
-        g.output(h)?;
-        let plan = Plan::new(gpu, &g)?;
-        Ok(Built { plan, inputs: vec![HostVec::F32(normal(&mut rng(), 3 * s * s, 1.0))] })
-    })
-}
-
 /// The vision towers at their checkpoints' sizes, one image each.
 fn towers() -> Vec<Row> {
-    let vit = |kind, hidden, intermediate, layers, image_size, act, eps| TowerConfig {
-        kind,
-        hidden,
-        intermediate,
-        layers,
-        heads: 16,
-        image_size,
-        patch: 14,
-        act,
-        eps,
-        norm: TowerNorm::Layer,
-    };
-    let clip = vit(TowerKind::Clip, 1024, 4096, 24, 336, GeluForm::Quick, 1e-5);
-    let so400m = |size| vit(TowerKind::Siglip, 1152, 4304, 27, size, GeluForm::Tanh, 1e-6);
-    let rows: Vec<(&str, TowerConfig, TowerSelect, Option<usize>)> = vec![
-        ("clip_vit_l14_336 (layer -2) + llava-1.5 projector 4096", clip, TowerSelect::Hidden(vec![23]), Some(4096)),
-        (
-            "siglip_so400m_384 (layer -1) + onevision projector 3584",
-            so400m(384),
-            TowerSelect::Hidden(vec![27]),
-            Some(3584),
-        ),
-        (
-            "blip2_vit_g_224 (post-LN), tower only",
-            vit(TowerKind::Blip2, 1408, 6144, 39, 224, GeluForm::Erf, 1e-6),
-            TowerSelect::PostNormed,
-            None,
-        ),
-        (
-            "internvit_300m_448 (layer -1), tower only",
-            vit(TowerKind::InternVit, 1024, 4096, 24, 448, GeluForm::Erf, 1e-6),
-            TowerSelect::Hidden(vec![24]),
-            None,
-        ),
-        ("gemma3_siglip_896 (post-LN), tower only", so400m(896), TowerSelect::PostNormed, None),
-    ];
-    rows.into_iter()
-        .filter_map(|(shape, config, select, projector)| {
-            Some(row("tower", shape, tower(config, select, projector).ok()?))
+    crate::towers::all()
+        .into_iter()
+        .map(|workload| {
+            row("tower", workload.label, move |gpu| {
+                let (g, pixels) = workload.graph(gpu)?;
+                Ok(Built { plan: Plan::new(gpu, &g)?, inputs: vec![HostVec::F32(pixels)] })
+            })
         })
         .collect()
 }

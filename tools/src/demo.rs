@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use crate::util::{normal, time};
-use crate::{families, synthetic, tokens};
+use crate::{families, synthetic, tokens, towers};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{
@@ -39,6 +39,10 @@ pub struct Args {
     /// arithmetic; needs SHADER_F16) or bf16 (activations f32).
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     dtype: String,
+    /// Also the vision towers at their checkpoints' sizes (minutes on a CPU rasteriser):
+    /// timed at full depth, checked against the f64 reference one layer deep at full width.
+    #[arg(long)]
+    all: bool,
 }
 
 impl Args {
@@ -108,6 +112,9 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         token_rows.push(token_row);
     }
     print_table(&rows);
+    if args.all {
+        tower_rows(&gpu, args)?;
+    }
     let connectors = tokens::Connectors { projector: &projector, qformer: &qformer, perceiver: &perceiver };
     tokens::run(&gpu, args.runs.clamp(1, 3), &connectors, token_rows, args.json.as_deref())?;
     Ok(if rows.iter().all(|r| r.passed) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -276,6 +283,49 @@ fn family_row(gpu: &Gpu, args: &Args, family: &families::Workload) -> Result<(Ro
         gflop: flops / 1e9,
     };
     Ok((Row::new(family.label.to_string(), sized.tokens, (first_ms, median_ms), flops, &c), token_row))
+}
+
+/// Each tower of [`towers::all`] (bf16 weights, f32 activations): the full-depth plan timed
+/// (dispatches, peak activation bytes, GFLOP/s), its one-layer version at full width checked
+/// against the f64 reference (a full-depth f64 run takes minutes).
+fn tower_rows(gpu: &Gpu, args: &Args) -> Result<()> {
+    println!(
+        "{:<48} {:>10} {:>8} {:>9} {:>10} {:>11} {:>9} {:>10}  check (1 layer)",
+        "tower", "dispatches", "peak MiB", "GFLOP", "first ms", "median ms", "GFLOP/s", "max rel"
+    );
+    let wall = Timer::wall_clock(gpu);
+    let mut passed = true;
+    for workload in towers::all() {
+        let (g, pixels) = workload.graph(gpu)?;
+        let ((plan, _), first_ms, median_ms) = time(
+            args.runs,
+            || {
+                let plan = vlbridge::Plan::new(gpu, &g)?;
+                let y = plan.run_f32(&[&pixels])?;
+                Ok((plan, y))
+            },
+            |(plan, _)| plan.time(&wall).map(|_| ()),
+        )?;
+        let flops = plan.cost().flops;
+        let (small, small_pixels) = workload.one_layer().graph(gpu)?;
+        let got = vlbridge::Plan::new(gpu, &small)?.run_f32(&[&small_pixels])?.remove(0);
+        let want = small.reference(&[small_pixels[..].into()])?.remove(0);
+        let c = reference::compare(&got, &want, 1e-3, 1e-3);
+        passed &= c.passed();
+        println!(
+            "{:<48} {:>10} {:>8.1} {:>9.1} {:>10.1} {:>11.1} {:>9.2} {:>10.2e}  {}",
+            workload.label,
+            plan.dispatches().len(),
+            plan.activation_bytes() as f64 / (1 << 20) as f64,
+            flops / 1e9,
+            first_ms,
+            median_ms,
+            flops / (median_ms * 1e6),
+            c.max_rel,
+            if c.passed() { "ok" } else { "FAIL" }
+        );
+    }
+    if passed { Ok(()) } else { Err(vlbridge::Error::Graph("a tower failed its reference check".into())) }
 }
 
 fn sample_rows(total: usize, wanted: usize) -> Vec<usize> {

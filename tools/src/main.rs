@@ -10,6 +10,7 @@ mod models;
 mod roofline_plot;
 mod synthetic;
 mod tokens;
+mod towers;
 mod util;
 
 use std::process::ExitCode;

@@ -325,3 +325,82 @@ fn non_finite_pixels_are_an_error_and_nothing_is_written() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("pixel_values"), "the error names the input");
     assert!(!out.exists(), "nothing at OUT");
 }
+
+/// A real-size LLaVA-1.5-7B vision side (CLIP ViT-L/14-336 + the projector, bf16, 0.6 GB) under
+/// the published config: `vlbridge run` from one 336 px image. Prints the peak RSS; the weights
+/// are uploaded once in their stored dtype, so it stays under twice their bytes (the mapped file
+/// and lavapipe's host-memory buffers) plus the driver. Minutes in a debug build: run with
+/// `cargo test --release -p vlbridge-cli --test models -- --ignored`.
+#[test]
+#[ignore]
+fn a_real_size_clip_directory_runs_from_pixels_within_its_weights_memory() {
+    use vlbridge::connectors::LlavaProjector;
+    use vlbridge::ops::GeluForm;
+    use vlbridge::towers::{TowerConfig, TowerKind, TowerNorm};
+    let dir = scratch("clip-real");
+    let published = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/configs/llava-1.5-7b-hf/config.json");
+    std::fs::copy(published, dir.join("config.json")).unwrap();
+    let tower = TowerConfig {
+        kind: TowerKind::Clip,
+        hidden: 1024,
+        intermediate: 4096,
+        layers: 24,
+        heads: 16,
+        image_size: 336,
+        patch: 14,
+        act: GeluForm::Quick,
+        eps: 1e-5,
+        norm: TowerNorm::Layer,
+    };
+    let mut layout = tower.state_dict(24).prefixed("vision_tower.");
+    layout.tensors.extend(LlavaProjector::state_dict([1024, 4096, 4096], true).tensors);
+    // bf16 values from a small LCG, scaled per tensor as an init would (1/√fan_in for matrices).
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = layout
+        .tensors
+        .iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let scale = if shape.len() >= 2 { 1.0 / (shape[1..].iter().product::<usize>() as f32).sqrt() } else { 0.1 };
+            let mut bytes = Vec::with_capacity(2 * n);
+            for _ in 0..n {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let u = ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.4 * scale;
+                bytes.extend_from_slice(&half::bf16::from_f32(u).to_le_bytes());
+            }
+            (name.clone(), shape.clone(), bytes)
+        })
+        .collect();
+    let weight_bytes: usize = data.iter().map(|d| d.2.len()).sum();
+    let views = data.iter().map(|(name, shape, bytes)| {
+        (name.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, shape.clone(), bytes).unwrap())
+    });
+    std::fs::write(dir.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
+    drop(data);
+    let pixels: Vec<f32> = (0..3 * 336 * 336).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![1, 3, 336, 336],
+        bytemuck::cast_slice(&pixels),
+    )
+    .unwrap();
+    std::fs::write(dir.join("pixels.safetensors"), safetensors::serialize([("pixel_values", view)], None).unwrap())
+        .unwrap();
+    let out = dir.join("out.safetensors");
+    let run = vlbridge(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--input",
+        dir.join("pixels.safetensors").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let mib = weight_bytes as f64 / (1 << 20) as f64;
+    let rss = peak_rss(&run);
+    println!("real-size CLIP + projector: {mib:.0} MiB of bf16 weights, peak RSS of vlbridge run {rss:.0} MiB");
+    assert_eq!(Weights::open(&out).unwrap().shape("image_features").unwrap(), [576, 4096]);
+    assert!(rss < 2.0 * mib + 400.0, "peak RSS {rss:.0} MiB for {mib:.0} MiB of weights");
+    std::fs::remove_dir_all(dir).ok();
+}
