@@ -360,7 +360,7 @@ impl Merger {
     /// Adds the merger to `g` on `x` (a tower's `[images, side², C]` output, of the square-grid
     /// kinds: InternVL, Idefics3, Gemma 3); returns its result and the intermediates
     /// [`MergerKind::output_names`] lists, none of them marked as outputs.
-    pub(crate) fn add_to(&self, gpu: &Gpu, g: &mut Graph, x: TensorId) -> Result<Vec<TensorId>> {
+    pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, x: TensorId) -> Result<Vec<TensorId>> {
         let shape = g.shape(x).unwrap_or_default().to_vec();
         let grids = self.grids(&shape, &[])?;
         self.nodes(gpu, g, x, &grids, false)

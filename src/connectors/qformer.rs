@@ -279,7 +279,7 @@ impl QFormer {
     /// Adds the Q-Former to `g` over `image` `[batch, tokens, encoder_width]`; returns its
     /// result (after the language projection when loaded) and, with the projection, the
     /// Q-Former's last hidden state. Marks neither as an output.
-    pub(crate) fn add_to(&self, g: &mut Graph, image: TensorId) -> Result<(TensorId, Option<TensorId>)> {
+    pub fn add_to(&self, g: &mut Graph, image: TensorId) -> Result<(TensorId, Option<TensorId>)> {
         let batch = g.shape(image).map_or(1, |s| s[0]);
         let mut h = activation_constant(g, "query_states", &self.query_states, self.activations)?;
         if batch > 1 {

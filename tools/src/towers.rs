@@ -1,11 +1,11 @@
-//! The vision towers at their checkpoints' sizes for `vlbridge bench` and `vlbridge demo
-//! --all`: random bf16 weights (as checkpoints ship) through the same loader as a real
-//! checkpoint, one image of N(0, 1) pixels, the connector's projector after the tower where
-//! the family's connector is the LLaVA MLP.
+//! The whole vision paths at their checkpoints' sizes for `vlbridge bench` and `vlbridge demo
+//! --all`: random bf16 weights (as checkpoints ship) through the same loaders as a real
+//! checkpoint, one image of N(0, 1) pixels, the tower then the family's connector. Row shapes
+//! start with the keys of the PyTorch peer's `tower/*` rows, so the side-by-side join pairs them.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use vlbridge::connectors::LlavaProjector;
+use vlbridge::connectors::{LlavaProjector, Merger, MergerConfig, MergerKind, QFormer, QFormerConfig};
 use vlbridge::ops::{Concat, GeluForm};
 use vlbridge::towers::{TowerConfig, TowerKind, TowerNorm, TowerSelect, VisionTower};
 use vlbridge::{DType, Gpu, Graph, Result};
@@ -22,8 +22,19 @@ pub struct Workload {
     pub config: TowerConfig,
     /// What its model reads of it.
     pub select: TowerSelect,
-    /// The LLaVA projector's output width after the tower, if any.
-    pub projector: Option<usize>,
+    /// What follows the tower.
+    pub connector: Connector,
+}
+
+/// The connector of a workload, at the language model's width.
+#[derive(Clone, Copy)]
+pub enum Connector {
+    /// The LLaVA MLP `[C, text, text]` (the class token dropped first where the tower has one).
+    Llava(usize),
+    /// BLIP-2's Q-Former (12 layers, 32 queries of 768) and `language_projection` to `text`.
+    QFormer(usize),
+    /// A spatial merger of this kind and scale into `text` (class token dropped first).
+    Merger(MergerKind, usize, usize),
 }
 
 impl Workload {
@@ -51,14 +62,30 @@ impl Workload {
         let s = config.image_size;
         let pixels = g.input("pixel_values", &[1, 3, s, s])?;
         let mut h = vit.add_to(gpu, &mut g, pixels, &[0], None, None)?[0];
-        if let Some(text) = self.projector {
-            if config.kind.class_token() {
-                h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
-            }
-            let layout = LlavaProjector::state_dict([config.hidden, text, text], true);
-            let pw = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
-            h = LlavaProjector::from_weights(gpu, &pw, GeluForm::Erf)?.add_to(&mut g, h)?;
+        let class = config.kind.class_token() && !matches!(self.connector, Connector::QFormer(_));
+        if class {
+            h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
         }
+        let c = config.hidden;
+        h = match self.connector {
+            Connector::Llava(text) => {
+                let layout = LlavaProjector::state_dict([c, text, text], true);
+                let pw = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
+                LlavaProjector::from_weights(gpu, &pw, GeluForm::Erf)?.add_to(&mut g, h)?
+            }
+            Connector::QFormer(text) => {
+                let q = QFormerConfig { encoder_hidden_size: c, ..QFormerConfig::default() };
+                let mut layout = QFormer::state_dict(&q);
+                layout.linear("language_projection", text, q.hidden_size, true);
+                let qw = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
+                QFormer::from_weights(gpu, &qw, q)?.with_language_projection(gpu, &qw)?.add_to(&mut g, h)?.0
+            }
+            Connector::Merger(kind, scale, text) => {
+                let m = MergerConfig::new(kind, scale);
+                let mw = synthetic::checkpoint(&mut rng, &m.state_dict(c, text, true), &[], DType::BF16)?;
+                Merger::from_weights(gpu, &mw, m)?.add_to(gpu, &mut g, h)?[0]
+            }
+        };
         g.output(h)?;
         Ok((g, normal(&mut rng, 3 * s * s, 1.0)))
     }
@@ -79,23 +106,38 @@ pub fn all() -> Vec<Workload> {
         norm: TowerNorm::Layer,
     };
     let clip = vit(TowerKind::Clip, 1024, 4096, 24, 336, GeluForm::Quick, 1e-5);
-    let so400m = |size| vit(TowerKind::Siglip, 1152, 4304, 27, size, GeluForm::Tanh, 1e-6);
-    let w = |label, config, select, projector| Workload { label, config, select, projector };
+    let so400m = |size, layers| vit(TowerKind::Siglip, 1152, 4304, layers, size, GeluForm::Tanh, 1e-6);
+    let w = |label, config, select, connector| Workload { label, config, select, connector };
     vec![
-        w("CLIP ViT-L/14-336 (layer -2) + LLaVA-1.5 MLP", clip, TowerSelect::Hidden(vec![23]), Some(4096)),
-        w("SigLIP-so400m-384 (layer -1) + OneVision MLP", so400m(384), TowerSelect::Hidden(vec![27]), Some(3584)),
         w(
-            "BLIP-2 ViT-g/14 (post-LN), tower only",
+            "llava15_clip_l336 (CLIP-L/14-336, layer -2: 23 of 24 layers, + MLP 1024-4096-4096), bf16 weights",
+            clip,
+            TowerSelect::Hidden(vec![23]),
+            Connector::Llava(4096),
+        ),
+        w(
+            "llava_ov_siglip384_1crop (SigLIP-so400m/14-384 x26, layer -1, + MLP 1152-3584-3584), bf16 weights",
+            so400m(384, 26),
+            TowerSelect::Hidden(vec![26]),
+            Connector::Llava(3584),
+        ),
+        w(
+            "blip2_eva_g224 (EVA ViT-g/14-224 x39, post-LN, + Q-Former x12 + 768-2560), bf16 weights",
             vit(TowerKind::Blip2, 1408, 6144, 39, 224, GeluForm::Erf, 1e-6),
             TowerSelect::PostNormed,
-            None,
+            Connector::QFormer(2560),
         ),
         w(
-            "InternViT-300M-448 (layer -1), tower only",
+            "internvl3_448 (InternViT-300M/14-448 x24 + shuffle 0.5 + MLP 4096-3584-3584), bf16 weights",
             vit(TowerKind::InternVit, 1024, 4096, 24, 448, GeluForm::Erf, 1e-6),
             TowerSelect::Hidden(vec![24]),
-            None,
+            Connector::Merger(MergerKind::InternVl, 2, 3584),
         ),
-        w("Gemma 3 SigLIP-896 (post-LN), tower only", so400m(896), TowerSelect::PostNormed, None),
+        w(
+            "gemma3_siglip896 (SigLIP-so400m/14-896 x27, post-LN, + pool 4x4 + 1152-2560), bf16 weights",
+            so400m(896, 27),
+            TowerSelect::PostNormed,
+            Connector::Merger(MergerKind::Gemma3, 4, 2560),
+        ),
     ]
 }
