@@ -208,3 +208,28 @@ fn a_pixel_plan_runs_many_times_on_the_processor_outputs_in_one_submission() {
         plan.plan().activation_bytes()
     );
 }
+
+#[test]
+#[timeout(300_000)]
+fn the_pixel_path_runs_with_f16_weights_and_activations() {
+    if !gpu().features().contains(vlbridge::wgpu::Features::SHADER_F16) {
+        return;
+    }
+    // f16 storage rounds every stored intermediate to 2⁻¹¹ relative: held to the f64 reference
+    // of the same plan at 2e-2, as the demo's f16 rows.
+    for family in ["llava_next", "idefics3", "blip2"] {
+        let dir = dir(family);
+        let options = LoadOptions { weights: Some(DType::F16), f16_activations: true, ..LoadOptions::default() };
+        let model = models::from_pretrained_with(gpu(), &dir, &options).unwrap();
+        let inputs = models::read_tensors(dir.join("vision_inputs.safetensors")).unwrap();
+        let got = model.run(&inputs).unwrap();
+        let reference = model.reference(&inputs).unwrap();
+        let cmp = reference::compare(
+            got["image_features"].data.as_f32().unwrap(),
+            &reference["image_features"].1,
+            2e-2,
+            2e-2,
+        );
+        assert!(cmp.passed(), "{family} f16: {cmp}");
+    }
+}
