@@ -24,6 +24,10 @@ pub struct Args {
     /// Only cases whose `kernel/shape` matches this regular expression.
     #[arg(long)]
     filter: Option<String>,
+    /// Leave out the cases whose `kernel/shape` matches this regular expression (`^tower/`:
+    /// the real-size vision paths, which build gigabytes of random weights first).
+    #[arg(long)]
+    skip: Option<String>,
     /// Write every row as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -85,12 +89,10 @@ struct AdapterReport {
 const BACKENDS: [&str; 4] = ["vulkan", "metal", "dx12", "gl"];
 
 pub fn run(args: &Args) -> Result<ExitCode> {
-    let filter = args
-        .filter
-        .as_deref()
-        .map(regex::Regex::new)
-        .transpose()
-        .map_err(|e| Error::Graph(format!("--filter: {e}")))?;
+    let pattern = |flag: &str, value: &Option<String>| {
+        value.as_deref().map(regex::Regex::new).transpose().map_err(|e| Error::Graph(format!("--{flag}: {e}")))
+    };
+    let filter = Selection { keep: pattern("filter", &args.filter)?, skip: pattern("skip", &args.skip)? };
     let backends: Vec<&str> = if args.backend == "all" { BACKENDS.to_vec() } else { vec![args.backend.as_str()] };
     let (mut reports, mut absent) = (Vec::new(), Vec::new());
     for backend in backends {
@@ -107,7 +109,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 adapter_name: Some(name.clone()),
                 ..GpuOptions::from_env()?
             };
-            match Gpu::with_options(&options).and_then(|gpu| bench_adapter(&gpu, backend, args, filter.as_ref())) {
+            match Gpu::with_options(&options).and_then(|gpu| bench_adapter(&gpu, backend, args, &filter)) {
                 Ok(report) => reports.push(report),
                 Err(e) => println!("{backend} / {name}: skipped: {e}"),
             }
@@ -126,7 +128,19 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     Ok(if reports.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::Regex>) -> Result<AdapterReport> {
+/// Which `kernel/shape` rows run: those `keep` matches (all without it) and `skip` does not.
+struct Selection {
+    keep: Option<regex::Regex>,
+    skip: Option<regex::Regex>,
+}
+
+impl Selection {
+    fn runs(&self, row: &str) -> bool {
+        self.keep.as_ref().is_none_or(|f| f.is_match(row)) && !self.skip.as_ref().is_some_and(|s| s.is_match(row))
+    }
+}
+
+fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: &Selection) -> Result<AdapterReport> {
     let info = gpu.info().clone();
     println!("\n{backend} / {}", gpu.describe());
     diagnostics::check_driver(gpu)?;
@@ -144,10 +158,8 @@ fn bench_adapter(gpu: &Gpu, backend: &str, args: &Args, filter: Option<&regex::R
     );
     let (warmup, runs) = if args.quick { (1, 3) } else { (2, 10) };
     let warm_for = Duration::from_millis(if args.quick { 100 } else { 300 });
-    let cases: Vec<_> = cases::all()
-        .into_iter()
-        .filter(|c| filter.is_none_or(|f| f.is_match(&format!("{}/{}", c.kernel, c.shape))))
-        .collect();
+    let cases: Vec<_> =
+        cases::all().into_iter().filter(|c| filter.runs(&format!("{}/{}", c.kernel, c.shape))).collect();
     let bar = ProgressBar::new(cases.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
