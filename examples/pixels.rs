@@ -40,6 +40,7 @@ pub fn run() -> vlbridge::Result<f64> {
     Ok(worst)
 }
 
+#[allow(dead_code)]
 fn main() -> vlbridge::Result<()> {
     let worst = run()?;
     println!("worst error: {worst:.3} of the tolerance");
