@@ -72,6 +72,7 @@ pub mod models;
 pub(crate) mod nn;
 pub mod ops;
 pub mod pipeline;
+pub mod preprocess;
 pub mod reference;
 pub mod tensor;
 pub mod timing;

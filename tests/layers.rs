@@ -16,6 +16,7 @@ const LAYERS: &[&str] = &[
     "tensor",
     "timing",
     "weights",
+    "preprocess",
     "ops",
     "reference",
     "kernels",

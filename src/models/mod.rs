@@ -38,6 +38,7 @@ use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
+use crate::preprocess::{Preprocessor, Rgb8};
 use crate::weights::{ReadObserver, Weights};
 
 /// The model families vlbridge serves.
@@ -346,6 +347,8 @@ pub struct Pretrained {
     gpu: Gpu,
     inspection: Inspection,
     runner: Box<dyn Runner>,
+    /// Its image processor, or why there is none.
+    preprocessor: std::result::Result<Preprocessor, String>,
 }
 
 impl Pretrained {
@@ -391,6 +394,21 @@ impl Pretrained {
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run(&feeds)
     }
 
+    /// Images to the language model's image embeddings: the directory's image processor
+    /// ([`Preprocessor`], exact to Pillow), then [`Pretrained::run`] from the pixels.
+    pub fn embed_images(&self, images: &[Rgb8]) -> Result<Tensors> {
+        let processor = self
+            .preprocessor
+            .as_ref()
+            .map_err(|problem| Error::Config { field: "preprocessor_config.json".into(), problem: problem.clone() })?;
+        self.run(&processor.process(images)?)
+    }
+
+    /// Its image processor, when the directory has one vlbridge serves.
+    pub fn preprocessor(&self) -> Option<&Preprocessor> {
+        self.preprocessor.as_ref().ok()
+    }
+
     /// The f64 CPU reference of [`Pretrained::run`] on the same graph: each output by name, as
     /// (shape, values).
     pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
@@ -415,7 +433,8 @@ pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOpti
     }
     let activations = if options.f16_activations { DType::F16 } else { DType::F32 };
     let runner = model.load(gpu, &weights, activations)?;
-    Ok(Pretrained { gpu: gpu.clone(), inspection, runner })
+    let preprocessor = Preprocessor::from_pretrained(dir.as_ref()).map_err(|e| e.to_string());
+    Ok(Pretrained { gpu: gpu.clone(), inspection, runner, preprocessor })
 }
 
 /// Every tensor of a safetensors file (a processor's output saved with `save_file`): floats

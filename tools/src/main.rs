@@ -43,6 +43,8 @@ enum Command {
     Fuzz(fuzz::Args),
     /// Run a Hugging Face model directory's connector on named inputs; write the outputs.
     Run(models::RunArgs),
+    /// What a model directory's image processor returns for images (transformers' key names).
+    Preprocess(models::PreprocessArgs),
     /// Time every GEMM and attention variant on the default adapter (seconds) and cache the
     /// fastest per problem class; later runs on this adapter follow the cache.
     Tune {
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::run(&args),
         Command::Check { manifest } => check(&manifest),
         Command::Run(args) => models::run(&args),
+        Command::Preprocess(args) => models::preprocess(&args),
         Command::Inspect(args) => models::inspect(&args),
         Command::Tune { dir, runs } => tune(dir.as_deref(), runs),
     };

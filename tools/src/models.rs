@@ -7,7 +7,8 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::tensor::TensorView;
 use vlbridge::models::{self, LoadOptions, Tensors};
-use vlbridge::{DType, Gpu, GpuOptions, Result};
+use vlbridge::preprocess::{self, Preprocessor};
+use vlbridge::{DType, Gpu, GpuOptions, HostVec, Result};
 
 use crate::util::{file_error, peak_rss};
 
@@ -16,9 +17,14 @@ pub struct RunArgs {
     /// The model directory (config.json and safetensors shards).
     #[arg(long)]
     model: PathBuf,
-    /// The connector's inputs, by name, in a safetensors file.
+    /// The inputs, by name, in a safetensors file: the processor's outputs (`pixel_values`, ..)
+    /// run tower and connector, `image_features` the connector alone.
+    #[arg(long, required_unless_present = "image", conflicts_with = "image")]
+    input: Option<PathBuf>,
+    /// Image files (PNG, JPEG, WebP, GIF): the directory's image processor, then tower and
+    /// connector. Repeat for several images.
     #[arg(long)]
-    input: PathBuf,
+    image: Vec<PathBuf>,
     /// Where the outputs go, by name (written whole or not at all).
     #[arg(long)]
     output: PathBuf,
@@ -32,6 +38,34 @@ pub struct RunArgs {
 pub struct InspectArgs {
     /// The model directory.
     dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+pub struct PreprocessArgs {
+    /// The model directory (its preprocessor_config.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Image files; repeat for several.
+    #[arg(long, required = true)]
+    image: Vec<PathBuf>,
+    /// Where the processor's outputs go, under transformers' key names.
+    #[arg(long)]
+    output: PathBuf,
+}
+
+/// `vlbridge preprocess`: what the family's processor returns for the images, as transformers'
+/// Pillow backend computes it, to diff against Python.
+pub fn preprocess(args: &PreprocessArgs) -> Result<ExitCode> {
+    let processor = Preprocessor::from_pretrained(&args.model)?;
+    let images = args.image.iter().map(preprocess::decode).collect::<Result<Vec<_>>>()?;
+    let outputs = processor.process(&images)?;
+    write_outputs(&args.output, &outputs)?;
+    println!("{}:", processor.class());
+    for (name, t) in &outputs {
+        println!("  {name}: {:?}", t.shape);
+    }
+    println!("wrote {}", args.output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn inspect(args: &InspectArgs) -> Result<ExitCode> {
@@ -49,7 +83,12 @@ fn print_rss() {
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let inspection = models::inspect(&args.model)?;
-    let inputs = models::read_tensors(&args.input)?;
+    // Decoded before anything is loaded: a bad file fails fast and names itself.
+    let images = args.image.iter().map(preprocess::decode).collect::<Result<Vec<_>>>()?;
+    let inputs = match &args.input {
+        Some(path) => Some(models::read_tensors(path)?),
+        None => None,
+    };
     let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
     let (weights, f16_activations) = match args.dtype.as_deref() {
@@ -71,7 +110,10 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let model = models::from_pretrained_with(&gpu, &args.model, &options)?;
     bar.finish_and_clear();
     println!("{}: {}", inspection.family.model_type(), inspection.connector);
-    let outputs = model.run(&inputs)?;
+    let outputs = match &inputs {
+        Some(inputs) => model.run(inputs)?,
+        None => model.embed_images(&images)?,
+    };
     write_outputs(&args.output, &outputs)?;
     for (name, t) in &outputs {
         println!("  {name}: {:?}", t.shape);
@@ -84,16 +126,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 /// Writes `outputs` as f32 safetensors to a temporary file beside `path`, then renames it:
 /// on any error nothing is left at `path`.
 fn write_outputs(path: &Path, outputs: &Tensors) -> Result<()> {
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = outputs
+    // Floats as f32; integers (sizes, masks, counts) as int64, as transformers returns them.
+    let data: Vec<(String, Vec<usize>, safetensors::Dtype, Vec<u8>)> = outputs
         .iter()
-        .map(|(name, t)| (name.clone(), t.shape.clone(), bytemuck::cast_slice(&t.data.clone().into_f32()).to_vec()))
+        .map(|(name, t)| {
+            let (dtype, bytes) = match &t.data {
+                HostVec::U32(v) => {
+                    let wide: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
+                    (safetensors::Dtype::I64, bytemuck::cast_slice(&wide).to_vec())
+                }
+                other => (safetensors::Dtype::F32, bytemuck::cast_slice(&other.clone().into_f32()).to_vec()),
+            };
+            (name.clone(), t.shape.clone(), dtype, bytes)
+        })
         .collect();
     let views = data
         .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.as_str(), v))
-                .map_err(|e| file_error(path, e))
+        .map(|(name, shape, dtype, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.as_str(), v)).map_err(|e| file_error(path, e))
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None).map_err(|e| file_error(path, e))?;

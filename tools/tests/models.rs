@@ -404,3 +404,83 @@ fn a_real_size_clip_directory_runs_from_pixels_within_its_weights_memory() {
     assert!(rss < 2.0 * mib + 400.0, "peak RSS {rss:.0} MiB for {mib:.0} MiB of weights");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The families whose image processors are served.
+const PROCESSOR_FAMILIES: [&str; 3] = ["llava", "blip2", "gemma3"];
+
+#[test]
+fn run_from_an_image_file_matches_transformers_end_to_end() {
+    let out_dir = scratch("image");
+    for family in PROCESSOR_FAMILIES {
+        let dir = vision().join(family);
+        let out = out_dir.join(format!("{family}.safetensors"));
+        let photo = dir.join("preprocess/photo.png");
+        let run = vlbridge(&[
+            "run",
+            "--model",
+            dir.to_str().unwrap(),
+            "--image",
+            photo.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{family}: vlbridge run --image failed");
+        let got = Weights::open(&out).unwrap();
+        let want = Weights::open(dir.join("preprocess/photo_features.safetensors")).unwrap();
+        let expected: Vec<f64> = want.f32("image_features_slow", None).unwrap().into_iter().map(f64::from).collect();
+        let cmp = compare(&got.f32("image_features", None).unwrap(), &expected, 1e-4, 1e-3);
+        assert!(cmp.passed(), "{family}: photo -> image_features: {cmp}");
+    }
+}
+
+#[test]
+fn preprocess_writes_what_the_pillow_backend_returns() {
+    let out_dir = scratch("preprocess");
+    for family in PROCESSOR_FAMILIES {
+        let dir = vision().join(family);
+        for image in ["photo", "synthetic", "small"] {
+            let out = out_dir.join(format!("{family}-{image}.safetensors"));
+            let png = dir.join(format!("preprocess/{image}.png"));
+            let run = vlbridge(&[
+                "preprocess",
+                "--model",
+                dir.to_str().unwrap(),
+                "--image",
+                png.to_str().unwrap(),
+                "--output",
+                out.to_str().unwrap(),
+            ]);
+            assert!(run.status.success(), "{family}/{image}: vlbridge preprocess failed");
+            let got = Weights::open(&out).unwrap();
+            let want = Weights::open(dir.join(format!("preprocess/{image}.safetensors"))).unwrap();
+            let expected: Vec<f64> = want.f32("pixel_values_slow", None).unwrap().into_iter().map(f64::from).collect();
+            let cmp = compare(&got.f32("pixel_values", None).unwrap(), &expected, 1e-6, 0.0);
+            assert!(cmp.passed(), "{family}/{image}: {cmp}");
+            for name in got.names().unwrap().into_iter().filter(|n| n != "pixel_values") {
+                assert_eq!(got.i64(&name).unwrap(), want.i64(&name).unwrap(), "{family}/{image}: {name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_corrupt_image_is_an_error_naming_it_and_nothing_is_written() {
+    let out_dir = scratch("image-bad");
+    let dir = vision().join("llava");
+    let png = std::fs::read(dir.join("preprocess/photo.png")).unwrap();
+    let bad = out_dir.join("cut.png");
+    std::fs::write(&bad, &png[..png.len() / 2]).unwrap();
+    let out = out_dir.join("out.safetensors");
+    let run = vlbridge(&[
+        "run",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        bad.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("cut.png"), "the error names the file");
+    assert!(!out.exists(), "nothing at OUT");
+}

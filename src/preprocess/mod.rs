@@ -1,0 +1,253 @@
+//! Images in: decoding on the host (the `image` crate) and each family's image processor as
+//! transformers 5.24's Pillow backend computes it, every setting from the directory's
+//! `preprocessor_config.json`. The 8-bit resize is Pillow's own fixed-point arithmetic
+//! ([`resample`]), so the resized image is bit-identical to Pillow's and only the float
+//! rescale and normalisation remain (within 1e-6 of upstream's `pixel_values`).
+//!
+//! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), and the fixed-size
+//! resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+
+pub mod resample;
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use resample::{Filter, Rgb8};
+
+use crate::dtype::HostVec;
+use crate::error::{Error, Result};
+use crate::host::{HostTensor, Tensors};
+
+/// Pillow's `Image.MAX_IMAGE_PIXELS`: past twice this Pillow refuses to open an image as a
+/// decompression bomb; so does [`decode`].
+pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
+
+/// Reads an image file as 8-bit RGB, converted as transformers' `convert_rgb` does: RGB as is,
+/// grey replicated, alpha composited over white (Pillow's integer `alpha_composite`), 16-bit
+/// samples to their high byte (Pillow's `RGB;16B` unpacking).
+pub fn decode(path: impl AsRef<Path>) -> Result<Rgb8> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
+    decode_bytes(&bytes, &path.display().to_string())
+}
+
+/// [`decode`] from a file's bytes; `origin` names it in errors.
+pub fn decode_bytes(bytes: &[u8], origin: &str) -> Result<Rgb8> {
+    let error = |problem: String| Error::File { path: origin.into(), problem };
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| error(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(error("not an image format vlbridge reads (PNG, JPEG, WebP, GIF)".into()));
+    }
+    let (width, height) = reader.into_dimensions().map_err(|e| error(format!("unreadable header: {e}")))?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels == 0 {
+        return Err(error(format!("a zero-size image ({width} x {height})")));
+    }
+    if pixels > 2 * MAX_IMAGE_PIXELS {
+        return Err(error(format!(
+            "{width} x {height} = {pixels} pixels, past twice Pillow's MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS}): a decompression bomb"
+        )));
+    }
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| error(e.to_string()))?;
+    reader.no_limits();
+    let decoded = reader.decode().map_err(|e| error(format!("cannot decode: {e}")))?;
+    let (w, h) = (decoded.width() as usize, decoded.height() as usize);
+    use image::DynamicImage as D;
+    let data = match decoded {
+        D::ImageRgb8(img) => img.into_raw(),
+        D::ImageLuma8(img) => img.into_raw().into_iter().flat_map(|v| [v; 3]).collect(),
+        D::ImageRgba8(img) => over_white(img.into_raw().chunks(4).map(|p| [p[0], p[1], p[2], p[3]])),
+        D::ImageLumaA8(img) => over_white(img.into_raw().chunks(2).map(|p| [p[0], p[0], p[0], p[1]])),
+        D::ImageRgb16(img) => img.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+        D::ImageRgba16(img) => {
+            over_white(img.into_raw().chunks(4).map(|p| [p[0], p[1], p[2], p[3]].map(|v| (v >> 8) as u8)))
+        }
+        other => return Err(error(format!("unsupported colour type {:?}", other.color()))),
+    };
+    Ok(Rgb8 { width: w, height: h, data })
+}
+
+/// `Image.alpha_composite(white, rgba).convert("RGB")` in Pillow's integer arithmetic.
+fn over_white(pixels: impl Iterator<Item = [u8; 4]>) -> Vec<u8> {
+    const BITS: u32 = 7;
+    let shift_div_255 = |a: u32| ((a >> 8) + a) >> 8;
+    pixels
+        .flat_map(|[r, g, b, a]| {
+            let a = u32::from(a);
+            // dst is opaque white: outa255 = 255 · 255.
+            let coef1 = a * 255 * 255 * (1 << BITS) / (255 * 255);
+            let coef2 = 255 * (1 << BITS) - coef1;
+            [r, g, b].map(|c| {
+                let t = u32::from(c) * coef1 + 255 * coef2 + (0x80 << BITS);
+                (shift_div_255(t) >> BITS) as u8
+            })
+        })
+        .collect()
+}
+
+fn file_error(path: &Path, problem: String) -> Error {
+    Error::File { path: path.display().to_string(), problem }
+}
+
+/// The fields of `preprocessor_config.json` the served processors read.
+#[derive(Debug, Clone, Deserialize)]
+struct ProcessorJson {
+    image_processor_type: Option<String>,
+    size: Option<serde_json::Value>,
+    crop_size: Option<serde_json::Value>,
+    resample: Option<u64>,
+    do_resize: Option<bool>,
+    do_center_crop: Option<bool>,
+    do_rescale: Option<bool>,
+    rescale_factor: Option<f64>,
+    do_normalize: Option<bool>,
+    image_mean: Option<Vec<f64>>,
+    image_std: Option<Vec<f64>>,
+}
+
+/// How a processor sizes an image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Sizing {
+    /// CLIP: shortest edge to `edge` (the other `int(edge · long / short)`), then a centre crop.
+    ShortestEdgeCrop { edge: usize, crop: (usize, usize) },
+    /// BLIP-2, Gemma 3: squashed to `(height, width)`.
+    Fixed { height: usize, width: usize },
+}
+
+/// A model directory's image processor.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    class: String,
+    sizing: Sizing,
+    filter: Filter,
+    do_resize: bool,
+    rescale: Option<f64>,
+    normalize: Option<([f64; 3], [f64; 3])>,
+    /// Gemma 3 also returns `num_crops` (0 without pan and scan).
+    num_crops: bool,
+}
+
+impl Preprocessor {
+    /// Reads `dir/preprocessor_config.json`.
+    pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
+        let path = dir.as_ref().join("preprocessor_config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e.to_string()))?;
+        let c: ProcessorJson = serde_json::from_str(&text).map_err(|e| file_error(&path, e.to_string()))?;
+        let config_error = |field: &str, problem: String| Error::Config { field: field.into(), problem };
+        let class = c.image_processor_type.clone().unwrap_or_default();
+        let int = |v: &serde_json::Value, key: &str| v[key].as_u64().map(|n| n as usize);
+        let size = c.size.clone().unwrap_or_default();
+        let sizing = match class.trim_end_matches("Fast").trim_end_matches("Pil") {
+            "CLIPImageProcessor" => {
+                let edge = int(&size, "shortest_edge")
+                    .ok_or_else(|| config_error("size.shortest_edge", format!("missing from {size}")))?;
+                let crop = c.crop_size.clone().unwrap_or_default();
+                let crop = match (int(&crop, "height"), int(&crop, "width")) {
+                    (Some(h), Some(w)) if c.do_center_crop.unwrap_or(true) => (h, w),
+                    _ => (edge, edge),
+                };
+                Sizing::ShortestEdgeCrop { edge, crop }
+            }
+            "BlipImageProcessor" | "Gemma3ImageProcessor" | "SiglipImageProcessor" => {
+                let (Some(height), Some(width)) = (int(&size, "height"), int(&size, "width")) else {
+                    return Err(config_error("size", format!("{size} (height and width)")));
+                };
+                Sizing::Fixed { height, width }
+            }
+            other => {
+                return Err(config_error(
+                    "image_processor_type",
+                    format!(
+                        "`{other}` is not served yet (CLIPImageProcessor, BlipImageProcessor, Gemma3ImageProcessor)"
+                    ),
+                ));
+            }
+        };
+        let code = c.resample.unwrap_or(3);
+        let filter = Filter::from_pil(code)
+            .ok_or_else(|| config_error("resample", format!("{code} (1 LANCZOS, 2 BILINEAR, 3 BICUBIC)")))?;
+        let triple = |v: &Option<Vec<f64>>, field: &str| -> Result<[f64; 3]> {
+            match v.as_deref() {
+                Some([a, b, c]) => Ok([*a, *b, *c]),
+                other => Err(config_error(field, format!("{other:?} (three values)"))),
+            }
+        };
+        let normalize = if c.do_normalize.unwrap_or(true) {
+            Some((triple(&c.image_mean, "image_mean")?, triple(&c.image_std, "image_std")?))
+        } else {
+            None
+        };
+        Ok(Self {
+            num_crops: class.starts_with("Gemma3"),
+            class,
+            sizing,
+            filter,
+            do_resize: c.do_resize.unwrap_or(true),
+            rescale: c.do_rescale.unwrap_or(true).then(|| c.rescale_factor.unwrap_or(1.0 / 255.0)),
+            normalize,
+        })
+    }
+
+    /// The processor class the config names.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+
+    /// The 8-bit image the processor hands to rescaling: resized (and cropped) as Pillow does.
+    pub fn resized(&self, image: &Rgb8) -> Rgb8 {
+        if !self.do_resize {
+            return image.clone();
+        }
+        match self.sizing {
+            Sizing::Fixed { height, width } => image.resize(width, height, self.filter),
+            Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
+                let (h, w) = (image.height, image.width);
+                let (short, long) = (h.min(w), h.max(w));
+                let other = (edge as f64 * long as f64 / short as f64) as usize;
+                let (nh, nw) = if h <= w { (edge, other) } else { (other, edge) };
+                let resized = image.resize(nw, nh, self.filter);
+                // transformers pads when the crop is larger; the served configs never are.
+                let (ch, cw) = (ch.min(nh), cw.min(nw));
+                resized.crop((nw - cw) / 2, (nh - ch) / 2, cw, ch)
+            }
+        }
+    }
+
+    /// What the processor returns for `images`, under transformers' key names: `pixel_values`
+    /// `[images, 3, H, W]` (and Gemma 3's `num_crops`).
+    pub fn process(&self, images: &[Rgb8]) -> Result<Tensors> {
+        if images.is_empty() {
+            return Err(Error::Input { name: "images".into(), problem: "none given".into() });
+        }
+        let resized: Vec<Rgb8> = images.iter().map(|i| self.resized(i)).collect();
+        let (h, w) = (resized[0].height, resized[0].width);
+        let mut values = Vec::with_capacity(resized.len() * 3 * h * w);
+        for image in &resized {
+            for c in 0..3 {
+                values.extend(image.data.iter().skip(c).step_by(3).map(|&v| self.normalized(v, c)));
+            }
+        }
+        let mut out = Tensors::new();
+        out.insert("pixel_values".into(), HostTensor::new(&[resized.len(), 3, h, w], HostVec::F32(values))?);
+        if self.num_crops {
+            out.insert("num_crops".into(), HostTensor::new(&[resized.len()], HostVec::U32(vec![0; resized.len()]))?);
+        }
+        Ok(out)
+    }
+
+    /// `(v · rescale − mean) / std`, in f64 and rounded once (upstream's f32 steps agree to
+    /// within an ulp).
+    fn normalized(&self, v: u8, channel: usize) -> f32 {
+        let mut x = f64::from(v);
+        if let Some(s) = self.rescale {
+            x *= s;
+        }
+        if let Some((mean, std)) = self.normalize {
+            x = (x - mean[channel]) / std[channel];
+        }
+        x as f32
+    }
+}
