@@ -4,8 +4,8 @@
 //! ([`resample`]), so the resized image is bit-identical to Pillow's and only the float
 //! rescale and normalisation remain (within 1e-6 of upstream's `pixel_values`).
 //!
-//! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), and the fixed-size
-//! resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+//! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
+//! OneVision's AnyRes tiles, and the fixed-size resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
 
 pub mod resample;
 
@@ -18,6 +18,7 @@ pub use resample::{Filter, Rgb8};
 use crate::dtype::HostVec;
 use crate::error::{Error, Result};
 use crate::host::{HostTensor, Tensors};
+use crate::ops::anyres::select_best_resolution;
 
 /// Pillow's `Image.MAX_IMAGE_PIXELS`: past twice this Pillow refuses to open an image as a
 /// decompression bomb; so does [`decode`].
@@ -106,15 +107,19 @@ struct ProcessorJson {
     do_normalize: Option<bool>,
     image_mean: Option<Vec<f64>>,
     image_std: Option<Vec<f64>>,
+    image_grid_pinpoints: Option<Vec<(usize, usize)>>,
 }
 
 /// How a processor sizes an image.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Sizing {
     /// CLIP: shortest edge to `edge` (the other `int(edge · long / short)`), then a centre crop.
     ShortestEdgeCrop { edge: usize, crop: (usize, usize) },
     /// BLIP-2, Gemma 3: squashed to `(height, width)`.
     Fixed { height: usize, width: usize },
+    /// LLaVA-NeXT / OneVision: the base image squashed to `tile`, then the image resized into
+    /// the best pinpoint keeping its aspect, zero-padded centred, cut into `tile`-sized tiles.
+    AnyRes { tile: usize, pinpoints: Vec<(usize, usize)> },
 }
 
 /// A model directory's image processor.
@@ -150,6 +155,15 @@ impl Preprocessor {
                     _ => (edge, edge),
                 };
                 Sizing::ShortestEdgeCrop { edge, crop }
+            }
+            "LlavaNextImageProcessor" | "LlavaOnevisionImageProcessor" => {
+                let tile = int(&size, "shortest_edge")
+                    .or_else(|| int(&size, "height"))
+                    .ok_or_else(|| config_error("size", format!("{size} (shortest_edge, or height and width)")))?;
+                let pinpoints = c.image_grid_pinpoints.clone().filter(|p| !p.is_empty()).ok_or_else(|| {
+                    config_error("image_grid_pinpoints", "missing from preprocessor_config.json".into())
+                })?;
+                Sizing::AnyRes { tile, pinpoints }
             }
             "BlipImageProcessor" | "Gemma3ImageProcessor" | "SiglipImageProcessor" => {
                 let (Some(height), Some(width)) = (int(&size, "height"), int(&size, "width")) else {
@@ -196,14 +210,16 @@ impl Preprocessor {
         &self.class
     }
 
-    /// The 8-bit image the processor hands to rescaling: resized (and cropped) as Pillow does.
-    pub fn resized(&self, image: &Rgb8) -> Rgb8 {
+    /// The 8-bit images (tiles) the processor hands to rescaling for one image: resized,
+    /// cropped, padded and tiled as the Pillow backend does.
+    pub fn resized(&self, image: &Rgb8) -> Vec<Rgb8> {
         if !self.do_resize {
-            return image.clone();
+            return vec![image.clone()];
         }
-        match self.sizing {
-            Sizing::Fixed { height, width } => image.resize(width, height, self.filter),
-            Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
+        vec![match &self.sizing {
+            Sizing::Fixed { height, width } => image.resize(*width, *height, self.filter),
+            Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
+            &Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
                 let (h, w) = (image.height, image.width);
                 let (short, long) = (h.min(w), h.max(w));
                 let other = (edge as f64 * long as f64 / short as f64) as usize;
@@ -213,27 +229,65 @@ impl Preprocessor {
                 let (ch, cw) = (ch.min(nh), cw.min(nw));
                 resized.crop((nw - cw) / 2, (nh - ch) / 2, cw, ch)
             }
+        }]
+    }
+
+    /// LLaVA-NeXT's `get_image_patches`: the base image squashed to the tile, then the image
+    /// resized into its best pinpoint keeping the aspect (`get_patch_output_size`), padded
+    /// centred with black, cut into tiles row-major.
+    fn anyres(&self, image: &Rgb8, tile: usize, pinpoints: &[(usize, usize)]) -> Vec<Rgb8> {
+        let (h, w) = (image.height, image.width);
+        let (th, tw) = select_best_resolution((h, w), pinpoints);
+        let (scale_w, scale_h) = (tw as f64 / w as f64, th as f64 / h as f64);
+        let (nh, nw) = if scale_w < scale_h {
+            (((h as f64 * scale_w).ceil() as usize).min(th), tw)
+        } else {
+            (th, ((w as f64 * scale_h).ceil() as usize).min(tw))
+        };
+        let padded = image.resize(nw, nh, self.filter).pad(tw, th, (tw - nw) / 2, (th - nh) / 2);
+        let mut tiles = vec![image.resize(tile, tile, self.filter)];
+        for y in (0..th).step_by(tile) {
+            for x in (0..tw).step_by(tile) {
+                tiles.push(padded.crop(x, y, tile.min(tw - x), tile.min(th - y)));
+            }
         }
+        tiles
     }
 
     /// What the processor returns for `images`, under transformers' key names: `pixel_values`
-    /// `[images, 3, H, W]` (and Gemma 3's `num_crops`).
+    /// `[images, 3, H, W]`, or `[images, tiles, 3, H, W]` with `image_sizes` (and OneVision's
+    /// `batch_num_images`, each image its own sample) for AnyRes, the tiles of images with
+    /// fewer zero-padded as upstream; Gemma 3's `num_crops`.
     pub fn process(&self, images: &[Rgb8]) -> Result<Tensors> {
         if images.is_empty() {
             return Err(Error::Input { name: "images".into(), problem: "none given".into() });
         }
-        let resized: Vec<Rgb8> = images.iter().map(|i| self.resized(i)).collect();
-        let (h, w) = (resized[0].height, resized[0].width);
-        let mut values = Vec::with_capacity(resized.len() * 3 * h * w);
-        for image in &resized {
-            for c in 0..3 {
-                values.extend(image.data.iter().skip(c).step_by(3).map(|&v| self.normalized(v, c)));
+        let tiles: Vec<Vec<Rgb8>> = images.iter().map(|i| self.resized(i)).collect();
+        let (h, w) = (tiles[0][0].height, tiles[0][0].width);
+        let most = tiles.iter().map(Vec::len).max().unwrap_or(1);
+        let mut values = Vec::with_capacity(images.len() * most * 3 * h * w);
+        for image in &tiles {
+            for t in image {
+                for c in 0..3 {
+                    values.extend(t.data.iter().skip(c).step_by(3).map(|&v| self.normalized(v, c)));
+                }
             }
+            values.resize(values.len() + (most - image.len()) * 3 * h * w, 0.0);
         }
+        let n = images.len();
         let mut out = Tensors::new();
-        out.insert("pixel_values".into(), HostTensor::new(&[resized.len(), 3, h, w], HostVec::F32(values))?);
+        if let Sizing::AnyRes { .. } = self.sizing {
+            out.insert("pixel_values".into(), HostTensor::new(&[n, most, 3, h, w], HostVec::F32(values))?);
+            let sizes = images.iter().flat_map(|i| [i.height as u32, i.width as u32]).collect();
+            out.insert("image_sizes".into(), HostTensor::new(&[n, 2], HostVec::U32(sizes))?);
+            if self.class.starts_with("LlavaOnevision") {
+                out.insert("batch_num_images".into(), HostTensor::new(&[n], HostVec::U32(vec![1; n]))?);
+            }
+        } else {
+            out.insert("pixel_values".into(), HostTensor::new(&[n, 3, h, w], HostVec::F32(values))?);
+        }
         if self.num_crops {
-            out.insert("num_crops".into(), HostTensor::new(&[resized.len()], HostVec::U32(vec![0; resized.len()]))?);
+            out.insert("num_crops".into(), HostTensor::new(&[n], HostVec::U32(vec![0; n]))?);
         }
         Ok(out)
     }

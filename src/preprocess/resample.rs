@@ -176,4 +176,15 @@ impl Rgb8 {
         }
         Rgb8 { width, height, data }
     }
+
+    /// The image on a black `width × height` canvas at (`left`, `top`) (Pillow's paste onto
+    /// `Image.new("RGB", size, 0)`).
+    pub fn pad(&self, width: usize, height: usize, left: usize, top: usize) -> Rgb8 {
+        let mut data = vec![0u8; width * height * 3];
+        for (y, row) in self.data.chunks(self.width * 3).enumerate() {
+            let start = ((top + y) * width + left) * 3;
+            data[start..start + row.len()].copy_from_slice(row);
+        }
+        Rgb8 { width, height, data }
+    }
 }
