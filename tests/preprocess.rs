@@ -13,7 +13,7 @@ fn dir(family: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vision").join(family)
 }
 
-const SERVED: [&str; 5] = ["llava", "llava_next", "llava_onevision", "blip2", "gemma3"];
+const SERVED: [&str; 6] = ["llava", "llava_next", "llava_onevision", "blip2", "gemma3", "internvl"];
 
 #[test]
 fn pixel_values_match_the_pillow_backend() {

@@ -5,7 +5,8 @@
 //! rescale and normalisation remain (within 1e-6 of upstream's `pixel_values`).
 //!
 //! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
-//! OneVision's AnyRes tiles, and the fixed-size resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+//! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, and the fixed-size
+//! resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
 
 pub mod resample;
 
@@ -108,6 +109,9 @@ struct ProcessorJson {
     image_mean: Option<Vec<f64>>,
     image_std: Option<Vec<f64>>,
     image_grid_pinpoints: Option<Vec<(usize, usize)>>,
+    crop_to_patches: Option<bool>,
+    min_patches: Option<usize>,
+    max_patches: Option<usize>,
 }
 
 /// How a processor sizes an image.
@@ -120,6 +124,10 @@ enum Sizing {
     /// LLaVA-NeXT / OneVision: the base image squashed to `tile`, then the image resized into
     /// the best pinpoint keeping its aspect, zero-padded centred, cut into `tile`-sized tiles.
     AnyRes { tile: usize, pinpoints: Vec<(usize, usize)> },
+    /// InternVL (`GotOcr2ImageProcessor` with `crop_to_patches`): squashed to the grid of
+    /// `tile`s closest in aspect among `min..=max` tiles, cut row-major, the whole image squashed
+    /// to one tile appended last when there are several.
+    Patches { tile: usize, min: usize, max: usize },
 }
 
 /// A model directory's image processor.
@@ -165,7 +173,11 @@ impl Preprocessor {
                 })?;
                 Sizing::AnyRes { tile, pinpoints }
             }
-            "BlipImageProcessor" | "Gemma3ImageProcessor" | "SiglipImageProcessor" => {
+            "GotOcr2ImageProcessor" if c.crop_to_patches == Some(true) => {
+                let tile = int(&size, "height").ok_or_else(|| config_error("size", format!("{size} (height)")))?;
+                Sizing::Patches { tile, min: c.min_patches.unwrap_or(1), max: c.max_patches.unwrap_or(12) }
+            }
+            "BlipImageProcessor" | "Gemma3ImageProcessor" | "SiglipImageProcessor" | "GotOcr2ImageProcessor" => {
                 let (Some(height), Some(width)) = (int(&size, "height"), int(&size, "width")) else {
                     return Err(config_error("size", format!("{size} (height and width)")));
                 };
@@ -219,6 +231,7 @@ impl Preprocessor {
         vec![match &self.sizing {
             Sizing::Fixed { height, width } => image.resize(*width, *height, self.filter),
             Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
+            &Sizing::Patches { tile, min, max } => return self.patches(image, tile, min, max),
             &Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
                 let (h, w) = (image.height, image.width);
                 let (short, long) = (h.min(w), h.max(w));
@@ -230,6 +243,36 @@ impl Preprocessor {
                 resized.crop((nw - cw) / 2, (nh - ch) / 2, cw, ch)
             }
         }]
+    }
+
+    /// GotOcr2's `crop_image_to_patches`: the grid (columns, rows) whose aspect is closest to
+    /// the image's (`get_optimal_tiled_canvas`; ties go to the larger grid while it covers less
+    /// than twice the image), the image squashed onto it and cut row-major, a thumbnail last.
+    fn patches(&self, image: &Rgb8, tile: usize, min: usize, max: usize) -> Vec<Rgb8> {
+        let (h, w) = (image.height as f64, image.width as f64);
+        let mut grids: Vec<(usize, usize)> = (1..=max)
+            .flat_map(|c| (1..=max).map(move |r| (c, r)))
+            .filter(|&(c, r)| (min..=max).contains(&(c * r)))
+            .collect();
+        grids.sort_by_key(|&(c, r)| c * r); // stable, as Python's sorted
+        let (aspect, area) = (w / h, w * h);
+        let (mut best, mut best_diff) = ((1, 1), f64::INFINITY);
+        for (c, r) in grids {
+            let diff = (aspect - c as f64 / r as f64).abs();
+            if diff < best_diff {
+                (best, best_diff) = ((c, r), diff);
+            } else if diff == best_diff && area > 0.5 * (tile * tile * c * r) as f64 {
+                best = (c, r);
+            }
+        }
+        let (columns, rows) = best;
+        let resized = image.resize(tile * columns, tile * rows, self.filter);
+        let mut tiles: Vec<Rgb8> =
+            (0..columns * rows).map(|i| resized.crop((i % columns) * tile, (i / columns) * tile, tile, tile)).collect();
+        if tiles.len() != 1 {
+            tiles.push(image.resize(tile, tile, self.filter));
+        }
+        tiles
     }
 
     /// LLaVA-NeXT's `get_image_patches`: the base image squashed to the tile, then the image
@@ -283,6 +326,17 @@ impl Preprocessor {
             if self.class.starts_with("LlavaOnevision") {
                 out.insert("batch_num_images".into(), HostTensor::new(&[n], HostVec::U32(vec![1; n]))?);
             }
+        } else if let Sizing::Patches { .. } = self.sizing {
+            // Every image's tiles one after the other, and how many each has.
+            let counts: Vec<u32> = tiles.iter().map(|t| t.len() as u32).collect();
+            let total = counts.iter().sum::<u32>() as usize;
+            let values: Vec<f32> = tiles
+                .iter()
+                .zip(values.chunks(most * 3 * h * w))
+                .flat_map(|(t, v)| v[..t.len() * 3 * h * w].iter().copied())
+                .collect();
+            out.insert("pixel_values".into(), HostTensor::new(&[total, 3, h, w], HostVec::F32(values))?);
+            out.insert("num_patches".into(), HostTensor::new(&[n], HostVec::U32(counts))?);
         } else {
             out.insert("pixel_values".into(), HostTensor::new(&[n, 3, h, w], HostVec::F32(values))?);
         }
