@@ -5,8 +5,9 @@
 //! rescale and normalisation remain (within 1e-6 of upstream's `pixel_values`).
 //!
 //! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
-//! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, and the fixed-size
-//! resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+//! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, Idefics3's and
+//! SmolVLM's split frames, and the fixed-size resize of BLIP-2 and Gemma 3: the processors of
+//! every family whose tower is served. EXIF orientation is not applied, as transformers does not.
 
 pub mod resample;
 
@@ -110,6 +111,8 @@ struct ProcessorJson {
     image_std: Option<Vec<f64>>,
     image_grid_pinpoints: Option<Vec<(usize, usize)>>,
     crop_to_patches: Option<bool>,
+    max_image_size: Option<serde_json::Value>,
+    do_image_splitting: Option<bool>,
     min_patches: Option<usize>,
     max_patches: Option<usize>,
 }
@@ -128,6 +131,10 @@ enum Sizing {
     /// `tile`s closest in aspect among `min..=max` tiles, cut row-major, the whole image squashed
     /// to one tile appended last when there are several.
     Patches { tile: usize, min: usize, max: usize },
+    /// Idefics3 / SmolVLM: the longest edge to `longest` (the other side made even), then with
+    /// `split` up to multiples of `tile` and cut into tiles with the whole image squashed to one
+    /// tile last; frames are zero-padded bottom-right to the largest, with a pixel mask.
+    Frames { longest: usize, tile: usize, split: bool },
 }
 
 /// A model directory's image processor.
@@ -172,6 +179,14 @@ impl Preprocessor {
                     config_error("image_grid_pinpoints", "missing from preprocessor_config.json".into())
                 })?;
                 Sizing::AnyRes { tile, pinpoints }
+            }
+            "Idefics3ImageProcessor" | "SmolVLMImageProcessor" => {
+                let longest = int(&size, "longest_edge")
+                    .ok_or_else(|| config_error("size.longest_edge", format!("missing from {size}")))?;
+                let max = c.max_image_size.clone().unwrap_or_default();
+                let tile = int(&max, "longest_edge")
+                    .ok_or_else(|| config_error("max_image_size.longest_edge", format!("missing from {max}")))?;
+                Sizing::Frames { longest, tile, split: c.do_image_splitting.unwrap_or(true) }
             }
             "GotOcr2ImageProcessor" if c.crop_to_patches == Some(true) => {
                 let tile = int(&size, "height").ok_or_else(|| config_error("size", format!("{size} (height)")))?;
@@ -232,6 +247,7 @@ impl Preprocessor {
             Sizing::Fixed { height, width } => image.resize(*width, *height, self.filter),
             Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
             &Sizing::Patches { tile, min, max } => return self.patches(image, tile, min, max),
+            &Sizing::Frames { longest, tile, split } => return self.frames(image, longest, tile, split),
             &Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
                 let (h, w) = (image.height, image.width);
                 let (short, long) = (h.min(w), h.max(w));
@@ -243,6 +259,59 @@ impl Preprocessor {
                 resized.crop((nw - cw) / 2, (nh - ch) / 2, cw, ch)
             }
         }]
+    }
+
+    /// Idefics3's resize to the longest edge (`_resize_output_size_rescale_to_max_len`, the
+    /// other side even, capped at 4096), then `resize_for_vision_encoder` and `split_image`.
+    fn frames(&self, image: &Rgb8, longest: usize, tile: usize, split: bool) -> Vec<Rgb8> {
+        let (h, w) = (image.height, image.width);
+        let aspect = w as f64 / h as f64;
+        let (mut nh, mut nw) = if w >= h {
+            let nh = (longest as f64 / aspect) as usize;
+            (nh + nh % 2, longest)
+        } else {
+            let nw = (longest as f64 * aspect) as usize;
+            (longest, nw + nw % 2)
+        };
+        const MAX_IMAGE_SIZE: usize = 4096;
+        let aspect = nw as f64 / nh as f64;
+        if nw >= nh && nw > MAX_IMAGE_SIZE {
+            (nw, nh) = (MAX_IMAGE_SIZE, (MAX_IMAGE_SIZE as f64 / aspect) as usize);
+        } else if nh > nw && nh > MAX_IMAGE_SIZE {
+            (nh, nw) = (MAX_IMAGE_SIZE, (MAX_IMAGE_SIZE as f64 * aspect) as usize);
+        }
+        let resized = image.resize(nw.max(1), nh.max(1), self.filter);
+        if !split {
+            return vec![resized.resize(tile, tile, self.filter)];
+        }
+        // resize_for_vision_encoder: the longer side up to a multiple of the tile, the other
+        // from the aspect, then up to a multiple too.
+        let (h, w) = (resized.height, resized.width);
+        let aspect = w as f64 / h as f64;
+        let up = |v: usize| v.div_ceil(tile) * tile;
+        let (eh, ew) = if w >= h {
+            let ew = up(w);
+            (up((ew as f64 / aspect) as usize), ew)
+        } else {
+            let eh = up(h);
+            (eh, up((eh as f64 * aspect) as usize))
+        };
+        let image = resized.resize(ew, eh, self.filter);
+        let mut frames = Vec::new();
+        if eh > tile || ew > tile {
+            let (rows, columns) = (eh.div_ceil(tile), ew.div_ceil(tile));
+            let (th, tw) = (eh.div_ceil(rows), ew.div_ceil(columns));
+            for r in 0..rows {
+                for c in 0..columns {
+                    let (x, y) = (c * tw, r * th);
+                    frames.push(image.crop(x, y, tw.min(ew - x), th.min(eh - y)));
+                }
+            }
+            frames.push(image.resize(tile, tile, self.filter));
+        } else {
+            frames.push(image);
+        }
+        frames
     }
 
     /// GotOcr2's `crop_image_to_patches`: the grid (columns, rows) whose aspect is closest to
@@ -326,6 +395,8 @@ impl Preprocessor {
             if self.class.starts_with("LlavaOnevision") {
                 out.insert("batch_num_images".into(), HostTensor::new(&[n], HostVec::U32(vec![1; n]))?);
             }
+        } else if let Sizing::Frames { .. } = self.sizing {
+            return self.padded_frames(&tiles);
         } else if let Sizing::Patches { .. } = self.sizing {
             // Every image's tiles one after the other, and how many each has.
             let counts: Vec<u32> = tiles.iter().map(|t| t.len() as u32).collect();
@@ -343,6 +414,35 @@ impl Preprocessor {
         if self.num_crops {
             out.insert("num_crops".into(), HostTensor::new(&[n], HostVec::U32(vec![0; n]))?);
         }
+        Ok(out)
+    }
+
+    /// Idefics3's batch: every sample's frames zero-padded bottom-right to the largest frame,
+    /// samples to the most frames; `pixel_attention_mask` 1 on real pixels.
+    fn padded_frames(&self, samples: &[Vec<Rgb8>]) -> Result<Tensors> {
+        let frames = samples.iter().map(Vec::len).max().unwrap_or(1);
+        let h = samples.iter().flatten().map(|f| f.height).max().unwrap_or(1);
+        let w = samples.iter().flatten().map(|f| f.width).max().unwrap_or(1);
+        let n = samples.len();
+        let mut values = vec![0.0f32; n * frames * 3 * h * w];
+        let mut mask = vec![0u32; n * frames * h * w];
+        for (i, sample) in samples.iter().enumerate() {
+            for (j, f) in sample.iter().enumerate() {
+                let slot = i * frames + j;
+                for y in 0..f.height {
+                    for x in 0..f.width {
+                        mask[(slot * h + y) * w + x] = 1;
+                        for c in 0..3 {
+                            values[((slot * 3 + c) * h + y) * w + x] =
+                                self.normalized(f.data[(y * f.width + x) * 3 + c], c);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Tensors::new();
+        out.insert("pixel_values".into(), HostTensor::new(&[n, frames, 3, h, w], HostVec::F32(values))?);
+        out.insert("pixel_attention_mask".into(), HostTensor::new(&[n, frames, h, w], HostVec::U32(mask))?);
         Ok(out)
     }
 

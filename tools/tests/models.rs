@@ -406,7 +406,7 @@ fn a_real_size_clip_directory_runs_from_pixels_within_its_weights_memory() {
 }
 
 /// The families whose image processors are served.
-const PROCESSOR_FAMILIES: [&str; 6] = ["llava", "llava_next", "llava_onevision", "blip2", "gemma3", "internvl"];
+const PROCESSOR_FAMILIES: [&str; 8] = TOWER_FAMILIES;
 
 #[test]
 fn run_from_an_image_file_matches_transformers_end_to_end() {
