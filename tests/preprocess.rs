@@ -99,3 +99,55 @@ fn bad_images_are_errors_naming_the_file() {
     assert!(e.contains("absent.png"), "{e}");
     std::fs::remove_dir_all(tmp).ok();
 }
+
+/// A PNG of `image` encoded by the `image` crate.
+fn png_bytes<P: image::PixelWithColorType>(image: &image::ImageBuffer<P, Vec<P::Subpixel>>) -> Vec<u8>
+where
+    [P::Subpixel]: image::EncodableLayout,
+{
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    bytes.into_inner()
+}
+
+#[test]
+fn colour_types_convert_as_transformers_convert_rgb() {
+    // 16-bit RGB keeps each sample's high byte (Pillow's RGB;16B unpacking).
+    let wide =
+        image::ImageBuffer::from_fn(3, 2, |x, y| image::Rgb([(x * 20000) as u16 + 255, (y * 30000) as u16, 65535]));
+    let got = preprocess::decode_bytes(&png_bytes(&wide), "wide.png").unwrap();
+    let want: Vec<u8> = wide.into_raw().into_iter().map(|v| (v >> 8) as u8).collect();
+    assert_eq!(got.data, want);
+    // Alpha over white in Pillow's integer alpha_composite: transparent is white, opaque keeps
+    // its colour, black at alpha 128 is 127.
+    let rgba = image::RgbaImage::from_raw(3, 1, vec![10, 20, 30, 0, 10, 20, 30, 255, 0, 0, 0, 128]).unwrap();
+    let got = preprocess::decode_bytes(&png_bytes(&rgba), "alpha.png").unwrap();
+    assert_eq!(got.data, [255, 255, 255, 10, 20, 30, 127, 127, 127]);
+    // Grey is replicated.
+    let grey = image::GrayImage::from_raw(2, 1, vec![7, 200]).unwrap();
+    assert_eq!(preprocess::decode_bytes(&png_bytes(&grey), "grey.png").unwrap().data, [7, 7, 7, 200, 200, 200]);
+}
+
+/// IEEE CRC-32 (PNG's chunk checksum).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_from_its_header() {
+    // A valid 1 x 1 PNG whose header then claims 20000 x 20000 pixels (the data never decoded).
+    let mut png = png_bytes(&image::RgbImage::from_raw(1, 1, vec![1, 2, 3]).unwrap());
+    png[16..20].copy_from_slice(&20000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&20000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let e = preprocess::decode_bytes(&png, "bomb.png").unwrap_err().to_string();
+    assert!(e.contains("bomb.png") && e.contains("decompression bomb"), "{e}");
+}
