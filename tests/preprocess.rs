@@ -24,9 +24,12 @@ fn processor_std(family: &str) -> [f64; 3] {
     [s(0), s(1), s(2)]
 }
 
+/// Families whose processor is served but whose tower is not yet (no end-to-end check).
+const PROCESSOR_ONLY: [&str; 2] = ["qwen2_vl", "qwen2_5_vl"];
+
 #[test]
 fn pixel_values_match_the_pillow_backend() {
-    for family in SERVED {
+    for family in SERVED.into_iter().chain(PROCESSOR_ONLY) {
         let processor = Preprocessor::from_pretrained(dir(family)).unwrap();
         for image in ["photo", "synthetic", "small"] {
             let png = preprocess::decode(dir(family).join(format!("preprocess/{image}.png"))).unwrap();
@@ -45,17 +48,16 @@ fn pixel_values_match_the_pillow_backend() {
             }
             // The torchvision backend (transformers' default) is held to the shared rule: every
             // element within 4 uint8 levels, at most 5% half a level or more away.
-            let std = processor_std(family);
+            // Levels at the largest channel std: an upper bound whatever the layout.
+            let std = processor_std(family).into_iter().fold(0.0, f64::max);
             let fast = want["pixel_values"].data.as_f32().unwrap();
-            let plane = pixels.shape[pixels.shape.len() - 2..].iter().product::<usize>();
             let levels: Vec<f64> = pixels
                 .data
                 .as_f32()
                 .unwrap()
                 .iter()
                 .zip(fast)
-                .enumerate()
-                .map(|(i, (g, f))| f64::from((g - f).abs()) * 255.0 * std[(i / plane) % 3])
+                .map(|(g, f)| f64::from((g - f).abs()) * 255.0 * std)
                 .collect();
             let max = levels.iter().copied().fold(0.0, f64::max);
             let far = levels.iter().filter(|&&l| l >= 0.5).count() as f64 / levels.len() as f64;

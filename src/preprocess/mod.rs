@@ -6,8 +6,8 @@
 //!
 //! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
 //! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, Idefics3's and
-//! SmolVLM's split frames, and the fixed-size resize of BLIP-2 and Gemma 3: the processors of
-//! every family whose tower is served. EXIF orientation is not applied, as transformers does not.
+//! SmolVLM's split frames, Qwen2-VL's smart resize and patch rows, and the fixed-size resize of
+//! BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
 
 pub mod resample;
 
@@ -112,6 +112,11 @@ struct ProcessorJson {
     image_grid_pinpoints: Option<Vec<(usize, usize)>>,
     crop_to_patches: Option<bool>,
     max_image_size: Option<serde_json::Value>,
+    patch_size: Option<usize>,
+    merge_size: Option<usize>,
+    temporal_patch_size: Option<usize>,
+    min_pixels: Option<usize>,
+    max_pixels: Option<usize>,
     do_image_splitting: Option<bool>,
     min_patches: Option<usize>,
     max_patches: Option<usize>,
@@ -135,6 +140,9 @@ enum Sizing {
     /// `split` up to multiples of `tile` and cut into tiles with the whole image squashed to one
     /// tile last; frames are zero-padded bottom-right to the largest, with a pixel mask.
     Frames { longest: usize, tile: usize, split: bool },
+    /// Qwen2-VL / 2.5-VL: `smart_resize` to multiples of `patch · merge` within the pixel
+    /// bounds, then patch rows of `3 · temporal · patch²` in merge-block order.
+    Patchify { patch: usize, merge: usize, temporal: usize, min_pixels: usize, max_pixels: usize },
 }
 
 /// A model directory's image processor.
@@ -188,6 +196,13 @@ impl Preprocessor {
                     .ok_or_else(|| config_error("max_image_size.longest_edge", format!("missing from {max}")))?;
                 Sizing::Frames { longest, tile, split: c.do_image_splitting.unwrap_or(true) }
             }
+            "Qwen2VLImageProcessor" | "Qwen2_5_VLImageProcessor" => Sizing::Patchify {
+                patch: c.patch_size.unwrap_or(14),
+                merge: c.merge_size.unwrap_or(2),
+                temporal: c.temporal_patch_size.unwrap_or(2),
+                min_pixels: int(&size, "shortest_edge").or(c.min_pixels).unwrap_or(56 * 56),
+                max_pixels: int(&size, "longest_edge").or(c.max_pixels).unwrap_or(28 * 28 * 1280),
+            },
             "GotOcr2ImageProcessor" if c.crop_to_patches == Some(true) => {
                 let tile = int(&size, "height").ok_or_else(|| config_error("size", format!("{size} (height)")))?;
                 Sizing::Patches { tile, min: c.min_patches.unwrap_or(1), max: c.max_patches.unwrap_or(12) }
@@ -248,6 +263,10 @@ impl Preprocessor {
             Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
             &Sizing::Patches { tile, min, max } => return self.patches(image, tile, min, max),
             &Sizing::Frames { longest, tile, split } => return self.frames(image, longest, tile, split),
+            &Sizing::Patchify { patch, merge, min_pixels, max_pixels, .. } => {
+                let (h, w) = smart_resize(image.height, image.width, patch * merge, min_pixels, max_pixels);
+                image.resize(w, h, self.filter)
+            }
             &Sizing::ShortestEdgeCrop { edge, crop: (ch, cw) } => {
                 let (h, w) = (image.height, image.width);
                 let (short, long) = (h.min(w), h.max(w));
@@ -374,6 +393,9 @@ impl Preprocessor {
         if images.is_empty() {
             return Err(Error::Input { name: "images".into(), problem: "none given".into() });
         }
+        if let Sizing::Patchify { patch, merge, temporal, .. } = self.sizing {
+            return self.patchified(images, patch, merge, temporal);
+        }
         let tiles: Vec<Vec<Rgb8>> = images.iter().map(|i| self.resized(i)).collect();
         let (h, w) = (tiles[0][0].height, tiles[0][0].width);
         let most = tiles.iter().map(Vec::len).max().unwrap_or(1);
@@ -414,6 +436,47 @@ impl Preprocessor {
         if self.num_crops {
             out.insert("num_crops".into(), HostTensor::new(&[n], HostVec::U32(vec![0; n]))?);
         }
+        Ok(out)
+    }
+
+    /// Qwen2-VL's `pixel_values` `[Σ t·h·w, 3 · temporal · patch²]`: each resized image's
+    /// patches as rows `(channel, t, y, x)` (the still frame repeated `temporal` times), the
+    /// `merge × merge` patches of a block consecutive, blocks row-major; `image_grid_thw`.
+    fn patchified(&self, images: &[Rgb8], patch: usize, merge: usize, temporal: usize) -> Result<Tensors> {
+        let width = 3 * temporal * patch * patch;
+        let (mut values, mut grids) = (Vec::new(), Vec::new());
+        for image in images {
+            if image.height.max(image.width) > 200 * image.height.min(image.width) {
+                let problem = format!("aspect ratio of {} x {} is over 200", image.width, image.height);
+                return Err(Error::Input { name: "image".into(), problem });
+            }
+            let r = &self.resized(image)[0];
+            let (gh, gw) = (r.height / patch, r.width / patch);
+            grids.extend([1, gh as u32, gw as u32]);
+            for bh in 0..gh / merge {
+                for bw in 0..gw / merge {
+                    for my in 0..merge {
+                        for mx in 0..merge {
+                            let (py, px) = (bh * merge + my, bw * merge + mx);
+                            for c in 0..3 {
+                                for _ in 0..temporal {
+                                    for dy in 0..patch {
+                                        let row = (py * patch + dy) * r.width + px * patch;
+                                        values.extend(
+                                            (0..patch).map(|dx| self.normalized(r.data[(row + dx) * 3 + c], c)),
+                                        );
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Tensors::new();
+        let rows = values.len() / width;
+        out.insert("pixel_values".into(), HostTensor::new(&[rows, width], HostVec::F32(values))?);
+        out.insert("image_grid_thw".into(), HostTensor::new(&[images.len(), 3], HostVec::U32(grids))?);
         Ok(out)
     }
 
@@ -458,4 +521,21 @@ impl Preprocessor {
         }
         x as f32
     }
+}
+
+/// Qwen2-VL's `smart_resize`: both sides rounded (half to even, as Python) to multiples of
+/// `factor`, scaled down or up to stay within `[min_pixels, max_pixels]`.
+fn smart_resize(height: usize, width: usize, factor: usize, min_pixels: usize, max_pixels: usize) -> (usize, usize) {
+    let (h, w, f) = (height as f64, width as f64, factor as f64);
+    let (mut hb, mut wb) = ((h / f).round_ties_even() * f, (w / f).round_ties_even() * f);
+    if hb * wb > max_pixels as f64 {
+        let beta = (h * w / max_pixels as f64).sqrt();
+        hb = f.max((h / beta / f).floor() * f);
+        wb = f.max((w / beta / f).floor() * f);
+    } else if hb * wb < min_pixels as f64 {
+        let beta = (min_pixels as f64 / (h * w)).sqrt();
+        hb = (h * beta / f).ceil() * f;
+        wb = (w * beta / f).ceil() * f;
+    }
+    (hb as usize, wb as usize)
 }
