@@ -25,7 +25,7 @@ fn processor_std(family: &str) -> [f64; 3] {
 }
 
 /// Families whose processor is served but whose tower is not yet (no end-to-end check).
-const PROCESSOR_ONLY: [&str; 2] = ["qwen2_vl", "qwen2_5_vl"];
+const PROCESSOR_ONLY: [&str; 3] = ["qwen2_vl", "qwen2_5_vl", "mistral3"];
 
 #[test]
 fn pixel_values_match_the_pillow_backend() {

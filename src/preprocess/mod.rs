@@ -6,8 +6,8 @@
 //!
 //! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
 //! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, Idefics3's and
-//! SmolVLM's split frames, Qwen2-VL's smart resize and patch rows, and the fixed-size resize of
-//! BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+//! SmolVLM's split frames, Qwen2-VL's smart resize and patch rows, Pixtral's longest-edge fit,
+//! and the fixed-size resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
 
 pub mod resample;
 
@@ -112,7 +112,8 @@ struct ProcessorJson {
     image_grid_pinpoints: Option<Vec<(usize, usize)>>,
     crop_to_patches: Option<bool>,
     max_image_size: Option<serde_json::Value>,
-    patch_size: Option<usize>,
+    /// A number (Qwen) or `{height, width}` (Pixtral).
+    patch_size: Option<serde_json::Value>,
     merge_size: Option<usize>,
     temporal_patch_size: Option<usize>,
     min_pixels: Option<usize>,
@@ -143,6 +144,9 @@ enum Sizing {
     /// Qwen2-VL / 2.5-VL: `smart_resize` to multiples of `patch · merge` within the pixel
     /// bounds, then patch rows of `3 · temporal · patch²` in merge-block order.
     Patchify { patch: usize, merge: usize, temporal: usize, min_pixels: usize, max_pixels: usize },
+    /// Pixtral / Mistral 3: scaled down (floored) to fit `longest`, each side then up to a
+    /// multiple of `patch`; a batch zero-padded (after normalisation) to its largest image.
+    Longest { longest: usize, patch: usize },
 }
 
 /// A model directory's image processor.
@@ -196,8 +200,14 @@ impl Preprocessor {
                     .ok_or_else(|| config_error("max_image_size.longest_edge", format!("missing from {max}")))?;
                 Sizing::Frames { longest, tile, split: c.do_image_splitting.unwrap_or(true) }
             }
+            "PixtralImageProcessor" => {
+                let longest = int(&size, "longest_edge")
+                    .ok_or_else(|| config_error("size.longest_edge", format!("missing from {size}")))?;
+                let patch = c.patch_size.as_ref().and_then(|p| int(p, "height")).unwrap_or(16);
+                Sizing::Longest { longest, patch }
+            }
             "Qwen2VLImageProcessor" | "Qwen2_5_VLImageProcessor" => Sizing::Patchify {
-                patch: c.patch_size.unwrap_or(14),
+                patch: c.patch_size.as_ref().and_then(serde_json::Value::as_u64).map_or(14, |p| p as usize),
                 merge: c.merge_size.unwrap_or(2),
                 temporal: c.temporal_patch_size.unwrap_or(2),
                 min_pixels: int(&size, "shortest_edge").or(c.min_pixels).unwrap_or(56 * 56),
@@ -263,6 +273,13 @@ impl Preprocessor {
             Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
             &Sizing::Patches { tile, min, max } => return self.patches(image, tile, min, max),
             &Sizing::Frames { longest, tile, split } => return self.frames(image, longest, tile, split),
+            &Sizing::Longest { longest, patch } => {
+                let (h, w) = (image.height as f64, image.width as f64);
+                let ratio = (h / longest as f64).max(w / longest as f64);
+                let (h, w) = if ratio > 1.0 { ((h / ratio).floor(), (w / ratio).floor()) } else { (h, w) };
+                let up = |v: f64| ((v as usize).max(1) - 1) / patch * patch + patch;
+                image.resize(up(w), up(h), self.filter)
+            }
             &Sizing::Patchify { patch, merge, min_pixels, max_pixels, .. } => {
                 let (h, w) = smart_resize(image.height, image.width, patch * merge, min_pixels, max_pixels);
                 image.resize(w, h, self.filter)
@@ -417,6 +434,27 @@ impl Preprocessor {
             if self.class.starts_with("LlavaOnevision") {
                 out.insert("batch_num_images".into(), HostTensor::new(&[n], HostVec::U32(vec![1; n]))?);
             }
+        } else if let Sizing::Longest { .. } = self.sizing {
+            // Each image top-left in the batch's largest size, the rest 0.0 (after normalising).
+            let (h, w) = (
+                tiles.iter().map(|t| t[0].height).max().unwrap_or(1),
+                tiles.iter().map(|t| t[0].width).max().unwrap_or(1),
+            );
+            let mut padded = vec![0.0f32; n * 3 * h * w];
+            for (i, t) in tiles.iter().enumerate() {
+                let t = &t[0];
+                for c in 0..3 {
+                    for y in 0..t.height {
+                        for x in 0..t.width {
+                            padded[((i * 3 + c) * h + y) * w + x] =
+                                self.normalized(t.data[(y * t.width + x) * 3 + c], c);
+                        }
+                    }
+                }
+            }
+            out.insert("pixel_values".into(), HostTensor::new(&[n, 3, h, w], HostVec::F32(padded))?);
+            let sizes = tiles.iter().flat_map(|t| [t[0].height as u32, t[0].width as u32]).collect();
+            out.insert("image_sizes".into(), HostTensor::new(&[n, 2], HostVec::U32(sizes))?);
         } else if let Sizing::Frames { .. } = self.sizing {
             return self.padded_frames(&tiles);
         } else if let Sizing::Patches { .. } = self.sizing {
