@@ -233,3 +233,12 @@ fn the_pixel_path_runs_with_f16_weights_and_activations() {
         assert!(cmp.passed(), "{family} f16: {cmp}");
     }
 }
+
+#[test]
+#[timeout(120_000)]
+fn pixels_for_a_tower_not_served_yet_say_so() {
+    let model = models::from_pretrained(gpu(), dir("qwen2_vl")).unwrap();
+    let inputs = models::read_tensors(dir("qwen2_vl").join("vision_inputs.safetensors")).unwrap();
+    let e = model.run(&inputs).unwrap_err().to_string();
+    assert!(e.contains("pixel_values") && e.contains("does not serve the qwen2_vl vision tower"), "{e}");
+}

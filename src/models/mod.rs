@@ -382,16 +382,30 @@ impl Pretrained {
     /// (leading dimensions flattened where upstream reshapes). Missing inputs and inputs of
     /// the wrong shape are [`Error::Input`].
     pub fn plan(&self, inputs: &Tensors) -> Result<ConnectorPlan> {
-        let built = self.runner.build(inputs)?;
+        let built = self.build(inputs)?;
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)
     }
 
     /// Runs the connector once on `inputs` (by name): [`Pretrained::plan`], then the plan's
     /// run; returns its outputs by name.
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
-        let built = self.runner.build(inputs)?;
+        let built = self.build(inputs)?;
         let feeds = built.feeds;
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run(&feeds)
+    }
+
+    /// The graph for `inputs`; pixels without a served tower are an [`Error::Input`] saying so.
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if inputs.contains_key("pixel_values") && self.runner.vision_inputs().is_empty() {
+            let why = if self.inspection.tower.is_empty() {
+                format!("vlbridge does not serve the {} vision tower yet", self.family().model_type())
+            } else {
+                "the checkpoint holds no vision tower".to_string()
+            };
+            let problem = format!("{why}: give the connector's inputs ({}) instead", self.input_names().join(", "));
+            return Err(Error::Input { name: "pixel_values".into(), problem });
+        }
+        self.runner.build(inputs)
     }
 
     /// Images to the language model's image embeddings: the directory's image processor
@@ -412,7 +426,7 @@ impl Pretrained {
     /// The f64 CPU reference of [`Pretrained::run`] on the same graph: each output by name, as
     /// (shape, values).
     pub fn reference(&self, inputs: &Tensors) -> Result<ReferenceTensors> {
-        let built = self.runner.build(inputs)?;
+        let built = self.build(inputs)?;
         let feeds = built.feeds;
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.reference(&feeds)
     }
