@@ -22,16 +22,20 @@
 
 mod blip2;
 mod config;
+mod inputs;
+mod inspection;
 mod llava;
 mod merger;
 mod mllama;
 mod vision;
 
-use std::fmt;
 use std::path::Path;
 
 pub use crate::host::{HostTensor, ReferenceTensors, Tensors};
 pub use config::{ConfigClass, ConfigJson, FieldDefault, SubConfig, TextConfig, VisionConfig, config_classes};
+pub use inputs::read_tensors;
+pub(crate) use inputs::{input_f32, input_ints, input_shape_error};
+pub use inspection::{Inspection, TensorEntry};
 
 use crate::connectors::{ConnectorPlan, StateDict};
 use crate::dtype::{DType, HostVec};
@@ -177,99 +181,6 @@ fn model(family: ModelFamily, config: &ConfigJson) -> Result<Box<dyn Model>> {
         ModelFamily::Mllama => Box::new(mllama::Mllama::new(config)?),
         _ => Box::new(merger::MergerModel::new(family, config)?),
     })
-}
-
-/// One tensor of a connector as the checkpoint holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TensorEntry {
-    /// Its name in the checkpoint.
-    pub name: String,
-    /// Its shape.
-    pub shape: Vec<usize>,
-    /// Its stored dtype.
-    pub dtype: DType,
-    /// The shard that holds it.
-    pub shard: String,
-    /// Its bytes.
-    pub bytes: usize,
-}
-
-/// What `vlbridge inspect` prints: a model directory's connector, from its config and shard
-/// headers only.
-#[derive(Debug, Clone)]
-pub struct Inspection {
-    /// The directory.
-    pub dir: String,
-    /// The family.
-    pub family: ModelFamily,
-    /// The upstream module(s).
-    pub connector: &'static str,
-    /// Dims and layer counts.
-    pub dims: Vec<(String, String)>,
-    /// Settings the caller needs.
-    pub settings: Vec<(String, String)>,
-    /// Visual tokens (in, out): what the config fixes, and what it leaves to the input.
-    pub tokens: (String, String),
-    /// The vision tower the config describes (layers, width, patch, image size, feature
-    /// layer, tokens, FLOPs per image), empty where it is not served.
-    pub tower: Vec<(String, String)>,
-    /// Whether the checkpoint holds the tower (else only the connector path runs).
-    pub has_tower: bool,
-    /// The connector's tensors.
-    pub tensors: Vec<TensorEntry>,
-    /// `""` for the on-disk names, `model.` for transformers' in-memory ones.
-    pub prefix: String,
-}
-
-impl Inspection {
-    /// Bytes of the connector's parameters as stored.
-    pub fn parameter_bytes(&self) -> usize {
-        self.tensors.iter().map(|t| t.bytes).sum()
-    }
-
-    /// The distinct stored dtypes.
-    pub fn dtypes(&self) -> Vec<DType> {
-        let mut d: Vec<DType> = self.tensors.iter().map(|t| t.dtype).collect();
-        d.sort_by_key(|t| t.name());
-        d.dedup();
-        d
-    }
-
-    /// The shards holding the connector, sorted.
-    pub fn shards(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.tensors.iter().map(|t| t.shard.as_str()).collect();
-        s.sort_unstable();
-        s.dedup();
-        s
-    }
-}
-
-impl fmt::Display for Inspection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.dir)?;
-        writeln!(f, "  family: {} ({})", self.family.model_type(), self.connector)?;
-        for (label, value) in self.dims.iter().chain(&self.settings) {
-            writeln!(f, "  {label}: {value}")?;
-        }
-        for (label, value) in &self.tower {
-            writeln!(f, "  {label}: {value}")?;
-        }
-        if !self.tower.is_empty() && !self.has_tower {
-            writeln!(f, "  (the checkpoint holds no vision tower: image_features in only)")?;
-        }
-        writeln!(f, "  visual tokens in: {}", self.tokens.0)?;
-        writeln!(f, "  visual tokens out: {}", self.tokens.1)?;
-        let dtypes: Vec<&str> = self.dtypes().iter().map(|d| d.name()).collect();
-        writeln!(f, "  dtypes on disk: {}", dtypes.join(", "))?;
-        let params: usize = self.tensors.iter().map(|t| t.shape.iter().product::<usize>()).sum();
-        writeln!(f, "  parameters: {params} ({} bytes, {} tensors)", self.parameter_bytes(), self.tensors.len())?;
-        let names = if self.prefix.is_empty() {
-            "on-disk names".to_string()
-        } else {
-            format!("in-memory names ({}*)", self.prefix)
-        };
-        write!(f, "  shards holding the connector ({names}): {}", self.shards().join(", "))
-    }
 }
 
 /// The connector's tensors (on-disk names and shapes) that `dir`'s `config.json` implies,
@@ -449,66 +360,4 @@ pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOpti
     let runner = model.load(gpu, &weights, activations)?;
     let preprocessor = Preprocessor::from_pretrained(dir.as_ref()).map_err(|e| e.to_string());
     Ok(Pretrained { gpu: gpu.clone(), inspection, runner, preprocessor })
-}
-
-/// Every tensor of a safetensors file (a processor's output saved with `save_file`): floats
-/// as f32, integers (image sizes, masks, grids) as u32.
-pub fn read_tensors(path: impl AsRef<Path>) -> Result<Tensors> {
-    let file = Weights::open(path)?;
-    file.names()?
-        .into_iter()
-        .map(|name| {
-            let shape = file.shape(&name)?;
-            let data = match file.dtype(&name) {
-                Ok(_) => HostVec::F32(file.f32(&name, None)?),
-                Err(_) => HostVec::U32(
-                    file.i64(&name)?
-                        .into_iter()
-                        .map(|v| {
-                            u32::try_from(v).map_err(|_| Error::Input {
-                                name: name.clone(),
-                                problem: format!("value {v} out of range"),
-                            })
-                        })
-                        .collect::<Result<_>>()?,
-                ),
-            };
-            Ok((name, HostTensor::new(&shape, data)?))
-        })
-        .collect()
-}
-
-/// Input `name` of `inputs`, as f32 data of rank `rank`, or an [`Error::Input`].
-pub(crate) fn input_f32<'a>(inputs: &'a Tensors, name: &str, rank: usize) -> Result<(&'a [usize], &'a [f32])> {
-    let t = inputs
-        .get(name)
-        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-    let Some(data) = t.data.as_f32() else {
-        return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
-    };
-    if t.shape.len() != rank {
-        return Err(Error::Input { name: name.into(), problem: format!("shape {:?}, expected rank {rank}", t.shape) });
-    }
-    Ok((&t.shape, data))
-}
-
-/// Input `name` as integers (an image size), or an [`Error::Input`].
-pub(crate) fn input_ints(inputs: &Tensors, name: &str, len: usize) -> Result<Vec<usize>> {
-    let t = inputs
-        .get(name)
-        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-    let values: Vec<usize> = match &t.data {
-        HostVec::U32(v) => v.iter().map(|&x| x as usize).collect(),
-        HostVec::F32(v) if v.iter().all(|x| x.fract() == 0.0 && *x >= 0.0) => v.iter().map(|&x| x as usize).collect(),
-        _ => return Err(Error::Input { name: name.into(), problem: "expected non-negative integers".into() }),
-    };
-    if values.len() != len {
-        return Err(Error::Input { name: name.into(), problem: format!("{} values, expected {len}", values.len()) });
-    }
-    Ok(values)
-}
-
-/// An [`Error::Input`] for an input whose dimension `what` does not fit.
-pub(crate) fn input_shape_error(name: &str, shape: &[usize], expected: impl fmt::Display) -> Error {
-    Error::Input { name: name.into(), problem: format!("shape {shape:?}, expected {expected}") }
 }
