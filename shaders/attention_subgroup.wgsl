@@ -1,34 +1,93 @@
 // Flash attention with the same semantics and layout as `flash` in attention.wgsl, for devices
 // with SUBGROUP and subgroups of at least 8 lanes (like gemm.wgsl; attention.wgsl covers the
-// rest). Each invocation still owns one query row and its online-softmax state, but keys are
-// taken 8 at a time: lane l loads key j0 + l % 8 and `subgroupBroadcast` hands it to every
-// lane, so each key/value element is loaded once per 8 queries instead of once per query.
-// On llvmpipe the loads were the cost (2x from dropping the value loads alone).
+// rest). Register-blocked like gemm.wgsl: each invocation owns QUERY_BLOCKS query rows (1, 2
+// or 4) and their online-softmax state, and takes keys 16 at a time: lane l loads keys
+// j0 + l % 8 and j0 + 8 + l % 8, and `subgroupBroadcast` hands each to every lane, so a key or
+// value element is loaded once per 8 lanes and used by every query row of each. On llvmpipe the
+// broadcasts were the cost; four query rows per invocation take 4x fewer per multiply-add.
 //
-// A workgroup is one (batch, head) and 64 consecutive queries, so every lane of a subgroup
-// reads the same head's keys; lanes past the last query compute along (broadcasts need the
-// whole subgroup) and store nothing.
+// A workgroup is one (batch, head) and 64 · QUERY_BLOCKS consecutive queries: invocation i owns
+// queries i, i + 64, ... of the block, so every lane of a subgroup reads the same head's keys.
+// Lanes past the last query compute along (broadcasts need the whole subgroup) and store
+// nothing.
 
 @group(0) @binding(4) var<storage, read_write> out: array<Act>;
 
-var<private> acc4: array<vec4<f32>, MAX_D4>;
-var<private> any_kept: bool;
+override QUERY_BLOCKS: u32 = 1u;
 
-// Key j's logit from its dot-product partials and its key_scale, or FILL where masked or past
-// the last key (those get weight 0 below, even in a fully masked row where FILL logits are
-// averaged).
-fn logit(dots: vec4<f32>, k_scale: f32, b: u32, qi: u32, j: u32) -> f32 {
-    if j >= keys() || !kept(b, qi, j) {
-        return FILL;
+// Query row r's values and running state; row 0's query is the layout's q4. Named arrays, not
+// one indexed by r: llvmpipe keeps dynamically indexed arrays in memory.
+var<private> q1: array<vec4<f32>, MAX_D4>;
+var<private> q2: array<vec4<f32>, MAX_D4>;
+var<private> q3: array<vec4<f32>, MAX_D4>;
+var<private> acc0: array<vec4<f32>, MAX_D4>;
+var<private> acc1: array<vec4<f32>, MAX_D4>;
+var<private> acc2: array<vec4<f32>, MAX_D4>;
+var<private> acc3: array<vec4<f32>, MAX_D4>;
+var<private> run_max: vec4<f32>;
+var<private> run_sum: vec4<f32>;
+var<private> any_kept: vec4<bool>;
+
+// Four dims of the dot products of four keys with four query rows: column r holds row r's.
+fn dots(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32>, qs: mat4x4<f32>) -> mat4x4<f32> {
+    return transpose(mat4x4(k0, k1, k2, k3)) * qs;
+}
+
+// Query row r's logits for keys j0 .. j0 + 15 (column g: keys j0 + 4g ..) from their dot
+// products and key scales: FILL where masked or past the last key (those get weight 0 in
+// `fold`, even in a fully masked row where FILL logits are averaged).
+fn logits(r: u32, s: mat4x4<f32>, k_scale: mat4x4<f32>, b: u32, qi: u32, j0: u32) -> mat4x4<f32> {
+    var l = mat4x4<f32>();
+    for (var g = 0u; g < 4u; g++) {
+        for (var t = 0u; t < 4u; t++) {
+            let j = j0 + 4u * g + t;
+            var logit = FILL;
+            if j < keys() && kept(b, qi, j) {
+                any_kept[r] = true;
+                logit = s[g][t] * k_scale[g][t] + mask_add(b, qi, j);
+            }
+            l[g][t] = logit;
+        }
     }
-    any_kept = true;
-    return dot(dots, vec4(1.0)) * k_scale + mask_add(b, qi, j);
+    return l;
+}
+
+// Folds query row r's block of 16 logits into its running max and sum. Returns the keys'
+// weights; run_max's old value is left in `correction` for the caller's accumulator.
+var<private> correction: f32;
+
+fn fold(r: u32, l: mat4x4<f32>, present: mat4x4<f32>) -> mat4x4<f32> {
+    let block_max = max(max(l[0], l[1]), max(l[2], l[3]));
+    let m = max(run_max[r], max(max(block_max.x, block_max.y), max(block_max.z, block_max.w)));
+    correction = exp(run_max[r] - m);
+    // `present` is 1 for keys below the last, 0 past it.
+    let p = mat4x4(
+        exp(l[0] - m) * present[0], exp(l[1] - m) * present[1],
+        exp(l[2] - m) * present[2], exp(l[3] - m) * present[3],
+    );
+    run_sum[r] = run_sum[r] * correction + dot(p[0] + p[1] + p[2] + p[3], vec4(1.0));
+    run_max[r] = m;
+    return p;
+}
+
+// Query row r's output row (zero_times(mean) where MASKED_ROWS zeroes a fully masked row, so a
+// non-finite value still makes it NaN, as in attention.wgsl).
+fn store_row(r: u32, b: u32, h: u32, qi: u32, d4: u32, acc: vec4<f32>) {
+    let zero = MASKED_ROWS == 1u && !any_kept[r];
+    let o = out_start(b, h, qi) + 4u * d4;
+    for (var t = 0u; t < 4u; t++) {
+        if 4u * d4 + t < HEAD_DIM {
+            let mean = acc[t] / run_sum[r];
+            out[o + t] = Act(select(mean, zero_times(mean), zero));
+        }
+    }
 }
 
 @compute @workgroup_size(64)
 fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
-    let blocks = (params.queries + WORKGROUP - 1u) / WORKGROUP;
+    let per_block = WORKGROUP * QUERY_BLOCKS;
+    let blocks = (params.queries + per_block - 1u) / per_block;
     let group = workgroup_index(wid, groups);
     // Uniform per workgroup, so the subgroup operations below stay in uniform control flow.
     if group >= params.batch * params.heads * blocks {
@@ -36,74 +95,113 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     }
     let h = (group / blocks) % params.heads;
     let b = group / (blocks * params.heads);
-    let qi_raw = (group % blocks) * WORKGROUP + lid;
-    let qi = min(qi_raw, params.queries - 1u);
-    load_query(q_start(b, h, qi));
-    for (var d4 = 0u; d4 < D4; d4++) {
-        acc4[d4] = vec4(0.0);
-    }
-    var run_max = FILL;
-    var run_sum = 0.0;
-    any_kept = false;
-    let n = keys();
-    for (var j0 = 0u; j0 < n; j0 += 8u) {
-        // The key this lane fetches for the whole subgroup (clamped; logit() drops extras).
-        let jl = min(j0 + (lane & 7u), n - 1u);
-        let row = kv_row(b, jl) + kv_head(h) * HEAD_DIM;
-        var s0 = vec4(0.0); var s1 = vec4(0.0); var s2 = vec4(0.0); var s3 = vec4(0.0);
-        var s4 = vec4(0.0); var s5 = vec4(0.0); var s6 = vec4(0.0); var s7 = vec4(0.0);
-        // This lane's key's sum of squares, for its key_scale (QK_NORM).
-        var squares = vec4(0.0);
+    let q_raw = vec4((group % blocks) * per_block + lid) + vec4(0u, 1u, 2u, 3u) * WORKGROUP;
+    let q = min(q_raw, vec4(params.queries - 1u));
+    // load_query fills the layout's q4: rows 3, 2, 1 are copied out before row 0 stays there.
+    for (var r = QUERY_BLOCKS; r > 1u; r--) {
+        load_query(q_start(b, h, q[r - 1u]));
         for (var d4 = 0u; d4 < D4; d4++) {
-            let k = kv4(jl, row + k_col(jl), d4);
-            squares += k * k;
-            let q = q4[d4];
-            s0 += q * subgroupBroadcast(k, 0u);
-            s1 += q * subgroupBroadcast(k, 1u);
-            s2 += q * subgroupBroadcast(k, 2u);
-            s3 += q * subgroupBroadcast(k, 3u);
-            s4 += q * subgroupBroadcast(k, 4u);
-            s5 += q * subgroupBroadcast(k, 5u);
-            s6 += q * subgroupBroadcast(k, 6u);
-            s7 += q * subgroupBroadcast(k, 7u);
+            switch r - 1u {
+                case 1u: { q1[d4] = q4[d4]; }
+                case 2u: { q2[d4] = q4[d4]; }
+                default: { q3[d4] = q4[d4]; }
+            }
         }
-        let k_scale = key_scale(dot(squares, vec4(1.0)));
-        let l0 = logit(s0, subgroupBroadcast(k_scale, 0u), b, qi, j0);
-        let l1 = logit(s1, subgroupBroadcast(k_scale, 1u), b, qi, j0 + 1u);
-        let l2 = logit(s2, subgroupBroadcast(k_scale, 2u), b, qi, j0 + 2u);
-        let l3 = logit(s3, subgroupBroadcast(k_scale, 3u), b, qi, j0 + 3u);
-        let l4 = logit(s4, subgroupBroadcast(k_scale, 4u), b, qi, j0 + 4u);
-        let l5 = logit(s5, subgroupBroadcast(k_scale, 5u), b, qi, j0 + 5u);
-        let l6 = logit(s6, subgroupBroadcast(k_scale, 6u), b, qi, j0 + 6u);
-        let l7 = logit(s7, subgroupBroadcast(k_scale, 7u), b, qi, j0 + 7u);
-        let block_max = max(max(max(l0, l1), max(l2, l3)), max(max(l4, l5), max(l6, l7)));
-        // Online softmax over the block: one rescale per 8 keys.
-        let m = max(run_max, block_max);
-        let correction = exp(run_max - m);
-        let p_lo = select(vec4(0.0), exp(vec4(l0, l1, l2, l3) - m), vec4(j0, j0 + 1u, j0 + 2u, j0 + 3u) < vec4(n));
-        let p_hi = select(vec4(0.0), exp(vec4(l4, l5, l6, l7) - m), vec4(j0 + 4u, j0 + 5u, j0 + 6u, j0 + 7u) < vec4(n));
-        run_sum = run_sum * correction + dot(p_lo + p_hi, vec4(1.0));
-        run_max = m;
+    }
+    load_query(q_start(b, h, q[0]));
+    for (var d4 = 0u; d4 < D4; d4++) {
+        acc0[d4] = vec4(0.0);
+        acc1[d4] = vec4(0.0);
+        acc2[d4] = vec4(0.0);
+        acc3[d4] = vec4(0.0);
+    }
+    // Starting at the fill value keeps a fully masked row uniform: exp(FILL - FILL) = 1.
+    run_max = vec4(FILL);
+    run_sum = vec4(0.0);
+    any_kept = vec4(false);
+    let n = keys();
+    for (var j0 = 0u; j0 < n; j0 += 16u) {
+        // The two keys this lane fetches for the whole subgroup (clamped; logits() drops extras).
+        let ja = min(j0 + (lane & 7u), n - 1u);
+        let jb = min(j0 + 8u + (lane & 7u), n - 1u);
+        let row_a = kv_row(b, ja) + kv_head(h) * HEAD_DIM;
+        let row_b = kv_row(b, jb) + kv_head(h) * HEAD_DIM;
+        // Dot products: column r of s_g holds query row r with keys j0 + 4g .. j0 + 4g + 3 (the
+        // rows past QUERY_BLOCKS are never read, so they compile away).
+        var s0 = mat4x4<f32>(); var s1 = mat4x4<f32>(); var s2 = mat4x4<f32>(); var s3 = mat4x4<f32>();
+        // This lane's two keys' sums of squares, for their key_scale (QK_NORM).
+        var squares = vec2(0.0);
+        for (var d4 = 0u; d4 < D4; d4++) {
+            let ka = kv4(ja, row_a + k_col(ja), d4);
+            let kb = kv4(jb, row_b + k_col(jb), d4);
+            squares += vec2(dot(ka, ka), dot(kb, kb));
+            let qs = mat4x4(q4[d4], q1[d4], q2[d4], q3[d4]);
+            s0 += dots(subgroupBroadcast(ka, 0u), subgroupBroadcast(ka, 1u), subgroupBroadcast(ka, 2u), subgroupBroadcast(ka, 3u), qs);
+            s1 += dots(subgroupBroadcast(ka, 4u), subgroupBroadcast(ka, 5u), subgroupBroadcast(ka, 6u), subgroupBroadcast(ka, 7u), qs);
+            s2 += dots(subgroupBroadcast(kb, 0u), subgroupBroadcast(kb, 1u), subgroupBroadcast(kb, 2u), subgroupBroadcast(kb, 3u), qs);
+            s3 += dots(subgroupBroadcast(kb, 4u), subgroupBroadcast(kb, 5u), subgroupBroadcast(kb, 6u), subgroupBroadcast(kb, 7u), qs);
+        }
+        let scale_a = key_scale(squares.x);
+        let scale_b = key_scale(squares.y);
+        let k_scale = mat4x4(
+            vec4(subgroupBroadcast(scale_a, 0u), subgroupBroadcast(scale_a, 1u), subgroupBroadcast(scale_a, 2u), subgroupBroadcast(scale_a, 3u)),
+            vec4(subgroupBroadcast(scale_a, 4u), subgroupBroadcast(scale_a, 5u), subgroupBroadcast(scale_a, 6u), subgroupBroadcast(scale_a, 7u)),
+            vec4(subgroupBroadcast(scale_b, 0u), subgroupBroadcast(scale_b, 1u), subgroupBroadcast(scale_b, 2u), subgroupBroadcast(scale_b, 3u)),
+            vec4(subgroupBroadcast(scale_b, 4u), subgroupBroadcast(scale_b, 5u), subgroupBroadcast(scale_b, 6u), subgroupBroadcast(scale_b, 7u)),
+        );
+        let j = vec4(j0) + vec4(0u, 1u, 2u, 3u);
+        let present = mat4x4(
+            select(vec4(0.0), vec4(1.0), j < vec4(n)), select(vec4(0.0), vec4(1.0), j + 4u < vec4(n)),
+            select(vec4(0.0), vec4(1.0), j + 8u < vec4(n)), select(vec4(0.0), vec4(1.0), j + 12u < vec4(n)),
+        );
+        let p0 = fold(0u, logits(0u, mat4x4(s0[0], s1[0], s2[0], s3[0]), k_scale, b, q[0], j0), present);
+        let c0 = correction;
+        var p1 = mat4x4<f32>(); var p2 = mat4x4<f32>(); var p3 = mat4x4<f32>();
+        var c = vec3(1.0);
+        if QUERY_BLOCKS > 1u {
+            p1 = fold(1u, logits(1u, mat4x4(s0[1], s1[1], s2[1], s3[1]), k_scale, b, q[1], j0), present);
+            c.x = correction;
+        }
+        if QUERY_BLOCKS > 2u {
+            p2 = fold(2u, logits(2u, mat4x4(s0[2], s1[2], s2[2], s3[2]), k_scale, b, q[2], j0), present);
+            c.y = correction;
+            p3 = fold(3u, logits(3u, mat4x4(s0[3], s1[3], s2[3], s3[3]), k_scale, b, q[3], j0), present);
+            c.z = correction;
+        }
         // Past the last key a lane shares zeros: its weight is 0, and 0 · (the clamped key's
         // value) would turn an infinite value into NaN.
-        let present = j0 + (lane & 7u) < n;
+        let present_a = j0 + (lane & 7u) < n;
+        let present_b = j0 + 8u + (lane & 7u) < n;
         for (var d4 = 0u; d4 < D4; d4++) {
-            let v = select(vec4(0.0), kv4(jl, row + v_col(jl), d4), present);
-            acc4[d4] = acc4[d4] * correction
-                + p_lo.x * subgroupBroadcast(v, 0u) + p_lo.y * subgroupBroadcast(v, 1u)
-                + p_lo.z * subgroupBroadcast(v, 2u) + p_lo.w * subgroupBroadcast(v, 3u)
-                + p_hi.x * subgroupBroadcast(v, 4u) + p_hi.y * subgroupBroadcast(v, 5u)
-                + p_hi.z * subgroupBroadcast(v, 6u) + p_hi.w * subgroupBroadcast(v, 7u);
+            let va = select(vec4(0.0), kv4(ja, row_a + v_col(ja), d4), present_a);
+            let vb = select(vec4(0.0), kv4(jb, row_b + v_col(jb), d4), present_b);
+            // Column t of v_g is value j0 + 4g + t, so v_g · p[g] weighs four values at once.
+            let v0 = mat4x4(subgroupBroadcast(va, 0u), subgroupBroadcast(va, 1u), subgroupBroadcast(va, 2u), subgroupBroadcast(va, 3u));
+            let v1 = mat4x4(subgroupBroadcast(va, 4u), subgroupBroadcast(va, 5u), subgroupBroadcast(va, 6u), subgroupBroadcast(va, 7u));
+            let v2 = mat4x4(subgroupBroadcast(vb, 0u), subgroupBroadcast(vb, 1u), subgroupBroadcast(vb, 2u), subgroupBroadcast(vb, 3u));
+            let v3 = mat4x4(subgroupBroadcast(vb, 4u), subgroupBroadcast(vb, 5u), subgroupBroadcast(vb, 6u), subgroupBroadcast(vb, 7u));
+            acc0[d4] = acc0[d4] * c0 + v0 * p0[0] + v1 * p0[1] + v2 * p0[2] + v3 * p0[3];
+            if QUERY_BLOCKS > 1u {
+                acc1[d4] = acc1[d4] * c.x + v0 * p1[0] + v1 * p1[1] + v2 * p1[2] + v3 * p1[3];
+            }
+            if QUERY_BLOCKS > 2u {
+                acc2[d4] = acc2[d4] * c.y + v0 * p2[0] + v1 * p2[1] + v2 * p2[2] + v3 * p2[3];
+                acc3[d4] = acc3[d4] * c.z + v0 * p3[0] + v1 * p3[1] + v2 * p3[2] + v3 * p3[3];
+            }
         }
     }
-    if qi_raw >= params.queries {
-        return;
-    }
-    // As in attention.wgsl: zero_times(mean), so a non-finite value still makes the row NaN.
-    let zero = MASKED_ROWS == 1u && !any_kept;
-    let o = out_start(b, h, qi);
-    for (var d = 0u; d < HEAD_DIM; d++) {
-        let mean = acc4[d / 4u][d % 4u] / run_sum;
-        out[o + d] = Act(select(mean, zero_times(mean), zero));
+    for (var d4 = 0u; d4 < D4; d4++) {
+        if q_raw[0] < params.queries {
+            store_row(0u, b, h, q[0], d4, acc0[d4]);
+        }
+        if QUERY_BLOCKS > 1u && q_raw[1] < params.queries {
+            store_row(1u, b, h, q[1], d4, acc1[d4]);
+        }
+        if QUERY_BLOCKS > 2u && q_raw[2] < params.queries {
+            store_row(2u, b, h, q[2], d4, acc2[d4]);
+        }
+        if QUERY_BLOCKS > 2u && q_raw[3] < params.queries {
+            store_row(3u, b, h, q[3], d4, acc3[d4]);
+        }
     }
 }

@@ -11,6 +11,7 @@ mod common;
 use common::{edge_size, forced_gpu, gpu, minimal_gpu, values};
 use ntest::timeout;
 use proptest::prelude::*;
+use vlbridge::kernels::attention::subgroup_query_rows;
 use vlbridge::ops::{Attention, KeySplit, MaskedRows, Pass, SplitPass};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, HostData, Plan, TensorId};
@@ -32,8 +33,14 @@ struct AttentionCase {
 }
 
 fn attention_case() -> impl Strategy<Value = AttentionCase> {
+    attention_case_with(edge_size(70).boxed())
+}
+
+/// Like [`attention_case`], with `queries` query rows where they are not the keys (self-attention
+/// over a fused QKV row has as many as it has keys).
+fn attention_case_with(queries: BoxedStrategy<usize>) -> impl Strategy<Value = AttentionCase> {
     let head_dim = prop_oneof![prop::sample::select(vec![16u32, 32, 64, 128]), 1u32..=128];
-    let layout = (edge_size(70), edge_size(70), prop_oneof![Just(0usize), edge_size(40)], any::<bool>());
+    let layout = (queries, edge_size(70), prop_oneof![Just(0usize), edge_size(40)], any::<bool>());
     let masking = prop::sample::select(vec![None, Some(MaskedRows::Uniform), Some(MaskedRows::Zero)]);
     (1usize..=2, 1u32..=4, head_dim, layout, masking, prop::sample::select(vec![1.0f32, 9.0]), 0u32..3).prop_flat_map(
         |(batch, heads, head_dim, (queries, keys_a, keys_b, fused), masking, magnitude, pad)| {
@@ -394,6 +401,29 @@ proptest! {
         check_attention(gpu(), &c, Form::Flash)?;
     }
 
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Long query sequences, where the subgroup kernel gives each invocation 2 or 4 query rows
+    /// (a partial last block included; the CPU rasteriser picks that kernel here).
+    #[test]
+    #[timeout(300_000)]
+    fn flash_attention_over_query_blocks_matches_reference(
+        c in attention_case_with(prop_oneof![65usize..=128, 129usize..=320].boxed()),
+    ) {
+        check_attention(gpu(), &c, Form::Flash)?;
+    }
+}
+
+/// Rows per invocation follow the real queries: 1 up to a workgroup's 64, then 2, then 4 (CLIP's
+/// 577 tokens too: three 256-row blocks at 47 GFLOP/s beat five 128-row ones at 37).
+#[test]
+fn the_subgroup_kernel_takes_more_query_rows_for_longer_sequences() {
+    for (queries, rows) in [(1, 1), (64, 1), (65, 2), (128, 2), (129, 4), (256, 4), (577, 4), (4096, 4)] {
+        assert_eq!(subgroup_query_rows(queries), rows, "{queries} queries");
+    }
 }
 
 proptest! {

@@ -189,10 +189,17 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
 /// (label, queries, keys of source a, keys of source b, heads, head dim). The last is Mllama's
 /// cross-attention from a few text tokens to one tile's vision tokens: the long-key case the key
 /// split is for.
-const SIZES: [(&str, usize, usize, usize, u32, u32); 3] = [
+type Size = (&'static str, usize, usize, usize, u32, u32);
+const SIZES: [Size; 3] = [
     ("qformer 32 over 257, 12x64", 32, 257, 0, 12, 64),
     ("perceiver 64 over 257+64, 16x64", 64, 257, 64, 16, 64),
     ("mllama 8 over 1601, 32x128", 8, 1601, 0, 32, 128),
+];
+/// The vision towers' self-attention, flash only (the naive passes would store 1 GiB of
+/// scores): CLIP-L/14-336's 577 tokens and Gemma 3's SigLIP at 896 px, 4096 tokens.
+const TOWER_SIZES: [Size; 2] = [
+    ("clip tower 577 over 577, 16x64", 577, 577, 0, 16, 64),
+    ("gemma3 tower 4096 over 4096, 16x72", 4096, 4096, 0, 16, 72),
 ];
 
 fn bench_case(form: Form, storage: DType, (q, ka, kb, heads, d): (usize, usize, usize, u32, u32)) -> Result<Case> {
@@ -215,11 +222,11 @@ fn bench_case(form: Form, storage: DType, (q, ka, kb, heads, d): (usize, usize, 
     Ok(c.finish(&[out], String::new(), Tolerance::exact()))
 }
 
-fn bench(form: Form, storages: &[DType]) -> Vec<BenchCase> {
+fn bench(form: Form, storages: &[DType], sizes: &'static [Size]) -> Vec<BenchCase> {
     storages
         .iter()
         .flat_map(|&storage| {
-            SIZES.into_iter().map(move |(label, q, ka, kb, heads, d)| {
+            sizes.iter().map(move |&(label, q, ka, kb, heads, d)| {
                 let label =
                     if storage == DType::F32 { label.to_string() } else { format!("{label}, {storage} activations") };
                 BenchCase::new(label, move || bench_case(form, storage, (q, ka, kb, heads, d)))
@@ -229,7 +236,10 @@ fn bench(form: Form, storages: &[DType]) -> Vec<BenchCase> {
 }
 
 pub(super) fn bench_flash() -> Vec<BenchCase> {
-    bench(Form::Flash, &[DType::F32, DType::F16])
+    let storages = [DType::F32, DType::F16];
+    let mut cases = bench(Form::Flash, &storages, &SIZES);
+    cases.extend(bench(Form::Flash, &storages, &TOWER_SIZES));
+    cases
 }
 
 /// What `vlbridge tune` times: the Q-Former's cross-attention, 12 heads of 64, 32 queries over
@@ -239,11 +249,11 @@ pub(super) fn tune_flash() -> Vec<BenchCase> {
 }
 
 pub(super) fn bench_naive() -> Vec<BenchCase> {
-    bench(Form::Naive, &[DType::F32])
+    bench(Form::Naive, &[DType::F32], &SIZES)
 }
 
 pub(super) fn bench_key_split() -> Vec<BenchCase> {
-    bench(Form::KeySplit(0), &[DType::F32, DType::F16])
+    bench(Form::KeySplit(0), &[DType::F32, DType::F16], &SIZES)
 }
 
 /// Two sources, a mask with a fully masked row, head dim 20, f16 storage.

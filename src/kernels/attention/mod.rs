@@ -267,6 +267,21 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
     per_entry * (g.batch * g.queries * g.keys()) as f64
 }
 
+/// Query rows per invocation of the subgroup kernel (`QUERY_BLOCKS`) for `queries` per head:
+/// the count whose measured llvmpipe rate, times the share of its 64·R-query workgroups that
+/// is real queries, is highest. More rows reuse each broadcast key more (24, 37 and 47 GFLOP/s
+/// for 1, 2 and 4 over 1024 tokens, 16 heads of 72), but a short sequence leaves the extra
+/// lanes computing along for nothing.
+pub fn subgroup_query_rows(queries: usize) -> u32 {
+    const RATES: [(u32, usize); 3] = [(4, 47), (2, 37), (1, 24)];
+    let useful = |rows: u32| {
+        let block = WORKGROUP as usize * rows as usize;
+        let rate = RATES.iter().find(|r| r.0 == rows).map_or(0, |r| r.1);
+        rate * queries.max(1) * 1024 / queries.max(1).div_ceil(block) / block
+    };
+    RATES.into_iter().map(|(rows, _)| rows).max_by_key(|&r| useful(r)).unwrap_or(1)
+}
+
 impl Kernel for Attention {
     fn name(&self) -> &'static str {
         crate::ops::attention::NAME
@@ -300,8 +315,8 @@ impl Kernel for Attention {
     }
 
     /// The adapter's measured tune when there is one (it times 32 queries: not the few-query
-    /// class); else on a GPU the key-split workgroups, which fill it; on a CPU rasteriser one
-    /// invocation per query, sharing keys by subgroup broadcast where it can, unless there are
+    /// class); else on a GPU the key-split workgroups, which fill it; on a CPU rasteriser the
+    /// register-blocked kernel, sharing keys by subgroup broadcast where it can, unless there are
     /// at most [`FEW_QUERIES`]: the subgroup kernel's workgroup is 64 queries of one head, so
     /// 7/8 of its lanes would compute along for nothing (Mllama, 8 queries over 1601 keys: 268
     /// ms against the portable kernel's 156 on llvmpipe; one query, 145 against 48).
@@ -320,8 +335,12 @@ impl Kernel for Attention {
         if FLASH_SUBGROUP.runs_on(caps) && !few { &FLASH_SUBGROUP } else { &FLASH_PORTABLE }
     }
 
-    fn overrides(&self, _spec: &KernelSpec, _inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
-        overrides(self)
+    fn overrides(&self, spec: &KernelSpec, inputs: &[&Meta]) -> Vec<(&'static str, f64)> {
+        let mut o = overrides(self);
+        if spec.variant == FLASH_SUBGROUP.variant {
+            o.push(("QUERY_BLOCKS", f64::from(subgroup_query_rows(self.geometry(inputs).queries))));
+        }
+        o
     }
 
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
@@ -332,7 +351,10 @@ impl Kernel for Attention {
         let g = self.geometry(inputs);
         let workgroups = match spec.variant {
             // One workgroup per (batch, head, block of 64 queries).
-            "subgroup" => (g.batch * g.heads * g.queries.div_ceil(WORKGROUP as usize)) as u64,
+            "subgroup" => {
+                (g.batch * g.heads * g.queries.div_ceil(WORKGROUP as usize * subgroup_query_rows(g.queries) as usize))
+                    as u64
+            }
             // One workgroup per (batch, head, block of 8 queries).
             "split" => (g.batch * g.heads * g.queries.div_ceil(8)) as u64,
             _ => (g.rows() as u64).div_ceil(u64::from(WORKGROUP)),
