@@ -78,10 +78,66 @@ impl Timer {
             return Ok(wall_ms);
         };
         let bytes = read_buffer(gpu, resolve, 16)?;
-        let [begin, end]: [u64; 2] = bytemuck::pod_read_unaligned(&bytes[..16]);
-        if end < begin {
-            return Err(Error::device("timing", format!("timestamps went backwards ({begin} -> {end})")));
+        Ok(self.durations(&bytes)?[0])
+    }
+
+    /// Times `count` compute passes that `record(encoder, i, writes)` records one each: with
+    /// timestamps, in one submission per 2048 passes (a query set's limit is 4096); with the
+    /// wall clock, each submitted and waited for alone. Milliseconds per pass.
+    pub fn time_each(
+        &self,
+        count: usize,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder, usize, Option<wgpu::ComputePassTimestampWrites<'_>>),
+    ) -> Result<Vec<f64>> {
+        const PASSES: usize = 2048;
+        let gpu = &self.gpu;
+        if self.queries.is_none() {
+            return (0..count).map(|i| self.time(|encoder, writes| record(encoder, i, writes))).collect();
         }
-        Ok((end - begin) as f64 * f64::from(gpu.queue().get_timestamp_period()) / 1e6)
+        let mut times = Vec::with_capacity(count);
+        for first in (0..count).step_by(PASSES) {
+            let n = PASSES.min(count - first);
+            let queries = 2 * n as u32;
+            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("vlbridge profile"),
+                ty: wgpu::QueryType::Timestamp,
+                count: queries,
+            });
+            let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("vlbridge profile resolve"),
+                size: 8 * u64::from(queries),
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            for i in 0..n {
+                let writes = wgpu::ComputePassTimestampWrites {
+                    query_set: &set,
+                    beginning_of_pass_write_index: Some(2 * i as u32),
+                    end_of_pass_write_index: Some(2 * i as u32 + 1),
+                };
+                record(&mut encoder, first + i, Some(writes));
+            }
+            encoder.resolve_query_set(&set, 0..queries, &resolve, 0);
+            gpu.queue().submit([encoder.finish()]);
+            gpu.wait("timing")?;
+            times.extend(self.durations(&read_buffer(gpu, &resolve, 8 * u64::from(queries))?)?);
+        }
+        Ok(times)
+    }
+
+    /// Milliseconds between each (begin, end) pair of resolved timestamps.
+    fn durations(&self, bytes: &[u8]) -> Result<Vec<f64>> {
+        let period = f64::from(self.gpu.queue().get_timestamp_period());
+        bytes
+            .chunks_exact(16)
+            .map(|pair| {
+                let [begin, end]: [u64; 2] = bytemuck::pod_read_unaligned(pair);
+                if end < begin {
+                    return Err(Error::device("timing", format!("timestamps went backwards ({begin} -> {end})")));
+                }
+                Ok((end - begin) as f64 * period / 1e6)
+            })
+            .collect()
     }
 }

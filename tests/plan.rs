@@ -114,3 +114,31 @@ fn nodes_no_output_depends_on_are_not_planned() {
     let want: Vec<f64> = xs.iter().map(|&v| reference::gelu_tanh(f64::from(v))).collect();
     assert!(reference::compare(&got, &want, 1e-6, 1e-5).passed());
 }
+
+/// `Plan::profile` times every dispatch (a lowered node's too) and keeps the stage its node
+/// was added under; the plan still computes the same outputs afterwards.
+#[test]
+#[timeout(120_000)]
+fn a_profile_times_every_dispatch_under_its_stage() {
+    let gpu = gpu();
+    let mut g = Graph::new();
+    let x = g.input("x", &[3, 8]).unwrap();
+    let w = g.constant("w", &Tensor::from_f32(gpu, &[8, 8], &[0.125; 64]).unwrap());
+    let h = g.add(Epilogue::NONE, &[x, w]).unwrap();
+    g.set_stage("tower");
+    let h = g.add(Epilogue { activation: Some(GeluForm::Erf), ..Epilogue::NONE }, &[h, w]).unwrap();
+    g.set_stage("connector");
+    let y = g.add(Epilogue::NONE, &[h, w]).unwrap();
+    g.output(y).unwrap();
+    let plan = Plan::new(gpu, &g).unwrap();
+    let data: Vec<f32> = (0..24).map(|i| i as f32 / 10.0).collect();
+    let first = plan.run_f32(&[&data]).unwrap();
+    let profile = plan.profile(&vlbridge::timing::Timer::new(gpu)).unwrap();
+    assert_eq!(profile.len(), plan.dispatches().len());
+    let stages: Vec<Option<&str>> = profile.iter().map(|d| d.stage.as_deref()).collect();
+    assert_eq!(stages.first(), Some(&None), "{stages:?}");
+    assert_eq!(stages.last(), Some(&Some("connector")), "{stages:?}");
+    assert!(stages.contains(&Some("tower")), "{stages:?}");
+    assert!(profile.iter().all(|d| d.ms >= 0.0 && d.ms.is_finite()), "{profile:?}");
+    assert_eq!(plan.run_f32(&[&data]).unwrap(), first);
+}

@@ -4,9 +4,10 @@
 use crate::dtype::HostData;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Plan, TensorId};
+use crate::graph::{DispatchTime, Graph, Plan, TensorId};
 use crate::host::{HostTensor, ReferenceTensors, Tensors};
 use crate::tensor::Tensor;
+use crate::timing::Timer;
 
 /// A connector planned for fixed input sizes: run it many times, by name ([`ConnectorPlan::run`]),
 /// on the host engine's tensors ([`ConnectorPlan::run_into`]) or inside its encoder
@@ -56,6 +57,13 @@ impl ConnectorPlan {
     pub fn run(&self, inputs: &Tensors) -> Result<Tensors> {
         let outputs = self.plan.run(&self.inputs_from(inputs)?)?;
         self.named(outputs, HostTensor::new)
+    }
+
+    /// Runs on `inputs` by name with every dispatch timed on its own ([`Plan::profile`]): where
+    /// a run's time goes, by kernel and by stage (tower, connector).
+    pub fn profile(&self, inputs: &Tensors, timer: &Timer) -> Result<Vec<DispatchTime>> {
+        self.plan.write_inputs(&self.inputs_from(inputs)?)?;
+        self.plan.profile(timer)
     }
 
     /// The f64 CPU reference of the same graph on `inputs`, each output as (shape, values).

@@ -21,7 +21,8 @@ pub(crate) fn lower(graph: &Graph, caps: &Caps) -> Result<Graph> {
 /// `graph` with the nodes `which` selects lowered for `caps` (and what they lower into, when
 /// `which` selects it too); the others kept.
 pub(crate) fn lower_where(graph: &Graph, caps: &Caps, which: &dyn Fn(&Op) -> bool) -> Result<Graph> {
-    let mut g = Graph { tensors: graph.tensors.clone(), nodes: Vec::new(), outputs: graph.outputs.clone() };
+    let mut g =
+        Graph { tensors: graph.tensors.clone(), nodes: Vec::new(), outputs: graph.outputs.clone(), ..Graph::new() };
     for node in &graph.nodes {
         push(&mut g, node.clone(), caps, which, 0)?;
     }
@@ -55,7 +56,8 @@ fn push(g: &mut Graph, node: Node, caps: &Caps, which: &dyn Fn(&Op) -> bool, dep
     };
     for lowered in lowering.nodes {
         let inputs = lowered.inputs.into_iter().map(resolve).collect();
-        push(g, Node { op: lowered.op, inputs, output: resolve(lowered.output) }, caps, which, depth + 1)?;
+        let lowered = Node { op: lowered.op, inputs, output: resolve(lowered.output), stage: node.stage.clone() };
+        push(g, lowered, caps, which, depth + 1)?;
     }
     Ok(())
 }

@@ -6,6 +6,9 @@ mod plan;
 mod run;
 
 pub use plan::Plan;
+pub use run::DispatchTime;
+
+use std::sync::Arc;
 
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
@@ -41,6 +44,8 @@ pub(crate) struct Node {
     pub(crate) op: Op,
     pub(crate) inputs: Vec<TensorId>,
     pub(crate) output: TensorId,
+    /// The [`Graph::set_stage`] in force when the node was added (kept through lowering).
+    pub(crate) stage: Option<Arc<str>>,
 }
 
 /// A dataflow graph of kernel nodes. Shapes are checked as nodes are added, so a graph that
@@ -74,6 +79,7 @@ pub struct Graph {
     pub(crate) tensors: Vec<TensorDecl>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) outputs: Vec<TensorId>,
+    stage: Option<Arc<str>>,
 }
 
 impl Graph {
@@ -110,8 +116,14 @@ impl Graph {
             .collect::<Result<Vec<_>>>()?;
         let meta = op.check(&metas)?;
         let output = self.push(&format!("{}#{}", op.name(), self.nodes.len()), meta, Role::Computed);
-        self.nodes.push(Node { op, inputs: inputs.to_vec(), output });
+        self.nodes.push(Node { op, inputs: inputs.to_vec(), output, stage: self.stage.clone() });
         Ok(output)
+    }
+
+    /// Names the stage the nodes added from now on belong to ("tower", "connector"), which
+    /// [`Plan::profile`] sums their time by.
+    pub fn set_stage(&mut self, stage: &str) {
+        self.stage = Some(stage.into());
     }
 
     /// Marks a computed tensor as an output: it keeps its own buffer and can be read back.
@@ -189,7 +201,7 @@ impl Graph {
             }
         }
         let nodes = self.nodes.iter().zip(keep).filter(|(_, k)| *k).map(|(n, _)| n.clone()).collect();
-        Graph { tensors: self.tensors.clone(), nodes, outputs: self.outputs.clone() }
+        Graph { tensors: self.tensors.clone(), nodes, outputs: self.outputs.clone(), stage: self.stage.clone() }
     }
 
     /// The same graph with every fused sublayer as the nodes it fuses: `attention_rows` as

@@ -17,6 +17,7 @@ pub(super) struct Step {
     pub(super) pipeline: Arc<Pipeline>,
     pub(super) bind_group: wgpu::BindGroup,
     pub(super) grid: [u32; 3],
+    pub(super) stage: Option<Arc<str>>,
 }
 
 /// A graph ready to run on the device it was planned for: pipelines fetched, intermediate
@@ -236,6 +237,7 @@ impl Plan {
                     pipeline: Arc::clone(&planned.pipeline),
                     bind_group,
                     grid: *grid,
+                    stage: node.stage.clone(),
                 });
             }
         }

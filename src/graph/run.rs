@@ -8,6 +8,17 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::timing::Timer;
 
+/// One dispatch's time in [`Plan::profile`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatchTime {
+    /// The kernel it runs.
+    pub kernel: &'static str,
+    /// The stage of the node it came from, if the graph named one.
+    pub stage: Option<String>,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
 impl Plan {
     /// Writes `inputs` (in the order the graph declared them), runs every dispatch in one
     /// submission and reads back every output, in the order they were marked. Atomic: safe
@@ -112,6 +123,32 @@ impl Plan {
     pub fn time(&self, timer: &Timer) -> Result<f64> {
         let _exclusive = self.lock()?;
         timer.time(|encoder, writes| self.encode_timed(encoder, writes))
+    }
+
+    /// Runs the plan on the inputs last written with every dispatch in a compute pass of its
+    /// own, and returns each dispatch's time by `timer`, in plan order, with its kernel and
+    /// the [`Graph::set_stage`](super::Graph::set_stage) of the node it came from. The pass
+    /// boundaries cost a little: for attributing a run's time, not for timing it.
+    pub fn profile(&self, timer: &Timer) -> Result<Vec<DispatchTime>> {
+        let _exclusive = self.lock()?;
+        let times = timer.time_each(self.steps.len(), |encoder, i, timestamp_writes| {
+            let step = &self.steps[i];
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(step.kernel), timestamp_writes });
+            pass.set_pipeline(&step.pipeline.pipeline);
+            pass.set_bind_group(0, &step.bind_group, &[]);
+            pass.dispatch_workgroups(step.grid[0], step.grid[1], step.grid[2]);
+        })?;
+        Ok(self
+            .steps
+            .iter()
+            .zip(times)
+            .map(|(step, ms)| DispatchTime {
+                kernel: step.kernel,
+                stage: step.stage.as_deref().map(str::to_string),
+                ms,
+            })
+            .collect())
     }
 
     /// The GPU tensor bound to `id` (inputs, outputs, weights): a host engine can write

@@ -41,8 +41,9 @@ use crate::connectors::{ConnectorPlan, StateDict};
 use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::Graph;
+use crate::graph::{DispatchTime, Graph};
 use crate::preprocess::{Preprocessor, Rgb8};
+use crate::timing::Timer;
 use crate::weights::{ReadObserver, Weights};
 
 /// The model families vlbridge serves.
@@ -305,6 +306,15 @@ impl Pretrained {
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run(&feeds)
     }
 
+    /// [`Pretrained::run`]'s plan on `inputs` with every dispatch timed on its own
+    /// ([`Plan::profile`](crate::Plan::profile)): the tower's dispatches carry the stage
+    /// "tower", the connector's "connector".
+    pub fn profile(&self, inputs: &Tensors) -> Result<Vec<DispatchTime>> {
+        let built = self.build(inputs)?;
+        let plan = ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?;
+        plan.profile(&built.feeds, &Timer::new(&self.gpu))
+    }
+
     /// The graph for `inputs`; pixels without a served tower are an [`Error::Input`] saying so.
     fn build(&self, inputs: &Tensors) -> Result<Built> {
         if inputs.contains_key("pixel_values") && self.runner.vision_inputs().is_empty() {
@@ -322,11 +332,17 @@ impl Pretrained {
     /// Images to the language model's image embeddings: the directory's image processor
     /// ([`Preprocessor`], exact to Pillow), then [`Pretrained::run`] from the pixels.
     pub fn embed_images(&self, images: &[Rgb8]) -> Result<Tensors> {
+        self.run(&self.preprocess(images)?)
+    }
+
+    /// What the directory's image processor returns for `images` (the inputs
+    /// [`Pretrained::embed_images`] runs on).
+    pub fn preprocess(&self, images: &[Rgb8]) -> Result<Tensors> {
         let processor = self
             .preprocessor
             .as_ref()
             .map_err(|problem| Error::Config { field: "preprocessor_config.json".into(), problem: problem.clone() })?;
-        self.run(&processor.process(images)?)
+        processor.process(images)
     }
 
     /// Its image processor, when the directory has one vlbridge serves.

@@ -212,7 +212,9 @@ impl Tower {
         position_ids: Option<&[u32]>,
         key_mask: Option<&[u8]>,
     ) -> Result<TensorId> {
+        g.set_stage("tower");
         let states = self.tower.add_to(gpu, g, pixels.id, images, position_ids, key_mask)?;
+        g.set_stage("connector");
         let skip = usize::from(self.drop_class);
         let mut h = states[0];
         for (i, &next) in states.iter().enumerate().skip(1) {
