@@ -25,7 +25,7 @@ fn processor_std(family: &str) -> [f64; 3] {
 }
 
 /// Families whose processor is served but whose tower is not yet (no end-to-end check).
-const PROCESSOR_ONLY: [&str; 3] = ["qwen2_vl", "qwen2_5_vl", "mistral3"];
+const PROCESSOR_ONLY: [&str; 4] = ["qwen2_vl", "qwen2_5_vl", "mistral3", "mllama"];
 
 #[test]
 fn pixel_values_match_the_pillow_backend() {
@@ -152,4 +152,93 @@ fn a_decompression_bomb_is_refused_from_its_header() {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     let e = preprocess::decode_bytes(&png, "bomb.png").unwrap_err().to_string();
     assert!(e.contains("bomb.png") && e.contains("decompression bomb"), "{e}");
+}
+
+/// Largest difference, in levels, between two 8-bit images, and the share of samples that
+/// differ at all.
+fn distance(got: &[u8], want: &[u8]) -> (u8, f64) {
+    assert_eq!(got.len(), want.len());
+    let max = got.iter().zip(want).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
+    let differing = got.iter().zip(want).filter(|(a, b)| a != b).count();
+    (max, differing as f64 / got.len() as f64)
+}
+
+/// `tests/data/jpeg/` (scripts/make_jpeg_cases.py): JPEGs of the photo and a synthetic image
+/// at several qualities and chroma subsamplings, a grey one and an Adobe CMYK one, next to
+/// Pillow 13's decoding of each (libjpeg-turbo 3.2) as RGB. The `image` crate's decoder is a
+/// different implementation of the same standard: its IDCT and chroma upsampling round
+/// differently. Measured (see the README) and held here: every sample within JPEG_LEVELS
+/// levels of Pillow's, at most JPEG_DIFFERING of them different at all; and through the
+/// LLaVA-1.5 processor (bicubic resize, crop, normalise), `pixel_values` within
+/// JPEG_PIXEL_LEVELS levels of the same processor run on Pillow's decoding (at most
+/// JPEG_PIXEL_FAR of them half a level or more), and the model's `image_features` within the
+/// shared end-to-end rule (NMSE 1e-4) of those of Pillow's decoding.
+#[test]
+fn jpeg_decodes_within_the_measured_distance_of_libjpeg_turbo() {
+    const JPEG_LEVELS: u8 = 3;
+    const JPEG_DIFFERING: f64 = 0.25;
+    const JPEG_PIXEL_LEVELS: f64 = 4.0;
+    const JPEG_PIXEL_FAR: f64 = 0.30;
+    const JPEG_FEATURES_NMSE: f64 = 1e-4;
+    let gpu = vlbridge::Gpu::new().unwrap();
+    let model = models::from_pretrained(&gpu, dir("llava")).unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).unwrap()).unwrap();
+    let processor = Preprocessor::from_pretrained(dir("llava")).unwrap();
+    let std = processor_std("llava").into_iter().fold(0.0, f64::max);
+    let cases = manifest["cases"].as_object().unwrap();
+    assert_eq!(cases.len(), 6);
+    for name in cases.keys() {
+        let got = preprocess::decode(data.join(format!("{name}.jpg"))).unwrap();
+        let want = preprocess::decode(data.join(format!("{name}.pillow.png"))).unwrap();
+        assert_eq!((got.width, got.height), (want.width, want.height), "{name}");
+        let (max, differing) = distance(&got.data, &want.data);
+        let features = |image: &preprocess::Rgb8| model.embed_images(std::slice::from_ref(image)).unwrap();
+        let (f_ours, f_theirs) = (features(&got), features(&want));
+        let (f_ours, f_theirs) =
+            (f_ours["image_features"].data.as_f32().unwrap(), f_theirs["image_features"].data.as_f32().unwrap());
+        let nmse = f_ours.iter().zip(f_theirs).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
+            / f_theirs.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>();
+        let pixels = |image| processor.process(&[image]).unwrap().remove("pixel_values").unwrap();
+        let (ours, theirs) = (pixels(got), pixels(want));
+        let levels: Vec<f64> = ours
+            .data
+            .as_f32()
+            .unwrap()
+            .iter()
+            .zip(theirs.data.as_f32().unwrap())
+            .map(|(a, b)| f64::from((a - b).abs()) * 255.0 * std)
+            .collect();
+        let most = levels.iter().copied().fold(0.0, f64::max);
+        let far = levels.iter().filter(|&&l| l >= 0.5).count() as f64 / levels.len() as f64;
+        println!(
+            "{name}: max {max} levels, {:.2}% of samples differ; pixel_values max {most:.2} levels, {:.2}% >= 0.5; \
+             image_features NMSE {nmse:.1e}",
+            100.0 * differing,
+            100.0 * far
+        );
+        assert!(nmse <= JPEG_FEATURES_NMSE, "{name}: image_features NMSE {nmse}");
+        assert!(max <= JPEG_LEVELS && differing <= JPEG_DIFFERING, "{name}: {max} levels, {differing} differ");
+        assert!(most <= JPEG_PIXEL_LEVELS && far <= JPEG_PIXEL_FAR, "{name}: pixel_values {most} levels, {far} far");
+    }
+}
+
+#[test]
+fn zero_size_images_are_errors_naming_the_file() {
+    // A valid 1 x 1 PNG whose header then claims 0 columns (the PNG standard forbids it).
+    let mut png = png_bytes(&image::RgbImage::from_raw(1, 1, vec![1, 2, 3]).unwrap());
+    png[16..20].copy_from_slice(&0u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let e = preprocess::decode_bytes(&png, "empty.png").unwrap_err().to_string();
+    assert!(e.contains("empty.png") && (e.contains("zero-size") || e.contains("header")), "{e}");
+}
+
+#[test]
+fn a_processor_refuses_an_empty_image() {
+    let processor = Preprocessor::from_pretrained(dir("llava")).unwrap();
+    let empty = preprocess::Rgb8 { width: 0, height: 5, data: Vec::new() };
+    let e = processor.process(&[empty]).unwrap_err().to_string();
+    assert!(e.contains("images[0]") && e.contains("0 x 5"), "{e}");
 }

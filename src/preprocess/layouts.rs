@@ -16,6 +16,7 @@ impl Preprocessor {
             Sizing::AnyRes { tile, pinpoints } => return self.anyres(image, *tile, pinpoints),
             &Sizing::Patches { tile, min, max } => return self.patches(image, tile, min, max),
             &Sizing::Frames { longest, tile, split } => return self.frames(image, longest, tile, split),
+            &Sizing::Canvas { tile, max_tiles } => return self.canvas(image, tile, max_tiles),
             &Sizing::Longest { longest, patch } => {
                 let (h, w) = (image.height as f64, image.width as f64);
                 let ratio = (h / longest as f64).max(w / longest as f64);
@@ -38,6 +39,24 @@ impl Preprocessor {
                 resized.crop((nw - cw) / 2, (nh - ch) / 2, cw, ch)
             }
         }]
+    }
+
+    /// Mllama's resize into its canvas (`get_image_size_fit_to_canvas`: the image's sides
+    /// clamped to [tile, canvas], the tighter scale taken, the other side floored), the
+    /// canvas padded bottom-right with black and cut into tiles row-major.
+    fn canvas(&self, image: &Rgb8, tile: usize, max_tiles: usize) -> Vec<Rgb8> {
+        let (h, w) = (image.height, image.width);
+        let (rows, columns) = tiled_canvas(h, w, tile, max_tiles);
+        let (canvas_h, canvas_w) = (rows * tile, columns * tile);
+        let (target_h, target_w) = (h.clamp(tile, canvas_h), w.clamp(tile, canvas_w));
+        let (scale_h, scale_w) = (target_h as f64 / h as f64, target_w as f64 / w as f64);
+        let (nh, nw) = if scale_w < scale_h {
+            (((h as f64 * scale_w).floor() as usize).max(1).min(target_h), target_w)
+        } else {
+            (target_h, ((w as f64 * scale_h).floor() as usize).max(1).min(target_w))
+        };
+        let padded = image.resize(nw, nh, self.filter).pad(canvas_w, canvas_h, 0, 0);
+        (0..rows * columns).map(|i| padded.crop((i % columns) * tile, (i / columns) * tile, tile, tile)).collect()
     }
 
     /// Idefics3's resize to the longest edge (`_resize_output_size_rescale_to_max_len`, the
@@ -144,6 +163,30 @@ impl Preprocessor {
         }
         tiles
     }
+}
+
+/// Mllama's tile grids (rows, columns) of at most `max_tiles` tiles, in upstream's order
+/// (`get_all_supported_aspect_ratios`): `aspect_ratio_ids` are 1 + an index into it.
+pub(super) fn tile_arrangements(max_tiles: usize) -> Vec<(usize, usize)> {
+    (1..=max_tiles).flat_map(|a| (1..=max_tiles / a).map(move |b| (a, b))).collect()
+}
+
+/// Mllama's `get_optimal_tiled_canvas` for an `height × width` image: the grid whose canvas
+/// needs the least upscaling (the scale of the tighter side), else the least downscaling;
+/// among equal scales the smallest canvas, the first in [`tile_arrangements`] order.
+pub(super) fn tiled_canvas(height: usize, width: usize, tile: usize, max_tiles: usize) -> (usize, usize) {
+    let grids = tile_arrangements(max_tiles);
+    let scale = |&(r, c): &(usize, usize)| ((r * tile) as f64 / height as f64).min((c * tile) as f64 / width as f64);
+    let scales: Vec<f64> = grids.iter().map(scale).collect();
+    let up = scales.iter().copied().filter(|&s| s >= 1.0).reduce(f64::min);
+    let chosen = up.unwrap_or_else(|| scales.iter().copied().filter(|&s| s < 1.0).fold(f64::MIN, f64::max));
+    grids
+        .iter()
+        .zip(&scales)
+        .filter(|&(_, &s)| s == chosen)
+        .map(|(&g, _)| g)
+        .min_by_key(|&(r, c)| r * c)
+        .unwrap_or((1, 1))
 }
 
 /// Qwen2-VL's `smart_resize`: both sides rounded (half to even, as Python) to multiples of

@@ -7,7 +7,7 @@
 //! Served so far: CLIP's shortest-edge resize and centre crop (LLaVA-1.5), LLaVA-NeXT's and
 //! OneVision's AnyRes tiles, InternVL's aspect-ratio tiles and thumbnail, Idefics3's and
 //! SmolVLM's split frames, Qwen2-VL's smart resize and patch rows, Pixtral's longest-edge fit,
-//! and the fixed-size resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
+//! Mllama's tiled canvas, and the fixed-size resize of BLIP-2 and Gemma 3. EXIF orientation is not applied, as transformers does not.
 
 mod decode;
 mod layouts;
@@ -51,6 +51,7 @@ struct ProcessorJson {
     do_image_splitting: Option<bool>,
     min_patches: Option<usize>,
     max_patches: Option<usize>,
+    max_image_tiles: Option<usize>,
 }
 
 /// How a processor sizes an image.
@@ -77,6 +78,9 @@ enum Sizing {
     /// Pixtral / Mistral 3: scaled down (floored) to fit `longest`, each side then up to a
     /// multiple of `patch`; a batch zero-padded (after normalisation) to its largest image.
     Longest { longest: usize, patch: usize },
+    /// Mllama: resized to fit the best canvas of at most `max_tiles` `tile`-sized tiles, padded
+    /// bottom-right with black, cut row-major; the batch's images padded to `max_tiles` tiles.
+    Canvas { tile: usize, max_tiles: usize },
 }
 
 /// A model directory's image processor.
@@ -147,6 +151,15 @@ impl Preprocessor {
                 let tile = int(&size, "height").ok_or_else(|| config_error("size", format!("{size} (height)")))?;
                 Sizing::Patches { tile, min: c.min_patches.unwrap_or(1), max: c.max_patches.unwrap_or(12) }
             }
+            "MllamaImageProcessor" => {
+                let tile = int(&size, "height").ok_or_else(|| config_error("size", format!("{size} (height)")))?;
+                let max_tiles = c.max_image_tiles.unwrap_or(4);
+                if max_tiles == 0 || int(&size, "width").is_some_and(|w| w != tile) {
+                    let problem = format!("{max_tiles} tiles of {size} (at least one square tile)");
+                    return Err(config_error("max_image_tiles", problem));
+                }
+                Sizing::Canvas { tile, max_tiles }
+            }
             "BlipImageProcessor" | "Gemma3ImageProcessor" | "SiglipImageProcessor" | "GotOcr2ImageProcessor" => {
                 let (Some(height), Some(width)) = (int(&size, "height"), int(&size, "width")) else {
                     return Err(config_error("size", format!("{size} (height and width)")));
@@ -157,7 +170,8 @@ impl Preprocessor {
                 return Err(config_error(
                     "image_processor_type",
                     format!(
-                        "`{other}` is not served yet (CLIPImageProcessor, BlipImageProcessor, Gemma3ImageProcessor)"
+                        "`{other}` is not served (CLIP, LlavaNext, LlavaOnevision, Blip, Siglip, Gemma3, \
+                         GotOcr2, Idefics3, SmolVLM, Qwen2VL, Qwen2_5_VL, Pixtral and Mllama image processors)"
                     ),
                 ));
             }
@@ -200,12 +214,28 @@ impl Preprocessor {
         if images.is_empty() {
             return Err(Error::Input { name: "images".into(), problem: "none given".into() });
         }
+        if let Some((i, image)) = images
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.width == 0 || i.height == 0 || i.data.len() != 3 * i.width * i.height)
+        {
+            let problem = format!(
+                "{} x {} with {} bytes (needs a non-empty RGB image)",
+                image.width,
+                image.height,
+                image.data.len()
+            );
+            return Err(Error::Input { name: format!("images[{i}]"), problem });
+        }
         if let Sizing::Patchify { patch, merge, temporal, .. } = self.sizing {
             return self.patchified(images, patch, merge, temporal);
         }
         let tiles: Vec<Vec<Rgb8>> = images.iter().map(|i| self.resized(i)).collect();
         let (h, w) = (tiles[0][0].height, tiles[0][0].width);
-        let most = tiles.iter().map(Vec::len).max().unwrap_or(1);
+        let most = match self.sizing {
+            Sizing::Canvas { max_tiles, .. } => max_tiles,
+            _ => tiles.iter().map(Vec::len).max().unwrap_or(1),
+        };
         let mut values = Vec::with_capacity(images.len() * most * 3 * h * w);
         for image in &tiles {
             for t in image {
@@ -245,6 +275,18 @@ impl Preprocessor {
             out.insert("pixel_values".into(), HostTensor::new(&[n, 3, h, w], HostVec::F32(padded))?);
             let sizes = tiles.iter().flat_map(|t| [t[0].height as u32, t[0].width as u32]).collect();
             out.insert("image_sizes".into(), HostTensor::new(&[n, 2], HostVec::U32(sizes))?);
+        } else if let Sizing::Canvas { tile, max_tiles } = self.sizing {
+            // One sample holding every image, as upstream nests a flat list of images.
+            let grids: Vec<(usize, usize)> =
+                images.iter().map(|i| layouts::tiled_canvas(i.height, i.width, tile, max_tiles)).collect();
+            let arrangements = layouts::tile_arrangements(max_tiles);
+            let ids = grids.iter().map(|g| 1 + arrangements.iter().position(|a| a == g).unwrap_or(0) as u32);
+            let mask = grids.iter().flat_map(|&(r, c)| (0..max_tiles).map(move |t| u32::from(t == 0 || t < r * c)));
+            let counts = grids.iter().map(|&(r, c)| (r * c) as u32);
+            out.insert("pixel_values".into(), HostTensor::new(&[1, n, most, 3, h, w], HostVec::F32(values))?);
+            out.insert("aspect_ratio_ids".into(), HostTensor::new(&[1, n], HostVec::U32(ids.collect()))?);
+            out.insert("aspect_ratio_mask".into(), HostTensor::new(&[1, n, most], HostVec::U32(mask.collect()))?);
+            out.insert("num_tiles".into(), HostTensor::new(&[1, n], HostVec::U32(counts.collect()))?);
         } else if let Sizing::Frames { .. } = self.sizing {
             return self.padded_frames(&tiles);
         } else if let Sizing::Patches { .. } = self.sizing {
