@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::tensor::TensorView;
@@ -32,6 +33,11 @@ pub struct RunArgs {
     /// activations; needs SHADER_F16) or bf16 (bf16 weights, f32 activations).
     #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     dtype: Option<String>,
+    /// Print one JSON object instead of the report: each stage's milliseconds (decode,
+    /// preprocess, tower, connector; the last two from a second, per-dispatch timed run) and
+    /// the outputs' shapes.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -82,15 +88,22 @@ fn print_rss() {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let say = |line: String| {
+        if !args.json {
+            println!("{line}");
+        }
+    };
     let inspection = models::inspect(&args.model)?;
     // Decoded before anything is loaded: a bad file fails fast and names itself.
-    let images = args.image.iter().map(preprocess::decode).collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let images = decode_all(&args.image)?;
+    let decode_ms = elapsed_ms(started);
     let inputs = match &args.input {
         Some(path) => Some(models::read_tensors(path)?),
         None => None,
     };
     let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
-    println!("adapter: {}", gpu.describe());
+    say(format!("adapter: {}", gpu.describe()));
     let (weights, f16_activations) = match args.dtype.as_deref() {
         Some("f16") => (Some(DType::F16), true),
         Some(other) => (Some(DType::parse(other)?), false),
@@ -107,20 +120,75 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         progress.inc(bytes);
     });
     let options = LoadOptions { weights, f16_activations, observer: Some(observer) };
+    let started = Instant::now();
     let model = models::from_pretrained_with(&gpu, &args.model, &options)?;
+    let load_ms = elapsed_ms(started);
     bar.finish_and_clear();
-    println!("{}: {}", inspection.family.model_type(), inspection.connector);
-    let outputs = match &inputs {
-        Some(inputs) => model.run(inputs)?,
-        None => model.embed_images(&images)?,
+    say(format!("{}: {}", inspection.family.model_type(), inspection.connector));
+    let started = Instant::now();
+    let inputs = match inputs {
+        Some(inputs) => inputs,
+        None => model.preprocess(&images)?,
     };
+    let preprocess_ms = elapsed_ms(started);
+    let started = Instant::now();
+    let outputs = model.run(&inputs)?;
+    let run_ms = elapsed_ms(started);
     write_outputs(&args.output, &outputs)?;
-    for (name, t) in &outputs {
-        println!("  {name}: {:?}", t.shape);
+    if args.json {
+        let profile = model.profile(&inputs)?;
+        let stage_ms = |tower: bool| -> f64 {
+            profile.iter().filter(|d| (d.stage.as_deref() == Some("tower")) == tower).map(|d| d.ms).sum()
+        };
+        let shapes: serde_json::Map<String, serde_json::Value> =
+            outputs.iter().map(|(name, t)| (name.clone(), serde_json::json!(t.shape))).collect();
+        let report = serde_json::json!({
+            "adapter": gpu.describe(),
+            "family": inspection.family.model_type(),
+            "images": images.len(),
+            "decode_ms": decode_ms,
+            "load_ms": load_ms,
+            "preprocess_ms": preprocess_ms,
+            "run_ms": run_ms,
+            "tower_ms": stage_ms(true),
+            "connector_ms": stage_ms(false),
+            "dispatches": profile.len(),
+            "outputs": shapes,
+            "output": args.output.display().to_string(),
+        });
+        println!("{report}");
+        return Ok(ExitCode::SUCCESS);
     }
-    println!("wrote {}", args.output.display());
+    for (name, t) in &outputs {
+        say(format!("  {name}: {:?}", t.shape));
+    }
+    say(format!("wrote {}", args.output.display()));
     print_rss();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Decodes every image, with a progress bar over many.
+fn decode_all(paths: &[PathBuf]) -> Result<Vec<preprocess::Rgb8>> {
+    let bar = if paths.len() > 1 { ProgressBar::new(paths.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("decoding {bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let images = paths
+        .iter()
+        .map(|path| {
+            bar.set_message(path.display().to_string());
+            let image = preprocess::decode(path);
+            bar.inc(1);
+            image
+        })
+        .collect();
+    bar.finish_and_clear();
+    images
+}
+
+fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// Writes `outputs` as f32 safetensors to a temporary file beside `path`, then renames it:

@@ -177,6 +177,34 @@ fn run_from_an_image_file_matches_transformers_end_to_end() {
     }
 }
 
+/// `--json`: one object with every stage's time, the tower's and connector's from a profiled
+/// run of the same plan, over a batch of two images (a progress bar goes to stderr).
+#[test]
+fn run_json_reports_each_stage_of_a_batch() {
+    let out_dir = scratch("json");
+    let dir = vision().join("llava");
+    let out = out_dir.join("features.safetensors");
+    let photo = dir.join("preprocess/photo.png");
+    let small = dir.join("preprocess/small.png");
+    let extra = ["--image", small.to_str().unwrap(), "--json"];
+    let run = run(&dir, "--image", &photo, &out, &extra);
+    assert!(run.status.success(), "vlbridge run --json failed");
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).expect("stdout is one JSON object");
+    assert_eq!(report["images"], 2);
+    for stage in ["decode_ms", "load_ms", "preprocess_ms", "run_ms", "tower_ms", "connector_ms"] {
+        let ms = report[stage].as_f64().unwrap_or(-1.0);
+        assert!(ms > 0.0, "{stage}: {ms}");
+    }
+    // The tower (CLIP layers) costs more than the two-GEMM projector.
+    assert!(report["tower_ms"].as_f64() > report["connector_ms"].as_f64(), "{report}");
+    // Both images' tokens, one after the other.
+    let one = Weights::open(dir.join("preprocess/photo_features.safetensors")).unwrap();
+    let rows = one.shape("image_features_slow").unwrap()[0];
+    assert_eq!(report["outputs"]["image_features"][0], 2 * rows);
+    assert!(Weights::open(&out).is_ok());
+    std::fs::remove_dir_all(out_dir).ok();
+}
+
 #[test]
 fn preprocess_writes_what_the_pillow_backend_returns() {
     let out_dir = scratch("preprocess");
