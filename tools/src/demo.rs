@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crate::util::{normal, time};
+use crate::util::{median, normal, time};
 use crate::{families, synthetic, tokens, towers};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -43,6 +43,10 @@ pub struct Args {
     /// timed at full depth, checked against the f64 reference one layer deep at full width.
     #[arg(long)]
     all: bool,
+    /// Only the vision towers of `--all`, whose labels match this regular expression ("." for
+    /// every one).
+    #[arg(long)]
+    towers: Option<String>,
 }
 
 impl Args {
@@ -101,6 +105,10 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     println!("weights {weights}, activations {activations} (f32 arithmetic)");
     // A driver that truncates loops would make every number below wrong: refuse it up front.
     vlbridge::diagnostics::check_driver(&gpu)?;
+    if let Some(pattern) = &args.towers {
+        tower_rows(&gpu, args, pattern)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (llava_row, projector) = llava(&gpu, args)?;
     let (qformer_row, qformer) = qformer(&gpu, args)?;
     let (perceiver_row, perceiver) = perceiver(&gpu, args)?;
@@ -113,7 +121,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     print_table(&rows);
     if args.all {
-        tower_rows(&gpu, args)?;
+        tower_rows(&gpu, args, ".")?;
     }
     let connectors = tokens::Connectors { projector: &projector, qformer: &qformer, perceiver: &perceiver };
     tokens::run(&gpu, args.runs.clamp(1, 3), &connectors, token_rows, args.json.as_deref())?;
@@ -285,45 +293,77 @@ fn family_row(gpu: &Gpu, args: &Args, family: &families::Workload) -> Result<(Ro
     Ok((Row::new(family.label.to_string(), sized.tokens, (first_ms, median_ms), flops, &c), token_row))
 }
 
+/// Each kernel's share of a profiled run, largest first ("linear 71%, attention_flash 19%, ..").
+fn time_by_kernel(profile: &[vlbridge::graph::DispatchTime]) -> String {
+    let mut totals: Vec<(&str, f64)> = Vec::new();
+    for d in profile {
+        match totals.iter_mut().find(|(k, _)| *k == d.kernel) {
+            Some((_, ms)) => *ms += d.ms,
+            None => totals.push((d.kernel, d.ms)),
+        }
+    }
+    totals.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let all: f64 = totals.iter().map(|t| t.1).sum();
+    let share = |(kernel, ms): &(&str, f64)| format!("{kernel} {:.0}%", 100.0 * ms / all.max(f64::MIN_POSITIVE));
+    totals.iter().map(share).collect::<Vec<_>>().join(", ")
+}
+
 /// Each tower of [`towers::all`] (bf16 weights, f32 activations): the full-depth plan timed
-/// (dispatches, peak activation bytes, GFLOP/s), its one-layer version at full width checked
-/// against the f64 reference (a full-depth f64 run takes minutes).
-fn tower_rows(gpu: &Gpu, args: &Args) -> Result<()> {
+/// (dispatches, peak activation bytes, GFLOP/s, each kernel's share of a profiled run), its
+/// one-layer version at full width checked against the f64 reference (a full-depth f64 run
+/// takes minutes). Each timed run follows a run of the LLaVA-1.5 projector's GEMMs (bf16
+/// weights, 576 rows), so the two rates compare under the same conditions even where the
+/// machine's speed drifts (shared CPUs do).
+fn tower_rows(gpu: &Gpu, args: &Args, pattern: &str) -> Result<()> {
+    let chosen = regex::Regex::new(pattern)
+        .map_err(|e| vlbridge::Error::Config { field: "--towers".into(), problem: e.to_string() })?;
     println!(
-        "{:<48} {:>10} {:>8} {:>9} {:>10} {:>11} {:>9} {:>10}  check (1 layer)",
-        "tower", "dispatches", "peak MiB", "GFLOP", "first ms", "median ms", "GFLOP/s", "max rel"
+        "{:<48} {:>10} {:>8} {:>9} {:>10} {:>11} {:>9} {:>9} {:>8} {:>10}  check (1 layer)",
+        "tower", "dispatches", "peak MiB", "GFLOP", "first ms", "median ms", "GFLOP/s", "GEMM", "ratio", "max rel"
     );
-    let wall = Timer::wall_clock(gpu);
+    let timer = Timer::new(gpu);
+    let (projector, features) = towers::projector(gpu)?;
+    let projector = vlbridge::Plan::new(gpu, &projector)?;
+    projector.write_inputs(&[features[..].into()])?;
     let mut passed = true;
     for workload in towers::all() {
+        if !chosen.is_match(workload.label) {
+            continue;
+        }
         let (g, pixels) = workload.graph(gpu)?;
-        let ((plan, _), first_ms, median_ms) = time(
-            args.runs,
-            || {
-                let plan = vlbridge::Plan::new(gpu, &g)?;
-                let y = plan.run_f32(&[&pixels])?;
-                Ok((plan, y))
-            },
-            |(plan, _)| plan.time(&wall).map(|_| ()),
-        )?;
-        let flops = plan.cost().flops;
+        let start = std::time::Instant::now();
+        let plan = vlbridge::Plan::new(gpu, &g)?;
+        plan.run_f32(&[&pixels])?;
+        let first_ms = start.elapsed().as_secs_f64() * 1e3;
+        let (mut tower_ms, mut gemm_ms) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs.max(1) {
+            gemm_ms.push(projector.time(&timer)?);
+            tower_ms.push(plan.time(&timer)?);
+        }
+        let median_ms = median(&mut tower_ms).unwrap_or(first_ms);
+        let gemm_rate = projector.cost().flops / (median(&mut gemm_ms).unwrap_or(f64::INFINITY) * 1e6);
+        let rate = plan.cost().flops / (median_ms * 1e6);
+        let shares = time_by_kernel(&plan.profile(&timer)?);
         let (small, small_pixels) = workload.one_layer().graph(gpu)?;
         let got = vlbridge::Plan::new(gpu, &small)?.run_f32(&[&small_pixels])?.remove(0);
         let want = small.reference(&[small_pixels[..].into()])?.remove(0);
         let c = reference::compare(&got, &want, 1e-3, 1e-3);
         passed &= c.passed();
         println!(
-            "{:<48} {:>10} {:>8.1} {:>9.1} {:>10.1} {:>11.1} {:>9.2} {:>10.2e}  {}",
+            "{:<48} {:>10} {:>8.1} {:>9.1} {:>10.1} {:>11.1} {:>9.2} {:>9.2} {:>7.2}x {:>10.2e}  {}",
             workload.label,
             plan.dispatches().len(),
             plan.activation_bytes() as f64 / (1 << 20) as f64,
-            flops / 1e9,
+            plan.cost().flops / 1e9,
             first_ms,
             median_ms,
-            flops / (median_ms * 1e6),
+            rate,
+            gemm_rate,
+            rate / gemm_rate,
             c.max_rel,
             if c.passed() { "ok" } else { "FAIL" }
         );
+        println!("{:<48} time by kernel: {shares}", "");
     }
     if passed { Ok(()) } else { Err(vlbridge::Error::Graph("a tower failed its reference check".into())) }
 }

@@ -91,6 +91,19 @@ impl Workload {
     }
 }
 
+/// The LLaVA-1.5 projector (1024 → 4096 → 4096, bf16 weights) over one image's 576 tokens:
+/// the GEMM rate the towers are held to. Its graph and features.
+pub fn projector(gpu: &Gpu) -> Result<(Graph, Vec<f32>)> {
+    let mut rng = StdRng::seed_from_u64(0x9e33);
+    let layout = LlavaProjector::state_dict([1024, 4096, 4096], true);
+    let w = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
+    let mut g = Graph::new();
+    let x = g.input("image_features", &[576, 1024])?;
+    let y = LlavaProjector::from_weights(gpu, &w, GeluForm::Erf)?.add_to(&mut g, x)?;
+    g.output(y)?;
+    Ok((g, normal(&mut rng, 576 * 1024, 1.0)))
+}
+
 /// The towers of the real-size table.
 pub fn all() -> Vec<Workload> {
     let vit = |kind, hidden, intermediate, layers, image_size, act, eps| TowerConfig {
