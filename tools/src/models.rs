@@ -63,10 +63,14 @@ pub struct PreprocessArgs {
 /// Pillow backend computes it, to diff against Python.
 pub fn preprocess(args: &PreprocessArgs) -> Result<ExitCode> {
     let processor = Preprocessor::from_pretrained(&args.model)?;
-    let images = args.image.iter().map(preprocess::decode).collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let images = decode_all(&args.image)?;
+    let decode_ms = elapsed_ms(started);
+    let started = Instant::now();
     let outputs = processor.process(&images)?;
+    let preprocess_ms = elapsed_ms(started);
     write_outputs(&args.output, &outputs)?;
-    println!("{}:", processor.class());
+    println!("{}: decode {decode_ms:.0} ms, preprocess {preprocess_ms:.0} ms", processor.class());
     for (name, t) in &outputs {
         println!("  {name}: {:?}", t.shape);
     }
