@@ -97,6 +97,12 @@ fn bad_images_are_errors_naming_the_file() {
     std::fs::write(&text, b"not an image at all").unwrap();
     let e = preprocess::decode(&text).unwrap_err().to_string();
     assert!(e.contains("notes.png") && e.contains("not an image format"), "{e}");
+    let jpeg =
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg/photo_q75_420.jpg")).unwrap();
+    let truncated = tmp.join("truncated.jpg");
+    std::fs::write(&truncated, &jpeg[..jpeg.len() / 2]).unwrap();
+    let e = preprocess::decode(&truncated).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("truncated.jpg") && e.contains("end-of-image"), "{e}");
     let e = preprocess::decode(tmp.join("absent.png")).unwrap_err().to_string();
     assert!(e.contains("absent.png"), "{e}");
     std::fs::remove_dir_all(tmp).ok();
@@ -125,6 +131,12 @@ fn colour_types_convert_as_transformers_convert_rgb() {
     let rgba = image::RgbaImage::from_raw(3, 1, vec![10, 20, 30, 0, 10, 20, 30, 255, 0, 0, 0, 128]).unwrap();
     let got = preprocess::decode_bytes(&png_bytes(&rgba), "alpha.png").unwrap();
     assert_eq!(got.data, [255, 255, 255, 10, 20, 30, 127, 127, 127]);
+    // 16-bit grey is Pillow's mode I;16, which converts to RGB by clipping at 255 (measured
+    // with Pillow 13: 0, 100, 255, 256, 1000, 65535 -> 0, 100, 255, 255, 255, 255).
+    let grey16 =
+        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(6, 1, vec![0u16, 100, 255, 256, 1000, 65535]).unwrap();
+    let got = preprocess::decode_bytes(&png_bytes(&grey16), "grey16.png").unwrap();
+    assert_eq!(got.data, [0, 100, 255, 255, 255, 255].map(|v| [v; 3]).concat());
     // Grey is replicated.
     let grey = image::GrayImage::from_raw(2, 1, vec![7, 200]).unwrap();
     assert_eq!(preprocess::decode_bytes(&png_bytes(&grey), "grey.png").unwrap().data, [7, 7, 7, 200, 200, 200]);
