@@ -137,6 +137,10 @@ fn colour_types_convert_as_transformers_convert_rgb() {
         image::ImageBuffer::<image::Luma<u16>, _>::from_raw(6, 1, vec![0u16, 100, 255, 256, 1000, 65535]).unwrap();
     let got = preprocess::decode_bytes(&png_bytes(&grey16), "grey16.png").unwrap();
     assert_eq!(got.data, [0, 100, 255, 255, 255, 255].map(|v| [v; 3]).concat());
+    // 16-bit grey with alpha is RGBA of the high bytes in Pillow, then over white (measured with
+    // Pillow 13: grey 300 at alpha 40000 is 100).
+    let la16 = image::ImageBuffer::<image::LumaA<u16>, _>::from_raw(2, 1, vec![0u16, 65535, 300, 40000]).unwrap();
+    assert_eq!(preprocess::decode_bytes(&png_bytes(&la16), "la16.png").unwrap().data, [0, 0, 0, 100, 100, 100]);
     // Grey is replicated.
     let grey = image::GrayImage::from_raw(2, 1, vec![7, 200]).unwrap();
     assert_eq!(preprocess::decode_bytes(&png_bytes(&grey), "grey.png").unwrap().data, [7, 7, 7, 200, 200, 200]);
@@ -253,4 +257,13 @@ fn a_processor_refuses_an_empty_image() {
     let empty = preprocess::Rgb8 { width: 0, height: 5, data: Vec::new() };
     let e = processor.process(&[empty]).unwrap_err().to_string();
     assert!(e.contains("images[0]") && e.contains("0 x 5"), "{e}");
+}
+
+#[test]
+fn an_image_the_tiling_cannot_fit_is_an_error() {
+    // Qwen2-VL's smart_resize refuses an aspect ratio over 200, as upstream does.
+    let processor = Preprocessor::from_pretrained(dir("qwen2_vl")).unwrap();
+    let strip = preprocess::Rgb8 { width: 300, height: 1, data: vec![90; 900] };
+    let e = processor.process(&[strip]).unwrap_err().to_string();
+    assert!(e.contains("aspect ratio") && e.contains("300 x 1"), "{e}");
 }

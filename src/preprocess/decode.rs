@@ -11,8 +11,8 @@ pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 
 /// Reads an image file as 8-bit RGB, converted as transformers' `convert_rgb` does: RGB as is,
 /// grey replicated, alpha composited over white (Pillow's integer `alpha_composite`), 16-bit
-/// colour samples to their high byte (Pillow's `RGB;16B` unpacking), 16-bit grey clipped at
-/// 255 (Pillow's `I;16` to RGB); 16-bit grey with alpha is an error.
+/// samples to their high byte (Pillow's `RGB;16B` and `LA;16B` unpacking) but 16-bit grey,
+/// clipped at 255 (Pillow's `I;16` to RGB).
 pub fn decode(path: impl AsRef<Path>) -> Result<Rgb8> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| file_error(path, e.to_string()))?;
@@ -55,6 +55,10 @@ pub fn decode_bytes(bytes: &[u8], origin: &str) -> Result<Rgb8> {
         D::ImageRgb16(img) => img.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
         // Pillow opens 16-bit grey as mode I;16, whose conversion to RGB clips at 255.
         D::ImageLuma16(img) => img.into_raw().into_iter().flat_map(|v| [v.min(255) as u8; 3]).collect(),
+        // Pillow opens 16-bit grey with alpha as RGBA of the high bytes (its LA;16B unpacking).
+        D::ImageLumaA16(img) => {
+            over_white(img.into_raw().chunks(2).map(|p| [p[0], p[0], p[0], p[1]].map(|v| (v >> 8) as u8)))
+        }
         D::ImageRgba16(img) => {
             over_white(img.into_raw().chunks(4).map(|p| [p[0], p[1], p[2], p[3]].map(|v| (v >> 8) as u8)))
         }
