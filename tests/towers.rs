@@ -9,7 +9,7 @@ use common::{edge_size, gpu, run_case, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::kernels::{CaseRng, CaseTarget, FAMILIES};
-use vlbridge::ops::{Attention, Concat, PatchEmbed};
+use vlbridge::ops::{Attention, Concat, PatchEmbed, Rope2d, RopeFrequencies};
 use vlbridge::{DType, Graph, Plan, Tensor, reference};
 
 fn target() -> CaseTarget {
@@ -38,6 +38,12 @@ proptest! {
     #[timeout(300_000)]
     fn concat_cases_match_reference(seed in any::<u64>()) {
         fuzz_case("concat", seed)?;
+    }
+
+    #[test]
+    #[timeout(300_000)]
+    fn rope2d_cases_match_reference(seed in any::<u64>()) {
+        fuzz_case("rope2d", seed)?;
     }
 
     /// Conv2d by hand (an independent loop order) against the kernel, f32 weights: a swapped
@@ -149,4 +155,51 @@ fn token_copies_reject_shapes_that_do_not_fit() {
     let c = g.input("c", &[3, 5, 4]).unwrap();
     let e = g.add(Concat::Rows, &[a, c]).unwrap_err().to_string();
     assert!(e.contains("trailing dims"), "{e}");
+}
+
+/// One head of 4 dims turned by hand: pair 0 (dims 0 and 2) by the patch's row, pair 1 (dims 1
+/// and 3) by its column, at frequency 1 (Qwen2-VL) or θ^(-1/2) = 0.01 (Pixtral's odd-indexed
+/// one); a third head of the row is copied. A swapped axis, partner or sign fails.
+#[test]
+#[timeout(60_000)]
+fn rope2d_turns_each_pair_by_its_axis_and_frequency() {
+    let gpu = gpu();
+    let positions: [u32; 4] = [3, 7, 11, 2];
+    for (frequencies, column) in [(RopeFrequencies::Axial, 1.0f64), (RopeFrequencies::Interleaved, 0.01)] {
+        let op = Rope2d { head_dim: 4, heads: 2, theta: 10000.0, frequencies };
+        let mut g = Graph::new();
+        let x = g.input("x", &[2, 12]).unwrap();
+        let p = g.constant("positions", &Tensor::from_data(gpu, &[2, 2], DType::U32, (&positions[..]).into()).unwrap());
+        let y = g.add(op, &[x, p]).unwrap();
+        g.output(y).unwrap();
+        // Row 0: head 0 = e0, head 1 = e1, head 2 copied; row 1 the same.
+        let row: [f32; 12] = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0];
+        let data = [row, row].concat();
+        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&data]).unwrap().remove(0);
+        for (r, pos) in positions.chunks(2).enumerate() {
+            let (a_row, a_col) = (f64::from(pos[0]), column * f64::from(pos[1]));
+            let want = [a_row.cos(), 0.0, a_row.sin(), 0.0, 0.0, a_col.cos(), 0.0, a_col.sin(), 5.0, 6.0, 7.0, 8.0];
+            let cmp = reference::compare(&got[r * 12..(r + 1) * 12], &want, 1e-5, 1e-5);
+            assert!(cmp.passed(), "{frequencies:?} row {r}: {cmp}");
+        }
+    }
+}
+
+#[test]
+#[timeout(60_000)]
+fn rope2d_rejects_what_it_cannot_turn() {
+    let mut g = Graph::new();
+    let x = g.input("x", &[5, 24]).unwrap();
+    let p = g.input_as("positions", &[5, 2], DType::U32).unwrap();
+    let op = |head_dim, heads| Rope2d { head_dim, heads, theta: 10000.0, frequencies: RopeFrequencies::Axial };
+    let e = g.add(op(6, 1), &[x, p]).unwrap_err().to_string();
+    assert!(e.contains("multiple of 4"), "{e}");
+    let e = g.add(op(8, 4), &[x, p]).unwrap_err().to_string();
+    assert!(e.contains("channels"), "{e}");
+    let wrong = g.input_as("rows", &[4, 2], DType::U32).unwrap();
+    let e = g.add(op(8, 3), &[x, wrong]).unwrap_err().to_string();
+    assert!(e.contains("positions"), "{e}");
+    let floats = g.input("float_positions", &[5, 2]).unwrap();
+    let e = g.add(op(8, 3), &[x, floats]).unwrap_err().to_string();
+    assert!(e.contains("u32"), "{e}");
 }

@@ -19,6 +19,7 @@ pub mod norm;
 pub mod patch;
 pub mod pool;
 pub mod probe;
+pub mod rope;
 pub mod rows;
 pub mod shuffle;
 pub mod tome;
@@ -397,6 +398,8 @@ registry! {
     Concat(crate::ops::Concat) => concat::FAMILY,
     /// A ViT's patch embedding with class token and positions, reading patches in place.
     PatchEmbed(crate::ops::PatchEmbed) => patch::FAMILY,
+    /// 2D rotary position embedding of query and key heads (Qwen2-VL, Pixtral).
+    Rope2d(crate::ops::Rope2d) => rope::FAMILY,
     /// AnyRes packing of one image's tile features with the newline vector.
     AnyRes(crate::ops::AnyResLayout) => anyres::FAMILY,
     /// Roofline microbenchmark: peak FMA throughput.

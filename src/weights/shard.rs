@@ -90,6 +90,8 @@ impl Shard {
     /// Drops the mapped pages of `part` from this process (they are re-read from the file if
     /// touched again). A no-op for bytes in memory and where the OS has no `madvise`.
     fn release(&self, part: &[u8]) {
+        #[cfg(not(unix))]
+        let _ = part;
         #[cfg(unix)]
         if let Some(Ok(Loaded { source: Source::Map(map), .. })) = self.loaded.get() {
             let offset = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
