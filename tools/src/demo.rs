@@ -101,14 +101,14 @@ impl Row {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let gpu = Gpu::with_options(&GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
-    let (weights, activations) = args.dtypes();
-    println!("weights {weights}, activations {activations} (f32 arithmetic)");
     // A driver that truncates loops would make every number below wrong: refuse it up front.
     vlbridge::diagnostics::check_driver(&gpu)?;
     if let Some(pattern) = &args.towers {
         tower_rows(&gpu, args, pattern)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let (weights, activations) = args.dtypes();
+    println!("weights {weights}, activations {activations} (f32 arithmetic)");
     let (llava_row, projector) = llava(&gpu, args)?;
     let (qformer_row, qformer) = qformer(&gpu, args)?;
     let (perceiver_row, perceiver) = perceiver(&gpu, args)?;
