@@ -25,20 +25,7 @@ pub struct Timer {
 impl Timer {
     /// Timestamps when the device offers them.
     pub fn new(gpu: &Gpu) -> Self {
-        let queries = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| {
-            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("vlbridge timer"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("vlbridge timer resolve"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (set, resolve)
-        });
+        let queries = gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY).then(|| timestamp_queries(gpu, 1));
         Self { gpu: gpu.clone(), queries }
     }
 
@@ -61,24 +48,15 @@ impl Timer {
     ) -> Result<f64> {
         let gpu = &self.gpu;
         let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        let writes = self.queries.as_ref().map(|(set, _)| wgpu::ComputePassTimestampWrites {
-            query_set: set,
-            beginning_of_pass_write_index: Some(0),
-            end_of_pass_write_index: Some(1),
-        });
-        record(&mut encoder, writes);
         if let Some((set, resolve)) = &self.queries {
-            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            record(&mut encoder, Some(pass_writes(set, 0)));
+            return Ok(self.submit_resolved(encoder, set, resolve, 1)?[0]);
         }
+        record(&mut encoder, None);
         let start = Instant::now();
         gpu.queue().submit([encoder.finish()]);
         gpu.wait("timing")?;
-        let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-        let Some((_, resolve)) = &self.queries else {
-            return Ok(wall_ms);
-        };
-        let bytes = read_buffer(gpu, resolve, 16)?;
-        Ok(self.durations(&bytes)?[0])
+        Ok(start.elapsed().as_secs_f64() * 1e3)
     }
 
     /// Times `count` compute passes that `record(encoder, i, writes)` records one each: with
@@ -90,40 +68,36 @@ impl Timer {
         mut record: impl FnMut(&mut wgpu::CommandEncoder, usize, Option<wgpu::ComputePassTimestampWrites<'_>>),
     ) -> Result<Vec<f64>> {
         const PASSES: usize = 2048;
-        let gpu = &self.gpu;
         if self.queries.is_none() {
             return (0..count).map(|i| self.time(|encoder, writes| record(encoder, i, writes))).collect();
         }
         let mut times = Vec::with_capacity(count);
         for first in (0..count).step_by(PASSES) {
-            let n = PASSES.min(count - first);
-            let queries = 2 * n as u32;
-            let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("vlbridge profile"),
-                ty: wgpu::QueryType::Timestamp,
-                count: queries,
-            });
-            let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("vlbridge profile resolve"),
-                size: 8 * u64::from(queries),
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            let mut encoder = gpu.device().create_command_encoder(&Default::default());
-            for i in 0..n {
-                let writes = wgpu::ComputePassTimestampWrites {
-                    query_set: &set,
-                    beginning_of_pass_write_index: Some(2 * i as u32),
-                    end_of_pass_write_index: Some(2 * i as u32 + 1),
-                };
-                record(&mut encoder, first + i, Some(writes));
+            let passes = PASSES.min(count - first);
+            let (set, resolve) = timestamp_queries(&self.gpu, passes);
+            let mut encoder = self.gpu.device().create_command_encoder(&Default::default());
+            for i in 0..passes {
+                record(&mut encoder, first + i, Some(pass_writes(&set, i)));
             }
-            encoder.resolve_query_set(&set, 0..queries, &resolve, 0);
-            gpu.queue().submit([encoder.finish()]);
-            gpu.wait("timing")?;
-            times.extend(self.durations(&read_buffer(gpu, &resolve, 8 * u64::from(queries))?)?);
+            times.extend(self.submit_resolved(encoder, &set, &resolve, passes)?);
         }
         Ok(times)
+    }
+
+    /// Resolves the first `passes` (begin, end) pairs of `set` into `resolve` after what
+    /// `encoder` recorded, submits, waits, and returns each pass's milliseconds.
+    fn submit_resolved(
+        &self,
+        mut encoder: wgpu::CommandEncoder,
+        set: &wgpu::QuerySet,
+        resolve: &wgpu::Buffer,
+        passes: usize,
+    ) -> Result<Vec<f64>> {
+        let queries = 2 * passes as u32;
+        encoder.resolve_query_set(set, 0..queries, resolve, 0);
+        self.gpu.queue().submit([encoder.finish()]);
+        self.gpu.wait("timing")?;
+        self.durations(&read_buffer(&self.gpu, resolve, 8 * u64::from(queries))?)
     }
 
     /// Milliseconds between each (begin, end) pair of resolved timestamps.
@@ -139,5 +113,32 @@ impl Timer {
                 Ok((end - begin) as f64 * period / 1e6)
             })
             .collect()
+    }
+}
+
+/// A timestamp query set of `passes` (begin, end) pairs and the buffer it resolves into.
+fn timestamp_queries(gpu: &Gpu, passes: usize) -> (wgpu::QuerySet, wgpu::Buffer) {
+    let count = 2 * passes as u32;
+    let set = gpu.device().create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("vlbridge timer"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let resolve = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("vlbridge timer resolve"),
+        size: 8 * u64::from(count),
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    (set, resolve)
+}
+
+/// Pass `i`'s begin and end writes into `set`.
+fn pass_writes(set: &wgpu::QuerySet, i: usize) -> wgpu::ComputePassTimestampWrites<'_> {
+    let begin = 2 * i as u32;
+    wgpu::ComputePassTimestampWrites {
+        query_set: set,
+        beginning_of_pass_write_index: Some(begin),
+        end_of_pass_write_index: Some(begin + 1),
     }
 }

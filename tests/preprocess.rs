@@ -27,6 +27,15 @@ fn processor_std(family: &str) -> [f64; 3] {
 /// Families whose processor is served but whose tower is not yet (no end-to-end check).
 const PROCESSOR_ONLY: [&str; 4] = ["qwen2_vl", "qwen2_5_vl", "mistral3", "mllama"];
 
+/// How far normalised pixels are apart in uint8 levels (at channel std `std`): the largest
+/// distance, and the share of elements half a level or more away.
+fn levels(got: &[f32], want: &[f32], std: f64) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    let levels: Vec<f64> = got.iter().zip(want).map(|(g, w)| f64::from((g - w).abs()) * 255.0 * std).collect();
+    let far = levels.iter().filter(|&&l| l >= 0.5).count() as f64 / levels.len() as f64;
+    (levels.iter().copied().fold(0.0, f64::max), far)
+}
+
 #[test]
 fn pixel_values_match_the_pillow_backend() {
     for family in SERVED.into_iter().chain(PROCESSOR_ONLY) {
@@ -51,16 +60,7 @@ fn pixel_values_match_the_pillow_backend() {
             // Levels at the largest channel std: an upper bound whatever the layout.
             let std = processor_std(family).into_iter().fold(0.0, f64::max);
             let fast = want["pixel_values"].data.as_f32().unwrap();
-            let levels: Vec<f64> = pixels
-                .data
-                .as_f32()
-                .unwrap()
-                .iter()
-                .zip(fast)
-                .map(|(g, f)| f64::from((g - f).abs()) * 255.0 * std)
-                .collect();
-            let max = levels.iter().copied().fold(0.0, f64::max);
-            let far = levels.iter().filter(|&&l| l >= 0.5).count() as f64 / levels.len() as f64;
+            let (max, far) = levels(pixels.data.as_f32().unwrap(), fast, std);
             println!("{family}/{image}: vs torchvision max {max:.2} levels, {:.3}% >= 0.5 level", 100.0 * far);
             assert!(max <= 4.0 && far <= 0.05, "{family}/{image} vs torchvision: {max} levels, {far} far");
         }
@@ -201,7 +201,6 @@ fn jpeg_decodes_within_the_measured_distance_of_libjpeg_turbo() {
     let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/jpeg");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("manifest.json")).unwrap()).unwrap();
-    let processor = Preprocessor::from_pretrained(dir("llava")).unwrap();
     let std = processor_std("llava").into_iter().fold(0.0, f64::max);
     let cases = manifest["cases"].as_object().unwrap();
     assert_eq!(cases.len(), 6);
@@ -210,24 +209,14 @@ fn jpeg_decodes_within_the_measured_distance_of_libjpeg_turbo() {
         let want = preprocess::decode(data.join(format!("{name}.pillow.png"))).unwrap();
         assert_eq!((got.width, got.height), (want.width, want.height), "{name}");
         let (max, differing) = distance(&got.data, &want.data);
-        let features = |image: &preprocess::Rgb8| model.embed_images(std::slice::from_ref(image)).unwrap();
-        let (f_ours, f_theirs) = (features(&got), features(&want));
-        let (f_ours, f_theirs) =
-            (f_ours["image_features"].data.as_f32().unwrap(), f_theirs["image_features"].data.as_f32().unwrap());
-        let nmse = f_ours.iter().zip(f_theirs).map(|(a, b)| f64::from(a - b).powi(2)).sum::<f64>()
-            / f_theirs.iter().map(|&b| f64::from(b).powi(2)).sum::<f64>();
-        let pixels = |image| processor.process(&[image]).unwrap().remove("pixel_values").unwrap();
-        let (ours, theirs) = (pixels(got), pixels(want));
-        let levels: Vec<f64> = ours
-            .data
-            .as_f32()
-            .unwrap()
-            .iter()
-            .zip(theirs.data.as_f32().unwrap())
-            .map(|(a, b)| f64::from((a - b).abs()) * 255.0 * std)
-            .collect();
-        let most = levels.iter().copied().fold(0.0, f64::max);
-        let far = levels.iter().filter(|&&l| l >= 0.5).count() as f64 / levels.len() as f64;
+        // The same processor and model on both decodings.
+        let processed = |image| model.preprocess(&[image]).unwrap();
+        let (ours, theirs) = (processed(got), processed(want));
+        let pixels = |t: &models::Tensors| t["pixel_values"].data.as_f32().unwrap().to_vec();
+        let (most, far) = levels(&pixels(&ours), &pixels(&theirs), std);
+        let features = |t: &models::Tensors| model.run(t).unwrap()["image_features"].data.as_f32().unwrap().to_vec();
+        let want_features: Vec<f64> = features(&theirs).into_iter().map(f64::from).collect();
+        let nmse = reference::compare(&features(&ours), &want_features, 0.0, 0.0).nmse;
         println!(
             "{name}: max {max} levels, {:.2}% of samples differ; pixel_values max {most:.2} levels, {:.2}% >= 0.5; \
              image_features NMSE {nmse:.1e}",

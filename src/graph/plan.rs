@@ -20,6 +20,15 @@ pub(super) struct Step {
     pub(super) stage: Option<Arc<str>>,
 }
 
+impl Step {
+    /// Its dispatch, into `pass`.
+    pub(super) fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.grid[0], self.grid[1], self.grid[2]);
+    }
+}
+
 /// A graph ready to run on the device it was planned for: pipelines fetched, intermediate
 /// buffers assigned, uniforms written, bind groups built. Running it only writes inputs and
 /// records one compute pass.

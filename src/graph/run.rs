@@ -105,9 +105,7 @@ impl Plan {
         let mut pass =
             encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("vlbridge"), timestamp_writes });
         for step in &self.steps {
-            pass.set_pipeline(&step.pipeline.pipeline);
-            pass.set_bind_group(0, &step.bind_group, &[]);
-            pass.dispatch_workgroups(step.grid[0], step.grid[1], step.grid[2]);
+            step.record(&mut pass);
         }
     }
 
@@ -135,9 +133,7 @@ impl Plan {
             let step = &self.steps[i];
             let mut pass =
                 encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(step.kernel), timestamp_writes });
-            pass.set_pipeline(&step.pipeline.pipeline);
-            pass.set_bind_group(0, &step.bind_group, &[]);
-            pass.dispatch_workgroups(step.grid[0], step.grid[1], step.grid[2]);
+            step.record(&mut pass);
         })?;
         Ok(self
             .steps
