@@ -119,8 +119,14 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     run_max = vec4(FILL);
     run_sum = vec4(0.0);
     any_kept = vec4(false);
-    let n = keys();
-    for (var j0 = 0u; j0 < n; j0 += 16u) {
+    // The keys any query of the block attends: with segment bounds (MASK = 4, starts and ends
+    // in query order) from its first query's start to its last's end, read at indices uniform
+    // across the workgroup, so the loop bounds are too; kept() drops the others' keys.
+    let first_query = (group % blocks) * per_block;
+    let last_query = min(first_query + per_block, params.queries) - 1u;
+    let lo = key_range(b, first_query).x;
+    let n = key_range(b, last_query).y;
+    for (var j0 = lo; j0 < n; j0 += 16u) {
         // The two keys this lane fetches for the whole subgroup (clamped; logits() drops extras).
         let ja = min(j0 + (lane & 7u), n - 1u);
         let jb = min(j0 + 8u + (lane & 7u), n - 1u);

@@ -33,6 +33,7 @@ override HEAD_DIM: u32 = 64u;   // at most MAX_HEAD_DIM
 override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (query, key);
                                 // 2: an f32 added to the logit (bitcast from the u32 words);
                                 // 3: a keep byte per key (padding), the same for every query
+                                // 4: segment bounds, u32 [start, end) of each query's keys
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
 override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weights in `norms`)
 
@@ -43,7 +44,7 @@ override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weight
 @group(0) @binding(0) var<storage, read> lhs: array<Act>;
 @group(0) @binding(1) var<storage, read> kv_a: array<Act>;
 @group(0) @binding(2) var<storage, read> kv_b: array<Act>;
-@group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys]
+@group(0) @binding(3) var<storage, read> mask: array<u32>;  // [batch, queries, keys or 2]
 @group(0) @binding(5) var<uniform> params: Params;
 @group(0) @binding(6) var<storage, read> norms: array<f32>;
 
@@ -85,7 +86,22 @@ fn kv_read(j: u32, i: u32) -> f32 {
     return f32(kv_b[i]);
 }
 
+// The keys query qi (batch item b) may attend: [start, end) of its segment with MASK = 4
+// (clamped to the keys), else all of them.
+fn key_range(b: u32, qi: u32) -> vec2<u32> {
+    if MASK != 4u {
+        return vec2(0u, keys());
+    }
+    let i = 2u * (b * params.queries + qi);
+    let end = min(mask[i + 1u], keys());
+    return vec2(min(mask[i], end), end);
+}
+
 fn kept(b: u32, qi: u32, j: u32) -> bool {
+    if MASK == 4u {
+        let range = key_range(b, qi);
+        return j >= range.x && j < range.y;
+    }
     if MASK != 1u && MASK != 3u {
         return true;
     }

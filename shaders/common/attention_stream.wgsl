@@ -49,7 +49,10 @@ fn stream_keys(b: u32, h: u32, qi: u32, first: u32, end: u32, stride: u32) -> bo
     run_max = FILL;
     run_sum = 0.0;
     var any_kept = false;
-    for (var j = first; j < end; j += stride) {
+    // Only the keys of the query's segment (MASK = 4), in the same slice of the stride.
+    let range = key_range(b, qi);
+    let start = select(first, first + (range.x - first + stride - 1u) / stride * stride, range.x > first);
+    for (var j = start; j < min(end, range.y); j += stride) {
         let row = kv_row(b, j) + kv_head(h) * HEAD_DIM;
         var s = FILL;
         if kept(b, qi, j) {

@@ -18,7 +18,7 @@ pub mod tome;
 
 pub use activation::GeluForm;
 pub use anyres::AnyResLayout;
-pub use attention::{Attention, Geometry, KeySplit, Mask, MaskedRows, Naive, Pass, SplitPass};
+pub use attention::{Attention, Geometry, KeySplit, Mask, MaskedRows, Naive, Pass, SplitPass, segment_bounds};
 pub use concat::Concat;
 pub use elementwise::{Convert, Repeat};
 pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};

@@ -12,6 +12,8 @@ pub enum MaskInput<'a> {
     Additive(&'a [f64]),
     /// `[batch, keys]`, 0 = a padded key, masked for every query (its logit [`MASK_FILL`]).
     Keys(&'a [f64]),
+    /// `[batch, queries, 2]`: query i attends keys `start .. end` only (block-diagonal).
+    Segments(&'a [f64]),
 }
 
 impl<'a> MaskInput<'a> {
@@ -19,7 +21,7 @@ impl<'a> MaskInput<'a> {
     pub fn keep(self) -> Option<&'a [f64]> {
         match self {
             MaskInput::Keep(m) => Some(m),
-            MaskInput::Additive(_) | MaskInput::Keys(_) => None,
+            MaskInput::Additive(_) | MaskInput::Keys(_) | MaskInput::Segments(_) => None,
         }
     }
 
@@ -28,6 +30,10 @@ impl<'a> MaskInput<'a> {
         match self {
             MaskInput::Keep(m) => m[(b * queries + i) * keys + j] != 0.0,
             MaskInput::Keys(m) => m[b * keys + j] != 0.0,
+            MaskInput::Segments(m) => {
+                let row = 2 * (b * queries + i);
+                (m[row]..m[row + 1]).contains(&(j as f64))
+            }
             MaskInput::Additive(_) => true,
         }
     }

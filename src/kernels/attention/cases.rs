@@ -120,7 +120,7 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     }
     let keys = ka + kb;
     let mut extra = Extra::default();
-    let mask_kind = rng.pick(&["none", "keep", "additive", "keys"]);
+    let mask_kind = rng.pick(&["none", "keep", "additive", "keys", "segments"]);
     let mut mask_range = 0.0;
     if mask_kind == "keep" {
         cfg = cfg.masked(rng.pick(&[MaskedRows::Zero, MaskedRows::Uniform]));
@@ -134,6 +134,22 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
         let keep: Vec<u8> =
             (0..batch * keys).map(|i| u8::from(i % keys == 0 || (i % keys < real && !rng.bool(0.2)))).collect();
         extra.mask = Some(c.input("mask", &[batch, keys], DType::U8, keep));
+    } else if mask_kind == "segments" {
+        // Random segments of the keys; query i takes the segment holding key i·keys/nq, so the
+        // bounds never decrease and segments may hold several queries or none.
+        let mut cuts: Vec<usize> = (1..keys).filter(|_| rng.bool(0.1)).collect();
+        cuts.insert(0, 0);
+        cuts.push(keys);
+        let lengths: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+        cfg = cfg.segments(&lengths);
+        let bounds: Vec<u32> = (0..batch * nq)
+            .flat_map(|i| {
+                let key = (i % nq) * keys / nq;
+                let seg = cuts.partition_point(|&c| c <= key) - 1;
+                [cuts[seg] as u32, cuts[seg + 1] as u32]
+            })
+            .collect();
+        extra.mask = Some(c.input("segments", &[batch, nq, 2], DType::U32, bounds));
     } else if mask_kind == "additive" {
         cfg = cfg.additive_mask();
         // Mllama's: 0 or finfo.min, every third row all finfo.min; plus some ±5 biases.

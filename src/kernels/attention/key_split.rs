@@ -6,15 +6,16 @@ use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
 use crate::kernels::{Cost, Dispatch, Kernel, KernelSpec, bytes};
-use crate::ops::{Geometry, KeySplit, Meta, Operand, SplitPass};
+use crate::ops::{Geometry, KeySplit, Mask, Meta, Operand, SplitPass};
 use crate::reference;
 
 /// The key chunks an attention over `g` runs in across workgroups on a device with `caps`
 /// (1: one pass, no split). On GPUs [`KeySplit::chunks_for`]: a second pass where few (batch,
 /// head, query block) triples meet many keys. Never on CPU rasterisers, whose few cores the
-/// workgroups of one pass already fill. `VLBRIDGE_FORCE=key_split=off|on|N` decides instead:
+/// workgroups of one pass already fill, nor for segment bounds: their short segments give
+/// every query few keys, and the chunks would mostly hold none of them. `VLBRIDGE_FORCE=key_split=off|on|N` decides instead:
 /// `on` splits in at least 2 chunks, `N` in N (both at most one key each).
-pub fn key_chunks(caps: &Caps, g: &Geometry) -> u32 {
+pub fn key_chunks(caps: &Caps, g: &Geometry, mask: Mask) -> u32 {
     let keys = g.keys().max(1);
     let at_most_keys = |n: u32| n.clamp(1, u32::try_from(keys).unwrap_or(u32::MAX));
     let natural = || KeySplit::chunks_for(g.batch * g.heads, g.queries, g.keys());
@@ -22,7 +23,7 @@ pub fn key_chunks(caps: &Caps, g: &Geometry) -> u32 {
         Some("off") => 1,
         Some("on") => at_most_keys(natural().max(2)),
         Some(n) if let Ok(n) = n.parse() => at_most_keys(n),
-        _ if caps.is_cpu() => 1,
+        _ if caps.is_cpu() || matches!(mask, Mask::Segments { .. }) => 1,
         _ => natural(),
     }
 }

@@ -220,6 +220,7 @@ pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
         Mask::Keep(_) => 1.0,
         Mask::Additive => 2.0,
         Mask::Keys => 3.0,
+        Mask::Segments { .. } => 4.0,
     };
     vec![
         ("HEAD_DIM", f64::from(cfg.head_dim)),
@@ -229,11 +230,15 @@ pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
     ]
 }
 
-/// Queries and key/value sources are activations; a keep mask is u8, an additive mask and the
-/// norm weights f32.
+/// Queries and key/value sources are activations; a keep mask is u8, segment bounds u32, an
+/// additive mask and the norm weights f32.
 pub(crate) fn operand(cfg: &Attention, mask_input: Option<usize>, i: usize) -> Operand {
     if Some(i) == mask_input {
-        if cfg.mask == Mask::Additive { Operand::Param } else { Operand::Mask }
+        match cfg.mask {
+            Mask::Additive => Operand::Param,
+            Mask::Segments { .. } => Operand::Index,
+            _ => Operand::Mask,
+        }
     } else if Some(i) == cfg.norm_input() {
         Operand::Param
     } else {
@@ -247,6 +252,7 @@ pub(crate) fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[
     Some(match cfg.mask {
         Mask::Additive => MaskInput::Additive(m),
         Mask::Keys => MaskInput::Keys(m),
+        Mask::Segments { .. } => MaskInput::Segments(m),
         _ => MaskInput::Keep(m),
     })
 }
@@ -264,8 +270,19 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
         Mask::Additive => 4.0,
         // One byte per key, not per (query, key).
         Mask::Keys => return (g.batch * g.keys()) as f64,
+        // Two u32 bounds per query.
+        Mask::Segments { .. } => return (8 * g.batch * g.queries) as f64,
     };
     per_entry * (g.batch * g.queries * g.keys()) as f64
+}
+
+/// Keys each query attends, for the cost model: its segment's mean length under
+/// [`Mask::Segments`], else every key.
+pub(crate) fn attended_keys(cfg: &Attention, g: &Geometry) -> usize {
+    match cfg.mask {
+        Mask::Segments { mean_keys } => (mean_keys as usize).min(g.keys()),
+        _ => g.keys(),
+    }
 }
 
 /// Query rows per invocation of the subgroup kernel (`QUERY_BLOCKS`) for `queries` per head:
@@ -291,7 +308,7 @@ impl Kernel for Attention {
     /// Where the device splits the keys across workgroups (`key_split::key_chunks`): the
     /// partials pass, then the combine pass.
     fn lower(&self, caps: &Caps, inputs: &[&Meta], _output: &Meta) -> Result<Option<Lowering>> {
-        let chunks = key_split::key_chunks(caps, &self.geometry(inputs));
+        let chunks = key_split::key_chunks(caps, &self.geometry(inputs), self.mask);
         if chunks < 2 {
             return Ok(None);
         }
@@ -365,7 +382,8 @@ impl Kernel for Attention {
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
         let g = self.geometry(inputs);
-        Cost { flops: 4.0 * (g.rows() * g.keys() * g.head_dim) as f64, bytes: io_bytes(&g, inputs[0].dtype, self.mask) }
+        let flops = 4.0 * (g.rows() * attended_keys(self, &g) * g.head_dim) as f64;
+        Cost { flops, bytes: io_bytes(&g, inputs[0].dtype, self.mask) }
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {

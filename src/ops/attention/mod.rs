@@ -27,6 +27,30 @@ pub enum Mask {
     /// A key-padding mask `[.., keys]` (u8, non-zero = a real key): padded keys are masked for
     /// every query (Idefics3's and SmolVLM's padded patches), one byte per key.
     Keys,
+    /// Block-diagonal attention over packed sequences: u32 bounds `[.., Nq, 2]`, query i
+    /// attending keys `start_i .. end_i` only (Qwen2-VL's `cu_seqlens`, Qwen2.5-VL's windows,
+    /// Pixtral's images). Segments are contiguous and in order: starts and ends never decrease
+    /// from one query to the next ([`segment_bounds`] builds such a table). No dense mask, and
+    /// the kernels stream only the keys of the segments they hold.
+    Segments {
+        /// Keys per query, rounded up: what the cost model counts (the bounds are data).
+        mean_keys: u32,
+    },
+}
+
+/// The bounds `[Σ lengths, 2]` of the segments `lengths` packed one after the other: each
+/// token's segment's first key and its end, as [`Mask::Segments`] reads them. Empty segments
+/// take no rows.
+pub fn segment_bounds(lengths: &[usize]) -> Vec<u32> {
+    let mut bounds = Vec::with_capacity(2 * lengths.iter().sum::<usize>());
+    let mut start = 0;
+    for &n in lengths {
+        for _ in 0..n {
+            bounds.extend([start as u32, (start + n) as u32]);
+        }
+        start += n;
+    }
+    bounds
 }
 
 /// What a fully masked query row produces.
@@ -158,6 +182,16 @@ impl Attention {
         Self { mask: Mask::Keys, ..self }
     }
 
+    /// Takes segment bounds `[.., Nq, 2]` (u32, after the key/value sources): block-diagonal
+    /// attention within each query's segment, the segments being `lengths` tokens long (see
+    /// [`Mask::Segments`], [`segment_bounds`]).
+    pub fn segments(self, lengths: &[usize]) -> Self {
+        let tokens: usize = lengths.iter().sum();
+        let squares: usize = lengths.iter().map(|n| n * n).sum();
+        let mean_keys = squares.div_ceil(tokens.max(1)) as u32;
+        Self { mask: Mask::Segments { mean_keys }, ..self }
+    }
+
     /// Takes a keep mask input; fully masked rows behave as `rows` says.
     pub fn masked(self, rows: MaskedRows) -> Self {
         Self { mask: Mask::Keep(rows), ..self }
@@ -246,7 +280,7 @@ impl Attention {
                 }
                 let keys = self.check_sources(batch, &inputs[1..1 + self.kv_inputs()])?;
                 if let Some(m) = self.mask_input() {
-                    check_mask(batch, self.mask_rows(queries), keys, inputs[m])?;
+                    self.check_mask(batch, queries, keys, inputs[m])?;
                 }
                 if let Some(n) = self.norm_input() {
                     let d = self.head_dim as usize;
@@ -265,7 +299,7 @@ impl Attention {
             Some(Pass::Softmax) => {
                 let [batch, _, queries, keys] = self.check_scores("scores", first)?;
                 if self.has_mask() {
-                    check_mask(batch, self.mask_rows(queries), keys, inputs[1])?;
+                    self.check_mask(batch, queries, keys, inputs[1])?;
                 }
                 Ok(inputs[0].clone())
             }
@@ -299,6 +333,25 @@ impl Attention {
             && !(eps.is_finite() && eps >= 0.0)
         {
             return Err(Error::shape(NAME, "q/k norm eps", "finite and >= 0", eps));
+        }
+        Ok(())
+    }
+
+    /// The mask input against `batch` items of `queries` over `keys`: segment bounds are
+    /// `[batch, queries, 2]`, other masks `[batch, rows, keys]` (see [`Attention::mask_rows`]).
+    fn check_mask(&self, batch: usize, queries: usize, keys: usize, mask: &Meta) -> Result<()> {
+        if !matches!(self.mask, Mask::Segments { .. }) {
+            return check_mask(batch, self.mask_rows(queries), keys, mask);
+        }
+        check_u32_elements(NAME, "segment bounds", &mask.shape)?;
+        let (b, rows, cols) = batch_rows_cols(&mask.shape);
+        if mask.shape.len() < 2 || (b, rows, cols) != (batch, queries, 2) {
+            return Err(Error::shape(
+                NAME,
+                "segment bounds shape ([batch, queries, 2])",
+                format!("[{batch}, {queries}, 2]"),
+                format!("{:?}", mask.shape),
+            ));
         }
         Ok(())
     }
