@@ -155,6 +155,13 @@ fn token_copies_reject_shapes_that_do_not_fit() {
     let c = g.input("c", &[3, 5, 4]).unwrap();
     let e = g.add(Concat::Rows, &[a, c]).unwrap_err().to_string();
     assert!(e.contains("trailing dims"), "{e}");
+    let e = g.add(Concat::Regroup { cols: 4 }, &[a]).unwrap_err().to_string();
+    assert!(e.contains("row width"), "{e}");
+    let index = g.input_as("index", &[3], DType::U32).unwrap();
+    let e = g.add(Concat::Gather { cols: 7 }, &[a, index]).unwrap_err().to_string();
+    assert!(e.contains("row width"), "{e}");
+    let e = g.add(Concat::Gather { cols: 3 }, &[a, c]).unwrap_err().to_string();
+    assert!(e.contains("index ([rows] u32)"), "{e}");
 }
 
 /// One head of 4 dims turned by hand: pair 0 (dims 0 and 2) by the patch's row, pair 1 (dims 1

@@ -53,6 +53,18 @@ fn gemma3_siglip_tower_and_projector() {
 
 #[test]
 #[timeout(300_000)]
+fn qwen2_vl_rotary_tower_per_image_segments_and_merger() {
+    check("qwen2_vl");
+}
+
+#[test]
+#[timeout(300_000)]
+fn qwen2_5_vl_windows_full_attention_layers_and_inverse_order() {
+    check("qwen2_5_vl");
+}
+
+#[test]
+#[timeout(300_000)]
 fn internvl_layer_scaled_tower_and_pixel_shuffle() {
     check("internvl");
 }
@@ -171,6 +183,34 @@ fn bad_towers_and_pixels_are_typed_errors_naming_the_problem() {
     assert!(e.contains("pixel_values") && e.contains("finite"), "{e}");
 }
 
+/// Qwen's `image_grid_thw` must account for every row of `pixel_values`, and the merge must
+/// tile each grid; rows of another width and a missing grid are errors too.
+#[test]
+#[timeout(120_000)]
+fn qwen_grids_that_do_not_fit_the_rows_are_typed_errors() {
+    let model = models::from_pretrained(gpu(), dir("qwen2_5_vl")).unwrap();
+    let inputs = models::read_tensors(dir("qwen2_5_vl").join("vision_inputs.safetensors")).unwrap();
+    let with = |name: &str, shape: &[usize], data: vlbridge::HostVec| {
+        let mut changed = inputs.clone();
+        changed.insert(name.into(), vlbridge::HostTensor::new(shape, data).unwrap());
+        model.run(&changed).expect_err("a bad input").to_string()
+    };
+    let grids = |g: &[u32]| with("image_grid_thw", &[g.len() / 3, 3], vlbridge::HostVec::U32(g.to_vec()));
+    // [1, 10, 14] and [1, 4, 6] hold the 164 rows.
+    let e = grids(&[1, 10, 14, 1, 4, 4]);
+    assert!(e.contains("image_grid_thw") && e.contains("156 patches") && e.contains("164 rows"), "{e}");
+    let e = grids(&[1, 10, 14, 1, 3, 8]);
+    assert!(e.contains("image_grid_thw") && e.contains("does not tile"), "{e}");
+    let e = grids(&[1, 10, 14, 0, 4, 6]);
+    assert!(e.contains("image_grid_thw") && e.contains("zero side"), "{e}");
+    let e = with("pixel_values", &[164, 1000], vlbridge::HostVec::F32(vec![0.5; 164_000]));
+    assert!(e.contains("pixel_values") && e.contains("[patches, 1176]"), "{e}");
+    let mut missing = inputs.clone();
+    missing.remove("image_grid_thw");
+    let e = model.run(&missing).unwrap_err().to_string();
+    assert!(e.contains("image_grid_thw") && e.contains("missing"), "{e}");
+}
+
 #[test]
 #[timeout(120_000)]
 fn the_connector_path_keeps_working_beside_the_tower() {
@@ -237,8 +277,8 @@ fn the_pixel_path_runs_with_f16_weights_and_activations() {
 #[test]
 #[timeout(120_000)]
 fn pixels_for_a_tower_not_served_yet_say_so() {
-    let model = models::from_pretrained(gpu(), dir("qwen2_vl")).unwrap();
-    let inputs = models::read_tensors(dir("qwen2_vl").join("vision_inputs.safetensors")).unwrap();
+    let model = models::from_pretrained(gpu(), dir("mistral3")).unwrap();
+    let inputs = models::read_tensors(dir("mistral3").join("vision_inputs.safetensors")).unwrap();
     let e = model.run(&inputs).unwrap_err().to_string();
-    assert!(e.contains("pixel_values") && e.contains("does not serve the qwen2_vl vision tower"), "{e}");
+    assert!(e.contains("pixel_values") && e.contains("does not serve the mistral3 vision tower"), "{e}");
 }

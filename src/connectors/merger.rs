@@ -358,10 +358,19 @@ impl Merger {
     }
 
     /// Adds the merger to `g` on `x` (a tower's `[images, side², C]` output, of the square-grid
-    /// kinds: InternVL, Idefics3, Gemma 3); returns its result and the intermediates
+    /// kinds: InternVL, Idefics3, Gemma 3; the Qwen kinds take its merge units
+    /// `[N / s², s²·C]`); returns its result and the intermediates
     /// [`MergerKind::output_names`] lists, none of them marked as outputs.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, x: TensorId) -> Result<Vec<TensorId>> {
         let shape = g.shape(x).unwrap_or_default().to_vec();
+        let s2 = self.config.scale * self.config.scale;
+        if matches!(self.config.kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl) {
+            if shape.len() != 2 || shape[1] != s2 * self.vision {
+                let problem = format!("shape {shape:?}, expected merge units [N / {s2}, {}]", s2 * self.vision);
+                return Err(Error::Input { name: self.input_name().into(), problem });
+            }
+            return self.nodes(gpu, g, x, &[], false);
+        }
         let grids = self.grids(&shape, &[])?;
         self.nodes(gpu, g, x, &grids, false)
     }

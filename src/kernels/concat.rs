@@ -1,5 +1,6 @@
 //! Token selection and joining (`shaders/concat.wgsl`): layers' hidden states side by side with
-//! the class token dropped, a range of items, two tensors one after the other. Exact copies.
+//! the class token dropped, a range of items, two tensors one after the other, merge units
+//! regrouped (`shaders/concat.wgsl`) or gathered by index (`shaders/gather.wgsl`). Exact copies.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pick_storage};
 use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
@@ -31,6 +32,20 @@ pub struct Params {
     pub len_a: u32,
 }
 
+/// Mirrors `Params` in `shaders/gather.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GatherParams {
+    /// Elements per row.
+    pub cols: u32,
+    /// Rows of the source.
+    pub rows: u32,
+    /// Elements written.
+    pub total: u32,
+    /// Uniform padding.
+    pub pad: u32,
+}
+
 const WORKGROUP: u32 = 256;
 const SOURCE: &str = include_str!("../../shaders/concat.wgsl");
 const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform];
@@ -47,10 +62,24 @@ pub static FLAT: KernelSpec = KernelSpec {
     ..KernelSpec::new("concat_flat", "concat.wgsl", SOURCE, "concat_flat", BINDINGS, WORKGROUP, PARAMS)
 };
 
-/// The concat family: its two entries serve different ops, so nothing is forceable.
+/// Rows picked by a u32 index.
+pub static GATHER: KernelSpec = KernelSpec {
+    variant: "gather",
+    ..KernelSpec::new(
+        "concat_gather",
+        "gather.wgsl",
+        include_str!("../../shaders/gather.wgsl"),
+        "gather_rows",
+        BINDINGS,
+        WORKGROUP,
+        std::mem::size_of::<GatherParams>(),
+    )
+};
+
+/// The concat family: its entries serve different ops, so nothing is forceable.
 pub static FAMILY: KernelFamily = KernelFamily {
     name: NAME,
-    specs: &[&CHANNELS, &FLAT],
+    specs: &[&CHANNELS, &FLAT, &GATHER],
     forceable: false,
     fuzz: Some(fuzz),
     bench,
@@ -63,8 +92,8 @@ impl Kernel for Concat {
         NAME
     }
 
-    fn operand(&self, _i: usize) -> Operand {
-        Operand::Activation
+    fn operand(&self, i: usize) -> Operand {
+        if i == 1 && matches!(self, Concat::Gather { .. }) { Operand::Index } else { Operand::Activation }
     }
 
     fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
@@ -72,7 +101,11 @@ impl Kernel for Concat {
     }
 
     fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
-        vec![if matches!(self, Concat::Channels { .. }) { &CHANNELS } else { &FLAT }]
+        vec![match self {
+            Concat::Channels { .. } => &CHANNELS,
+            Concat::Gather { .. } => &GATHER,
+            _ => &FLAT,
+        }]
     }
 
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
@@ -80,12 +113,21 @@ impl Kernel for Concat {
     }
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        if let Concat::Gather { cols } = *self {
+            let total = inputs[1].shape[0] * cols;
+            let p =
+                GatherParams { cols: cols as u32, rows: (inputs[0].len() / cols) as u32, total: total as u32, pad: 0 };
+            return Dispatch::new(&p, total.div_ceil(WORKGROUP as usize) as u64);
+        }
         let p = params(self, inputs);
         Dispatch::new(&p, u64::from(p.total).div_ceil(u64::from(WORKGROUP)))
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        let total = params(self, inputs).total as usize;
+        let total = match *self {
+            Concat::Gather { cols } => inputs[1].shape[0] * cols,
+            _ => params(self, inputs).total as usize,
+        };
         Cost { flops: 0.0, bytes: 2.0 * bytes(inputs[0].dtype, total) }
     }
 
@@ -107,7 +149,12 @@ impl Kernel for Concat {
                 out
             }
             Concat::Rows => [inputs[0], inputs[1]].concat(),
-            Concat::Flatten => inputs[0].to_vec(),
+            Concat::Flatten | Concat::Regroup { .. } => inputs[0].to_vec(),
+            Concat::Gather { cols } => inputs[1]
+                .iter()
+                .flat_map(|&i| &inputs[0][i as usize * cols..(i as usize + 1) * cols])
+                .copied()
+                .collect(),
             Concat::Slice { start, len } => {
                 let item = metas[0].len() / metas[0].shape[0];
                 inputs[0][start * item..(start + len) * item].to_vec()
@@ -136,7 +183,7 @@ fn params(op: &Concat, inputs: &[&Meta]) -> Params {
             let len_a = inputs[0].len();
             Params { total: (len_a + inputs[1].len()) as u32, len_a: len_a as u32, ..Params::default() }
         }
-        Concat::Flatten => {
+        Concat::Flatten | Concat::Regroup { .. } | Concat::Gather { .. } => {
             let total = inputs[0].len() as u32;
             Params { total, len_a: total, ..Params::default() }
         }
@@ -155,7 +202,7 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     let mut c = Case::builder(NAME);
     let (batch, tokens, width) = (rng.edge(7), rng.edge(40), rng.edge(70));
     let a = c.input("a", &[batch, tokens, width], storage, rng.values(batch * tokens * width, kind, huge, inject));
-    let (op, inputs) = match rng.range(0, 3) {
+    let (op, inputs) = match rng.range(0, 5) {
         0 => {
             let two = rng.bool(0.6);
             let op = Concat::Channels { skip: rng.range(0, tokens - 1), two };
@@ -178,6 +225,20 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
             (Concat::Rows, vec![a, b])
         }
         2 => (Concat::Flatten, vec![a]),
+        3 | 4 => {
+            // A row width dividing the elements: a multiple of the channels, or a divisor.
+            let len = batch * tokens * width;
+            let widths: Vec<usize> = (1..=len).filter(|w| len.is_multiple_of(*w) && *w <= 4 * width).collect();
+            let cols = rng.pick(&widths);
+            if rng.bool(0.5) {
+                (Concat::Regroup { cols }, vec![a])
+            } else {
+                // Any rows, repeated or left out, in any order.
+                let m = rng.edge(30);
+                let index: Vec<u32> = (0..m).map(|_| rng.range(0, len / cols - 1) as u32).collect();
+                (Concat::Gather { cols }, vec![a, c.input("index", &[m], DType::U32, index)])
+            }
+        }
         _ => {
             let start = rng.range(0, batch - 1);
             (Concat::Slice { start, len: rng.range(1, batch - start) }, vec![a])

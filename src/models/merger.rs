@@ -8,11 +8,14 @@ use super::config::{ConfigJson, Side, required};
 use super::vision::{Frames, Tower, TowerSpec, all_slabs};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
-use crate::dtype::DType;
+use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
+use crate::host::HostTensor;
 use crate::ops::{Concat, GeluForm};
+use crate::tensor::Tensor;
+use crate::towers::{GridThw, QwenLayout, QwenTower};
 use crate::weights::Weights;
 
 /// Every field these families' configs use, each optional; a family reads its own.
@@ -209,8 +212,15 @@ impl Model for MergerModel {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let merger = Merger::from_weights(gpu, weights, self.config)?.with_activations(activations);
-        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
-        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, family: self.family }))
+        let (mut tower, mut qwen) = (None, None);
+        if let Some(spec) = &self.tower {
+            if matches!(self.family, ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl) {
+                qwen = spec.load_qwen(gpu, weights, activations)?;
+            } else {
+                tower = spec.load(gpu, weights, activations)?;
+            }
+        }
+        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, qwen, family: self.family }))
     }
 
     fn tower(&self) -> Option<&TowerSpec> {
@@ -222,10 +232,65 @@ struct MergerRun {
     gpu: Gpu,
     merger: Merger,
     tower: Option<Tower>,
+    /// The Qwen families' rotary tower.
+    qwen: Option<QwenTower>,
     family: ModelFamily,
 }
 
 impl MergerRun {
+    /// Qwen2-VL / 2.5-VL: `pixel_values` `[Σ t·h·w, C·T·P·P]` with `image_grid_thw` → tower →
+    /// merge units (back in the processor's order after Qwen2.5-VL's windows) → merger.
+    fn build_qwen(&self, tower: &QwenTower, inputs: &Tensors) -> Result<Built> {
+        let config = tower.config();
+        let name = "pixel_values";
+        let t = inputs
+            .get(name)
+            .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+        let k = config.row_width();
+        let Some(data) = t.data.as_f32() else {
+            return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
+        };
+        if t.shape.len() != 2 || t.shape[1] != k {
+            let problem = format!(
+                "shape {:?}, expected [patches, {k}] (rows of in_channels x temporal_patch_size x patch_size²)",
+                t.shape
+            );
+            return Err(Error::Input { name: name.into(), problem });
+        }
+        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+            let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
+            return Err(Error::Input { name: name.into(), problem });
+        }
+        let grids: Vec<GridThw> = super::vision::int_rows(inputs, "image_grid_thw", 3)?
+            .into_iter()
+            .map(|r| GridThw { t: r[0], h: r[1], w: r[2] })
+            .collect();
+        let rows = t.shape[0];
+        let layout = QwenLayout::new(config, &grids, rows)?;
+        let mut g = Graph::new();
+        let mut feeds = Tensors::new();
+        let shape = [1, rows, k];
+        let pixels = g.input_as(name, &shape, tower.activations())?;
+        feeds.insert(name.into(), HostTensor::new(&shape, HostVec::F32(layout.permute_rows(data, config.merge)))?);
+        g.set_stage("tower");
+        let h = tower.add_to(&self.gpu, &mut g, pixels, &layout)?;
+        g.set_stage("connector");
+        let unit = config.merge * config.merge * config.hidden;
+        let units = match layout.inverse() {
+            // The merger is row-wise over units: reading them back in order before it equals
+            // upstream's `merger(x)[argsort(window_index)]`.
+            Some(inverse) => {
+                let index = Tensor::from_data(&self.gpu, &[inverse.len()], DType::U32, inverse[..].into())?;
+                let index = g.constant("window_index.inverse", &index);
+                g.add(Concat::Gather { cols: unit }, &[h, index])?
+            }
+            None => g.add(Concat::Regroup { cols: unit }, &[h])?,
+        };
+        let out = self.merger.add_to(&self.gpu, &mut g, units)?[0];
+        g.output(out)?;
+        Ok(Built { graph: g, outputs: &["image_features"], feeds })
+    }
+
     /// `pixel_values` → tower → merger: InternVL and Gemma 3 `[images, 3, H, W]`, Idefics3 and
     /// SmolVLM `[batch, images, 3, H, W]` with `pixel_attention_mask` (padding images dropped,
     /// padded patches masked as keys, bucketed positions), their features concatenated.
@@ -257,6 +322,9 @@ impl Runner for MergerRun {
     }
 
     fn vision_inputs(&self) -> &'static [&'static str] {
+        if self.qwen.is_some() {
+            return &["pixel_values", "image_grid_thw"];
+        }
         match (&self.tower, self.family) {
             (None, _) => &[],
             (_, ModelFamily::Idefics3 | ModelFamily::SmolVlm) => &["pixel_values", "pixel_attention_mask"],
@@ -265,6 +333,11 @@ impl Runner for MergerRun {
     }
 
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if let Some(tower) = &self.qwen
+            && inputs.contains_key("pixel_values")
+        {
+            return self.build_qwen(tower, inputs);
+        }
         if let Some(tower) = &self.tower
             && inputs.contains_key("pixel_values")
         {

@@ -10,22 +10,53 @@ use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 use crate::ops::Concat;
-use crate::towers::{TowerConfig, TowerKind, TowerSelect, VisionTower};
+use crate::towers::{QwenConfig, QwenKind, QwenTower, TowerConfig, TowerKind, TowerSelect, VisionTower};
 use crate::weights::Weights;
 
 /// A family's tower, described from `config.json`. A config the tower cannot be built from is
 /// an error only when the checkpoint holds the tower (a connector-only checkpoint still runs).
 #[derive(Debug, Clone)]
 pub(crate) struct TowerSpec {
-    kind: TowerKind,
+    arch: Arch,
     /// Where the checkpoint may hold it (on-disk names first).
     prefixes: &'static [&'static str],
     /// The tower, or the config field that prevents it and why.
     parsed: std::result::Result<Parsed, (String, String)>,
 }
 
+/// The tower's architecture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Arch {
+    /// A ViT with learned absolute positions.
+    Vit(TowerKind),
+    /// Qwen2-VL's or Qwen2.5-VL's rotary tower.
+    Qwen(QwenKind),
+}
+
+impl Arch {
+    fn upstream(self) -> &'static str {
+        match self {
+            Arch::Vit(kind) => kind.upstream(),
+            Arch::Qwen(kind) => kind.upstream(),
+        }
+    }
+
+    fn probe(self) -> String {
+        match self {
+            Arch::Vit(kind) => VisionTower::probe(kind),
+            Arch::Qwen(_) => QwenTower::PROBE.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
-struct Parsed {
+enum Parsed {
+    Vit(VitParsed),
+    Qwen(QwenConfig),
+}
+
+#[derive(Debug, Clone)]
+struct VitParsed {
     config: TowerConfig,
     select: TowerSelect,
     /// `vision_feature_select_strategy = default`: the class token is dropped.
@@ -37,26 +68,34 @@ struct Parsed {
 impl TowerSpec {
     /// The tower of `family` (`None` for the families whose towers are not served yet).
     pub(crate) fn new(family: ModelFamily, config: &ConfigJson) -> Result<Option<Self>> {
-        let (kind, prefixes): (TowerKind, &'static [&'static str]) = match family {
-            ModelFamily::Llava | ModelFamily::LlavaNext => (TowerKind::Clip, &["vision_tower."]),
-            ModelFamily::LlavaOnevision | ModelFamily::Gemma3 => (TowerKind::Siglip, &["vision_tower."]),
+        let (arch, prefixes): (Arch, &'static [&'static str]) = match family {
+            ModelFamily::Llava | ModelFamily::LlavaNext => (Arch::Vit(TowerKind::Clip), &["vision_tower."]),
+            ModelFamily::LlavaOnevision | ModelFamily::Gemma3 => (Arch::Vit(TowerKind::Siglip), &["vision_tower."]),
             ModelFamily::Idefics3 | ModelFamily::SmolVlm => {
-                (TowerKind::Siglip, &["model.vision_model.", "vision_model."])
+                (Arch::Vit(TowerKind::Siglip), &["model.vision_model.", "vision_model."])
             }
-            ModelFamily::Blip2 => (TowerKind::Blip2, &["vision_model."]),
-            ModelFamily::InternVl => (TowerKind::InternVit, &["vision_tower."]),
+            ModelFamily::Blip2 => (Arch::Vit(TowerKind::Blip2), &["vision_model."]),
+            ModelFamily::InternVl => (Arch::Vit(TowerKind::InternVit), &["vision_tower."]),
+            ModelFamily::Qwen2Vl => (Arch::Qwen(QwenKind::Qwen2Vl), &["model.visual.", "visual."]),
+            ModelFamily::Qwen25Vl => (Arch::Qwen(QwenKind::Qwen25Vl), &["model.visual.", "visual."]),
             _ => return Ok(None),
         };
-        let parsed = Parsed::new(family, kind, config).map_err(|e| match e {
+        let parsed = match arch {
+            Arch::Vit(kind) => VitParsed::new(family, kind, config).map(Parsed::Vit),
+            Arch::Qwen(kind) => {
+                QwenConfig::from_json(kind, "vision_config", &config.value()["vision_config"]).map(Parsed::Qwen)
+            }
+        };
+        let parsed = parsed.map_err(|e| match e {
             Error::Config { field, problem } => (field, problem),
             other => ("vision_config".to_string(), other.to_string()),
         });
-        Ok(Some(Self { kind, prefixes, parsed }))
+        Ok(Some(Self { arch, prefixes, parsed }))
     }
 
     /// The prefix the checkpoint holds the tower under, if it does.
     fn prefix(&self, weights: &Weights) -> Option<&'static str> {
-        let probe = VisionTower::probe(self.kind);
+        let probe = self.arch.probe();
         self.prefixes.iter().copied().find(|p| weights.contains(&format!("{p}{probe}")))
     }
 
@@ -69,6 +108,30 @@ impl TowerSpec {
     /// family's prefixes); `None` for a connector-only checkpoint. A config it cannot be built
     /// from is an [`Error::Config`] naming the field.
     pub(crate) fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<Tower>> {
+        let Some((prefix, parsed)) = self.parsed_for(weights)? else {
+            return Ok(None);
+        };
+        let Parsed::Vit(p) = parsed else {
+            return Err(Error::Config { field: "vision_config".into(), problem: "not a ViT (a rotary tower)".into() });
+        };
+        let tower = VisionTower::from_weights(gpu, &weights.with_prefix(prefix), p.config, p.select.clone())?;
+        Ok(Some(Tower { tower: tower.with_activations(activations), drop_class: p.drop_class }))
+    }
+
+    /// [`TowerSpec::load`] for the Qwen families' rotary towers.
+    pub(crate) fn load_qwen(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<QwenTower>> {
+        let Some((prefix, parsed)) = self.parsed_for(weights)? else {
+            return Ok(None);
+        };
+        let Parsed::Qwen(config) = parsed else {
+            return Err(Error::Config { field: "vision_config".into(), problem: "not a rotary tower (a ViT)".into() });
+        };
+        let tower = QwenTower::from_weights(gpu, &weights.with_prefix(prefix), config.clone())?;
+        Ok(Some(tower.with_activations(activations)))
+    }
+
+    /// The prefix and the parsed config where the checkpoint holds the tower.
+    fn parsed_for(&self, weights: &Weights) -> Result<Option<(&'static str, &Parsed)>> {
         let Some(prefix) = self.prefix(weights) else {
             return Ok(None);
         };
@@ -76,18 +139,18 @@ impl TowerSpec {
             .parsed
             .as_ref()
             .map_err(|(field, problem)| Error::Config { field: field.clone(), problem: problem.clone() })?;
-        let tower = VisionTower::from_weights(gpu, &weights.with_prefix(prefix), p.config, p.select.clone())?;
-        Ok(Some(Tower { tower: tower.with_activations(activations), drop_class: p.drop_class }))
+        Ok(Some((prefix, p)))
     }
 
     /// What `inspect` says of the tower.
     pub(crate) fn describe(&self) -> Vec<(String, String)> {
         let p = match &self.parsed {
-            Ok(p) => p,
+            Ok(Parsed::Vit(p)) => p,
+            Ok(Parsed::Qwen(c)) => return describe_qwen(c),
             Err((field, problem)) => {
                 return vec![(
                     "vision tower".into(),
-                    format!("{} (not buildable: {field}: {problem})", self.kind.upstream()),
+                    format!("{} (not buildable: {field}: {problem})", self.arch.upstream()),
                 )];
             }
         };
@@ -119,7 +182,34 @@ impl TowerSpec {
     }
 }
 
-impl Parsed {
+/// What `inspect` says of a rotary tower: its sizes are the input's.
+fn describe_qwen(c: &QwenConfig) -> Vec<(String, String)> {
+    let attention = match c.window {
+        Some(w) => format!("windows of {w} px, whole frames at layers {:?}", c.full_attention),
+        None => "whole frames".into(),
+    };
+    vec![
+        (
+            "vision tower".into(),
+            format!(
+                "{} ({} layers; width {}, {} heads, MLP {})",
+                c.kind.upstream(),
+                c.layers,
+                c.hidden,
+                c.heads,
+                c.intermediate
+            ),
+        ),
+        (
+            "image".into(),
+            format!("native resolution: rows of {} values, patch {}, merge {}", c.row_width(), c.patch, c.merge),
+        ),
+        ("attention".into(), format!("2D rotary (theta {}), {attention}", c.theta)),
+        ("tower tokens".into(), "Σ t·h·w of image_grid_thw".into()),
+    ]
+}
+
+impl VitParsed {
     fn new(family: ModelFamily, kind: TowerKind, config: &ConfigJson) -> Result<Self> {
         let value = config.value();
         let tower = TowerConfig::from_json(kind, "vision_config", &value["vision_config"])?;

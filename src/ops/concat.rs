@@ -1,7 +1,9 @@
 //! Selecting and joining tokens: hidden states of several layers side by side with the class
-//! token dropped, a range of items, two tensors one after the other.
+//! token dropped, a range of items, two tensors one after the other, rows regrouped or
+//! gathered by index.
 
 use super::{Meta, check_arity, check_u32_elements};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 /// Name in errors and reports.
@@ -23,6 +25,18 @@ pub enum Concat {
     /// `[A, B, .., C]` → `[A·B·.., C]`: upstream's `torch.cat` of per-image features, for a
     /// result that is already contiguous.
     Flatten,
+    /// `[.., C]` read as rows of `cols` elements → `[len / cols, cols]`: Qwen's merge units,
+    /// s² consecutive tokens as one row (`view(-1, s²·C)`), as a copy.
+    Regroup {
+        /// Elements per output row (they must divide the input's).
+        cols: usize,
+    },
+    /// `[.., C]` read as rows of `cols` elements and u32 `index` `[M]` → `[M, cols]`, row m
+    /// being row `index[m]` (Qwen2.5-VL's inverse window permutation).
+    Gather {
+        /// Elements per row (they must divide the input's).
+        cols: usize,
+    },
     /// Items `start .. start + len` of the leading dimension.
     Slice {
         /// First item.
@@ -36,7 +50,7 @@ impl Concat {
     /// Number of inputs.
     pub fn arity(&self) -> usize {
         match self {
-            Concat::Channels { two: false, .. } | Concat::Slice { .. } | Concat::Flatten => 1,
+            Concat::Channels { two: false, .. } | Concat::Slice { .. } | Concat::Flatten | Concat::Regroup { .. } => 1,
             _ => 2,
         }
     }
@@ -85,6 +99,24 @@ impl Concat {
                 let (rows, cols) = super::rows_cols(a);
                 vec![rows, cols]
             }
+            Concat::Regroup { cols } | Concat::Gather { cols } => {
+                let len = inputs[0].len();
+                if cols == 0 || !len.is_multiple_of(cols) {
+                    let what = "row width (a divisor of the input's elements)";
+                    return Err(Error::shape(NAME, what, format!("divides {len}"), cols));
+                }
+                if let Concat::Gather { .. } = self {
+                    let index = inputs[1];
+                    if index.shape.len() != 1 || index.dtype != DType::U32 {
+                        let what = "index ([rows] u32)";
+                        let got = format!("{:?} {}", index.shape, index.dtype);
+                        return Err(Error::shape(NAME, what, "[M] u32", got));
+                    }
+                    vec![index.shape[0], cols]
+                } else {
+                    vec![len / cols, cols]
+                }
+            }
             Concat::Slice { start, len } => {
                 if len == 0 || start + len > a[0] {
                     let what = "slice of the leading dimension";
@@ -98,8 +130,9 @@ impl Concat {
                 [&[len], &a[1..]].concat()
             }
         };
-        if inputs.iter().any(|m| m.dtype != inputs[0].dtype) {
-            return Err(Error::shape(NAME, "dtypes (all the same)", inputs[0].dtype, inputs[inputs.len() - 1].dtype));
+        let joined = if let Concat::Gather { .. } = self { &inputs[..1] } else { inputs };
+        if joined.iter().any(|m| m.dtype != inputs[0].dtype) {
+            return Err(Error::shape(NAME, "dtypes (all the same)", inputs[0].dtype, joined[joined.len() - 1].dtype));
         }
         check_u32_elements(NAME, "output", &out)?;
         Ok(Meta { shape: out, dtype: inputs[0].dtype })

@@ -1,4 +1,4 @@
-//! Vision towers as graphs: the ViTs with learned absolute positions (CLIP, SigLIP, BLIP-2's
+//! Vision towers as graphs: first the ViTs with learned absolute positions (CLIP, SigLIP, BLIP-2's
 //! EVA layout, InternViT), loaded by their on-disk names from the checkpoint's own
 //! `vision_config`, built up to the last layer a model reads and no further.
 //!
@@ -7,9 +7,14 @@
 //! pre-norm, pre-LN layers of three fused dispatches each (QKV with its input norm, attention
 //! with output projection and residual, the MLP with its residual), and the hidden states the
 //! model selects.
+//!
+//! The rotary towers at native resolution (Qwen2-VL, Qwen2.5-VL) are
+//! [`QwenTower`]: processor rows in, 2D rotary positions, block-diagonal and window attention.
 
+mod qwen;
 mod vit;
 
+pub use qwen::{GridThw, QwenConfig, QwenKind, QwenLayout, QwenTower};
 pub use vit::{TowerSelect, VisionTower};
 
 use crate::connectors::StateDict;

@@ -1,0 +1,479 @@
+//! The Qwen2-VL and Qwen2.5-VL vision towers (`Qwen2VisionTransformerPretrainedModel`,
+//! `Qwen2_5_VisionTransformerPretrainedModel`) at native resolution: processor rows in, the
+//! hidden states before the merger out.
+//!
+//! The Conv3d patch embedding is one GEMM over the rows (`[Σ t·h·w, C·T·P·P]`, each row one
+//! patch). Every layer turns the query and key heads of its QKV row by the patch's (row,
+//! column) and attends block-diagonally from a segment table: per frame (`cu_seqlens`), or in
+//! Qwen2.5-VL per window of `window_size` pixels outside `fullatt_block_indexes`. Windows are
+//! contiguous only after `window_index`, so the rows are permuted once on the host, before
+//! the tower, and the merge units back once after it ([`QwenLayout`]).
+
+use crate::dtype::DType;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, TensorId};
+use crate::nn::{Linear, Mlp, Norm, Skip};
+use crate::ops::{
+    Attention, Epilogue, GeluForm, LayerNorm, RmsNorm, Rope2d, RopeFrequencies, interleave_rows, segment_bounds,
+};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+
+/// Which of the two towers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QwenKind {
+    /// Qwen2-VL: LayerNorm, quick_gelu MLP, full attention per frame.
+    Qwen2Vl,
+    /// Qwen2.5-VL: RMSNorm, SwiGLU with biases, window attention.
+    Qwen25Vl,
+}
+
+impl QwenKind {
+    /// The upstream class.
+    pub fn upstream(self) -> &'static str {
+        match self {
+            QwenKind::Qwen2Vl => "Qwen2VisionTransformerPretrainedModel",
+            QwenKind::Qwen25Vl => "Qwen2_5_VisionTransformerPretrainedModel",
+        }
+    }
+}
+
+/// The tower's hyper-parameters, from its `vision_config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QwenConfig {
+    /// The layout.
+    pub kind: QwenKind,
+    /// The tower's width (`embed_dim` in Qwen2-VL, `hidden_size` in 2.5).
+    pub hidden: usize,
+    /// The MLP's width (`embed_dim · mlp_ratio`, or `intermediate_size`).
+    pub intermediate: usize,
+    /// `depth`.
+    pub layers: usize,
+    /// `num_heads`.
+    pub heads: usize,
+    /// `patch_size`.
+    pub patch: usize,
+    /// `temporal_patch_size`.
+    pub temporal: usize,
+    /// `in_channels`.
+    pub channels: usize,
+    /// `spatial_merge_size`.
+    pub merge: usize,
+    /// The rotary base (`rope_parameters.rope_theta`, 10000 when absent).
+    pub theta: f32,
+    /// Qwen2-VL's MLP activation (`hidden_act`); 2.5 gates with SiLU.
+    pub act: GeluForm,
+    /// `window_size` in pixels (Qwen2.5-VL).
+    pub window: Option<usize>,
+    /// The layers that attend within the whole frame (Qwen2.5-VL; all of them in Qwen2-VL).
+    pub full_attention: Vec<usize>,
+}
+
+/// The norms' eps: fixed in both architectures (`eps=1e-6`).
+const EPS: f32 = 1e-6;
+
+impl QwenConfig {
+    /// Reads a `vision_config`; `field` names it in errors.
+    pub fn from_json(kind: QwenKind, field: &str, v: &serde_json::Value) -> Result<Self> {
+        let config_error = |key: &str, problem: String| Error::Config { field: format!("{field}.{key}"), problem };
+        let size = |key: &str| -> Result<usize> {
+            match v[key].as_u64() {
+                Some(n) if n > 0 => Ok(n as usize),
+                _ => Err(config_error(key, format!("{} (a positive integer)", v[key]))),
+            }
+        };
+        let optional = |key: &str, default: usize| if v[key].is_null() { Ok(default) } else { size(key) };
+        let (hidden, intermediate, act) = match kind {
+            QwenKind::Qwen2Vl => {
+                let hidden = size("embed_dim")?;
+                let ratio = v["mlp_ratio"].as_f64().filter(|r| *r > 0.0);
+                let ratio = ratio.ok_or_else(|| config_error("mlp_ratio", format!("{} (positive)", v["mlp_ratio"])))?;
+                let act = v["hidden_act"].as_str().unwrap_or("quick_gelu");
+                (hidden, (hidden as f64 * ratio) as usize, GeluForm::from_hf(&format!("{field}.hidden_act"), act)?)
+            }
+            QwenKind::Qwen25Vl => {
+                let act = v["hidden_act"].as_str().unwrap_or("silu");
+                if act != "silu" {
+                    return Err(config_error("hidden_act", format!("`{act}` (the SwiGLU MLP gates with silu)")));
+                }
+                (size("hidden_size")?, size("intermediate_size")?, GeluForm::Erf)
+            }
+        };
+        let theta = v["rope_parameters"]["rope_theta"].as_f64().or_else(|| v["rope_theta"].as_f64()).unwrap_or(1e4);
+        let layers = size("depth")?;
+        let (window, full_attention) = match kind {
+            QwenKind::Qwen2Vl => (None, (0..layers).collect()),
+            QwenKind::Qwen25Vl => {
+                let list = v["fullatt_block_indexes"].as_array().map(|a| a.iter().map(|x| x.as_u64()).collect());
+                let Some(Some(list)) = list.map(|l: Vec<Option<u64>>| l.into_iter().collect::<Option<Vec<u64>>>())
+                else {
+                    let problem = format!("{} (a list of layer indices)", v["fullatt_block_indexes"]);
+                    return Err(config_error("fullatt_block_indexes", problem));
+                };
+                (Some(size("window_size")?), list.into_iter().map(|i| i as usize).collect())
+            }
+        };
+        let config = Self {
+            kind,
+            hidden,
+            intermediate,
+            layers,
+            heads: size("num_heads")?,
+            patch: size("patch_size")?,
+            temporal: optional("temporal_patch_size", 2)?,
+            channels: optional("in_channels", 3)?,
+            merge: size("spatial_merge_size")?,
+            theta: theta as f32,
+            act,
+            window,
+            full_attention,
+        };
+        let head_dim = config.hidden / config.heads;
+        if !config.hidden.is_multiple_of(config.heads) || !head_dim.is_multiple_of(4) {
+            let problem = format!(
+                "{} heads of width {}: head dim must be a multiple of 4 (2D rotary)",
+                config.heads, config.hidden
+            );
+            return Err(config_error("num_heads", problem));
+        }
+        if let Some(&bad) = config.full_attention.iter().find(|&&i| i >= layers) {
+            return Err(config_error("fullatt_block_indexes", format!("{bad} is past depth {layers}")));
+        }
+        if let Some(w) = config.window
+            && w < config.merge * config.patch
+        {
+            let problem = format!("{w} px, less than one merged unit ({} px)", config.merge * config.patch);
+            return Err(config_error("window_size", problem));
+        }
+        Ok(config)
+    }
+
+    /// Values per processor row: `in_channels · temporal_patch_size · patch_size²`.
+    pub fn row_width(&self) -> usize {
+        self.channels * self.temporal * self.patch * self.patch
+    }
+
+    /// Merged units per window side (Qwen2.5-VL).
+    fn window_units(&self) -> Option<usize> {
+        self.window.map(|w| w / self.merge / self.patch)
+    }
+
+    /// FLOPs of `tokens` patches in segments of `attended` keys per token on average (an FMA
+    /// counts 2): patch GEMM, QKV, attention, output projection and the MLP (SwiGLU's two
+    /// input projections in 2.5).
+    pub fn flops(&self, tokens: usize, full_keys: f64, window_keys: f64) -> f64 {
+        let (t, c, f) = (tokens as f64, self.hidden as f64, self.intermediate as f64);
+        let mlp = if self.kind == QwenKind::Qwen25Vl { 3.0 * c * f } else { 2.0 * c * f };
+        let full = self.full_attention.len() as f64;
+        let keys = full * full_keys + (self.layers as f64 - full) * window_keys;
+        2.0 * t * c * self.row_width() as f64 + self.layers as f64 * 2.0 * t * (4.0 * c * c + mlp) + 4.0 * t * c * keys
+    }
+}
+
+/// One image (or video) entry of `image_grid_thw`: frames and patch rows and columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridThw {
+    /// Frames (`t`).
+    pub t: usize,
+    /// Patch rows (`h`).
+    pub h: usize,
+    /// Patch columns (`w`).
+    pub w: usize,
+}
+
+impl GridThw {
+    fn patches(&self) -> usize {
+        self.t * self.h * self.w
+    }
+}
+
+/// What the host computes from `image_grid_thw` before the tower runs: each row's position,
+/// the attention segments, and in Qwen2.5-VL the window order of the merge units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QwenLayout {
+    /// Patch rows in all.
+    pub rows: usize,
+    /// (row, column) of each patch in its frame, in the tower's row order, `[rows, 2]`.
+    pub positions: Vec<u32>,
+    /// Frame lengths in patches: the full-attention segments.
+    pub frames: Vec<usize>,
+    /// Window lengths in patches, empty windows included (Qwen2.5-VL).
+    pub windows: Option<Vec<usize>>,
+    /// `window_index`: the merge unit at each place of the tower's order (Qwen2.5-VL).
+    pub window_index: Option<Vec<u32>>,
+}
+
+impl QwenLayout {
+    /// The layout of `grids` over `rows` processor rows; grids that do not sum to the rows or
+    /// that the merge cannot tile are [`Error::Input`]s naming `image_grid_thw`.
+    pub fn new(config: &QwenConfig, grids: &[GridThw], rows: usize) -> Result<Self> {
+        let bad = |problem: String| Error::Input { name: "image_grid_thw".into(), problem };
+        let s = config.merge;
+        if grids.is_empty() {
+            return Err(bad("no images".into()));
+        }
+        for (i, g) in grids.iter().enumerate() {
+            if g.t == 0 || g.h == 0 || g.w == 0 {
+                return Err(bad(format!("image {i}: grid {}x{}x{} has a zero side", g.t, g.h, g.w)));
+            }
+            if !g.h.is_multiple_of(s) || !g.w.is_multiple_of(s) {
+                let problem =
+                    format!("image {i}: {} x {} patches, which spatial_merge_size {s} does not tile", g.h, g.w);
+                return Err(bad(problem));
+            }
+        }
+        let total: usize = grids.iter().map(GridThw::patches).sum();
+        if total != rows {
+            return Err(bad(format!("the grids hold {total} patches (Σ t·h·w), but pixel_values has {rows} rows")));
+        }
+        // The processor's order: merge blocks row-major, the s × s patches of a block row-major.
+        let mut natural = Vec::with_capacity(2 * rows);
+        let mut frames = Vec::new();
+        for g in grids {
+            for _ in 0..g.t {
+                for (by, bx) in (0..g.h / s).flat_map(|by| (0..g.w / s).map(move |bx| (by, bx))) {
+                    for (dy, dx) in (0..s).flat_map(|dy| (0..s).map(move |dx| (dy, dx))) {
+                        natural.extend([(by * s + dy) as u32, (bx * s + dx) as u32]);
+                    }
+                }
+                frames.push(g.h * g.w);
+            }
+        }
+        let Some(units) = config.window_units() else {
+            return Ok(Self { rows, positions: natural, frames, windows: None, window_index: None });
+        };
+        let (index, windows) = window_index(grids, s, units);
+        let unit = 2 * s * s;
+        let positions =
+            index.iter().flat_map(|&u| &natural[u as usize * unit..(u as usize + 1) * unit]).copied().collect();
+        Ok(Self { rows, positions, frames, windows: Some(windows), window_index: Some(index) })
+    }
+
+    /// `argsort(window_index)`: the place of each merge unit in the tower's order, which reads
+    /// the merger's rows back in the processor's order.
+    pub fn inverse(&self) -> Option<Vec<u32>> {
+        self.window_index.as_ref().map(|index| {
+            let mut inverse = vec![0u32; index.len()];
+            for (place, &unit) in index.iter().enumerate() {
+                inverse[unit as usize] = place as u32;
+            }
+            inverse
+        })
+    }
+
+    /// `rows` values per row of the processor's order in the tower's order (the identity
+    /// without windows): `values` is `[rows, width]`.
+    pub fn permute_rows<T: Copy>(&self, values: &[T], merge: usize) -> Vec<T> {
+        let Some(index) = &self.window_index else {
+            return values.to_vec();
+        };
+        let unit = values.len() / self.rows * merge * merge;
+        index.iter().flat_map(|&u| &values[u as usize * unit..(u as usize + 1) * unit]).copied().collect()
+    }
+}
+
+/// Qwen2.5-VL's `get_window_index`: per image and frame the merged grid, padded up to whole
+/// windows of `units` × `units` (a full extra window when `units` divides it, as upstream),
+/// windows row-major and each window's units row-major; the padding dropped. Returns the
+/// units in that order and each window's length in patches (empty ones included).
+fn window_index(grids: &[GridThw], merge: usize, units: usize) -> (Vec<u32>, Vec<usize>) {
+    let (mut index, mut lengths, mut first) = (Vec::new(), Vec::new(), 0usize);
+    for g in grids {
+        let (gh, gw) = (g.h / merge, g.w / merge);
+        let (wh, ww) = ((gh + units - gh % units) / units, (gw + units - gw % units) / units);
+        for t in 0..g.t {
+            for (y0, x0) in (0..wh).flat_map(|y| (0..ww).map(move |x| (y * units, x * units))) {
+                let before = index.len();
+                for y in y0..(y0 + units).min(gh) {
+                    for x in x0..(x0 + units).min(gw) {
+                        index.push((first + (t * gh + y) * gw + x) as u32);
+                    }
+                }
+                lengths.push((index.len() - before) * merge * merge);
+            }
+        }
+        first += g.t * gh * gw;
+    }
+    (index, lengths)
+}
+
+#[derive(Debug, Clone)]
+enum QwenMlp {
+    /// `fc2(act(fc1(x)))`.
+    Gelu { fc1: Linear, fc2: Linear },
+    /// `down(silu(gate(x)) · up(x))`: gate and up interleaved into one GEMM.
+    SwiGlu { gate_up: Linear, down: Linear },
+}
+
+#[derive(Debug, Clone)]
+struct Layer {
+    norm1: Norm,
+    qkv: Linear,
+    proj: Linear,
+    norm2: Norm,
+    mlp: QwenMlp,
+}
+
+/// A Qwen2-VL or Qwen2.5-VL tower with its weights on the GPU.
+#[derive(Debug, Clone)]
+pub struct QwenTower {
+    config: QwenConfig,
+    /// The Conv3d as `[C, C·T·P·P]`, no bias.
+    patch: Linear,
+    layers: Vec<Layer>,
+    activations: DType,
+}
+
+impl QwenTower {
+    /// The first tensor every checkpoint holds (whether it has the tower).
+    pub const PROBE: &'static str = "patch_embed.proj.weight";
+
+    /// Loads the tower from `weights` (names relative to its prefix, `visual.` or
+    /// `model.visual.`). GEMM weights keep their stored dtype.
+    pub fn from_weights(gpu: &Gpu, weights: &Weights, config: QwenConfig) -> Result<Self> {
+        let (c, f, k) = (config.hidden, config.intermediate, config.row_width());
+        let (t, p, ch) = (config.temporal, config.patch, config.channels);
+        let stored = weights.shape(Self::PROBE)?;
+        if stored != [c, ch, t, p, p] {
+            return Err(Error::Weights {
+                name: Self::PROBE.into(),
+                problem: format!(
+                    "shape {stored:?}, expected [{c}, {ch}, {t}, {p}, {p}] (vision_config width, in_channels, temporal_patch_size, patch_size)"
+                ),
+            });
+        }
+        let patch = Linear::from_tensors("qwen_vision", weights.upload_rows(gpu, &[Self::PROBE], &[c, k])?, None)?;
+        let layers = (0..config.layers)
+            .map(|i| {
+                let at = |leaf: &str| format!("blocks.{i}.{leaf}");
+                let norm = |leaf: &str| match config.kind {
+                    QwenKind::Qwen2Vl => Norm::load_layer(gpu, weights, &at(leaf), c, LayerNorm::new(EPS)),
+                    QwenKind::Qwen25Vl => Norm::load_rms(gpu, weights, &at(leaf), c, RmsNorm::new(EPS)),
+                };
+                let mlp = match config.kind {
+                    QwenKind::Qwen2Vl => QwenMlp::Gelu {
+                        fc1: Linear::load(gpu, weights, &at("mlp.fc1"), c, true)?,
+                        fc2: Linear::load(gpu, weights, &at("mlp.fc2"), f, true)?,
+                    },
+                    QwenKind::Qwen25Vl => QwenMlp::SwiGlu {
+                        gate_up: gate_up(gpu, weights, &at("mlp"), c, f)?,
+                        down: Linear::load(gpu, weights, &at("mlp.down_proj"), f, true)?,
+                    },
+                };
+                Ok(Layer {
+                    norm1: norm("norm1")?,
+                    qkv: Linear::load(gpu, weights, &at("attn.qkv"), c, true)?,
+                    proj: Linear::load(gpu, weights, &at("attn.proj"), c, true)?,
+                    norm2: norm("norm2")?,
+                    mlp,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for (i, layer) in layers.iter().enumerate() {
+            if layer.qkv.out_features() != 3 * c {
+                let problem = format!("{} outputs, expected 3 x {c}", layer.qkv.out_features());
+                return Err(Error::Weights { name: format!("blocks.{i}.attn.qkv.weight"), problem });
+            }
+        }
+        gpu.flush("uploading vision tower weights")?;
+        Ok(Self { config, patch, layers, activations: DType::F32 })
+    }
+
+    /// Builds later graphs with activations stored as `dtype` (f32, the default, or f16).
+    pub fn with_activations(mut self, dtype: DType) -> Self {
+        self.activations = dtype;
+        self
+    }
+
+    /// Activations' storage type.
+    pub fn activations(&self) -> DType {
+        self.activations
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &QwenConfig {
+        &self.config
+    }
+
+    /// Adds the tower on `pixels` `[1, rows, C·T·P·P]` (an input of `g` in
+    /// [`QwenTower::activations`], its rows already in `layout`'s order, see
+    /// [`QwenLayout::permute_rows`]) and returns the last layer's output `[1, rows, C]`, in
+    /// the same order.
+    pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, pixels: TensorId, layout: &QwenLayout) -> Result<TensorId> {
+        let c = self.config.hidden;
+        let (heads, d) = (self.config.heads as u32, (c / self.config.heads) as u32);
+        let rows = layout.rows;
+        let positions = Tensor::from_data(gpu, &[rows, 2], DType::U32, layout.positions[..].into())?;
+        let positions = g.constant("rotary.positions", &positions);
+        let rope = Rope2d {
+            head_dim: d as usize,
+            heads: 2 * heads as usize,
+            theta: self.config.theta,
+            frequencies: RopeFrequencies::Axial,
+        };
+        let base = Attention::new(heads, d).offsets(0, c as u32, 2 * c as u32);
+        let mut segments = |name: &str, lengths: &[usize]| -> Result<(Attention, TensorId)> {
+            let table = Tensor::from_data(gpu, &[1, rows, 2], DType::U32, segment_bounds(lengths)[..].into())?;
+            Ok((base.segments(lengths), g.constant(name, &table)))
+        };
+        let full = segments("attention.frames", &layout.frames)?;
+        let windowed = layout.windows.as_deref().map(|w| segments("attention.windows", w)).transpose()?;
+        let mut h = self.patch.add(g, "patch_embed", pixels, None, Skip::None)?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let name = format!("blocks.{i}");
+            let (attention, table) = match windowed {
+                Some(w) if !self.config.full_attention.contains(&i) => w,
+                _ => full,
+            };
+            let qkv = layer.qkv.add_normed(g, &format!("{name}.qkv"), &layer.norm1, h, None, Skip::None)?;
+            let turned = g.add(rope, &[qkv, positions])?;
+            h = layer.proj.add_after_attention(
+                g,
+                &format!("{name}.proj"),
+                attention,
+                &[turned, turned, table],
+                Some(h),
+                None,
+            )?;
+            h = match &layer.mlp {
+                QwenMlp::Gelu { fc1, fc2 } => {
+                    let mlp = Mlp { norm: Some(&layer.norm2), up: fc1, activation: Some(self.config.act), down: fc2 };
+                    mlp.add_named(g, [&format!("{name}.fc1"), &format!("{name}.fc2")], h, None)?
+                }
+                QwenMlp::SwiGlu { gate_up, down } => {
+                    let gated = gate_up.add_normed_with(
+                        g,
+                        &format!("{name}.gate_up"),
+                        &layer.norm2,
+                        h,
+                        Epilogue::SWIGLU,
+                        &[],
+                    )?;
+                    down.add(g, &format!("{name}.down"), gated, None, Skip::Add(h))?
+                }
+            };
+        }
+        Ok(h)
+    }
+}
+
+/// `gate_proj` and `up_proj` (`[F, C]` with biases) as one SwiGLU GEMM: rows and biases
+/// interleaved.
+fn gate_up(gpu: &Gpu, weights: &Weights, prefix: &str, c: usize, f: usize) -> Result<Linear> {
+    let [gate, up] = ["gate_proj", "up_proj"].map(|x| format!("{prefix}.{x}"));
+    for name in [&gate, &up] {
+        let shape = weights.shape(&format!("{name}.weight"))?;
+        if shape != [f, c] {
+            let problem =
+                format!("shape {shape:?}, expected [{f}, {c}] (vision_config intermediate_size, hidden_size)");
+            return Err(Error::Weights { name: format!("{name}.weight"), problem });
+        }
+    }
+    let names = [format!("{gate}.weight"), format!("{up}.weight")];
+    let weight =
+        weights.upload_arranged(gpu, &[&names[0], &names[1]], &[2 * f, c], |v| interleave_rows(&v[0], &v[1], c))?;
+    let biases = [weights.f32(&format!("{gate}.bias"), Some(&[f]))?, weights.f32(&format!("{up}.bias"), Some(&[f]))?];
+    let bias = Tensor::from_f32(gpu, &[2 * f], &interleave_rows(&biases[0], &biases[1], 1))?;
+    Linear::from_tensors("qwen_vision", weight, Some(bias))
+}
