@@ -119,8 +119,8 @@ fn reference_linear(c: &LinearCase) -> Vec<f64> {
     };
     let y = reference::linear(&x, &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
     let mut y: Vec<f64> = match c.epilogue.activation {
+        _ if c.epilogue.swiglu => reference::swiglu_pairs(&y, c.epilogue.activation),
         Some(form) => y.into_iter().map(|v| reference::gelu(form, v)).collect(),
-        None if c.epilogue.swiglu => reference::swiglu_pairs(&y),
         None => y,
     };
     if c.epilogue.row_scale {

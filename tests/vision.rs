@@ -23,11 +23,16 @@ fn dir(family: &str) -> PathBuf {
 /// `family`'s `image_features` from its `vision_inputs`, f32 weights vs upstream, bf16 weights
 /// vs the f64 reference; also how many dispatches the plan records.
 fn check(family: &str) {
+    check_on(gpu(), family);
+}
+
+/// [`check`] on `gpu`.
+fn check_on(gpu: &vlbridge::Gpu, family: &str) {
     let dir = dir(family);
     let inputs = models::read_tensors(dir.join("vision_inputs.safetensors")).unwrap();
     let want = models::read_tensors(dir.join("vision_outputs.safetensors")).unwrap();
     let want = &want["image_features"];
-    let model = models::from_pretrained(gpu(), &dir).unwrap();
+    let model = models::from_pretrained(gpu, &dir).unwrap();
     assert!(!model.vision_input_names().is_empty(), "{family}: the tower was not loaded");
     let got = model.run(&inputs).unwrap();
     let got = &got["image_features"];
@@ -37,7 +42,7 @@ fn check(family: &str) {
     assert!(cmp.passed(), "{family} f32 vs transformers: {cmp}");
 
     let options = LoadOptions { weights: Some(DType::BF16), ..LoadOptions::default() };
-    let bf16 = models::from_pretrained_with(gpu(), &dir, &options).unwrap();
+    let bf16 = models::from_pretrained_with(gpu, &dir, &options).unwrap();
     let got = bf16.run(&inputs).unwrap();
     let reference = bf16.reference(&inputs).unwrap();
     let (_, want) = &reference["image_features"];
@@ -61,6 +66,22 @@ fn qwen2_vl_rotary_tower_per_image_segments_and_merger() {
 #[timeout(300_000)]
 fn qwen2_5_vl_windows_full_attention_layers_and_inverse_order() {
     check("qwen2_5_vl");
+}
+
+#[test]
+#[timeout(300_000)]
+fn mistral3_pixtral_images_of_their_own_sizes_and_merger() {
+    check("mistral3");
+}
+
+/// The fused sublayers GPUs run (attention, projection and residual in one `attention_rows`
+/// dispatch, the MLP in one `mlp_rows`), here forced: the segment table reaches them too.
+#[test]
+#[timeout(300_000)]
+fn rotary_towers_with_fused_sublayers() {
+    for family in ["qwen2_vl", "qwen2_5_vl", "mistral3"] {
+        check_on(common::forced_gpu("sublayers", "fused"), family);
+    }
 }
 
 #[test]
@@ -183,6 +204,41 @@ fn bad_towers_and_pixels_are_typed_errors_naming_the_problem() {
     assert!(e.contains("pixel_values") && e.contains("finite"), "{e}");
 }
 
+/// The host's window order is upstream's: `window_index` and `cu_window_seqlens` as
+/// transformers computed them for grids [1, 10, 14] and [1, 4, 6] (windows of 4 × 4 merge
+/// units, partial ones at the edges); and upstream's padding where the merged grid fills whole
+/// windows (a whole extra row and column of empty windows).
+#[test]
+#[timeout(60_000)]
+fn qwen2_5_vl_window_order_is_upstreams() {
+    use vlbridge::towers::{GridThw, QwenConfig, QwenKind, QwenLayout};
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir("qwen2_5_vl").join("config.json")).unwrap()).unwrap();
+    let config = QwenConfig::from_json(QwenKind::Qwen25Vl, "vision_config", &config["vision_config"]).unwrap();
+    let grids = [GridThw { t: 1, h: 10, w: 14 }, GridThw { t: 1, h: 4, w: 6 }];
+    let layout = QwenLayout::new(&config, &grids, 164).unwrap();
+    let want = models::read_tensors(dir("qwen2_5_vl").join("vision_outputs.safetensors")).unwrap();
+    let ints = |name: &str| match &want[name].data {
+        vlbridge::HostVec::U32(v) => v.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(layout.window_index.as_deref(), Some(&ints("window_index")[..]));
+    let mut bounds = vec![0u32];
+    for &n in layout.windows.as_ref().unwrap() {
+        let end = bounds[bounds.len() - 1] + n as u32;
+        if end != bounds[bounds.len() - 1] {
+            bounds.push(end);
+        }
+    }
+    assert_eq!(bounds, ints("cu_window_seqlens"));
+    let whole = QwenLayout::new(&config, &[GridThw { t: 1, h: 8, w: 8 }], 64).unwrap();
+    assert_eq!(whole.windows, Some(vec![64, 0, 0, 0]));
+    // The inverse reads every unit back to its place.
+    let inverse = layout.inverse().unwrap();
+    let index = layout.window_index.as_ref().unwrap();
+    assert!(inverse.iter().enumerate().all(|(unit, &place)| index[place as usize] == unit as u32));
+}
+
 /// Qwen's `image_grid_thw` must account for every row of `pixel_values`, and the merge must
 /// tile each grid; rows of another width and a missing grid are errors too.
 #[test]
@@ -209,6 +265,28 @@ fn qwen_grids_that_do_not_fit_the_rows_are_typed_errors() {
     missing.remove("image_grid_thw");
     let e = model.run(&missing).unwrap_err().to_string();
     assert!(e.contains("image_grid_thw") && e.contains("missing"), "{e}");
+}
+
+/// Mistral 3's `image_sizes` must lie within the padded pixels, one per image, each at least a
+/// patch.
+#[test]
+#[timeout(120_000)]
+fn pixtral_sizes_past_the_padding_are_typed_errors() {
+    let model = models::from_pretrained(gpu(), dir("mistral3")).unwrap();
+    let inputs = models::read_tensors(dir("mistral3").join("vision_inputs.safetensors")).unwrap();
+    let sizes = |s: &[u32]| {
+        let mut changed = inputs.clone();
+        let t = vlbridge::HostTensor::new(&[s.len() / 2, 2], vlbridge::HostVec::U32(s.to_vec())).unwrap();
+        changed.insert("image_sizes".into(), t);
+        model.run(&changed).expect_err("bad image_sizes").to_string()
+    };
+    // The pixels are padded to 84 x 84.
+    let e = sizes(&[56, 84, 98, 28, 70, 42]);
+    assert!(e.contains("image_sizes") && e.contains("98 x 28 px, larger than the padded pixels (84 x 84)"), "{e}");
+    let e = sizes(&[56, 84, 84, 28]);
+    assert!(e.contains("image_sizes") && e.contains("2 sizes for 3 images"), "{e}");
+    let e = sizes(&[56, 84, 84, 10, 70, 42]);
+    assert!(e.contains("image_sizes") && e.contains("smaller than one 14 px patch"), "{e}");
 }
 
 #[test]
@@ -277,8 +355,8 @@ fn the_pixel_path_runs_with_f16_weights_and_activations() {
 #[test]
 #[timeout(120_000)]
 fn pixels_for_a_tower_not_served_yet_say_so() {
-    let model = models::from_pretrained(gpu(), dir("mistral3")).unwrap();
-    let inputs = models::read_tensors(dir("mistral3").join("vision_inputs.safetensors")).unwrap();
+    let model = models::from_pretrained(gpu(), dir("mllama")).unwrap();
+    let inputs = models::read_tensors(dir("mllama").join("vision_inputs.safetensors")).unwrap();
     let e = model.run(&inputs).unwrap_err().to_string();
-    assert!(e.contains("pixel_values") && e.contains("does not serve the mistral3 vision tower"), "{e}");
+    assert!(e.contains("pixel_values") && e.contains("does not serve the mllama vision tower"), "{e}");
 }

@@ -5,7 +5,8 @@
 //   x̂ = x / rms · (NORM_OFFSET + norm_weight)         (NORM_A = 2: RMSNorm, Gemma's 1 + w)
 // with each row's statistics computed by the kernel (normed() applies them). On the way out:
 //   v = activation(acc + bias[col])                        (bias optional)
-//   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i)
+//   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i;
+//                                                           ACTIVATION's GELU for silu if set)
 //   v = row_scale[row] · v                                 (ROW_SCALE)
 //   y = v | residual + v | residual + tanh(gate[0]) · v     (RESIDUAL 0 | 1 | 2)
 //   y = residual + gate[col] · v                           (RESIDUAL 3: a per-column layer scale)
@@ -101,7 +102,9 @@ fn epilogue(acc: f32, out: u32, row: u32, col: u32) -> f32 {
 
 // SWIGLU: the output element at `out` from weight rows `col` (gate) and `col + 1` (up).
 fn epilogue_swiglu(gate_acc: f32, up_acc: f32, out: u32, row: u32, col: u32) -> f32 {
-    return finish(silu(biased(gate_acc, col)) * biased(up_acc, col + 1u), out, row, col / 2u);
+    let g = biased(gate_acc, col);
+    let gated = select(silu(g), activate(ACTIVATION, g), ACTIVATION != 0u);
+    return finish(gated * biased(up_acc, col + 1u), out, row, col / 2u);
 }
 
 // Where weight row `col` of output row `row` is stored in y [m, y_stride]: SWIGLU stores

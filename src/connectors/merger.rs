@@ -362,6 +362,18 @@ impl Merger {
     /// `[N / s², s²·C]`); returns its result and the intermediates
     /// [`MergerKind::output_names`] lists, none of them marked as outputs.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, x: TensorId) -> Result<Vec<TensorId>> {
+        self.add_to_images(gpu, g, x, &[])
+    }
+
+    /// [`Merger::add_to`] with Mistral 3's `image_sizes` in pixels (its `x` is `[N, C]`, the
+    /// images' tokens one after the other).
+    pub fn add_to_images(
+        &self,
+        gpu: &Gpu,
+        g: &mut Graph,
+        x: TensorId,
+        image_sizes: &[(usize, usize)],
+    ) -> Result<Vec<TensorId>> {
         let shape = g.shape(x).unwrap_or_default().to_vec();
         let s2 = self.config.scale * self.config.scale;
         if matches!(self.config.kind, MergerKind::Qwen2Vl | MergerKind::Qwen25Vl) {
@@ -371,7 +383,7 @@ impl Merger {
             }
             return self.nodes(gpu, g, x, &[], false);
         }
-        let grids = self.grids(&shape, &[])?;
+        let grids = self.grids(&shape, image_sizes)?;
         self.nodes(gpu, g, x, &grids, false)
     }
 

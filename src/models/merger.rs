@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, Side, required};
-use super::vision::{Frames, Tower, TowerSpec, all_slabs};
+use super::vision::{Frames, Rotary, Tower, TowerSpec, all_slabs};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
 use crate::dtype::{DType, HostVec};
@@ -15,7 +15,7 @@ use crate::graph::Graph;
 use crate::host::HostTensor;
 use crate::ops::{Concat, GeluForm};
 use crate::tensor::Tensor;
-use crate::towers::{GridThw, QwenLayout, QwenTower};
+use crate::towers::{GridThw, PixtralLayout, PixtralTower, QwenLayout, QwenTower};
 use crate::weights::Weights;
 
 /// Every field these families' configs use, each optional; a family reads its own.
@@ -212,15 +212,15 @@ impl Model for MergerModel {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let merger = Merger::from_weights(gpu, weights, self.config)?.with_activations(activations);
-        let (mut tower, mut qwen) = (None, None);
+        let (mut tower, mut rotary) = (None, None);
         if let Some(spec) = &self.tower {
-            if matches!(self.family, ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl) {
-                qwen = spec.load_qwen(gpu, weights, activations)?;
+            if matches!(self.family, ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl | ModelFamily::Mistral3) {
+                rotary = spec.load_rotary(gpu, weights, activations)?;
             } else {
                 tower = spec.load(gpu, weights, activations)?;
             }
         }
-        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, qwen, family: self.family }))
+        Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, rotary, family: self.family }))
     }
 
     fn tower(&self) -> Option<&TowerSpec> {
@@ -232,8 +232,8 @@ struct MergerRun {
     gpu: Gpu,
     merger: Merger,
     tower: Option<Tower>,
-    /// The Qwen families' rotary tower.
-    qwen: Option<QwenTower>,
+    /// The Qwen families' and Mistral 3's rotary towers.
+    rotary: Option<Rotary>,
     family: ModelFamily,
 }
 
@@ -243,22 +243,13 @@ impl MergerRun {
     fn build_qwen(&self, tower: &QwenTower, inputs: &Tensors) -> Result<Built> {
         let config = tower.config();
         let name = "pixel_values";
-        let t = inputs
-            .get(name)
-            .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+        let (t, data) = finite_pixels(inputs)?;
         let k = config.row_width();
-        let Some(data) = t.data.as_f32() else {
-            return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
-        };
         if t.shape.len() != 2 || t.shape[1] != k {
             let problem = format!(
                 "shape {:?}, expected [patches, {k}] (rows of in_channels x temporal_patch_size x patch_size²)",
                 t.shape
             );
-            return Err(Error::Input { name: name.into(), problem });
-        }
-        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-            let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
             return Err(Error::Input { name: name.into(), problem });
         }
         let grids: Vec<GridThw> = super::vision::int_rows(inputs, "image_grid_thw", 3)?
@@ -287,6 +278,26 @@ impl MergerRun {
             None => g.add(Concat::Regroup { cols: unit }, &[h])?,
         };
         let out = self.merger.add_to(&self.gpu, &mut g, units)?[0];
+        g.output(out)?;
+        Ok(Built { graph: g, outputs: &["image_features"], feeds })
+    }
+
+    /// Mistral 3: the padded `pixel_values` `[images, 3, H, W]` with `image_sizes` → each
+    /// image's real patches as rows → Pixtral → the merger over each image's own grid.
+    fn build_pixtral(&self, tower: &PixtralTower, inputs: &Tensors) -> Result<Built> {
+        let (t, data) = finite_pixels(inputs)?;
+        let sizes = image_sizes(inputs)?;
+        let layout = PixtralLayout::new(tower.config(), data, &t.shape, &sizes)?;
+        let mut g = Graph::new();
+        let mut feeds = Tensors::new();
+        let shape = [1, layout.tokens(), tower.config().row_width()];
+        let rows = g.input_as("pixel_values", &shape, tower.activations())?;
+        feeds.insert("pixel_values".into(), HostTensor::new(&shape, HostVec::F32(layout.rows.clone()))?);
+        g.set_stage("tower");
+        let h = tower.add_to(&self.gpu, &mut g, rows, &layout)?;
+        g.set_stage("connector");
+        let tokens = g.add(Concat::Flatten, &[h])?;
+        let out = self.merger.add_to_images(&self.gpu, &mut g, tokens, &sizes)?[0];
         g.output(out)?;
         Ok(Built { graph: g, outputs: &["image_features"], feeds })
     }
@@ -322,8 +333,10 @@ impl Runner for MergerRun {
     }
 
     fn vision_inputs(&self) -> &'static [&'static str] {
-        if self.qwen.is_some() {
-            return &["pixel_values", "image_grid_thw"];
+        match &self.rotary {
+            Some(Rotary::Qwen(_)) => return &["pixel_values", "image_grid_thw"],
+            Some(Rotary::Pixtral(_)) => return &["pixel_values", "image_sizes"],
+            None => {}
         }
         match (&self.tower, self.family) {
             (None, _) => &[],
@@ -333,10 +346,10 @@ impl Runner for MergerRun {
     }
 
     fn build(&self, inputs: &Tensors) -> Result<Built> {
-        if let Some(tower) = &self.qwen
-            && inputs.contains_key("pixel_values")
-        {
-            return self.build_qwen(tower, inputs);
+        match (&self.rotary, inputs.contains_key("pixel_values")) {
+            (Some(Rotary::Qwen(tower)), true) => return self.build_qwen(tower, inputs),
+            (Some(Rotary::Pixtral(tower)), true) => return self.build_pixtral(tower, inputs),
+            _ => {}
         }
         if let Some(tower) = &self.tower
             && inputs.contains_key("pixel_values")
@@ -353,6 +366,22 @@ impl Runner for MergerRun {
         let sizes = if kind == MergerKind::Mistral3 { image_sizes(inputs)? } else { Vec::new() };
         Built::one(self.merger.graph(&self.gpu, shape, &sizes)?.0, x, kind.output_names())
     }
+}
+
+/// `pixel_values` as float data, every element finite.
+fn finite_pixels(inputs: &Tensors) -> Result<(&HostTensor, &[f32])> {
+    let name = "pixel_values";
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+    let Some(data) = t.data.as_f32() else {
+        return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
+    };
+    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+        let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
+        return Err(Error::Input { name: name.into(), problem });
+    }
+    Ok((t, data))
 }
 
 /// Mistral 3's `image_sizes` `[images, 2]`: (height, width) in pixels.

@@ -10,7 +10,9 @@ use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 use crate::ops::Concat;
-use crate::towers::{QwenConfig, QwenKind, QwenTower, TowerConfig, TowerKind, TowerSelect, VisionTower};
+use crate::towers::{
+    PixtralConfig, PixtralTower, QwenConfig, QwenKind, QwenTower, TowerConfig, TowerKind, TowerSelect, VisionTower,
+};
 use crate::weights::Weights;
 
 /// A family's tower, described from `config.json`. A config the tower cannot be built from is
@@ -31,6 +33,8 @@ enum Arch {
     Vit(TowerKind),
     /// Qwen2-VL's or Qwen2.5-VL's rotary tower.
     Qwen(QwenKind),
+    /// Pixtral (Mistral 3).
+    Pixtral,
 }
 
 impl Arch {
@@ -38,6 +42,7 @@ impl Arch {
         match self {
             Arch::Vit(kind) => kind.upstream(),
             Arch::Qwen(kind) => kind.upstream(),
+            Arch::Pixtral => "PixtralVisionModel",
         }
     }
 
@@ -45,6 +50,7 @@ impl Arch {
         match self {
             Arch::Vit(kind) => VisionTower::probe(kind),
             Arch::Qwen(_) => QwenTower::PROBE.into(),
+            Arch::Pixtral => PixtralTower::PROBE.into(),
         }
     }
 }
@@ -53,6 +59,14 @@ impl Arch {
 enum Parsed {
     Vit(VitParsed),
     Qwen(QwenConfig),
+    /// With the `hidden_states` index the model reads (`vision_feature_layer`).
+    Pixtral(PixtralConfig, usize),
+}
+
+/// A loaded rotary tower.
+pub(crate) enum Rotary {
+    Qwen(QwenTower),
+    Pixtral(PixtralTower),
 }
 
 #[derive(Debug, Clone)]
@@ -78,13 +92,14 @@ impl TowerSpec {
             ModelFamily::InternVl => (Arch::Vit(TowerKind::InternVit), &["vision_tower."]),
             ModelFamily::Qwen2Vl => (Arch::Qwen(QwenKind::Qwen2Vl), &["model.visual.", "visual."]),
             ModelFamily::Qwen25Vl => (Arch::Qwen(QwenKind::Qwen25Vl), &["model.visual.", "visual."]),
+            ModelFamily::Mistral3 => (Arch::Pixtral, &["model.vision_tower.", "vision_tower."]),
             _ => return Ok(None),
         };
+        let vision = &config.value()["vision_config"];
         let parsed = match arch {
             Arch::Vit(kind) => VitParsed::new(family, kind, config).map(Parsed::Vit),
-            Arch::Qwen(kind) => {
-                QwenConfig::from_json(kind, "vision_config", &config.value()["vision_config"]).map(Parsed::Qwen)
-            }
+            Arch::Qwen(kind) => QwenConfig::from_json(kind, "vision_config", vision).map(Parsed::Qwen),
+            Arch::Pixtral => pixtral(config.value()),
         };
         let parsed = parsed.map_err(|e| match e {
             Error::Config { field, problem } => (field, problem),
@@ -118,16 +133,27 @@ impl TowerSpec {
         Ok(Some(Tower { tower: tower.with_activations(activations), drop_class: p.drop_class }))
     }
 
-    /// [`TowerSpec::load`] for the Qwen families' rotary towers.
-    pub(crate) fn load_qwen(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<QwenTower>> {
+    /// [`TowerSpec::load`] for the rotary towers (Qwen2-VL, Qwen2.5-VL, Pixtral).
+    pub(crate) fn load_rotary(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<Rotary>> {
         let Some((prefix, parsed)) = self.parsed_for(weights)? else {
             return Ok(None);
         };
-        let Parsed::Qwen(config) = parsed else {
-            return Err(Error::Config { field: "vision_config".into(), problem: "not a rotary tower (a ViT)".into() });
+        let weights = weights.with_prefix(prefix);
+        let tower = match parsed {
+            Parsed::Qwen(config) => {
+                Rotary::Qwen(QwenTower::from_weights(gpu, &weights, config.clone())?.with_activations(activations))
+            }
+            Parsed::Pixtral(config, depth) => Rotary::Pixtral(
+                PixtralTower::from_weights(gpu, &weights, config.clone(), *depth)?.with_activations(activations),
+            ),
+            Parsed::Vit(_) => {
+                return Err(Error::Config {
+                    field: "vision_config".into(),
+                    problem: "not a rotary tower (a ViT)".into(),
+                });
+            }
         };
-        let tower = QwenTower::from_weights(gpu, &weights.with_prefix(prefix), config.clone())?;
-        Ok(Some(tower.with_activations(activations)))
+        Ok(Some(tower))
     }
 
     /// The prefix and the parsed config where the checkpoint holds the tower.
@@ -147,6 +173,7 @@ impl TowerSpec {
         let p = match &self.parsed {
             Ok(Parsed::Vit(p)) => p,
             Ok(Parsed::Qwen(c)) => return describe_qwen(c),
+            Ok(Parsed::Pixtral(c, depth)) => return describe_pixtral(c, *depth),
             Err((field, problem)) => {
                 return vec![(
                     "vision tower".into(),
@@ -180,6 +207,37 @@ impl TowerSpec {
             ("tower FLOPs".into(), format!("{:.2} GFLOP per image", c.flops(used) / 1e9)),
         ]
     }
+}
+
+/// Mistral 3's tower: its `vision_config` and the `hidden_states` index `vision_feature_layer`
+/// names (an int).
+fn pixtral(config: &serde_json::Value) -> Result<Parsed> {
+    let tower = PixtralConfig::from_json("vision_config", &config["vision_config"])?;
+    let layer = &config["vision_feature_layer"];
+    let n = tower.layers as i64 + 1;
+    let index = layer.as_i64().unwrap_or(-1);
+    let i = if index < 0 { n + index } else { index };
+    if !(layer.is_null() || layer.is_i64()) || !(0..n).contains(&i) {
+        let problem = format!("{layer}: one hidden state of the {} layers' {n} (a list is not served)", tower.layers);
+        return Err(Error::Config { field: "vision_feature_layer".into(), problem });
+    }
+    Ok(Parsed::Pixtral(tower, i as usize))
+}
+
+/// What `inspect` says of Pixtral: sizes are the input's.
+fn describe_pixtral(c: &PixtralConfig, depth: usize) -> Vec<(String, String)> {
+    vec![
+        (
+            "vision tower".into(),
+            format!(
+                "PixtralVisionModel ({} layers, {depth} used; width {}, {} heads, MLP {})",
+                c.layers, c.hidden, c.heads, c.intermediate
+            ),
+        ),
+        ("image".into(), format!("own sizes up to {0} x {0} px, patch {1}", c.image_size, c.patch)),
+        ("attention".into(), format!("2D rotary (theta {}), within each image", c.theta)),
+        ("tower tokens".into(), "Σ (h / patch)·(w / patch) of image_sizes".into()),
+    ]
 }
 
 /// What `inspect` says of a rotary tower: its sizes are the input's.

@@ -88,14 +88,15 @@ pub enum Residual {
 ///
 /// With `swiglu` the weight's rows interleave two projections, `[gate₀, up₀, gate₁, up₁, ..]`
 /// (see [`interleave_rows`]), and output column `i` is `silu(gate_i + b) · (up_i + b)`: Llama's
-/// MLP `silu(gate_proj(x)) · up_proj(x)` as one GEMM whose output is `[.., N/2]`.
+/// MLP `silu(gate_proj(x)) · up_proj(x)` as one GEMM whose output is `[.., N/2]`; with an
+/// `activation` the gate takes that GELU instead (GEGLU: Pixtral's `hidden_act: gelu`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epilogue {
     /// Adds a bias `[N]` (an input after the weight).
     pub bias: bool,
-    /// GELU after the bias.
+    /// GELU after the bias (with `swiglu`: on the gate, in place of SiLU).
     pub activation: Option<GeluForm>,
-    /// Pairs of outputs become `silu(gate) · up` (no `activation` then).
+    /// Pairs of outputs become `silu(gate) · up` (`activation(gate) · up` with one).
     pub swiglu: bool,
     /// Multiplies each output row by its entry of a row-scale input (Mllama's
     /// `full_text_row_masked_out_mask`), before the residual.
@@ -190,14 +191,9 @@ impl Epilogue {
         if w[1] != k {
             return Err(Error::shape(NAME, "weight in-features (dim 1) vs x's last dim", k, w[1]));
         }
-        if self.swiglu && (self.activation.is_some() || !w[0].is_multiple_of(2)) {
-            let what = "swiglu weight rows (interleaved gate/up pairs, no other activation)";
-            return Err(Error::shape(
-                NAME,
-                what,
-                "an even count",
-                format!("{} rows, activation {:?}", w[0], self.activation),
-            ));
+        if self.swiglu && !w[0].is_multiple_of(2) {
+            let what = "swiglu weight rows (interleaved gate/up pairs)";
+            return Err(Error::shape(NAME, what, "an even count", format!("{} rows", w[0])));
         }
         let slots = self.slots();
         if let Some(b) = slots[2]

@@ -74,9 +74,10 @@ pub fn layer_scale(y: &mut [f64], residual: &[f64], scale: &[f64]) {
 }
 
 /// SwiGLU over interleaved pairs: `[.., 2n]` (gate₀, up₀, gate₁, up₁, ..) → `[.., n]` of
-/// `silu(gate) · up`.
-pub fn swiglu_pairs(y: &[f64]) -> Vec<f64> {
-    y.chunks(2).map(|p| silu(p[0]) * p[1]).collect()
+/// `silu(gate) · up`, or `gelu(gate) · up` with a GELU form (GEGLU: Pixtral's `gelu`).
+pub fn swiglu_pairs(y: &[f64], gate: Option<GeluForm>) -> Vec<f64> {
+    let act = |v: f64| gate.map_or_else(|| silu(v), |form| gelu(form, v));
+    y.chunks(2).map(|p| act(p[0]) * p[1]).collect()
 }
 
 /// SiLU, `x · sigmoid(x)`.

@@ -8,12 +8,16 @@
 //! with output projection and residual, the MLP with its residual), and the hidden states the
 //! model selects.
 //!
-//! The rotary towers at native resolution (Qwen2-VL, Qwen2.5-VL) are
-//! [`QwenTower`]: processor rows in, 2D rotary positions, block-diagonal and window attention.
+//! The rotary towers at native resolution are [`QwenTower`] (Qwen2-VL, Qwen2.5-VL: processor
+//! rows in, window attention) and [`PixtralTower`] (Mistral 3: padded images of their own
+//! sizes): patch rows through one GEMM, 2D rotary positions, block-diagonal attention.
 
+mod pixtral;
 mod qwen;
+mod rotary;
 mod vit;
 
+pub use pixtral::{PixtralConfig, PixtralLayout, PixtralTower};
 pub use qwen::{GridThw, QwenConfig, QwenKind, QwenLayout, QwenTower};
 pub use vit::{TowerSelect, VisionTower};
 

@@ -9,15 +9,13 @@
 //! contiguous only after `window_index`, so the rows are permuted once on the host, before
 //! the tower, and the merge units back once after it ([`QwenLayout`]).
 
+use super::rotary::{self, FeedForward, RotaryLayer, Segments};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::nn::{Linear, Mlp, Norm, Skip};
-use crate::ops::{
-    Attention, Epilogue, GeluForm, LayerNorm, RmsNorm, Rope2d, RopeFrequencies, interleave_rows, segment_bounds,
-};
-use crate::tensor::Tensor;
+use crate::nn::{Linear, Norm, Skip};
+use crate::ops::{GeluForm, LayerNorm, RmsNorm, Rope2d, RopeFrequencies};
 use crate::weights::Weights;
 
 /// Which of the two towers.
@@ -298,30 +296,13 @@ fn window_index(grids: &[GridThw], merge: usize, units: usize) -> (Vec<u32>, Vec
     (index, lengths)
 }
 
-#[derive(Debug, Clone)]
-enum QwenMlp {
-    /// `fc2(act(fc1(x)))`.
-    Gelu { fc1: Linear, fc2: Linear },
-    /// `down(silu(gate(x)) · up(x))`: gate and up interleaved into one GEMM.
-    SwiGlu { gate_up: Linear, down: Linear },
-}
-
-#[derive(Debug, Clone)]
-struct Layer {
-    norm1: Norm,
-    qkv: Linear,
-    proj: Linear,
-    norm2: Norm,
-    mlp: QwenMlp,
-}
-
 /// A Qwen2-VL or Qwen2.5-VL tower with its weights on the GPU.
 #[derive(Debug, Clone)]
 pub struct QwenTower {
     config: QwenConfig,
     /// The Conv3d as `[C, C·T·P·P]`, no bias.
     patch: Linear,
-    layers: Vec<Layer>,
+    layers: Vec<RotaryLayer>,
     activations: DType,
 }
 
@@ -351,31 +332,25 @@ impl QwenTower {
                     QwenKind::Qwen2Vl => Norm::load_layer(gpu, weights, &at(leaf), c, LayerNorm::new(EPS)),
                     QwenKind::Qwen25Vl => Norm::load_rms(gpu, weights, &at(leaf), c, RmsNorm::new(EPS)),
                 };
-                let mlp = match config.kind {
-                    QwenKind::Qwen2Vl => QwenMlp::Gelu {
+                let ffn = match config.kind {
+                    QwenKind::Qwen2Vl => FeedForward::Gelu {
                         fc1: Linear::load(gpu, weights, &at("mlp.fc1"), c, true)?,
+                        act: config.act,
                         fc2: Linear::load(gpu, weights, &at("mlp.fc2"), f, true)?,
                     },
-                    QwenKind::Qwen25Vl => QwenMlp::SwiGlu {
-                        gate_up: gate_up(gpu, weights, &at("mlp"), c, f)?,
-                        down: Linear::load(gpu, weights, &at("mlp.down_proj"), f, true)?,
-                    },
+                    QwenKind::Qwen25Vl => FeedForward::swiglu(gpu, weights, &at("mlp"), (c, f), true, None)?,
                 };
-                Ok(Layer {
+                let layer = RotaryLayer {
                     norm1: norm("norm1")?,
                     qkv: Linear::load(gpu, weights, &at("attn.qkv"), c, true)?,
                     proj: Linear::load(gpu, weights, &at("attn.proj"), c, true)?,
                     norm2: norm("norm2")?,
-                    mlp,
-                })
+                    ffn,
+                };
+                layer.check(&at("attn.qkv.weight"), c)?;
+                Ok(layer)
             })
             .collect::<Result<Vec<_>>>()?;
-        for (i, layer) in layers.iter().enumerate() {
-            if layer.qkv.out_features() != 3 * c {
-                let problem = format!("{} outputs, expected 3 x {c}", layer.qkv.out_features());
-                return Err(Error::Weights { name: format!("blocks.{i}.attn.qkv.weight"), problem });
-            }
-        }
         gpu.flush("uploading vision tower weights")?;
         Ok(Self { config, patch, layers, activations: DType::F32 })
     }
@@ -401,79 +376,21 @@ impl QwenTower {
     /// [`QwenLayout::permute_rows`]) and returns the last layer's output `[1, rows, C]`, in
     /// the same order.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, pixels: TensorId, layout: &QwenLayout) -> Result<TensorId> {
-        let c = self.config.hidden;
-        let (heads, d) = (self.config.heads as u32, (c / self.config.heads) as u32);
-        let rows = layout.rows;
-        let positions = Tensor::from_data(gpu, &[rows, 2], DType::U32, layout.positions[..].into())?;
-        let positions = g.constant("rotary.positions", &positions);
-        let rope = Rope2d {
-            head_dim: d as usize,
-            heads: 2 * heads as usize,
-            theta: self.config.theta,
-            frequencies: RopeFrequencies::Axial,
-        };
-        let base = Attention::new(heads, d).offsets(0, c as u32, 2 * c as u32);
-        let mut segments = |name: &str, lengths: &[usize]| -> Result<(Attention, TensorId)> {
-            let table = Tensor::from_data(gpu, &[1, rows, 2], DType::U32, segment_bounds(lengths)[..].into())?;
-            Ok((base.segments(lengths), g.constant(name, &table)))
-        };
-        let full = segments("attention.frames", &layout.frames)?;
-        let windowed = layout.windows.as_deref().map(|w| segments("attention.windows", w)).transpose()?;
+        let (heads, d) = (self.config.heads, self.config.hidden / self.config.heads);
+        let rope =
+            Rope2d { head_dim: d, heads: 2 * heads, theta: self.config.theta, frequencies: RopeFrequencies::Axial };
+        let rope = (rope, rotary::positions(gpu, g, &layout.positions)?);
+        let full = Segments::new(gpu, g, "attention.frames", (heads, d), &layout.frames)?;
+        let windowed = layout.windows.as_deref().map(|w| Segments::new(gpu, g, "attention.windows", (heads, d), w));
+        let windowed = windowed.transpose()?;
         let mut h = self.patch.add(g, "patch_embed", pixels, None, Skip::None)?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let name = format!("blocks.{i}");
-            let (attention, table) = match windowed {
+            let segments = match windowed {
                 Some(w) if !self.config.full_attention.contains(&i) => w,
                 _ => full,
             };
-            let qkv = layer.qkv.add_normed(g, &format!("{name}.qkv"), &layer.norm1, h, None, Skip::None)?;
-            let turned = g.add(rope, &[qkv, positions])?;
-            h = layer.proj.add_after_attention(
-                g,
-                &format!("{name}.proj"),
-                attention,
-                &[turned, turned, table],
-                Some(h),
-                None,
-            )?;
-            h = match &layer.mlp {
-                QwenMlp::Gelu { fc1, fc2 } => {
-                    let mlp = Mlp { norm: Some(&layer.norm2), up: fc1, activation: Some(self.config.act), down: fc2 };
-                    mlp.add_named(g, [&format!("{name}.fc1"), &format!("{name}.fc2")], h, None)?
-                }
-                QwenMlp::SwiGlu { gate_up, down } => {
-                    let gated = gate_up.add_normed_with(
-                        g,
-                        &format!("{name}.gate_up"),
-                        &layer.norm2,
-                        h,
-                        Epilogue::SWIGLU,
-                        &[],
-                    )?;
-                    down.add(g, &format!("{name}.down"), gated, None, Skip::Add(h))?
-                }
-            };
+            h = layer.add(g, &format!("blocks.{i}"), h, rope, segments)?;
         }
         Ok(h)
     }
-}
-
-/// `gate_proj` and `up_proj` (`[F, C]` with biases) as one SwiGLU GEMM: rows and biases
-/// interleaved.
-fn gate_up(gpu: &Gpu, weights: &Weights, prefix: &str, c: usize, f: usize) -> Result<Linear> {
-    let [gate, up] = ["gate_proj", "up_proj"].map(|x| format!("{prefix}.{x}"));
-    for name in [&gate, &up] {
-        let shape = weights.shape(&format!("{name}.weight"))?;
-        if shape != [f, c] {
-            let problem =
-                format!("shape {shape:?}, expected [{f}, {c}] (vision_config intermediate_size, hidden_size)");
-            return Err(Error::Weights { name: format!("{name}.weight"), problem });
-        }
-    }
-    let names = [format!("{gate}.weight"), format!("{up}.weight")];
-    let weight =
-        weights.upload_arranged(gpu, &[&names[0], &names[1]], &[2 * f, c], |v| interleave_rows(&v[0], &v[1], c))?;
-    let biases = [weights.f32(&format!("{gate}.bias"), Some(&[f]))?, weights.f32(&format!("{up}.bias"), Some(&[f]))?];
-    let bias = Tensor::from_f32(gpu, &[2 * f], &interleave_rows(&biases[0], &biases[1], 1))?;
-    Linear::from_tensors("qwen_vision", weight, Some(bias))
 }

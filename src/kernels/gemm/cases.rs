@@ -12,7 +12,7 @@ use crate::reference;
 
 /// The epilogues the linear kernel fuses, before a row scale or an input norm is added: the
 /// fuzzer and the proptests draw from these.
-pub const EPILOGUES: [Epilogue; 7] = [
+pub const EPILOGUES: [Epilogue; 8] = [
     Epilogue::NONE,
     Epilogue::BIAS,
     Epilogue::bias_gelu(GeluForm::Erf),
@@ -20,6 +20,7 @@ pub const EPILOGUES: [Epilogue; 7] = [
     Epilogue::bias_gelu(GeluForm::Quick),
     Epilogue::SWIGLU,
     Epilogue { bias: true, ..Epilogue::SWIGLU },
+    Epilogue { activation: Some(GeluForm::Erf), ..Epilogue::SWIGLU },
 ];
 
 /// Random shapes, epilogues and weight dtypes; x from the fuzz distributions. A dot

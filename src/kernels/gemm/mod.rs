@@ -289,9 +289,8 @@ impl Kernel for Epilogue {
         };
         let mut y = reference::linear(&x, inputs[1], slot(2), m, n, k);
         if self.swiglu {
-            y = reference::swiglu_pairs(&y);
-        }
-        if let Some(form) = self.activation {
+            y = reference::swiglu_pairs(&y, self.activation);
+        } else if let Some(form) = self.activation {
             y.iter_mut().for_each(|v| *v = reference::gelu(form, *v));
         }
         if let Some(scale) = slot(5) {
