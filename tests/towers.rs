@@ -161,6 +161,9 @@ fn token_copies_reject_shapes_that_do_not_fit() {
     let e = g.add(Concat::Gather { cols: 7 }, &[a, index]).unwrap_err().to_string();
     assert!(e.contains("row width"), "{e}");
     let e = g.add(Concat::Gather { cols: 3 }, &[a, c]).unwrap_err().to_string();
+    assert!(e.contains("expected u32"), "{e}");
+    let table = g.input_as("table", &[3, 2], DType::U32).unwrap();
+    let e = g.add(Concat::Gather { cols: 3 }, &[a, table]).unwrap_err().to_string();
     assert!(e.contains("index ([rows] u32)"), "{e}");
 }
 

@@ -14,7 +14,6 @@ use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::host::HostTensor;
 use crate::ops::{Concat, GeluForm};
-use crate::tensor::Tensor;
 use crate::towers::{GridThw, PixtralLayout, PixtralTower, QwenLayout, QwenTower};
 use crate::weights::Weights;
 
@@ -263,20 +262,7 @@ impl MergerRun {
         let shape = [1, rows, k];
         let pixels = g.input_as(name, &shape, tower.activations())?;
         feeds.insert(name.into(), HostTensor::new(&shape, HostVec::F32(layout.permute_rows(data, config.merge)))?);
-        g.set_stage("tower");
-        let h = tower.add_to(&self.gpu, &mut g, pixels, &layout)?;
-        g.set_stage("connector");
-        let unit = config.merge * config.merge * config.hidden;
-        let units = match layout.inverse() {
-            // The merger is row-wise over units: reading them back in order before it equals
-            // upstream's `merger(x)[argsort(window_index)]`.
-            Some(inverse) => {
-                let index = Tensor::from_data(&self.gpu, &[inverse.len()], DType::U32, inverse[..].into())?;
-                let index = g.constant("window_index.inverse", &index);
-                g.add(Concat::Gather { cols: unit }, &[h, index])?
-            }
-            None => g.add(Concat::Regroup { cols: unit }, &[h])?,
-        };
+        let units = tower.add_merge_units(&self.gpu, &mut g, pixels, &layout)?;
         let out = self.merger.add_to(&self.gpu, &mut g, units)?[0];
         g.output(out)?;
         Ok(Built { graph: g, outputs: &["image_features"], feeds })
@@ -294,9 +280,8 @@ impl MergerRun {
         let rows = g.input_as("pixel_values", &shape, tower.activations())?;
         feeds.insert("pixel_values".into(), HostTensor::new(&shape, HostVec::F32(layout.rows.clone()))?);
         g.set_stage("tower");
-        let h = tower.add_to(&self.gpu, &mut g, rows, &layout)?;
+        let tokens = tower.add_to(&self.gpu, &mut g, rows, &layout)?;
         g.set_stage("connector");
-        let tokens = g.add(Concat::Flatten, &[h])?;
         let out = self.merger.add_to_images(&self.gpu, &mut g, tokens, &sizes)?[0];
         g.output(out)?;
         Ok(Built { graph: g, outputs: &["image_features"], feeds })

@@ -7,12 +7,13 @@
 //! interleaved frequencies) and attention block-diagonal per image from a segment table.
 
 use super::rotary::{self, FeedForward, RotaryLayer, Segments};
+use crate::connectors::StateDict;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Linear, Norm, Skip};
-use crate::ops::{GeluForm, RmsNorm, Rope2d, RopeFrequencies};
+use crate::ops::{Concat, GeluForm, RmsNorm, Rope2d, RopeFrequencies};
 use crate::weights::Weights;
 
 /// `PixtralRMSNorm`'s eps, fixed by the architecture.
@@ -82,6 +83,27 @@ impl PixtralConfig {
             return Err(config_error("head_dim", problem));
         }
         Ok(config)
+    }
+
+    /// The tensors a checkpoint of this tower holds for `layers` layers (names relative to the
+    /// tower's prefix): what the demo and the bench load at real size.
+    pub fn state_dict(&self, layers: usize) -> StateDict {
+        let (c, f) = (self.hidden, self.intermediate);
+        let mut t = StateDict::default();
+        t.tensor(PixtralTower::PROBE, &[c, self.channels, self.patch, self.patch]);
+        t.norm("ln_pre", c, false);
+        for i in 0..layers {
+            let l = format!("transformer.layers.{i}");
+            t.norm(&format!("{l}.attention_norm"), c, false);
+            t.norm(&format!("{l}.ffn_norm"), c, false);
+            for x in ["q_proj", "k_proj", "v_proj", "o_proj"] {
+                t.linear(&format!("{l}.attention.{x}"), c, c, false);
+            }
+            t.linear(&format!("{l}.feed_forward.gate_proj"), f, c, false);
+            t.linear(&format!("{l}.feed_forward.up_proj"), f, c, false);
+            t.linear(&format!("{l}.feed_forward.down_proj"), c, f, false);
+        }
+        t
     }
 
     /// Values per patch row: `num_channels · patch_size²`.
@@ -239,7 +261,7 @@ impl PixtralTower {
 
     /// Adds the tower on `rows` `[1, tokens, C_in·P·P]` (an input of `g` in
     /// [`PixtralTower::activations`], holding `layout`'s rows) and returns the hidden state it
-    /// was loaded for, `[1, tokens, C]`.
+    /// was loaded for as `[tokens, C]`, the images' tokens one after the other.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, rows: TensorId, layout: &PixtralLayout) -> Result<TensorId> {
         let (heads, d) = (self.config.heads, self.config.hidden / self.config.heads);
         let rope = Rope2d {
@@ -256,6 +278,6 @@ impl PixtralTower {
         for (i, layer) in self.layers.iter().enumerate() {
             h = layer.add(g, &format!("transformer.layers.{i}"), h, rope, segments)?;
         }
-        Ok(h)
+        g.add(Concat::Flatten, &[h])
     }
 }

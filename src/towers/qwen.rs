@@ -10,12 +10,14 @@
 //! the tower, and the merge units back once after it ([`QwenLayout`]).
 
 use super::rotary::{self, FeedForward, RotaryLayer, Segments};
+use crate::connectors::StateDict;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Linear, Norm, Skip};
-use crate::ops::{GeluForm, LayerNorm, RmsNorm, Rope2d, RopeFrequencies};
+use crate::ops::{Concat, GeluForm, LayerNorm, RmsNorm, Rope2d, RopeFrequencies};
+use crate::tensor::Tensor;
 use crate::weights::Weights;
 
 /// Which of the two towers.
@@ -145,6 +147,34 @@ impl QwenConfig {
             return Err(config_error("window_size", problem));
         }
         Ok(config)
+    }
+
+    /// The tensors a checkpoint of this tower holds for `layers` layers (names relative to the
+    /// tower's prefix): what the demo and the bench load at real size.
+    pub fn state_dict(&self, layers: usize) -> StateDict {
+        let (c, f) = (self.hidden, self.intermediate);
+        let mut t = StateDict::default();
+        t.tensor(QwenTower::PROBE, &[c, self.channels, self.temporal, self.patch, self.patch]);
+        let layer_norm = self.kind == QwenKind::Qwen2Vl;
+        for i in 0..layers {
+            let l = format!("blocks.{i}");
+            t.norm(&format!("{l}.norm1"), c, layer_norm);
+            t.norm(&format!("{l}.norm2"), c, layer_norm);
+            t.linear(&format!("{l}.attn.qkv"), 3 * c, c, true);
+            t.linear(&format!("{l}.attn.proj"), c, c, true);
+            match self.kind {
+                QwenKind::Qwen2Vl => {
+                    t.linear(&format!("{l}.mlp.fc1"), f, c, true);
+                    t.linear(&format!("{l}.mlp.fc2"), c, f, true);
+                }
+                QwenKind::Qwen25Vl => {
+                    t.linear(&format!("{l}.mlp.gate_proj"), f, c, true);
+                    t.linear(&format!("{l}.mlp.up_proj"), f, c, true);
+                    t.linear(&format!("{l}.mlp.down_proj"), c, f, true);
+                }
+            }
+        }
+        t
     }
 
     /// Values per processor row: `in_channels · temporal_patch_size · patch_size²`.
@@ -392,5 +422,24 @@ impl QwenTower {
             h = layer.add(g, &format!("blocks.{i}"), h, rope, segments)?;
         }
         Ok(h)
+    }
+
+    /// [`QwenTower::add_to`], then its output read as the merger's units `[rows / s², s²·C]`
+    /// in the processor's order (`argsort(window_index)` after Qwen2.5-VL's windows: the merger
+    /// is row-wise over units, so this equals upstream's `merger(x)[argsort(window_index)]`).
+    /// The tower's nodes are in stage `tower`, the copy in `connector`.
+    pub fn add_merge_units(&self, gpu: &Gpu, g: &mut Graph, pixels: TensorId, layout: &QwenLayout) -> Result<TensorId> {
+        g.set_stage("tower");
+        let h = self.add_to(gpu, g, pixels, layout)?;
+        g.set_stage("connector");
+        let unit = self.config.merge * self.config.merge * self.config.hidden;
+        match layout.inverse() {
+            Some(inverse) => {
+                let index = Tensor::from_data(gpu, &[inverse.len()], DType::U32, inverse[..].into())?;
+                let index = g.constant("window_index.inverse", &index);
+                g.add(Concat::Gather { cols: unit }, &[h, index])
+            }
+            None => g.add(Concat::Regroup { cols: unit }, &[h]),
+        }
     }
 }

@@ -7,7 +7,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{LlavaProjector, Merger, MergerConfig, MergerKind, QFormer, QFormerConfig};
 use vlbridge::ops::{Concat, GeluForm};
-use vlbridge::towers::{TowerConfig, TowerKind, TowerNorm, TowerSelect, VisionTower};
+use vlbridge::towers::{
+    GridThw, PixtralConfig, PixtralLayout, PixtralTower, QwenConfig, QwenKind, QwenLayout, QwenTower, TowerConfig,
+    TowerKind, TowerNorm, TowerSelect, VisionTower,
+};
 use vlbridge::{DType, Gpu, Graph, Result};
 
 use crate::synthetic;
@@ -18,12 +21,21 @@ use crate::util::normal;
 pub struct Workload {
     /// Row label.
     pub label: &'static str,
-    /// The tower.
-    pub config: TowerConfig,
-    /// What its model reads of it.
-    pub select: TowerSelect,
+    /// The tower and its image.
+    pub tower: Tower,
     /// What follows the tower.
     pub connector: Connector,
+}
+
+/// A workload's tower.
+#[derive(Clone)]
+pub enum Tower {
+    /// A ViT at its `image_size`, and what its model reads of it.
+    Vit(TowerConfig, TowerSelect),
+    /// A Qwen tower over one image of this patch grid.
+    Qwen(QwenConfig, GridThw),
+    /// Pixtral over one square image of this many pixels, `layers` of its layers run.
+    Pixtral(PixtralConfig, usize, usize),
 }
 
 /// The connector of a workload, at the language model's width.
@@ -38,35 +50,103 @@ pub enum Connector {
 }
 
 impl Workload {
-    /// The same workload one layer deep (what the f64 reference checks at full width).
+    /// The same workload one layer deep (what the f64 reference checks at full width; Qwen's
+    /// first layer attends within windows where the tower has them).
     pub fn one_layer(&self) -> Workload {
-        let select = match self.select {
-            TowerSelect::Hidden(_) => TowerSelect::Hidden(vec![1]),
-            TowerSelect::PostNormed => TowerSelect::PostNormed,
+        let tower = match &self.tower {
+            Tower::Vit(config, select) => {
+                let select = match select {
+                    TowerSelect::Hidden(_) => TowerSelect::Hidden(vec![1]),
+                    TowerSelect::PostNormed => TowerSelect::PostNormed,
+                };
+                Tower::Vit(TowerConfig { layers: 1, ..*config }, select)
+            }
+            Tower::Qwen(config, grid) => {
+                let full_attention = config.full_attention.iter().copied().filter(|&i| i == 0).collect();
+                Tower::Qwen(QwenConfig { layers: 1, full_attention, ..config.clone() }, *grid)
+            }
+            Tower::Pixtral(config, side, _) => Tower::Pixtral(config.clone(), *side, 1),
         };
-        Workload { config: TowerConfig { layers: 1, ..self.config }, select, ..self.clone() }
+        Workload { tower, ..self.clone() }
     }
 
-    /// Its graph (input `pixel_values` `[1, 3, s, s]`) and the pixels to feed it.
+    /// (layers run, tower tokens per image).
+    pub fn size(&self) -> (usize, usize) {
+        match &self.tower {
+            Tower::Vit(config, select) => {
+                let used = match select {
+                    TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
+                    TowerSelect::PostNormed => config.layers,
+                };
+                (used, config.tokens())
+            }
+            Tower::Qwen(config, grid) => (config.layers, grid.t * grid.h * grid.w),
+            Tower::Pixtral(config, side, layers) => (*layers, (side / config.patch).pow(2)),
+        }
+    }
+
+    /// The same workload `layers` deep (fewer for a CPU rasteriser's minutes): the ViTs'
+    /// selected hidden states and Qwen's full-attention layers keep their place within it.
+    pub fn with_layers(&self, layers: usize) -> Workload {
+        let tower = match &self.tower {
+            Tower::Vit(config, select) => {
+                let select = match select {
+                    TowerSelect::Hidden(i) => TowerSelect::Hidden(i.iter().map(|&i| i.min(layers)).collect()),
+                    TowerSelect::PostNormed => TowerSelect::PostNormed,
+                };
+                Tower::Vit(TowerConfig { layers: layers.min(config.layers), ..*config }, select)
+            }
+            Tower::Qwen(config, grid) => {
+                let full_attention = config.full_attention.iter().copied().filter(|&i| i < layers).collect();
+                Tower::Qwen(QwenConfig { layers: layers.min(config.layers), full_attention, ..config.clone() }, *grid)
+            }
+            Tower::Pixtral(config, side, used) => Tower::Pixtral(config.clone(), *side, layers.min(*used)),
+        };
+        Workload { tower, ..self.clone() }
+    }
+
+    /// Its graph (input `pixel_values`) and the pixels to feed it.
     pub fn graph(&self, gpu: &Gpu) -> Result<(Graph, Vec<f32>)> {
         let mut rng = StdRng::seed_from_u64(0x70e5);
-        let config = self.config;
-        let used = match &self.select {
-            TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
-            TowerSelect::PostNormed => config.layers,
-        };
-        let w = synthetic::checkpoint(&mut rng, &config.state_dict(used), &[], DType::BF16)?;
-        let vit = VisionTower::from_weights(gpu, &w, config, self.select.clone())?;
-        drop(w);
         let mut g = Graph::new();
-        let s = config.image_size;
-        let pixels = g.input("pixel_values", &[1, 3, s, s])?;
-        let mut h = vit.add_to(gpu, &mut g, pixels, &[0], None, None)?[0];
-        let class = config.kind.class_token() && !matches!(self.connector, Connector::QFormer(_));
-        if class {
-            h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
-        }
-        let c = config.hidden;
+        let (mut h, c, pixels) = match &self.tower {
+            Tower::Vit(config, select) => {
+                let used = match select {
+                    TowerSelect::Hidden(i) => i.iter().copied().max().unwrap_or(0),
+                    TowerSelect::PostNormed => config.layers,
+                };
+                let w = synthetic::checkpoint(&mut rng, &config.state_dict(used), &[], DType::BF16)?;
+                let vit = VisionTower::from_weights(gpu, &w, *config, select.clone())?;
+                drop(w);
+                let s = config.image_size;
+                let pixels = g.input("pixel_values", &[1, 3, s, s])?;
+                let mut h = vit.add_to(gpu, &mut g, pixels, &[0], None, None)?[0];
+                if config.kind.class_token() && !matches!(self.connector, Connector::QFormer(_)) {
+                    h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
+                }
+                (h, config.hidden, normal(&mut rng, 3 * s * s, 1.0))
+            }
+            Tower::Qwen(config, grid) => {
+                let w = synthetic::checkpoint(&mut rng, &config.state_dict(config.layers), &[], DType::BF16)?;
+                let tower = QwenTower::from_weights(gpu, &w, config.clone())?;
+                drop(w);
+                let layout = QwenLayout::new(config, &[*grid], grid.t * grid.h * grid.w)?;
+                let k = config.row_width();
+                let pixels = g.input("pixel_values", &[1, layout.rows, k])?;
+                // N(0, 1) rows need no permuting: any order is as random.
+                let units = tower.add_merge_units(gpu, &mut g, pixels, &layout)?;
+                (units, config.hidden, normal(&mut rng, layout.rows * k, 1.0))
+            }
+            Tower::Pixtral(config, side, layers) => {
+                let w = synthetic::checkpoint(&mut rng, &config.state_dict(*layers), &[], DType::BF16)?;
+                let tower = PixtralTower::from_weights(gpu, &w, config.clone(), *layers)?;
+                drop(w);
+                let image = normal(&mut rng, 3 * side * side, 1.0);
+                let layout = PixtralLayout::new(config, &image, &[1, 3, *side, *side], &[(*side, *side)])?;
+                let rows = g.input("pixel_values", &[1, layout.tokens(), config.row_width()])?;
+                (tower.add_to(gpu, &mut g, rows, &layout)?, config.hidden, layout.rows)
+            }
+        };
         h = match self.connector {
             Connector::Llava(text) => {
                 let layout = LlavaProjector::state_dict([c, text, text], true);
@@ -81,13 +161,19 @@ impl Workload {
                 QFormer::from_weights(gpu, &qw, q)?.with_language_projection(gpu, &qw)?.add_to(&mut g, h)?.0
             }
             Connector::Merger(kind, scale, text) => {
-                let m = MergerConfig::new(kind, scale);
-                let mw = synthetic::checkpoint(&mut rng, &m.state_dict(c, text, true), &[], DType::BF16)?;
-                Merger::from_weights(gpu, &mw, m)?.add_to(gpu, &mut g, h)?[0]
+                let mut m = MergerConfig::new(kind, scale);
+                let mut sizes = Vec::new();
+                if let Tower::Pixtral(config, side, _) = &self.tower {
+                    m.patch_size = config.patch;
+                    sizes.push((*side, *side));
+                }
+                let bias = kind != MergerKind::Mistral3;
+                let mw = synthetic::checkpoint(&mut rng, &m.state_dict(c, text, bias), &[], DType::BF16)?;
+                Merger::from_weights(gpu, &mw, m)?.add_to_images(gpu, &mut g, h, &sizes)?[0]
             }
         };
         g.output(h)?;
-        Ok((g, normal(&mut rng, 3 * s * s, 1.0)))
+        Ok((g, pixels))
     }
 }
 
@@ -120,7 +206,47 @@ pub fn all() -> Vec<Workload> {
     };
     let clip = vit(TowerKind::Clip, 1024, 4096, 24, 336, GeluForm::Quick, 1e-5);
     let so400m = |size, layers| vit(TowerKind::Siglip, 1152, 4304, layers, size, GeluForm::Tanh, 1e-6);
-    let w = |label, config, select, connector| Workload { label, config, select, connector };
+    let w = |label, config, select, connector| Workload { label, tower: Tower::Vit(config, select), connector };
+    let qwen25 = QwenConfig {
+        kind: QwenKind::Qwen25Vl,
+        hidden: 1280,
+        intermediate: 3420,
+        layers: 32,
+        heads: 16,
+        patch: 14,
+        temporal: 2,
+        channels: 3,
+        merge: 2,
+        theta: 1e4,
+        act: GeluForm::Erf,
+        window: Some(112),
+        full_attention: vec![7, 15, 23, 31],
+    };
+    let qwen2 = QwenConfig {
+        kind: QwenKind::Qwen2Vl,
+        intermediate: 5120,
+        act: GeluForm::Quick,
+        window: None,
+        full_attention: (0..32).collect(),
+        ..qwen25.clone()
+    };
+    let grid = |side: usize| GridThw { t: 1, h: side / 14, w: side / 14 };
+    let qwen = |label, config: &QwenConfig, side, kind| Workload {
+        label,
+        tower: Tower::Qwen(config.clone(), grid(side)),
+        connector: Connector::Merger(kind, 2, 3584),
+    };
+    let pixtral = PixtralConfig {
+        hidden: 1024,
+        intermediate: 4096,
+        layers: 24,
+        heads: 16,
+        patch: 14,
+        channels: 3,
+        image_size: 1540,
+        theta: 1e4,
+        gate: None,
+    };
     vec![
         w(
             "llava15_clip_l336 (CLIP-L/14-336, layer -2: 23 of 24 layers, + MLP 1024-4096-4096), bf16 weights",
@@ -152,5 +278,28 @@ pub fn all() -> Vec<Workload> {
             TowerSelect::PostNormed,
             Connector::Merger(MergerKind::Gemma3, 4, 2560),
         ),
+        qwen(
+            "qwen25vl_448 (Qwen2.5-VL-7B ViT 1280 x32, windows 112 px, full 7/15/23/31, + merger 5120-3584), bf16 weights",
+            &qwen25,
+            448,
+            MergerKind::Qwen25Vl,
+        ),
+        qwen(
+            "qwen25vl_1344 (Qwen2.5-VL-7B ViT 1280 x32, windows 112 px, full 7/15/23/31, + merger 5120-3584), bf16 weights",
+            &qwen25,
+            1344,
+            MergerKind::Qwen25Vl,
+        ),
+        qwen(
+            "qwen2vl_448 (Qwen2-VL-7B ViT 1280 x32, full attention, + merger 5120-3584), bf16 weights",
+            &qwen2,
+            448,
+            MergerKind::Qwen2Vl,
+        ),
+        Workload {
+            label: "mistral31_pixtral_1036 (Pixtral 1024 x24 at 1036 px, + merge 2x2 + MLP 1024-5120-5120), bf16 weights",
+            tower: Tower::Pixtral(pixtral, 1036, 24),
+            connector: Connector::Merger(MergerKind::Mistral3, 2, 5120),
+        },
     ]
 }
