@@ -52,6 +52,11 @@ pub struct Args {
     /// CPU rasteriser. The `layers` column says the depth run.
     #[arg(long)]
     tower_layers: Option<usize>,
+    /// Store the towers' activations as f16 (f32 arithmetic; needs SHADER_F16): Qwen2.5-VL's
+    /// QKV activation at 1344 px is 141 MiB in f32, past lavapipe's 128 MiB storage binding.
+    /// The one-layer check then allows f16 storage's rounding (1e-2).
+    #[arg(long)]
+    tower_f16: bool,
 }
 
 impl Args {
@@ -351,6 +356,7 @@ fn tower_rows(gpu: &Gpu, args: &Args, pattern: &str) -> Result<()> {
             Some(layers) => workload.with_layers(layers),
             None => workload,
         };
+        let workload = if args.tower_f16 { workload.with_activations(DType::F16) } else { workload };
         let (g, pixels) = workload.graph(gpu)?;
         let start = std::time::Instant::now();
         let plan = vlbridge::Plan::new(gpu, &g)?;
@@ -368,7 +374,9 @@ fn tower_rows(gpu: &Gpu, args: &Args, pattern: &str) -> Result<()> {
         let (small, small_pixels) = workload.one_layer().graph(gpu)?;
         let got = vlbridge::Plan::new(gpu, &small)?.run_f32(&[&small_pixels])?.remove(0);
         let want = small.reference(&[small_pixels[..].into()])?.remove(0);
-        let c = reference::compare(&got, &want, 1e-3, 1e-3);
+        // f16 storage rounds each stored activation by 2⁻¹¹ relative, a few times per layer.
+        let tol = if args.tower_f16 { 1e-2 } else { 1e-3 };
+        let c = reference::compare(&got, &want, tol, tol);
         passed &= c.passed();
         let (layers, tokens) = workload.size();
         let label = workload.label.split(' ').next().unwrap_or(workload.label);

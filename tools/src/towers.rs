@@ -25,6 +25,8 @@ pub struct Workload {
     pub tower: Tower,
     /// What follows the tower.
     pub connector: Connector,
+    /// Activations' storage type (f32, or f16 with f32 arithmetic).
+    pub activations: DType,
 }
 
 /// A workload's tower.
@@ -105,9 +107,15 @@ impl Workload {
         Workload { tower, ..self.clone() }
     }
 
+    /// The same workload with activations stored as `dtype`.
+    pub fn with_activations(&self, dtype: DType) -> Workload {
+        Workload { activations: dtype, ..self.clone() }
+    }
+
     /// Its graph (input `pixel_values`) and the pixels to feed it.
     pub fn graph(&self, gpu: &Gpu) -> Result<(Graph, Vec<f32>)> {
         let mut rng = StdRng::seed_from_u64(0x70e5);
+        let act = self.activations;
         let mut g = Graph::new();
         let (mut h, c, pixels) = match &self.tower {
             Tower::Vit(config, select) => {
@@ -116,10 +124,10 @@ impl Workload {
                     TowerSelect::PostNormed => config.layers,
                 };
                 let w = synthetic::checkpoint(&mut rng, &config.state_dict(used), &[], DType::BF16)?;
-                let vit = VisionTower::from_weights(gpu, &w, *config, select.clone())?;
+                let vit = VisionTower::from_weights(gpu, &w, *config, select.clone())?.with_activations(act);
                 drop(w);
                 let s = config.image_size;
-                let pixels = g.input("pixel_values", &[1, 3, s, s])?;
+                let pixels = g.input_as("pixel_values", &[1, 3, s, s], act)?;
                 let mut h = vit.add_to(gpu, &mut g, pixels, &[0], None, None)?[0];
                 if config.kind.class_token() && !matches!(self.connector, Connector::QFormer(_)) {
                     h = g.add(Concat::Channels { skip: 1, two: false }, &[h])?;
@@ -128,22 +136,22 @@ impl Workload {
             }
             Tower::Qwen(config, grid) => {
                 let w = synthetic::checkpoint(&mut rng, &config.state_dict(config.layers), &[], DType::BF16)?;
-                let tower = QwenTower::from_weights(gpu, &w, config.clone())?;
+                let tower = QwenTower::from_weights(gpu, &w, config.clone())?.with_activations(act);
                 drop(w);
                 let layout = QwenLayout::new(config, &[*grid], grid.t * grid.h * grid.w)?;
                 let k = config.row_width();
-                let pixels = g.input("pixel_values", &[1, layout.rows, k])?;
+                let pixels = g.input_as("pixel_values", &[1, layout.rows, k], act)?;
                 // N(0, 1) rows need no permuting: any order is as random.
                 let units = tower.add_merge_units(gpu, &mut g, pixels, &layout)?;
                 (units, config.hidden, normal(&mut rng, layout.rows * k, 1.0))
             }
             Tower::Pixtral(config, side, layers) => {
                 let w = synthetic::checkpoint(&mut rng, &config.state_dict(*layers), &[], DType::BF16)?;
-                let tower = PixtralTower::from_weights(gpu, &w, config.clone(), *layers)?;
+                let tower = PixtralTower::from_weights(gpu, &w, config.clone(), *layers)?.with_activations(act);
                 drop(w);
                 let image = normal(&mut rng, 3 * side * side, 1.0);
                 let layout = PixtralLayout::new(config, &image, &[1, 3, *side, *side], &[(*side, *side)])?;
-                let rows = g.input("pixel_values", &[1, layout.tokens(), config.row_width()])?;
+                let rows = g.input_as("pixel_values", &[1, layout.tokens(), config.row_width()], act)?;
                 (tower.add_to(gpu, &mut g, rows, &layout)?, config.hidden, layout.rows)
             }
         };
@@ -151,14 +159,15 @@ impl Workload {
             Connector::Llava(text) => {
                 let layout = LlavaProjector::state_dict([c, text, text], true);
                 let pw = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
-                LlavaProjector::from_weights(gpu, &pw, GeluForm::Erf)?.add_to(&mut g, h)?
+                LlavaProjector::from_weights(gpu, &pw, GeluForm::Erf)?.with_activations(act).add_to(&mut g, h)?
             }
             Connector::QFormer(text) => {
                 let q = QFormerConfig { encoder_hidden_size: c, ..QFormerConfig::default() };
                 let mut layout = QFormer::state_dict(&q);
                 layout.linear("language_projection", text, q.hidden_size, true);
                 let qw = synthetic::checkpoint(&mut rng, &layout, &[], DType::BF16)?;
-                QFormer::from_weights(gpu, &qw, q)?.with_language_projection(gpu, &qw)?.add_to(&mut g, h)?.0
+                let qformer = QFormer::from_weights(gpu, &qw, q)?.with_language_projection(gpu, &qw)?;
+                qformer.with_activations(act).add_to(&mut g, h)?.0
             }
             Connector::Merger(kind, scale, text) => {
                 let mut m = MergerConfig::new(kind, scale);
@@ -169,7 +178,8 @@ impl Workload {
                 }
                 let bias = kind != MergerKind::Mistral3;
                 let mw = synthetic::checkpoint(&mut rng, &m.state_dict(c, text, bias), &[], DType::BF16)?;
-                Merger::from_weights(gpu, &mw, m)?.add_to_images(gpu, &mut g, h, &sizes)?[0]
+                let merger = Merger::from_weights(gpu, &mw, m)?.with_activations(act);
+                merger.add_to_images(gpu, &mut g, h, &sizes)?[0]
             }
         };
         g.output(h)?;
@@ -206,7 +216,12 @@ pub fn all() -> Vec<Workload> {
     };
     let clip = vit(TowerKind::Clip, 1024, 4096, 24, 336, GeluForm::Quick, 1e-5);
     let so400m = |size, layers| vit(TowerKind::Siglip, 1152, 4304, layers, size, GeluForm::Tanh, 1e-6);
-    let w = |label, config, select, connector| Workload { label, tower: Tower::Vit(config, select), connector };
+    let w = |label, config, select, connector| Workload {
+        label,
+        tower: Tower::Vit(config, select),
+        connector,
+        activations: DType::F32,
+    };
     let qwen25 = QwenConfig {
         kind: QwenKind::Qwen25Vl,
         hidden: 1280,
@@ -235,6 +250,7 @@ pub fn all() -> Vec<Workload> {
         label,
         tower: Tower::Qwen(config.clone(), grid(side)),
         connector: Connector::Merger(kind, 2, 3584),
+        activations: DType::F32,
     };
     let pixtral = PixtralConfig {
         hidden: 1024,
@@ -300,6 +316,7 @@ pub fn all() -> Vec<Workload> {
             label: "mistral31_pixtral_1036 (Pixtral 1024 x24 at 1036 px, + merge 2x2 + MLP 1024-5120-5120), bf16 weights",
             tower: Tower::Pixtral(pixtral, 1036, 24),
             connector: Connector::Merger(MergerKind::Mistral3, 2, 5120),
+            activations: DType::F32,
         },
     ]
 }
