@@ -258,9 +258,26 @@ fn channels_case(shape: [usize; 3], storage: DType, seed: u64) -> Result<Case> {
     Ok(c.finish(&[y], format!("{shape:?} x2, class token dropped {storage}"), Tolerance::exact()))
 }
 
-/// LLaVA-NeXT's two feature layers of CLIP-L/14-336 joined, the class token dropped.
+/// Qwen2.5-VL-7B's merge units at 1344 px (2304 of 4 x 1280) read back out of window order.
+fn gather_case() -> Result<Case> {
+    let (units, cols) = (2304, 4 * 1280);
+    let mut rng = CaseRng::new(3);
+    let mut c = Case::builder(NAME);
+    let x = c.input("x", &[units * 4, 1280], DType::F32, rng.signed(units * cols));
+    // A fixed scatter of the units: a stride coprime to their count.
+    let index: Vec<u32> = (0..units).map(|i| ((i * 7) % units) as u32).collect();
+    let index = c.constant("index", &[units], DType::U32, index);
+    let y = c.node(Concat::Gather { cols }, &[x, index])?;
+    Ok(c.finish(&[y], format!("{units} rows of {cols} gathered"), Tolerance::exact()))
+}
+
+/// LLaVA-NeXT's two feature layers of CLIP-L/14-336 joined, the class token dropped; Qwen2.5-VL's
+/// inverse window order at 1344 px.
 fn bench() -> Vec<BenchCase> {
-    vec![BenchCase::new("5x577x1024 x2 skip 1", || channels_case([5, 577, 1024], DType::F32, 1))]
+    vec![
+        BenchCase::new("5x577x1024 x2 skip 1", || channels_case([5, 577, 1024], DType::F32, 1)),
+        BenchCase::new("gather 2304x5120 (qwen2.5-vl 1344 px units)", gather_case),
+    ]
 }
 
 fn precision() -> Result<Vec<Case>> {

@@ -5,16 +5,15 @@
 use serde::Deserialize;
 
 use super::config::{ConfigJson, Side, required};
+use super::rotary;
 use super::vision::{Frames, Rotary, Tower, TowerSpec, all_slabs};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32};
 use crate::connectors::{Merger, MergerConfig, MergerKind, StateDict};
-use crate::dtype::{DType, HostVec};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
-use crate::host::HostTensor;
 use crate::ops::{Concat, GeluForm};
-use crate::towers::{GridThw, PixtralLayout, PixtralTower, QwenLayout, QwenTower};
 use crate::weights::Weights;
 
 /// Every field these families' configs use, each optional; a family reads its own.
@@ -237,56 +236,6 @@ struct MergerRun {
 }
 
 impl MergerRun {
-    /// Qwen2-VL / 2.5-VL: `pixel_values` `[Σ t·h·w, C·T·P·P]` with `image_grid_thw` → tower →
-    /// merge units (back in the processor's order after Qwen2.5-VL's windows) → merger.
-    fn build_qwen(&self, tower: &QwenTower, inputs: &Tensors) -> Result<Built> {
-        let config = tower.config();
-        let name = "pixel_values";
-        let (t, data) = finite_pixels(inputs)?;
-        let k = config.row_width();
-        if t.shape.len() != 2 || t.shape[1] != k {
-            let problem = format!(
-                "shape {:?}, expected [patches, {k}] (rows of in_channels x temporal_patch_size x patch_size²)",
-                t.shape
-            );
-            return Err(Error::Input { name: name.into(), problem });
-        }
-        let grids: Vec<GridThw> = super::vision::int_rows(inputs, "image_grid_thw", 3)?
-            .into_iter()
-            .map(|r| GridThw { t: r[0], h: r[1], w: r[2] })
-            .collect();
-        let rows = t.shape[0];
-        let layout = QwenLayout::new(config, &grids, rows)?;
-        let mut g = Graph::new();
-        let mut feeds = Tensors::new();
-        let shape = [1, rows, k];
-        let pixels = g.input_as(name, &shape, tower.activations())?;
-        feeds.insert(name.into(), HostTensor::new(&shape, HostVec::F32(layout.permute_rows(data, config.merge)))?);
-        let units = tower.add_merge_units(&self.gpu, &mut g, pixels, &layout)?;
-        let out = self.merger.add_to(&self.gpu, &mut g, units)?[0];
-        g.output(out)?;
-        Ok(Built { graph: g, outputs: &["image_features"], feeds })
-    }
-
-    /// Mistral 3: the padded `pixel_values` `[images, 3, H, W]` with `image_sizes` → each
-    /// image's real patches as rows → Pixtral → the merger over each image's own grid.
-    fn build_pixtral(&self, tower: &PixtralTower, inputs: &Tensors) -> Result<Built> {
-        let (t, data) = finite_pixels(inputs)?;
-        let sizes = image_sizes(inputs)?;
-        let layout = PixtralLayout::new(tower.config(), data, &t.shape, &sizes)?;
-        let mut g = Graph::new();
-        let mut feeds = Tensors::new();
-        let shape = [1, layout.tokens(), tower.config().row_width()];
-        let rows = g.input_as("pixel_values", &shape, tower.activations())?;
-        feeds.insert("pixel_values".into(), HostTensor::new(&shape, HostVec::F32(layout.rows.clone()))?);
-        g.set_stage("tower");
-        let tokens = tower.add_to(&self.gpu, &mut g, rows, &layout)?;
-        g.set_stage("connector");
-        let out = self.merger.add_to_images(&self.gpu, &mut g, tokens, &sizes)?[0];
-        g.output(out)?;
-        Ok(Built { graph: g, outputs: &["image_features"], feeds })
-    }
-
     /// `pixel_values` → tower → merger: InternVL and Gemma 3 `[images, 3, H, W]`, Idefics3 and
     /// SmolVLM `[batch, images, 3, H, W]` with `pixel_attention_mask` (padding images dropped,
     /// padded patches masked as keys, bucketed positions), their features concatenated.
@@ -332,8 +281,10 @@ impl Runner for MergerRun {
 
     fn build(&self, inputs: &Tensors) -> Result<Built> {
         match (&self.rotary, inputs.contains_key("pixel_values")) {
-            (Some(Rotary::Qwen(tower)), true) => return self.build_qwen(tower, inputs),
-            (Some(Rotary::Pixtral(tower)), true) => return self.build_pixtral(tower, inputs),
+            (Some(Rotary::Qwen(tower)), true) => return rotary::build_qwen(&self.gpu, &self.merger, tower, inputs),
+            (Some(Rotary::Pixtral(tower)), true) => {
+                return rotary::build_pixtral(&self.gpu, &self.merger, tower, inputs);
+            }
             _ => {}
         }
         if let Some(tower) = &self.tower
@@ -348,36 +299,7 @@ impl Runner for MergerRun {
             _ => 3,
         };
         let (shape, x) = input_f32(inputs, name, rank)?;
-        let sizes = if kind == MergerKind::Mistral3 { image_sizes(inputs)? } else { Vec::new() };
+        let sizes = if kind == MergerKind::Mistral3 { rotary::image_sizes(inputs)? } else { Vec::new() };
         Built::one(self.merger.graph(&self.gpu, shape, &sizes)?.0, x, kind.output_names())
     }
-}
-
-/// `pixel_values` as float data, every element finite.
-fn finite_pixels(inputs: &Tensors) -> Result<(&HostTensor, &[f32])> {
-    let name = "pixel_values";
-    let t = inputs
-        .get(name)
-        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-    let Some(data) = t.data.as_f32() else {
-        return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
-    };
-    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
-        return Err(Error::Input { name: name.into(), problem });
-    }
-    Ok((t, data))
-}
-
-/// Mistral 3's `image_sizes` `[images, 2]`: (height, width) in pixels.
-fn image_sizes(inputs: &Tensors) -> Result<Vec<(usize, usize)>> {
-    let name = "image_sizes";
-    let t = inputs
-        .get(name)
-        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-    let values = super::input_ints(inputs, name, t.data.len())?;
-    if t.shape.len() != 2 || t.shape[1] != 2 {
-        return Err(Error::Input { name: name.into(), problem: format!("shape {:?}, expected [images, 2]", t.shape) });
-    }
-    Ok(values.chunks(2).map(|p| (p[0], p[1])).collect())
 }

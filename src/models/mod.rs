@@ -27,6 +27,7 @@ mod inspection;
 mod llava;
 mod merger;
 mod mllama;
+mod rotary;
 mod vision;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! Face processor returns them (`pixel_values`, `image_sizes`, `pixel_attention_mask`, ..).
 
 use super::config::ConfigJson;
+use super::rotary;
 use super::{ModelFamily, Tensors, input_ints};
 use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
@@ -99,7 +100,7 @@ impl TowerSpec {
         let parsed = match arch {
             Arch::Vit(kind) => VitParsed::new(family, kind, config).map(Parsed::Vit),
             Arch::Qwen(kind) => QwenConfig::from_json(kind, "vision_config", vision).map(Parsed::Qwen),
-            Arch::Pixtral => pixtral(config.value()),
+            Arch::Pixtral => rotary::pixtral_config(config.value()).map(|(c, depth)| Parsed::Pixtral(c, depth)),
         };
         let parsed = parsed.map_err(|e| match e {
             Error::Config { field, problem } => (field, problem),
@@ -172,8 +173,8 @@ impl TowerSpec {
     pub(crate) fn describe(&self) -> Vec<(String, String)> {
         let p = match &self.parsed {
             Ok(Parsed::Vit(p)) => p,
-            Ok(Parsed::Qwen(c)) => return describe_qwen(c),
-            Ok(Parsed::Pixtral(c, depth)) => return describe_pixtral(c, *depth),
+            Ok(Parsed::Qwen(c)) => return rotary::describe_qwen(c),
+            Ok(Parsed::Pixtral(c, depth)) => return rotary::describe_pixtral(c, *depth),
             Err((field, problem)) => {
                 return vec![(
                     "vision tower".into(),
@@ -207,64 +208,6 @@ impl TowerSpec {
             ("tower FLOPs".into(), format!("{:.2} GFLOP per image", c.flops(used) / 1e9)),
         ]
     }
-}
-
-/// Mistral 3's tower: its `vision_config` and the `hidden_states` index `vision_feature_layer`
-/// names (an int).
-fn pixtral(config: &serde_json::Value) -> Result<Parsed> {
-    let tower = PixtralConfig::from_json("vision_config", &config["vision_config"])?;
-    let layer = &config["vision_feature_layer"];
-    let n = tower.layers as i64 + 1;
-    let index = layer.as_i64().unwrap_or(-1);
-    let i = if index < 0 { n + index } else { index };
-    if !(layer.is_null() || layer.is_i64()) || !(0..n).contains(&i) {
-        let problem = format!("{layer}: one hidden state of the {} layers' {n} (a list is not served)", tower.layers);
-        return Err(Error::Config { field: "vision_feature_layer".into(), problem });
-    }
-    Ok(Parsed::Pixtral(tower, i as usize))
-}
-
-/// What `inspect` says of Pixtral: sizes are the input's.
-fn describe_pixtral(c: &PixtralConfig, depth: usize) -> Vec<(String, String)> {
-    vec![
-        (
-            "vision tower".into(),
-            format!(
-                "PixtralVisionModel ({} layers, {depth} used; width {}, {} heads, MLP {})",
-                c.layers, c.hidden, c.heads, c.intermediate
-            ),
-        ),
-        ("image".into(), format!("own sizes up to {0} x {0} px, patch {1}", c.image_size, c.patch)),
-        ("attention".into(), format!("2D rotary (theta {}), within each image", c.theta)),
-        ("tower tokens".into(), "Σ (h / patch)·(w / patch) of image_sizes".into()),
-    ]
-}
-
-/// What `inspect` says of a rotary tower: its sizes are the input's.
-fn describe_qwen(c: &QwenConfig) -> Vec<(String, String)> {
-    let attention = match c.window {
-        Some(w) => format!("windows of {w} px, whole frames at layers {:?}", c.full_attention),
-        None => "whole frames".into(),
-    };
-    vec![
-        (
-            "vision tower".into(),
-            format!(
-                "{} ({} layers; width {}, {} heads, MLP {})",
-                c.kind.upstream(),
-                c.layers,
-                c.hidden,
-                c.heads,
-                c.intermediate
-            ),
-        ),
-        (
-            "image".into(),
-            format!("native resolution: rows of {} values, patch {}, merge {}", c.row_width(), c.patch, c.merge),
-        ),
-        ("attention".into(), format!("2D rotary (theta {}), {attention}", c.theta)),
-        ("tower tokens".into(), "Σ t·h·w of image_grid_thw".into()),
-    ]
 }
 
 impl VitParsed {
@@ -318,12 +261,7 @@ impl Tower {
     /// `[images, tiles, 3, H, W]`) in `g` and feeds it; its size must be the config's.
     pub(crate) fn pixels(&self, g: &mut Graph, inputs: &Tensors, rank: usize, feeds: &mut Tensors) -> Result<Pixels> {
         let name = "pixel_values";
-        let t = inputs
-            .get(name)
-            .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
-        let Some(data) = t.data.as_f32() else {
-            return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
-        };
+        let (t, data) = finite_pixels(inputs)?;
         let c = self.tower.config();
         let (s, p) = (c.image_size, c.patch);
         let expected = if rank == 5 { "[images, tiles, 3, H, W]" } else { "[images, 3, H, W]" };
@@ -336,10 +274,6 @@ impl Tower {
             let problem = format!(
                 "{h} x {w} px, but vision_config has image_size {s} (patch {p}): the learned positions are not interpolated"
             );
-            return Err(Error::Input { name: name.into(), problem });
-        }
-        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-            let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
             return Err(Error::Input { name: name.into(), problem });
         }
         let slabs = t.shape[..rank - 3].iter().product();
@@ -374,6 +308,22 @@ impl Tower {
         }
         Ok(h)
     }
+}
+
+/// `pixel_values` as float data, every element finite.
+pub(crate) fn finite_pixels(inputs: &Tensors) -> Result<(&HostTensor, &[f32])> {
+    let name = "pixel_values";
+    let t = inputs
+        .get(name)
+        .ok_or_else(|| Error::Input { name: name.into(), problem: "missing from the inputs".into() })?;
+    let Some(data) = t.data.as_f32() else {
+        return Err(Error::Input { name: name.into(), problem: "expected float data".into() });
+    };
+    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+        let problem = format!("element {bad} is {} (pixels must be finite)", data[bad]);
+        return Err(Error::Input { name: name.into(), problem });
+    }
+    Ok((t, data))
 }
 
 /// Every slab of `pixels`, in order.

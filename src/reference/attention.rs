@@ -37,6 +37,13 @@ impl<'a> MaskInput<'a> {
             MaskInput::Additive(_) => true,
         }
     }
+
+    /// Whether key `j` is no part of query `i`'s attention at all: outside its segment
+    /// (upstream attends each segment on its own, so those values never enter, not even times
+    /// a zero weight, which would carry their NaNs). Other masks weight keys by zero.
+    pub fn excludes(self, b: usize, i: usize, j: usize, queries: usize, keys: usize) -> bool {
+        matches!(self, MaskInput::Segments(_)) && !self.keeps(b, i, j, queries, keys)
+    }
 }
 
 /// `v / rms(v) · w` (RMSNorm over one head).
@@ -128,8 +135,9 @@ pub fn softmax_rows(
 }
 
 /// `weights · V`: `[batch, queries, heads·head_dim]` from weights `[batch, heads, queries,
-/// keys]` and the value columns of the key/value sources.
-pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> {
+/// keys]` and the value columns of the key/value sources; the keys a segment `mask` excludes
+/// are skipped ([`MaskInput::excludes`]).
+pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2], mask: Option<MaskInput<'_>>) -> Vec<f64> {
     let (batch, queries, heads, head_dim) = (p.batch, p.queries, p.heads, p.head_dim);
     let keys = p.keys();
     let width = heads * head_dim;
@@ -141,6 +149,9 @@ pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2]) -> Vec<f64> 
                 let o = (b * queries + i) * width + h * head_dim;
                 let w = &weights[((b * heads + h) * queries + i) * keys..][..keys];
                 for (j, wj) in w.iter().enumerate() {
+                    if mask.is_some_and(|m| m.excludes(b, i, j, queries, keys)) {
+                        continue;
+                    }
                     let v0 = p.offsets_of(j).1 + head;
                     for (acc, v) in out[o..o + head_dim].iter_mut().zip(&key_row(p, kv, b, j)[v0..v0 + head_dim]) {
                         *acc += wj * v;
@@ -164,7 +175,7 @@ pub fn attention(
 ) -> Vec<f64> {
     let scores = attention_scores(p, q, kv, mask, norms);
     let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask.and_then(MaskInput::keep), zero_masked_rows);
-    weighted_sum(p, &weights, kv)
+    weighted_sum(p, &weights, kv, mask)
 }
 
 /// The partials pass of the key-split attention: for each `[batch, heads, queries]` row and
@@ -193,6 +204,9 @@ pub fn attention_partials(
             let mut values = vec![0.0; head_dim];
             let mut sum = 0.0;
             for j in span {
+                if mask.is_some_and(|m| m.excludes(b, i, j, p.queries, keys)) {
+                    continue;
+                }
                 let w = (row[j] - m).exp();
                 sum += w;
                 for (acc, v) in values.iter_mut().zip(&key_row(p, kv, b, j)[v0(j)..v0(j) + head_dim]) {

@@ -56,7 +56,7 @@ impl PixtralConfig {
             None | Some("silu") => None,
             Some(other) => Some(GeluForm::from_hf(&format!("{field}.hidden_act"), other)?),
         };
-        let theta = v["rope_parameters"]["rope_theta"].as_f64().or_else(|| v["rope_theta"].as_f64()).unwrap_or(1e4);
+        let theta = rotary::theta(v);
         let config = Self {
             hidden: size("hidden_size")?,
             intermediate: size("intermediate_size")?,
@@ -65,17 +65,10 @@ impl PixtralConfig {
             patch: size("patch_size")?,
             channels: if v["num_channels"].is_null() { 3 } else { size("num_channels")? },
             image_size: size("image_size")?,
-            theta: theta as f32,
+            theta,
             gate,
         };
-        let d = config.hidden / config.heads;
-        if !config.hidden.is_multiple_of(config.heads) || !d.is_multiple_of(4) {
-            let problem = format!(
-                "{} heads of width {}: head dim must be a multiple of 4 (2D rotary)",
-                config.heads, config.hidden
-            );
-            return Err(config_error("num_attention_heads", problem));
-        }
+        let d = rotary::head_dim(&format!("{field}.num_attention_heads"), config.hidden, config.heads)?;
         if let Some(head_dim) = v["head_dim"].as_u64()
             && head_dim as usize != d
         {

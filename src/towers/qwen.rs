@@ -100,7 +100,7 @@ impl QwenConfig {
                 (size("hidden_size")?, size("intermediate_size")?, GeluForm::Erf)
             }
         };
-        let theta = v["rope_parameters"]["rope_theta"].as_f64().or_else(|| v["rope_theta"].as_f64()).unwrap_or(1e4);
+        let theta = rotary::theta(v);
         let layers = size("depth")?;
         let (window, full_attention) = match kind {
             QwenKind::Qwen2Vl => (None, (0..layers).collect()),
@@ -124,19 +124,12 @@ impl QwenConfig {
             temporal: optional("temporal_patch_size", 2)?,
             channels: optional("in_channels", 3)?,
             merge: size("spatial_merge_size")?,
-            theta: theta as f32,
+            theta,
             act,
             window,
             full_attention,
         };
-        let head_dim = config.hidden / config.heads;
-        if !config.hidden.is_multiple_of(config.heads) || !head_dim.is_multiple_of(4) {
-            let problem = format!(
-                "{} heads of width {}: head dim must be a multiple of 4 (2D rotary)",
-                config.heads, config.hidden
-            );
-            return Err(config_error("num_heads", problem));
-        }
+        rotary::head_dim(&format!("{field}.num_heads"), config.hidden, config.heads)?;
         if let Some(&bad) = config.full_attention.iter().find(|&&i| i >= layers) {
             return Err(config_error("fullatt_block_indexes", format!("{bad} is past depth {layers}")));
         }

@@ -134,6 +134,23 @@ impl Segments {
     }
 }
 
+/// The head dim of `heads` over `hidden` channels: a whole multiple of 4 (D/4 rotary pairs per
+/// axis), else an [`Error::Config`] naming `field`.
+pub(super) fn head_dim(field: &str, hidden: usize, heads: usize) -> Result<usize> {
+    let d = hidden / heads;
+    if !hidden.is_multiple_of(heads) || !d.is_multiple_of(4) {
+        let problem = format!("{heads} heads of width {hidden}: head dim must be a multiple of 4 (2D rotary)");
+        return Err(Error::Config { field: field.into(), problem });
+    }
+    Ok(d)
+}
+
+/// A `vision_config`'s rotary base: `rope_parameters.rope_theta` (transformers 5), the older
+/// top-level `rope_theta`, or 10000.
+pub(super) fn theta(v: &serde_json::Value) -> f32 {
+    v["rope_parameters"]["rope_theta"].as_f64().or_else(|| v["rope_theta"].as_f64()).unwrap_or(1e4) as f32
+}
+
 /// Each row's (row, column) `[rows, 2]` as a graph constant.
 pub(super) fn positions(gpu: &Gpu, g: &mut Graph, positions: &[u32]) -> Result<TensorId> {
     let t = Tensor::from_data(gpu, &[positions.len() / 2, 2], DType::U32, positions.into())?;

@@ -1,6 +1,8 @@
 //! Shared by the GPU test binaries: one device per process, and data helpers.
 #![allow(dead_code)]
 
+pub mod attention;
+
 use std::sync::OnceLock;
 
 use proptest::prelude::*;

@@ -76,7 +76,7 @@ impl Kernel for Naive {
                 let keep = mask.and_then(MaskInput::keep);
                 reference::softmax_rows(inputs[0], g.keys(), g.queries, g.heads, keep, cfg.zeroes_masked_rows())
             }
-            Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv()),
+            Pass::WeightedSum => reference::weighted_sum(&g, inputs[0], kv(), None),
         }
     }
 }

@@ -6,61 +6,15 @@ use crate::error::{Error, Result};
 
 mod geometry;
 mod key_split;
+mod mask;
 pub use geometry::Geometry;
 pub use key_split::{KeySplit, SplitPass};
+pub use mask::{Mask, MaskedRows, segment_bounds};
 
 /// Name in errors and reports.
 pub const NAME: &str = "attention_flash";
 /// Largest head dimension the kernels hold in registers.
 pub const MAX_HEAD_DIM: u32 = 128;
-
-/// The mask input of an attention, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mask {
-    /// No mask input.
-    None,
-    /// A keep mask `[.., Nq, keys]` (u8, non-zero = attend); fully masked rows as given.
-    Keep(MaskedRows),
-    /// An f32 mask `[.., Nq, keys]` added to the scaled logits (Mllama's cross-attention mask:
-    /// 0 attends, `finfo(f32).min` does not).
-    Additive,
-    /// A key-padding mask `[.., keys]` (u8, non-zero = a real key): padded keys are masked for
-    /// every query (Idefics3's and SmolVLM's padded patches), one byte per key.
-    Keys,
-    /// Block-diagonal attention over packed sequences: u32 bounds `[.., Nq, 2]`, query i
-    /// attending keys `start_i .. end_i` only (Qwen2-VL's `cu_seqlens`, Qwen2.5-VL's windows,
-    /// Pixtral's images). Segments are contiguous and in order: starts and ends never decrease
-    /// from one query to the next ([`segment_bounds`] builds such a table). No dense mask, and
-    /// the kernels stream only the keys of the segments they hold.
-    Segments {
-        /// Keys per query, rounded up: what the cost model counts (the bounds are data).
-        mean_keys: u32,
-    },
-}
-
-/// The bounds `[Σ lengths, 2]` of the segments `lengths` packed one after the other: each
-/// token's segment's first key and its end, as [`Mask::Segments`] reads them. Empty segments
-/// take no rows.
-pub fn segment_bounds(lengths: &[usize]) -> Vec<u32> {
-    let mut bounds = Vec::with_capacity(2 * lengths.iter().sum::<usize>());
-    let mut start = 0;
-    for &n in lengths {
-        for _ in 0..n {
-            bounds.extend([start as u32, (start + n) as u32]);
-        }
-        start += n;
-    }
-    bounds
-}
-
-/// What a fully masked query row produces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MaskedRows {
-    /// Masked logits are `-f32::MAX` (open_flamingo's fill), so the row averages every value.
-    Uniform,
-    /// The row is zero: open_flamingo with `only_attend_immediate_media=True`.
-    Zero,
-}
 
 /// One pass of the naive three-pass attention that materialises the scores (the measured
 /// baseline of the flash kernel).
@@ -337,25 +291,6 @@ impl Attention {
         Ok(())
     }
 
-    /// The mask input against `batch` items of `queries` over `keys`: segment bounds are
-    /// `[batch, queries, 2]`, other masks `[batch, rows, keys]` (see [`Attention::mask_rows`]).
-    fn check_mask(&self, batch: usize, queries: usize, keys: usize, mask: &Meta) -> Result<()> {
-        if !matches!(self.mask, Mask::Segments { .. }) {
-            return check_mask(batch, self.mask_rows(queries), keys, mask);
-        }
-        check_u32_elements(NAME, "segment bounds", &mask.shape)?;
-        let (b, rows, cols) = batch_rows_cols(&mask.shape);
-        if mask.shape.len() < 2 || (b, rows, cols) != (batch, queries, 2) {
-            return Err(Error::shape(
-                NAME,
-                "segment bounds shape ([batch, queries, 2])",
-                format!("[{batch}, {queries}, 2]"),
-                format!("{:?}", mask.shape),
-            ));
-        }
-        Ok(())
-    }
-
     fn check_scores(&self, what: &str, shape: &[usize]) -> Result<[usize; 4]> {
         let [batch, h, queries, keys] = shape[..] else {
             return Err(Error::shape(NAME, format!("{what} rank ([batch, heads, queries, keys])"), 4, shape.len()));
@@ -464,26 +399,6 @@ pub(super) fn check_rank(what: &str, shape: &[usize]) -> Result<()> {
     check_u32_elements(NAME, what, shape)?;
     if shape.len() < 2 {
         return Err(Error::shape(NAME, format!("{what} rank"), ">= 2 ([.., rows, features])", shape.len()));
-    }
-    Ok(())
-}
-
-/// A mask of `rows` rows per batch item (queries, or 1 for a key mask `[batch, keys]`).
-fn check_mask(batch: usize, rows: usize, keys: usize, mask: &Meta) -> Result<()> {
-    check_u32_elements(NAME, "mask", &mask.shape)?;
-    let (b, r, cols) = if rows == 1 && mask.shape.len() == 2 {
-        (mask.shape[0], 1, mask.shape[1])
-    } else {
-        batch_rows_cols(&mask.shape)
-    };
-    let queries = rows;
-    if mask.shape.len() < 2 || (b, r, cols) != (batch, queries, keys) {
-        return Err(Error::shape(
-            NAME,
-            "mask shape ([batch, queries, keys])",
-            format!("[{batch}, {queries}, {keys}]"),
-            format!("{:?}", mask.shape),
-        ));
     }
     Ok(())
 }
