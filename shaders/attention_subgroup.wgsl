@@ -27,6 +27,8 @@ var<private> acc3: array<vec4<f32>, MAX_D4>;
 var<private> run_max: vec4<f32>;
 var<private> run_sum: vec4<f32>;
 var<private> any_kept: vec4<bool>;
+// Per query row, bit 4g + t: key j0 + 4g + t of the block is one it attends (left by logits).
+var<private> kept_keys: vec4<u32>;
 
 // Four dims of the dot products of four keys with four query rows: column r holds row r's.
 fn dots(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32>, qs: mat4x4<f32>) -> mat4x4<f32> {
@@ -38,18 +40,40 @@ fn dots(k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>, k3: vec4<f32>, qs: mat4x4<f
 // `fold`, even in a fully masked row where FILL logits are averaged).
 fn logits(r: u32, s: mat4x4<f32>, k_scale: mat4x4<f32>, b: u32, qi: u32, j0: u32) -> mat4x4<f32> {
     var l = mat4x4<f32>();
+    var bits = 0u;
     for (var g = 0u; g < 4u; g++) {
         for (var t = 0u; t < 4u; t++) {
             let j = j0 + 4u * g + t;
             var logit = FILL;
             if j < keys() && kept(b, qi, j) {
                 any_kept[r] = true;
+                bits |= 1u << (4u * g + t);
                 logit = s[g][t] * k_scale[g][t] + mask_add(b, qi, j);
             }
             l[g][t] = logit;
         }
     }
+    kept_keys[r] = bits;
     return l;
+}
+
+// One query row's Σ value · weight over the block's 16 keys (column t of v_g is key
+// j0 + 4g + t). With segment bounds (MASK = 4) the block may hold keys of other queries'
+// segments: those are skipped, not weighed by 0, since upstream attends each segment alone and
+// 0 · a NaN value there would leak in. Keep masks weigh masked keys by 0, as upstream does.
+fn weigh(v: array<mat4x4<f32>, 4>, p: mat4x4<f32>, keys: u32) -> vec4<f32> {
+    if MASK != 4u {
+        return v[0] * p[0] + v[1] * p[1] + v[2] * p[2] + v[3] * p[3];
+    }
+    var sum = vec4(0.0);
+    for (var g = 0u; g < 4u; g++) {
+        for (var t = 0u; t < 4u; t++) {
+            if ((keys >> (4u * g + t)) & 1u) != 0u {
+                sum += v[g][t] * p[g][t];
+            }
+        }
+    }
+    return sum;
 }
 
 // Folds query row r's block of 16 logits into its running max and sum. Returns the keys'
@@ -186,13 +210,14 @@ fn flash_subgroup(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
             let v1 = mat4x4(subgroupBroadcast(va, 4u), subgroupBroadcast(va, 5u), subgroupBroadcast(va, 6u), subgroupBroadcast(va, 7u));
             let v2 = mat4x4(subgroupBroadcast(vb, 0u), subgroupBroadcast(vb, 1u), subgroupBroadcast(vb, 2u), subgroupBroadcast(vb, 3u));
             let v3 = mat4x4(subgroupBroadcast(vb, 4u), subgroupBroadcast(vb, 5u), subgroupBroadcast(vb, 6u), subgroupBroadcast(vb, 7u));
-            acc0[d4] = acc0[d4] * c0 + v0 * p0[0] + v1 * p0[1] + v2 * p0[2] + v3 * p0[3];
+            let v = array(v0, v1, v2, v3);
+            acc0[d4] = acc0[d4] * c0 + weigh(v, p0, kept_keys[0]);
             if QUERY_BLOCKS > 1u {
-                acc1[d4] = acc1[d4] * c.x + v0 * p1[0] + v1 * p1[1] + v2 * p1[2] + v3 * p1[3];
+                acc1[d4] = acc1[d4] * c.x + weigh(v, p1, kept_keys[1]);
             }
             if QUERY_BLOCKS > 2u {
-                acc2[d4] = acc2[d4] * c.y + v0 * p2[0] + v1 * p2[1] + v2 * p2[2] + v3 * p2[3];
-                acc3[d4] = acc3[d4] * c.z + v0 * p3[0] + v1 * p3[1] + v2 * p3[2] + v3 * p3[3];
+                acc2[d4] = acc2[d4] * c.y + weigh(v, p2, kept_keys[2]);
+                acc3[d4] = acc3[d4] * c.z + weigh(v, p3, kept_keys[3]);
             }
         }
     }

@@ -1,10 +1,12 @@
-// Row gather: y[m, :] = x[index[m], :] over x read as rows of `cols` elements. Qwen2.5-VL's
-// inverse window permutation (`hidden_states[argsort(window_index)]`) after its merger, whose
-// rows are the window-ordered merge units. One invocation per output element, column fastest.
+// Row gather: y[m, :] = x[index[m], :] over x read as rows of `cols` elements, or zeros where
+// index[m] is past x's rows. Qwen2.5-VL's inverse window permutation
+// (`hidden_states[argsort(window_index)]`) after its merger, whose rows are the window-ordered
+// merge units; Mllama's tiles padded to a multiple of 8 tokens with zeros. One invocation per
+// output element, column fastest.
 
 struct Params {
     cols: u32,   // elements per row
-    rows: u32,   // rows of x: every index is below it
+    rows: u32,   // rows of x: an index at or past it reads zeros
     total: u32,  // elements of y
     _pad: u32,
 }
@@ -23,7 +25,8 @@ fn gather_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) g
     if e >= params.total {
         return;
     }
-    // The table is a permutation built on the host; the clamp keeps a bad one inside x.
-    let row = min(index[e / params.cols], params.rows - 1u);
-    y[e] = x[row * params.cols + e % params.cols];
+    let row = index[e / params.cols];
+    // select() discards the clamped load for a zero row.
+    let value = x[min(row, params.rows - 1u) * params.cols + e % params.cols];
+    y[e] = select(Act(0.0), value, row < params.rows);
 }

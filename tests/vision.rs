@@ -289,6 +289,36 @@ fn pixtral_sizes_past_the_padding_are_typed_errors() {
     assert!(e.contains("image_sizes") && e.contains("smaller than one 14 px patch"), "{e}");
 }
 
+/// Llama 3.2 Vision's aspect ratio ids must be the config's, its tiles at most
+/// `max_num_tiles`, its tile mask 0/1 and one per tile.
+#[test]
+#[timeout(120_000)]
+fn mllama_ids_and_tiles_past_the_config_are_typed_errors() {
+    let model = models::from_pretrained(gpu(), dir("mllama")).unwrap();
+    let inputs = models::read_tensors(dir("mllama").join("vision_inputs.safetensors")).unwrap();
+    let with = |name: &str, shape: &[usize], data: vlbridge::HostVec| {
+        let mut changed = inputs.clone();
+        changed.insert(name.into(), vlbridge::HostTensor::new(shape, data).unwrap());
+        model.run(&changed).expect_err("a bad input").to_string()
+    };
+    // Eight supported aspect ratios: ids 0 (a padding image) to 8.
+    let e = with("aspect_ratio_ids", &[2, 2], vlbridge::HostVec::U32(vec![6, 9, 3, 0]));
+    assert!(e.contains("aspect_ratio_ids") && e.contains("9 is out of range") && e.contains("0..=8"), "{e}");
+    let e = with("aspect_ratio_ids", &[1, 2], vlbridge::HostVec::U32(vec![6, 5]));
+    assert!(e.contains("aspect_ratio_ids") && e.contains("2 ids for 2 x 2 images"), "{e}");
+    let five = vec![0.25; 2 * 2 * 5 * 3 * 56 * 56];
+    let e = with("pixel_values", &[2, 2, 5, 3, 56, 56], vlbridge::HostVec::F32(five));
+    assert!(e.contains("pixel_values") && e.contains("5 tiles, more than max_num_tiles 4"), "{e}");
+    let wide = vec![0.25; 2 * 2 * 4 * 3 * 56 * 70];
+    let e = with("pixel_values", &[2, 2, 4, 3, 56, 70], vlbridge::HostVec::F32(wide));
+    assert!(e.contains("pixel_values") && e.contains("expected [batch, images, 4, 3, 56, 56]"), "{e}");
+    let mask = |m: Vec<u32>| with("aspect_ratio_mask", &[2, 2, m.len() / 4], vlbridge::HostVec::U32(m));
+    let e = mask(vec![1, 1, 1, 2, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0, 0, 0]);
+    assert!(e.contains("aspect_ratio_mask") && e.contains("holds 2"), "{e}");
+    let e = mask(vec![1; 8]);
+    assert!(e.contains("aspect_ratio_mask") && e.contains("8 entries, expected 2 x 2 x 4"), "{e}");
+}
+
 #[test]
 #[timeout(120_000)]
 fn the_connector_path_keeps_working_beside_the_tower() {
@@ -353,10 +383,7 @@ fn the_pixel_path_runs_with_f16_weights_and_activations() {
 }
 
 #[test]
-#[timeout(120_000)]
-fn pixels_for_a_tower_not_served_yet_say_so() {
-    let model = models::from_pretrained(gpu(), dir("mllama")).unwrap();
-    let inputs = models::read_tensors(dir("mllama").join("vision_inputs.safetensors")).unwrap();
-    let e = model.run(&inputs).unwrap_err().to_string();
-    assert!(e.contains("pixel_values") && e.contains("does not serve the mllama vision tower"), "{e}");
+#[timeout(300_000)]
+fn mllama_tiles_gated_embeddings_pad_pair_mask_global_layers_and_projector() {
+    check("mllama");
 }

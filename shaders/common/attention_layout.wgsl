@@ -34,6 +34,8 @@ override MASK: u32 = 0u;        // 1: `mask` holds a keep byte (non-zero) per (q
                                 // 2: an f32 added to the logit (bitcast from the u32 words);
                                 // 3: a keep byte per key (padding), the same for every query
                                 // 4: segment bounds, u32 [start, end) of each query's keys
+                                // 5: a real byte per token (self-attention): only pad-pad
+                                //    pairs are masked
 override MASKED_ROWS: u32 = 0u; // fully masked rows: 0 uniform average (upstream fill), 1 zero
 override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weights in `norms`)
 
@@ -97,10 +99,18 @@ fn key_range(b: u32, qi: u32) -> vec2<u32> {
     return vec2(min(mask[i], end), end);
 }
 
+// Byte i of the u8 mask, non-zero or not.
+fn real_token(i: u32) -> bool {
+    return ((mask[i / 4u] >> ((i % 4u) * 8u)) & 0xffu) != 0u;
+}
+
 fn kept(b: u32, qi: u32, j: u32) -> bool {
     if MASK == 4u {
         let range = key_range(b, qi);
         return j >= range.x && j < range.y;
+    }
+    if MASK == 5u {
+        return real_token(b * keys() + qi) || real_token(b * keys() + j);
     }
     if MASK != 1u && MASK != 3u {
         return true;

@@ -6,7 +6,7 @@ use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, pi
 use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
 use crate::dtype::DType;
 use crate::error::Result;
-use crate::ops::concat::NAME;
+use crate::ops::concat::{NAME, ZERO_ROW};
 use crate::ops::{Concat, Meta, Operand};
 use crate::pipeline::Access;
 
@@ -114,7 +114,7 @@ impl Kernel for Concat {
 
     fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
         if let Concat::Gather { cols } = *self {
-            let total = inputs[1].shape[0] * cols;
+            let total = inputs[1].len() * cols;
             let p =
                 GatherParams { cols: cols as u32, rows: (inputs[0].len() / cols) as u32, total: total as u32, pad: 0 };
             return Dispatch::new(&p, total.div_ceil(WORKGROUP as usize) as u64);
@@ -125,7 +125,7 @@ impl Kernel for Concat {
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
         let total = match *self {
-            Concat::Gather { cols } => inputs[1].shape[0] * cols,
+            Concat::Gather { cols } => inputs[1].len() * cols,
             _ => params(self, inputs).total as usize,
         };
         Cost { flops: 0.0, bytes: 2.0 * bytes(inputs[0].dtype, total) }
@@ -152,8 +152,10 @@ impl Kernel for Concat {
             Concat::Flatten | Concat::Regroup { .. } => inputs[0].to_vec(),
             Concat::Gather { cols } => inputs[1]
                 .iter()
-                .flat_map(|&i| &inputs[0][i as usize * cols..(i as usize + 1) * cols])
-                .copied()
+                .flat_map(|&i| {
+                    let row = inputs[0].get(i as usize * cols..(i as usize + 1) * cols);
+                    row.map_or_else(|| vec![0.0; cols], <[f64]>::to_vec)
+                })
                 .collect(),
             Concat::Slice { start, len } => {
                 let item = metas[0].len() / metas[0].shape[0];
@@ -233,10 +235,17 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
             if rng.bool(0.5) {
                 (Concat::Regroup { cols }, vec![a])
             } else {
-                // Any rows, repeated or left out, in any order.
-                let m = rng.edge(30);
-                let index: Vec<u32> = (0..m).map(|_| rng.range(0, len / cols - 1) as u32).collect();
-                (Concat::Gather { cols }, vec![a, c.input("index", &[m], DType::U32, index)])
+                // Any rows, repeated or left out, in any order, some zero rows; the index of
+                // rank 1 or 2.
+                let (outer, m) = if rng.bool(0.5) { (1, rng.edge(30)) } else { (rng.edge(4), rng.edge(12)) };
+                let rows = len / cols;
+                let index: Vec<u32> = (0..outer * m)
+                    .map(|_| {
+                        if rng.bool(0.15) { rng.pick(&[rows as u32, ZERO_ROW]) } else { rng.range(0, rows - 1) as u32 }
+                    })
+                    .collect();
+                let shape = if outer == 1 { vec![m] } else { vec![outer, m] };
+                (Concat::Gather { cols }, vec![a, c.input("index", &shape, DType::U32, index)])
             }
         }
         _ => {

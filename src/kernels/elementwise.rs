@@ -1,13 +1,14 @@
 //! Elementwise kernels: GELU (`shaders/gelu.wgsl`, the unfused baseline of the fused GEMM
-//! epilogue), repeat (`shaders/repeat.wgsl`: learnable queries broadcast over the batch) and
-//! convert (`shaders/convert.wgsl`: f32 parameters into f16 graphs).
+//! epilogue), repeat (`shaders/repeat.wgsl`: learnable queries broadcast over the batch),
+//! convert (`shaders/convert.wgsl`: f32 parameters into f16 graphs) and row-broadcast adds
+//! (`shaders/add_rows.wgsl`: Mllama's per-tile embedding over the tile's tokens).
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
 use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
 use crate::dtype::{DType, round_to};
 use crate::error::Result;
 use crate::ops::elementwise::check_unary;
-use crate::ops::{Convert, GeluForm, Meta, Operand, Repeat};
+use crate::ops::{AddRows, Convert, GeluForm, Meta, Operand, Repeat};
 use crate::pipeline::Access;
 use crate::reference;
 
@@ -269,4 +270,99 @@ fn precision_convert() -> Result<Vec<Case>> {
     let x = c.constant("x", &[3, 11], DType::F32, rng.signed(33).iter().map(|v| v * 1e5).collect::<Vec<_>>());
     let y = c.node(Convert { to: DType::F16 }, &[x])?;
     Ok(vec![c.finish(&[y], "values past f16's range included".into(), Tolerance::new(0.0, 1e-5))])
+}
+
+/// Mirrors `Params` in `shaders/add_rows.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AddRowsParams {
+    /// Elements per row.
+    pub cols: u32,
+    /// Rows of x per row of t.
+    pub group: u32,
+    /// Elements of x.
+    pub total: u32,
+    /// Padding to 16 bytes.
+    pub _pad: u32,
+}
+
+/// A row of f32 added to each row of a group.
+pub static ADD_ROWS_SPEC: KernelSpec = KernelSpec::new(
+    AddRows::NAME,
+    "add_rows.wgsl",
+    include_str!("../../shaders/add_rows.wgsl"),
+    "add_rows",
+    &[Access::Read, Access::Read, Access::ReadWrite, Access::Uniform],
+    WORKGROUP,
+    std::mem::size_of::<AddRowsParams>(),
+);
+
+/// The row-broadcast add family.
+pub static ADD_ROWS_FAMILY: KernelFamily = KernelFamily {
+    name: AddRows::NAME,
+    specs: &[&ADD_ROWS_SPEC],
+    fuzz: Some(fuzz_add_rows),
+    bench: super::KernelFamily::no_bench,
+    precision: precision_add_rows,
+    ..KernelFamily::BASE
+};
+
+impl Kernel for AddRows {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn operand(&self, i: usize) -> Operand {
+        if i == 0 { Operand::Activation } else { Operand::Param }
+    }
+
+    fn check(&self, inputs: &[&Meta]) -> Result<Meta> {
+        AddRows::check(self, inputs)
+    }
+
+    fn variants(&self, _inputs: &[&Meta]) -> Vec<&'static KernelSpec> {
+        vec![&ADD_ROWS_SPEC]
+    }
+
+    fn dispatch(&self, _spec: &KernelSpec, inputs: &[&Meta]) -> Dispatch {
+        let (total, cols) = (inputs[0].len(), inputs[1].shape[inputs[1].shape.len() - 1]);
+        let p = AddRowsParams { cols: cols as u32, group: self.group as u32, total: total as u32, _pad: 0 };
+        Dispatch::new(&p, (total as u64).div_ceil(u64::from(WORKGROUP)))
+    }
+
+    fn cost(&self, inputs: &[&Meta]) -> Cost {
+        let n = inputs[0].len();
+        Cost { flops: n as f64, bytes: 2.0 * bytes(inputs[0].dtype, n) + bytes(DType::F32, inputs[1].len()) }
+    }
+
+    fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
+        let cols = metas[1].shape[metas[1].shape.len() - 1];
+        let rows = inputs[0].chunks(cols).enumerate();
+        rows.flat_map(|(r, x)| {
+            x.iter().zip(&inputs[1][(r / self.group) * cols..]).map(|(a, b)| a + b).collect::<Vec<_>>()
+        })
+        .collect()
+    }
+}
+
+/// Random rows, groups and widths; the sum rounded once to the storage type.
+fn fuzz_add_rows(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
+    let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
+    let (groups, group, cols) = (rng.edge(9), rng.edge(40), rng.edge(70));
+    let rows = groups * group;
+    let mut c = Case::builder(AddRows::NAME);
+    let x = c.input("x", &[rows, cols], storage, rng.values(rows * cols, kind, huge_for(storage, 1e30), inject));
+    let t = c.input("t", &[groups, cols], DType::F32, rng.values(groups * cols, kind, 1e30, inject));
+    let y = c.node(AddRows { group }, &[x, t])?;
+    let description = format!("[{rows}, {cols}] in groups of {group} {storage} {kind:?} inject={inject}");
+    Ok(c.finish(&[y], description, Tolerance::new(SUBNORMAL_FLOOR, 1e-6)))
+}
+
+fn precision_add_rows() -> Result<Vec<Case>> {
+    let mut rng = CaseRng::new(9);
+    let mut c = Case::builder(AddRows::NAME);
+    let x = c.input("x", &[12, 7], DType::F16, rng.signed(84));
+    let t = c.input("t", &[3, 7], DType::F32, rng.signed(21));
+    let y = c.node(AddRows { group: 4 }, &[x, t])?;
+    Ok(vec![c.finish(&[y], "[12, 7] in groups of 4, f16".into(), Tolerance::new(0.0, 1e-5))])
 }

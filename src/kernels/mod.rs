@@ -374,6 +374,8 @@ registry! {
     Repeat(crate::ops::Repeat) => elementwise::REPEAT_FAMILY,
     /// An f32 tensor rounded to the activation storage type.
     Convert(crate::ops::Convert) => elementwise::CONVERT_FAMILY,
+    /// A row of f32 added to each row of its group.
+    AddRows(crate::ops::AddRows) => elementwise::ADD_ROWS_FAMILY,
     /// Multi-head attention, online softmax (no score matrix).
     Attention(crate::ops::Attention) => attention::FAMILY,
     /// One pass of the naive three-pass attention (the measured baseline).

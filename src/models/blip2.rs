@@ -26,7 +26,7 @@ pub(super) struct Blip2 {
     qformer: QFormerConfig,
     text: usize,
     vision_tokens: Option<usize>,
-    tower: Option<TowerSpec>,
+    tower: TowerSpec,
 }
 
 impl Blip2 {
@@ -91,12 +91,12 @@ impl Model for Blip2 {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let qformer = QFormer::from_weights(gpu, weights, self.qformer)?.with_language_projection(gpu, weights)?;
-        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
+        let tower = self.tower.load(gpu, weights, activations)?;
         Ok(Box::new(Run { qformer: qformer.with_activations(activations), tower, gpu: gpu.clone() }))
     }
 
     fn tower(&self) -> Option<&TowerSpec> {
-        self.tower.as_ref()
+        Some(&self.tower)
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) struct Llava {
     patch: usize,
     pinpoints: Vec<(usize, usize)>,
     max_patches: Option<usize>,
-    tower: Option<TowerSpec>,
+    tower: TowerSpec,
 }
 
 impl Llava {
@@ -193,7 +193,7 @@ impl Model for Llava {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let projector = LlavaProjector::from_weights(gpu, weights, self.act)?.with_activations(activations);
-        let tower = self.tower.as_ref().map(|t| t.load(gpu, weights, activations)).transpose()?.flatten();
+        let tower = self.tower.load(gpu, weights, activations)?;
         if self.family == ModelFamily::Llava {
             return Ok(Box::new(Projector { projector, tower, gpu: gpu.clone() }));
         }
@@ -202,7 +202,7 @@ impl Model for Llava {
     }
 
     fn tower(&self) -> Option<&TowerSpec> {
-        self.tower.as_ref()
+        Some(&self.tower)
     }
 }
 

@@ -62,7 +62,7 @@ pub(super) struct MergerModel {
     side: Option<usize>,
     settings: Vec<(String, String)>,
     family: ModelFamily,
-    tower: Option<TowerSpec>,
+    tower: TowerSpec,
 }
 
 impl MergerModel {
@@ -211,18 +211,16 @@ impl Model for MergerModel {
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         let merger = Merger::from_weights(gpu, weights, self.config)?.with_activations(activations);
         let (mut tower, mut rotary) = (None, None);
-        if let Some(spec) = &self.tower {
-            if matches!(self.family, ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl | ModelFamily::Mistral3) {
-                rotary = spec.load_rotary(gpu, weights, activations)?;
-            } else {
-                tower = spec.load(gpu, weights, activations)?;
-            }
+        if matches!(self.family, ModelFamily::Qwen2Vl | ModelFamily::Qwen25Vl | ModelFamily::Mistral3) {
+            rotary = self.tower.load_rotary(gpu, weights, activations)?;
+        } else {
+            tower = self.tower.load(gpu, weights, activations)?;
         }
         Ok(Box::new(MergerRun { gpu: gpu.clone(), merger, tower, rotary, family: self.family }))
     }
 
     fn tower(&self) -> Option<&TowerSpec> {
-        self.tower.as_ref()
+        Some(&self.tower)
     }
 }
 

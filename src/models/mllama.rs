@@ -1,15 +1,21 @@
 //! Llama 3.2 Vision (`mllama`): `multi_modal_projector` and the reshape to
-//! `cross_attention_states` that `MllamaModel` applies before the text model. The text model's
-//! cross-attention layers that read them are [`crate::connectors::MllamaCrossAttention`].
+//! `cross_attention_states` that `MllamaModel` applies before the text model, from the vision
+//! tower's output or, where the checkpoint holds the tower, from the processor's tiles. The
+//! text model's cross-attention layers that read them are
+//! [`crate::connectors::MllamaCrossAttention`].
 
 use serde::Deserialize;
 
 use super::config::{ConfigJson, required};
-use super::{Built, Model, Runner, Tensors, input_f32};
+use super::vision::{TowerSpec, finite_pixels};
+use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32, input_ints};
 use crate::connectors::{MllamaProjector, StateDict};
-use crate::dtype::DType;
+use crate::dtype::{DType, HostVec};
 use crate::error::Result;
 use crate::gpu::Gpu;
+use crate::graph::Graph;
+use crate::host::HostTensor;
+use crate::towers::{MllamaLayout, MllamaTower, MllamaVisionConfig};
 use crate::weights::Weights;
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +48,7 @@ pub(super) struct Mllama {
     tokens_per_tile: Option<usize>,
     max_tiles: Option<usize>,
     cross_attention_layers: Vec<usize>,
+    tower: TowerSpec,
 }
 
 impl Mllama {
@@ -55,6 +62,7 @@ impl Mllama {
             tokens_per_tile: v.image_size.zip(v.patch_size).map(|(i, p)| (i / p.max(1)).pow(2) + 1),
             max_tiles: v.max_num_tiles,
             cross_attention_layers: c.text_config.cross_attention_layers.clone().unwrap_or_default(),
+            tower: TowerSpec::new(ModelFamily::Mllama, config)?,
         })
     }
 }
@@ -93,9 +101,78 @@ impl Model for Mllama {
     }
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
+        if let Some(tower) = self.tower.load_tiled(gpu, weights, activations)? {
+            return Ok(Box::new(TowerRun { gpu: gpu.clone(), tower }));
+        }
         let projector = MllamaProjector::from_weights(gpu, weights)?.with_activations(activations);
         Ok(Box::new(ProjectorRun { projector }))
     }
+
+    fn tower(&self) -> Option<&TowerSpec> {
+        Some(&self.tower)
+    }
+}
+
+/// The tower and the projector from the processor's tiles.
+struct TowerRun {
+    gpu: Gpu,
+    tower: MllamaTower,
+}
+
+impl Runner for TowerRun {
+    fn inputs(&self) -> &'static [&'static str] {
+        &["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"]
+    }
+
+    fn vision_inputs(&self) -> &'static [&'static str] {
+        self.inputs()
+    }
+
+    fn build(&self, inputs: &Tensors) -> Result<Built> {
+        let config = self.tower.config();
+        let (t, pixels) = finite_pixels(inputs)?;
+        let ints = |name: &str| {
+            let len = inputs.get(name).map_or(0, |t| t.data.len());
+            input_ints(inputs, name, len)
+        };
+        let layout =
+            MllamaLayout::new(config, pixels, &t.shape, &ints("aspect_ratio_ids")?, &ints("aspect_ratio_mask")?)?;
+        let mut g = Graph::new();
+        let mut feeds = Tensors::new();
+        let dtype = self.tower.activations();
+        let (tokens, width, c) = (layout.tokens(config), config.row_width(), config.hidden);
+        let rows = g.input_as("pixel_values", &[1, tokens, width], dtype)?;
+        let embeddings = g.input_as("embeddings", &[1, tokens, c], dtype)?;
+        feeds.insert("pixel_values".into(), HostTensor::new(&[1, tokens, width], HostVec::F32(layout.rows.clone()))?);
+        let table = self.tower.token_embeddings(&layout);
+        feeds.insert("embeddings".into(), HostTensor::new(&[1, tokens, c], HostVec::F32(table))?);
+        g.set_stage("tower");
+        let out = self.tower.add_to(&self.gpu, &mut g, (rows, embeddings), &layout)?;
+        g.output(out)?;
+        Ok(Built { graph: g, outputs: &["image_features"], feeds })
+    }
+}
+
+/// What `inspect` says of the tiled tower.
+pub(super) fn describe_tower(c: &MllamaVisionConfig) -> Vec<(String, String)> {
+    vec![
+        (
+            "vision tower".into(),
+            format!(
+                "MllamaVisionModel ({} local + {} global layers; width {}, {} heads, MLP {}, {:?})",
+                c.layers, c.global_layers, c.hidden, c.heads, c.intermediate, c.act
+            ),
+        ),
+        (
+            "image".into(),
+            format!(
+                "up to {} tiles of {1} x {1} px, patch {2}; aspect ratios {3:?}",
+                c.max_tiles, c.image_size, c.patch, c.aspect_ratios
+            ),
+        ),
+        ("feature layers".into(), format!("final + intermediate {:?}", c.intermediate_indices)),
+        ("tower tokens".into(), format!("{} per tile ({} in the transformers)", c.tokens(), c.padded_tokens())),
+    ]
 }
 
 struct ProjectorRun {

@@ -316,15 +316,14 @@ impl Pretrained {
         plan.profile(&built.feeds, &Timer::new(&self.gpu))
     }
 
-    /// The graph for `inputs`; pixels without a served tower are an [`Error::Input`] saying so.
+    /// The graph for `inputs`; pixels without a tower in the checkpoint are an [`Error::Input`]
+    /// saying so.
     fn build(&self, inputs: &Tensors) -> Result<Built> {
         if inputs.contains_key("pixel_values") && self.runner.vision_inputs().is_empty() {
-            let why = if self.inspection.tower.is_empty() {
-                format!("vlbridge does not serve the {} vision tower yet", self.family().model_type())
-            } else {
-                "the checkpoint holds no vision tower".to_string()
-            };
-            let problem = format!("{why}: give the connector's inputs ({}) instead", self.input_names().join(", "));
+            let problem = format!(
+                "the checkpoint holds no vision tower: give the connector's inputs ({}) instead",
+                self.input_names().join(", ")
+            );
             return Err(Error::Input { name: "pixel_values".into(), problem });
         }
         self.runner.build(inputs)

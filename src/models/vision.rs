@@ -12,7 +12,8 @@ use crate::graph::{Graph, TensorId};
 use crate::host::HostTensor;
 use crate::ops::Concat;
 use crate::towers::{
-    PixtralConfig, PixtralTower, QwenConfig, QwenKind, QwenTower, TowerConfig, TowerKind, TowerSelect, VisionTower,
+    MllamaTower, MllamaVisionConfig, PixtralConfig, PixtralTower, QwenConfig, QwenKind, QwenTower, TowerConfig,
+    TowerKind, TowerSelect, VisionTower,
 };
 use crate::weights::Weights;
 
@@ -36,6 +37,8 @@ enum Arch {
     Qwen(QwenKind),
     /// Pixtral (Mistral 3).
     Pixtral,
+    /// Llama 3.2 Vision's tiled tower.
+    Mllama,
 }
 
 impl Arch {
@@ -44,6 +47,7 @@ impl Arch {
             Arch::Vit(kind) => kind.upstream(),
             Arch::Qwen(kind) => kind.upstream(),
             Arch::Pixtral => "PixtralVisionModel",
+            Arch::Mllama => "MllamaVisionModel",
         }
     }
 
@@ -52,6 +56,7 @@ impl Arch {
             Arch::Vit(kind) => VisionTower::probe(kind),
             Arch::Qwen(_) => QwenTower::PROBE.into(),
             Arch::Pixtral => PixtralTower::PROBE.into(),
+            Arch::Mllama => MllamaTower::PROBE.into(),
         }
     }
 }
@@ -62,6 +67,7 @@ enum Parsed {
     Qwen(QwenConfig),
     /// With the `hidden_states` index the model reads (`vision_feature_layer`).
     Pixtral(PixtralConfig, usize),
+    Mllama(MllamaVisionConfig),
 }
 
 /// A loaded rotary tower.
@@ -81,8 +87,8 @@ struct VitParsed {
 }
 
 impl TowerSpec {
-    /// The tower of `family` (`None` for the families whose towers are not served yet).
-    pub(crate) fn new(family: ModelFamily, config: &ConfigJson) -> Result<Option<Self>> {
+    /// The tower of `family`.
+    pub(crate) fn new(family: ModelFamily, config: &ConfigJson) -> Result<Self> {
         let (arch, prefixes): (Arch, &'static [&'static str]) = match family {
             ModelFamily::Llava | ModelFamily::LlavaNext => (Arch::Vit(TowerKind::Clip), &["vision_tower."]),
             ModelFamily::LlavaOnevision | ModelFamily::Gemma3 => (Arch::Vit(TowerKind::Siglip), &["vision_tower."]),
@@ -94,19 +100,20 @@ impl TowerSpec {
             ModelFamily::Qwen2Vl => (Arch::Qwen(QwenKind::Qwen2Vl), &["model.visual.", "visual."]),
             ModelFamily::Qwen25Vl => (Arch::Qwen(QwenKind::Qwen25Vl), &["model.visual.", "visual."]),
             ModelFamily::Mistral3 => (Arch::Pixtral, &["model.vision_tower.", "vision_tower."]),
-            _ => return Ok(None),
+            ModelFamily::Mllama => (Arch::Mllama, &["model.vision_model.", "vision_model."]),
         };
         let vision = &config.value()["vision_config"];
         let parsed = match arch {
             Arch::Vit(kind) => VitParsed::new(family, kind, config).map(Parsed::Vit),
             Arch::Qwen(kind) => QwenConfig::from_json(kind, "vision_config", vision).map(Parsed::Qwen),
             Arch::Pixtral => rotary::pixtral_config(config.value()).map(|(c, depth)| Parsed::Pixtral(c, depth)),
+            Arch::Mllama => MllamaVisionConfig::from_json("vision_config", vision).map(Parsed::Mllama),
         };
         let parsed = parsed.map_err(|e| match e {
             Error::Config { field, problem } => (field, problem),
             other => ("vision_config".to_string(), other.to_string()),
         });
-        Ok(Some(Self { arch, prefixes, parsed }))
+        Ok(Self { arch, prefixes, parsed })
     }
 
     /// The prefix the checkpoint holds the tower under, if it does.
@@ -147,14 +154,26 @@ impl TowerSpec {
             Parsed::Pixtral(config, depth) => Rotary::Pixtral(
                 PixtralTower::from_weights(gpu, &weights, config.clone(), *depth)?.with_activations(activations),
             ),
-            Parsed::Vit(_) => {
-                return Err(Error::Config {
-                    field: "vision_config".into(),
-                    problem: "not a rotary tower (a ViT)".into(),
-                });
+            Parsed::Vit(_) | Parsed::Mllama(_) => {
+                return Err(Error::Config { field: "vision_config".into(), problem: "not a rotary tower".into() });
             }
         };
         Ok(Some(tower))
+    }
+
+    /// [`TowerSpec::load`] for Llama 3.2 Vision's tiled tower, with the projector it feeds
+    /// (`multi_modal_projector.` beside the tower's prefix).
+    pub(crate) fn load_tiled(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Option<MllamaTower>> {
+        let Some((prefix, parsed)) = self.parsed_for(weights)? else {
+            return Ok(None);
+        };
+        let Parsed::Mllama(config) = parsed else {
+            return Err(Error::Config { field: "vision_config".into(), problem: "not a tiled tower".into() });
+        };
+        let root = prefix.strip_suffix("vision_model.").unwrap_or_default();
+        let tower =
+            MllamaTower::from_weights(gpu, &weights.with_prefix(prefix), &weights.with_prefix(root), config.clone())?;
+        Ok(Some(tower.with_activations(activations)))
     }
 
     /// The prefix and the parsed config where the checkpoint holds the tower.
@@ -175,6 +194,7 @@ impl TowerSpec {
             Ok(Parsed::Vit(p)) => p,
             Ok(Parsed::Qwen(c)) => return rotary::describe_qwen(c),
             Ok(Parsed::Pixtral(c, depth)) => return rotary::describe_pixtral(c, *depth),
+            Ok(Parsed::Mllama(c)) => return super::mllama::describe_tower(c),
             Err((field, problem)) => {
                 return vec![(
                     "vision tower".into(),

@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 /// Name in errors and reports.
 pub const NAME: &str = "concat";
 
+/// A [`Concat::Gather`] index that writes a row of zeros.
+pub const ZERO_ROW: u32 = u32::MAX;
+
 /// A copy that selects or joins tensors of one dtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Concat {
@@ -31,8 +34,9 @@ pub enum Concat {
         /// Elements per output row (they must divide the input's).
         cols: usize,
     },
-    /// `[.., C]` read as rows of `cols` elements and u32 `index` `[M]` → `[M, cols]`, row m
-    /// being row `index[m]` (Qwen2.5-VL's inverse window permutation).
+    /// `[.., C]` read as rows of `cols` elements and u32 `index` `[.., M]` → `[.., M, cols]`,
+    /// row m being row `index[m]`, or zeros where `index[m]` is past the rows ([`ZERO_ROW`]):
+    /// Qwen2.5-VL's inverse window permutation, Mllama's tiles padded with zero tokens.
     Gather {
         /// Elements per row (they must divide the input's).
         cols: usize,
@@ -107,12 +111,11 @@ impl Concat {
                 }
                 if let Concat::Gather { .. } = self {
                     let index = inputs[1];
-                    if index.shape.len() != 1 || index.dtype != DType::U32 {
-                        let what = "index ([rows] u32)";
+                    if index.dtype != DType::U32 {
                         let got = format!("{:?} {}", index.shape, index.dtype);
-                        return Err(Error::shape(NAME, what, "[M] u32", got));
+                        return Err(Error::shape(NAME, "index (u32 rows)", "[.., M] u32", got));
                     }
-                    vec![index.shape[0], cols]
+                    [&index.shape[..], &[cols]].concat()
                 } else {
                     vec![len / cols, cols]
                 }

@@ -14,6 +14,9 @@ pub enum MaskInput<'a> {
     Keys(&'a [f64]),
     /// `[batch, queries, 2]`: query i attends keys `start .. end` only (block-diagonal).
     Segments(&'a [f64]),
+    /// `[batch, tokens]`, 0 = padding: a padding query's padding keys are masked (their logit
+    /// [`MASK_FILL`]); every other pair attends.
+    PadPairs(&'a [f64]),
 }
 
 impl<'a> MaskInput<'a> {
@@ -21,7 +24,7 @@ impl<'a> MaskInput<'a> {
     pub fn keep(self) -> Option<&'a [f64]> {
         match self {
             MaskInput::Keep(m) => Some(m),
-            MaskInput::Additive(_) | MaskInput::Keys(_) | MaskInput::Segments(_) => None,
+            MaskInput::Additive(_) | MaskInput::Keys(_) | MaskInput::Segments(_) | MaskInput::PadPairs(_) => None,
         }
     }
 
@@ -30,6 +33,7 @@ impl<'a> MaskInput<'a> {
         match self {
             MaskInput::Keep(m) => m[(b * queries + i) * keys + j] != 0.0,
             MaskInput::Keys(m) => m[b * keys + j] != 0.0,
+            MaskInput::PadPairs(m) => m[b * keys + i] != 0.0 || m[b * keys + j] != 0.0,
             MaskInput::Segments(m) => {
                 let row = 2 * (b * queries + i);
                 (m[row]..m[row + 1]).contains(&(j as f64))
@@ -164,7 +168,8 @@ pub fn weighted_sum(p: &Geometry, weights: &[f64], kv: [&[f64]; 2], mask: Option
 }
 
 /// Whole multi-head attention: [`weighted_sum`] of the [`softmax_rows`] of the
-/// [`attention_scores`].
+/// [`attention_scores`], the keys outside a query's segment taking no part in its softmax
+/// (upstream attends each segment alone).
 pub fn attention(
     p: &Geometry,
     zero_masked_rows: bool,
@@ -173,7 +178,18 @@ pub fn attention(
     mask: Option<MaskInput<'_>>,
     norms: Option<&[f64]>,
 ) -> Vec<f64> {
-    let scores = attention_scores(p, q, kv, mask, norms);
+    let mut scores = attention_scores(p, q, kv, mask, norms);
+    if let Some(m @ MaskInput::Segments(_)) = mask {
+        let keys = p.keys();
+        for (r, row) in scores.chunks_mut(keys).enumerate() {
+            let (i, b) = (r % p.queries, r / (p.queries * p.heads));
+            for (j, s) in row.iter_mut().enumerate() {
+                if m.excludes(b, i, j, p.queries, keys) {
+                    *s = f64::NEG_INFINITY;
+                }
+            }
+        }
+    }
     let weights = softmax_rows(&scores, p.keys(), p.queries, p.heads, mask.and_then(MaskInput::keep), zero_masked_rows);
     weighted_sum(p, &weights, kv, mask)
 }

@@ -11,12 +11,18 @@
 //! The rotary towers at native resolution are [`QwenTower`] (Qwen2-VL, Qwen2.5-VL: processor
 //! rows in, window attention) and [`PixtralTower`] (Mistral 3: padded images of their own
 //! sizes): patch rows through one GEMM, 2D rotary positions, block-diagonal attention.
+//!
+//! [`MllamaTower`] is Llama 3.2 Vision's: tiles with gated position and tile embeddings, padded
+//! tokens masked pad-to-pad, local then gated global layers, intermediate layers concatenated
+//! for the projector.
 
+mod mllama;
 mod pixtral;
 mod qwen;
 mod rotary;
 mod vit;
 
+pub use mllama::{MllamaLayout, MllamaTower, MllamaVisionConfig};
 pub use pixtral::{PixtralConfig, PixtralLayout, PixtralTower};
 pub use qwen::{GridThw, QwenConfig, QwenKind, QwenLayout, QwenTower};
 pub use vit::{TowerSelect, VisionTower};
@@ -222,5 +228,25 @@ impl TowerConfig {
             });
         }
         Ok(i as usize)
+    }
+}
+
+/// Appends the `p`×`p` patches in the top-left `grid` (rows, columns) of `image` `[C, H, W]`
+/// to `rows`, row-major, each as `C·p·p` values in a conv weight's (channel, y, x) order: the
+/// patch conv as one GEMM over them.
+pub(crate) fn patch_rows(
+    image: &[f32],
+    (channels, height, width): (usize, usize, usize),
+    p: usize,
+    (grid_h, grid_w): (usize, usize),
+    rows: &mut Vec<f32>,
+) {
+    for (py, px) in (0..grid_h).flat_map(|y| (0..grid_w).map(move |x| (y, x))) {
+        for c in 0..channels {
+            for dy in 0..p {
+                let start = (c * height + py * p + dy) * width + px * p;
+                rows.extend_from_slice(&image[start..start + p]);
+            }
+        }
     }
 }

@@ -162,15 +162,8 @@ impl PixtralLayout {
             }
             let image = &pixels[i * ch * height * width..(i + 1) * ch * height * width];
             let (gh, gw) = (h / p, w / p);
-            for (py, px) in (0..gh).flat_map(|y| (0..gw).map(move |x| (y, x))) {
-                for c in 0..ch {
-                    for dy in 0..p {
-                        let start = (c * height + py * p + dy) * width + px * p;
-                        rows.extend_from_slice(&image[start..start + p]);
-                    }
-                }
-                positions.extend([py as u32, px as u32]);
-            }
+            super::patch_rows(image, (ch, height, width), p, (gh, gw), &mut rows);
+            positions.extend((0..gh).flat_map(|y| (0..gw).flat_map(move |x| [y as u32, x as u32])));
             grids.push((gh, gw));
         }
         Ok(Self { rows, positions, grids })

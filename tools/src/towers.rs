@@ -6,12 +6,12 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use vlbridge::connectors::{LlavaProjector, Merger, MergerConfig, MergerKind, QFormer, QFormerConfig};
-use vlbridge::ops::{Concat, GeluForm};
+use vlbridge::ops::{Concat, Convert, GeluForm};
 use vlbridge::towers::{
-    GridThw, PixtralConfig, PixtralLayout, PixtralTower, QwenConfig, QwenKind, QwenLayout, QwenTower, TowerConfig,
-    TowerKind, TowerNorm, TowerSelect, VisionTower,
+    GridThw, MllamaLayout, MllamaTower, MllamaVisionConfig, PixtralConfig, PixtralLayout, PixtralTower, QwenConfig,
+    QwenKind, QwenLayout, QwenTower, TowerConfig, TowerKind, TowerNorm, TowerSelect, VisionTower,
 };
-use vlbridge::{DType, Gpu, Graph, Result};
+use vlbridge::{DType, Gpu, Graph, Result, Tensor};
 
 use crate::synthetic;
 use crate::util::normal;
@@ -38,6 +38,9 @@ pub enum Tower {
     Qwen(QwenConfig, GridThw),
     /// Pixtral over one square image of this many pixels, `layers` of its layers run.
     Pixtral(PixtralConfig, usize, usize),
+    /// Mllama over one image of `max_num_tiles` tiles, of which this many are real (the rest
+    /// are the processor's padding tiles, computed all the same), and its projector.
+    Mllama(MllamaVisionConfig, usize),
 }
 
 /// The connector of a workload, at the language model's width.
@@ -49,6 +52,8 @@ pub enum Connector {
     QFormer(usize),
     /// A spatial merger of this kind and scale into `text` (class token dropped first).
     Merger(MergerKind, usize, usize),
+    /// Mllama's `multi_modal_projector` into `text`, part of its tower's graph.
+    Projector(usize),
 }
 
 impl Workload {
@@ -68,6 +73,7 @@ impl Workload {
                 Tower::Qwen(QwenConfig { layers: 1, full_attention, ..config.clone() }, *grid)
             }
             Tower::Pixtral(config, side, _) => Tower::Pixtral(config.clone(), *side, 1),
+            Tower::Mllama(config, tiles) => Tower::Mllama(mllama_depth(config, 1, 1), *tiles),
         };
         Workload { tower, ..self.clone() }
     }
@@ -84,6 +90,9 @@ impl Workload {
             }
             Tower::Qwen(config, grid) => (config.layers, grid.t * grid.h * grid.w),
             Tower::Pixtral(config, side, layers) => (*layers, (side / config.patch).pow(2)),
+            Tower::Mllama(config, _) => {
+                (config.layers + config.global_layers, config.max_tiles * config.padded_tokens())
+            }
         }
     }
 
@@ -103,6 +112,12 @@ impl Workload {
                 Tower::Qwen(QwenConfig { layers: layers.min(config.layers), full_attention, ..config.clone() }, *grid)
             }
             Tower::Pixtral(config, side, used) => Tower::Pixtral(config.clone(), *side, layers.min(*used)),
+            Tower::Mllama(config, tiles) => {
+                // The global layers' share of the depth kept (8 of 40), at least one of each.
+                let local = (layers * config.layers).div_ceil(config.layers + config.global_layers).max(1);
+                let global = layers.saturating_sub(local).max(1);
+                Tower::Mllama(mllama_depth(config, local, global), *tiles)
+            }
         };
         Workload { tower, ..self.clone() }
     }
@@ -154,6 +169,32 @@ impl Workload {
                 let rows = g.input_as("pixel_values", &[1, layout.tokens(), config.row_width()], act)?;
                 (tower.add_to(gpu, &mut g, rows, &layout)?, config.hidden, layout.rows)
             }
+            Tower::Mllama(config, tiles) => {
+                let Connector::Projector(text) = self.connector else {
+                    unreachable!("Mllama's rows end in its projector")
+                };
+                let w = synthetic::checkpoint(&mut rng, &config.state_dict(text), &[], DType::BF16)?;
+                let tower = MllamaTower::from_weights(gpu, &w.with_prefix("vision_model."), &w, config.clone())?;
+                let tower = tower.with_activations(act);
+                drop(w);
+                let (t, s, tiles) = (config.max_tiles, config.image_size, *tiles);
+                // The processor's padding tiles are zeros; the aspect ratio is the first with
+                // `tiles` tiles (1 x 1: id 1, 2 x 2: id 6).
+                let mut image = normal(&mut rng, t * 3 * s * s, 1.0);
+                image[tiles * 3 * s * s..].fill(0.0);
+                let ratio = config.aspect_ratios.iter().position(|(h, w)| h * w == tiles).unwrap_or(0) + 1;
+                let mask: Vec<usize> = (0..t).map(|i| usize::from(i < tiles)).collect();
+                let layout = MllamaLayout::new(config, &image, &[1, 1, t, 3, s, s], &[ratio], &mask)?;
+                let rows = g.input_as("pixel_values", &[1, layout.tokens(config), config.row_width()], act)?;
+                let table = Tensor::from_f32(
+                    gpu,
+                    &[1, layout.tokens(config), config.hidden],
+                    &tower.token_embeddings(&layout),
+                )?;
+                let embeddings = g.constant("embeddings", &table);
+                let embeddings = g.add(Convert { to: act }, &[embeddings])?;
+                (tower.add_to(gpu, &mut g, (rows, embeddings), &layout)?, config.hidden, layout.rows)
+            }
         };
         h = match self.connector {
             Connector::Llava(text) => {
@@ -181,6 +222,7 @@ impl Workload {
                 let merger = Merger::from_weights(gpu, &mw, m)?.with_activations(act);
                 merger.add_to_images(gpu, &mut g, h, &sizes)?[0]
             }
+            Connector::Projector(_) => h,
         };
         g.output(h)?;
         Ok((g, pixels))
@@ -318,5 +360,50 @@ pub fn all() -> Vec<Workload> {
             connector: Connector::Merger(MergerKind::Mistral3, 2, 5120),
             activations: DType::F32,
         },
+        mllama(
+            "mllama_1tile_560 (Llama 3.2 11B Vision ViT-H/14-560 x32 + 8 global, 1 tile + 3 padding tiles, + 7680-4096), bf16 weights",
+            1,
+        ),
+        mllama(
+            "mllama_4tiles_560 (Llama 3.2 11B Vision ViT-H/14-560 x32 + 8 global, 2 x 2 tiles, + 7680-4096), bf16 weights",
+            4,
+        ),
     ]
+}
+
+/// Llama 3.2 11B Vision's tower over one image of `tiles` real tiles, and its projector.
+fn mllama(label: &'static str, tiles: usize) -> Workload {
+    let config = MllamaVisionConfig {
+        hidden: 1280,
+        intermediate: 5120,
+        layers: 32,
+        global_layers: 8,
+        heads: 16,
+        image_size: 560,
+        patch: 14,
+        channels: 3,
+        max_tiles: 4,
+        aspect_ratios: vec![(1, 1), (1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (3, 1), (4, 1)],
+        intermediate_indices: vec![3, 7, 15, 23, 30],
+        eps: 1e-5,
+        act: GeluForm::Erf,
+    };
+    Workload {
+        label,
+        tower: Tower::Mllama(config, tiles),
+        connector: Connector::Projector(4096),
+        activations: DType::F32,
+    }
+}
+
+/// `config` with `local` and `global` layers: the intermediate layers read clamped into the
+/// local ones, so the projector keeps its width.
+fn mllama_depth(config: &MllamaVisionConfig, local: usize, global: usize) -> MllamaVisionConfig {
+    let intermediate_indices = config.intermediate_indices.iter().map(|&i| i.min(local - 1)).collect();
+    MllamaVisionConfig {
+        layers: local.min(config.layers),
+        global_layers: global.min(config.global_layers),
+        intermediate_indices,
+        ..config.clone()
+    }
 }

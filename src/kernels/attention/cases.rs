@@ -71,14 +71,18 @@ pub(super) fn fuzz_key_split(rng: &mut CaseRng, target: &CaseTarget) -> Result<C
 
 /// Random batch, heads, grouped key/value heads, head dims (a fixed set: each is a pipeline of
 /// its own), query and key counts, one or two sources, keep masks with fully masked rows, key
-/// padding masks, or additive masks with `finfo.min` entries, per-head q/k norms, logits up to ±80.
+/// padding masks, pad-pair masks, segment bounds, or additive masks with `finfo.min` entries,
+/// per-head q/k norms, logits up to ±80.
 fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     let (kind, inject, storage) = (rng.distribution(), rng.bool(0.25), pick_storage(rng, target));
     let (batch, heads) = (rng.range(1, 2), rng.range(1, 4) as u32);
     let kv_heads = rng.pick(&(1..=heads).filter(|k| heads.is_multiple_of(*k)).collect::<Vec<_>>());
     let d = rng.pick(&[1u32, 5, 16, 17, 24, 32, 33, 48, 64, 80, 96, 127, 128]);
+    // A pad-pair mask is self-attention: one source, a key per query.
+    let pad_pairs = rng.bool(0.15);
     let (nq, ka) = (rng.edge(70), rng.edge(70));
-    let kb = if rng.bool(0.5) { rng.edge(40) } else { 0 };
+    let ka = if pad_pairs { nq } else { ka };
+    let kb = if rng.bool(0.5) && !pad_pairs { rng.edge(40) } else { 0 };
     let qk_norm = rng.bool(0.3);
     let (w, kv_w) = ((heads * d) as usize, (kv_heads * d) as usize);
     // Logits up to ±max_logit: q and k ~ N(0, s²) give logits of std s².
@@ -120,7 +124,7 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
     }
     let keys = ka + kb;
     let mut extra = Extra::default();
-    let mask_kind = rng.pick(&["none", "keep", "additive", "keys", "segments"]);
+    let mask_kind = if pad_pairs { "pad_pairs" } else { rng.pick(&["none", "keep", "additive", "keys", "segments"]) };
     let mut mask_range = 0.0;
     if mask_kind == "keep" {
         cfg = cfg.masked(rng.pick(&[MaskedRows::Zero, MaskedRows::Uniform]));
@@ -134,6 +138,15 @@ fn fuzz(rng: &mut CaseRng, target: &CaseTarget, form: Form) -> Result<Case> {
         let keep: Vec<u8> =
             (0..batch * keys).map(|i| u8::from(i % keys == 0 || (i % keys < real && !rng.bool(0.2)))).collect();
         extra.mask = Some(c.input("mask", &[batch, keys], DType::U8, keep));
+    } else if mask_kind == "pad_pairs" {
+        // Mllama's padded tiles: a run of padding after every few real tokens, and rows of
+        // padding; token 0 real.
+        cfg = cfg.pad_pairs();
+        let run = rng.range(2, 9);
+        let real: Vec<u8> = (0..batch * keys)
+            .map(|i| u8::from(i % keys == 0 || ((i % keys) % run < run - 1 && !rng.bool(0.2))))
+            .collect();
+        extra.mask = Some(c.input("mask", &[batch, keys], DType::U8, real));
     } else if mask_kind == "segments" {
         // Random segments of the keys; query i takes the segment holding key i·keys/nq, so the
         // bounds never decrease and segments may hold several queries or none.

@@ -221,6 +221,7 @@ pub(crate) fn overrides(cfg: &Attention) -> Vec<(&'static str, f64)> {
         Mask::Additive => 2.0,
         Mask::Keys => 3.0,
         Mask::Segments { .. } => 4.0,
+        Mask::PadPairs => 5.0,
     };
     vec![
         ("HEAD_DIM", f64::from(cfg.head_dim)),
@@ -252,6 +253,7 @@ pub(crate) fn mask_of<'a>(cfg: &Attention, mask_input: Option<usize>, inputs: &[
     Some(match cfg.mask {
         Mask::Additive => MaskInput::Additive(m),
         Mask::Keys => MaskInput::Keys(m),
+        Mask::PadPairs => MaskInput::PadPairs(m),
         Mask::Segments { .. } => MaskInput::Segments(m),
         _ => MaskInput::Keep(m),
     })
@@ -269,7 +271,7 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
         Mask::Keep(_) => 1.0,
         Mask::Additive => 4.0,
         // One byte per key, not per (query, key).
-        Mask::Keys => return (g.batch * g.keys()) as f64,
+        Mask::Keys | Mask::PadPairs => return (g.batch * g.keys()) as f64,
         // Two u32 bounds per query.
         Mask::Segments { .. } => return (8 * g.batch * g.queries) as f64,
     };

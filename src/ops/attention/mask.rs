@@ -27,6 +27,10 @@ pub enum Mask {
         /// Keys per query, rounded up: what the cost model counts (the bounds are data).
         mean_keys: u32,
     },
+    /// Self-attention over padded tokens: u8 `[.., tokens]` (non-zero = a real token), and
+    /// query i drops key j only when both are padding. Mllama's tiles: real tokens attend the
+    /// padding too, padding attends the real tokens only. One byte per token.
+    PadPairs,
 }
 
 /// The bounds `[Σ lengths, 2]` of the segments `lengths` packed one after the other: each
@@ -57,6 +61,10 @@ impl Attention {
     /// The mask input against `batch` items of `queries` over `keys`: segment bounds are
     /// `[batch, queries, 2]`, other masks `[batch, rows, keys]` (see [`Attention::mask_rows`]).
     pub(super) fn check_mask(&self, batch: usize, queries: usize, keys: usize, mask: &Meta) -> Result<()> {
+        if self.mask == Mask::PadPairs && queries != keys {
+            let what = "queries of a pad-pair mask (self-attention: one per key)";
+            return Err(Error::shape(NAME, what, keys, queries));
+        }
         if !matches!(self.mask, Mask::Segments { .. }) {
             return check_mask(batch, self.mask_rows(queries), keys, mask);
         }

@@ -136,6 +136,12 @@ impl Attention {
         Self { mask: Mask::Keys, ..self }
     }
 
+    /// Takes a per-token padding mask `[.., tokens]` for self-attention (its input follows the
+    /// key/value sources): only padding-to-padding pairs are dropped (see [`Mask::PadPairs`]).
+    pub fn pad_pairs(self) -> Self {
+        Self { mask: Mask::PadPairs, ..self }
+    }
+
     /// Takes segment bounds `[.., Nq, 2]` (u32, after the key/value sources): block-diagonal
     /// attention within each query's segment, the segments being `lengths` tokens long (see
     /// [`Mask::Segments`], [`segment_bounds`]).
@@ -153,7 +159,7 @@ impl Attention {
 
     /// Rows of the mask per batch item: one per query, or one for all with a key mask.
     fn mask_rows(&self, queries: usize) -> usize {
-        if self.mask == Mask::Keys { 1 } else { queries }
+        if matches!(self.mask, Mask::Keys | Mask::PadPairs) { 1 } else { queries }
     }
 
     /// Whether there is a mask input.
