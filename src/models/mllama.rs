@@ -4,6 +4,8 @@
 //! text model's cross-attention layers that read them are
 //! [`crate::connectors::MllamaCrossAttention`].
 
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 
 use super::config::{ConfigJson, required};
@@ -11,7 +13,7 @@ use super::vision::{TowerSpec, finite_pixels};
 use super::{Built, Model, ModelFamily, Runner, Tensors, input_f32, input_ints};
 use crate::connectors::{MllamaProjector, StateDict};
 use crate::dtype::{DType, HostVec};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
 use crate::host::HostTensor;
@@ -102,7 +104,8 @@ impl Model for Mllama {
 
     fn load(&self, gpu: &Gpu, weights: &Weights, activations: DType) -> Result<Box<dyn Runner>> {
         if let Some(tower) = self.tower.load_tiled(gpu, weights, activations)? {
-            return Ok(Box::new(TowerRun { gpu: gpu.clone(), tower }));
+            let weights = weights.clone();
+            return Ok(Box::new(TowerRun { gpu: gpu.clone(), tower, weights, projector: OnceLock::new() }));
         }
         let projector = MllamaProjector::from_weights(gpu, weights)?.with_activations(activations);
         Ok(Box::new(ProjectorRun { projector }))
@@ -117,18 +120,34 @@ impl Model for Mllama {
 struct TowerRun {
     gpu: Gpu,
     tower: MllamaTower,
+    /// For the projector on its own, uploaded the first time `vision_outputs` are given (the
+    /// tower's copy is split by the state it reads).
+    weights: Weights,
+    projector: OnceLock<ProjectorRun>,
 }
 
 impl Runner for TowerRun {
     fn inputs(&self) -> &'static [&'static str] {
-        &["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"]
+        &["vision_outputs"]
     }
 
     fn vision_inputs(&self) -> &'static [&'static str] {
-        self.inputs()
+        &["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"]
     }
 
     fn build(&self, inputs: &Tensors) -> Result<Built> {
+        if !inputs.contains_key("pixel_values") && inputs.contains_key("vision_outputs") {
+            if self.projector.get().is_none() {
+                let projector = MllamaProjector::from_weights(&self.gpu, &self.weights)?;
+                let _ = self
+                    .projector
+                    .set(ProjectorRun { projector: projector.with_activations(self.tower.activations()) });
+            }
+            return self
+                .projector
+                .get()
+                .map_or_else(|| Err(Error::Graph("the projector did not load".into())), |p| p.build(inputs));
+        }
         let config = self.tower.config();
         let (t, pixels) = finite_pixels(inputs)?;
         let ints = |name: &str| {

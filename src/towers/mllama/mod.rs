@@ -10,8 +10,10 @@
 //! - the local layers over all tiles of an image, padding masked only against padding;
 //! - `layernorm_post`, the gated post-tile embedding over each tile's tokens, the global layers
 //!   with tanh-gated residuals;
-//! - the final and `intermediate_layers_indices` hidden states side by side, the projector
-//!   (its columns permuted at load from upstream's interleaved stack), and the padding dropped.
+//! - the projector over the final and `intermediate_layers_indices` hidden states: one GEMM
+//!   per state, each adding into the last, with the weight's columns for that state taken at
+//!   load from upstream's interleaved stack, so the 7680-wide concatenation is never stored
+//!   (at 4 tiles in f32 it would pass a 128 MiB binding); then the padding dropped.
 
 mod config;
 
@@ -100,8 +102,9 @@ pub struct MllamaTower {
     layernorm_post: Norm,
     local: Vec<TileLayer>,
     global: Vec<TileLayer>,
-    /// `multi_modal_projector` over `[final | intermediate 0 | ..]`, block after block.
-    projector: Linear,
+    /// `multi_modal_projector` split by the state it reads: the final hidden state's columns
+    /// (with the bias), then each intermediate layer's.
+    projector: Vec<Linear>,
     activations: DType,
 }
 
@@ -169,7 +172,7 @@ impl MllamaTower {
 
     /// The projector's output channels (the text model's width).
     pub fn text_width(&self) -> usize {
-        self.projector.out_features()
+        self.projector[0].out_features()
     }
 
     /// Each patch row's embedding for `layout`, `[1, tokens, C]`: what the patch GEMM adds.
@@ -221,10 +224,11 @@ impl MllamaTower {
         for (i, layer) in self.global.iter().enumerate() {
             h = layer.add(g, &format!("global_transformer.layers.{i}"), h, attention, config.act)?;
         }
-        for &i in &config.intermediate_indices {
-            h = g.add(Concat::Channels { skip: 0, two: true }, &[h, hidden[i]])?;
+        let mut projected = self.projector[0].add(g, "multi_modal_projector.final", h, None, Skip::None)?;
+        for (k, (&i, part)) in config.intermediate_indices.iter().zip(&self.projector[1..]).enumerate() {
+            let name = format!("multi_modal_projector.intermediate.{k}");
+            projected = part.add(g, &name, hidden[i], None, Skip::Add(projected))?;
         }
-        let projected = self.projector.add(g, "multi_modal_projector", h, None, Skip::None)?;
         let unpad: Vec<u32> =
             (0..images * tiles * tokens).map(|n| ((n / tokens) * padded + n % tokens) as u32).collect();
         let unpad = constant(gpu, g, "multi_modal_projector.unpad", &[images * tiles, tokens], DType::U32, &unpad)?;
@@ -280,10 +284,10 @@ fn embedding_tables(weights: &Weights, config: &MllamaVisionConfig) -> Result<[V
     Ok([embeddings, post_tile])
 }
 
-/// `multi_modal_projector` `[D, C·(1 + K)]` with its input columns reordered from upstream's
-/// stack (final channel c at c, intermediate k's channel c at C + c·K + k) to blocks (final,
-/// then each intermediate layer's C channels): what the channel concatenation produces.
-fn load_projector(gpu: &Gpu, weights: &Weights, config: &MllamaVisionConfig) -> Result<Linear> {
+/// `multi_modal_projector` `[D, C·(1 + K)]` as `1 + K` projections `[D, C]`: the final hidden
+/// state's channel c is upstream's column c, intermediate k's channel c its column C + c·K + k
+/// (`torch.stack(.., dim=-1)` then `cat`). The bias goes with the first.
+fn load_projector(gpu: &Gpu, weights: &Weights, config: &MllamaVisionConfig) -> Result<Vec<Linear>> {
     let (c, k, width) = (config.hidden, config.intermediate_indices.len(), config.output_width());
     let name = "multi_modal_projector.weight";
     let shape = weights.shape(name)?;
@@ -294,11 +298,16 @@ fn load_projector(gpu: &Gpu, weights: &Weights, config: &MllamaVisionConfig) -> 
         let problem = format!("shape {shape:?}, expected [text, {width}] (vision_config.vision_output_dim)");
         return Err(Error::Weights { name: name.into(), problem });
     }
-    // Block column j holds upstream column source(j).
-    let source = |j: usize| if j < c { j } else { c + ((j - c) % c) * k + (j - c) / c };
-    let weight = weights.upload_arranged(gpu, &[name], &[text, width], |v| {
-        v[0].chunks(width).flat_map(|row| (0..width).map(move |j| row[source(j)])).collect()
-    })?;
+    // Part p's channel ch is upstream column column(p, ch).
+    let column = |p: usize, ch: usize| if p == 0 { ch } else { c + ch * k + p - 1 };
     let bias = weights.f32("multi_modal_projector.bias", Some(&[text]))?;
-    Linear::from_tensors("mllama_projector", weight, Some(Tensor::from_f32(gpu, &[text], &bias)?))
+    let mut bias = Some(Tensor::from_f32(gpu, &[text], &bias)?);
+    (0..=k)
+        .map(|p| {
+            let weight = weights.upload_arranged(gpu, &[name], &[text, c], |v| {
+                v[0].chunks(width).flat_map(|row| (0..c).map(move |ch| row[column(p, ch)])).collect()
+            })?;
+            Linear::from_tensors("mllama_projector", weight, bias.take())
+        })
+        .collect()
 }
