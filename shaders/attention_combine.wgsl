@@ -23,7 +23,7 @@ override MASKED_ROWS: u32 = 0u;  // as attention_layout.wgsl
 @group(0) @binding(2) var<uniform> params: Params;
 
 const STATS: u32 = 3u;  // max, sum, kept: in front of the values in every record
-const FILL: f32 = -3.40282347e+38;
+const FILL: f32 = -0x1.fffffep+127f;
 
 @compute @workgroup_size(64)
 fn attention_combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,

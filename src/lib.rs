@@ -64,6 +64,7 @@ pub mod connectors;
 pub mod diagnostics;
 pub mod dtype;
 pub mod error;
+pub mod files;
 pub mod gpu;
 pub mod graph;
 pub mod host;
@@ -83,6 +84,7 @@ pub mod weights;
 
 pub use dtype::{DType, HostData, HostVec};
 pub use error::{Error, Result};
+pub use files::ModelFiles;
 pub use gpu::{Gpu, GpuOptions};
 pub use graph::{Graph, Plan, TensorId};
 pub use host::{HostTensor, Tensors};

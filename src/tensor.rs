@@ -159,6 +159,12 @@ impl Tensor {
         Ok(HostVec::decode(self.dtype, &bytes, self.len()))
     }
 
+    /// [`Tensor::read`] without blocking: the form for the web (natively it is ready at once).
+    pub async fn read_async(&self) -> Result<HostVec> {
+        let bytes = read_buffer_async(&self.gpu, &self.buffer, self.byte_len()).await?;
+        Ok(HostVec::decode(self.dtype, &bytes, self.len()))
+    }
+
     /// Downloads as f32 (f16 and bf16 storage is widened exactly; integers converted).
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         Ok(self.read()?.into_f32())
@@ -251,29 +257,71 @@ pub(crate) fn check_binding(gpu: &Gpu, kernel: &'static str, bytes: u64) -> Resu
     Ok(())
 }
 
-/// Copies `bytes` bytes of `buffer` to the host.
+/// Copies `bytes` bytes of `buffer` to the host, blocking until they arrive (native only: on
+/// the web it is an [`Error::Device`] naming the async form).
 pub(crate) fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    let staging = gpu.scoped("reading back", || {
-        let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("vlbridge readback"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+    #[cfg(not(target_arch = "wasm32"))]
+    return pollster::block_on(read_buffer_async(gpu, buffer, bytes));
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = (gpu, buffer, bytes);
+        let problem = "the web cannot block on a readback: use the async form (Tensor::read_async, Plan::run_async)";
+        Err(Error::device("reading back", problem))
+    }
+}
+
+/// [`read_buffer`] as a future: the browser's event loop maps the copy, natively the device
+/// is polled first so the future is ready at once.
+pub(crate) async fn read_buffer_async(gpu: &Gpu, buffer: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let staging = Staging::copy(gpu, &[(buffer, bytes)])?;
+    staging.read(gpu, 0).await
+}
+
+/// Host-readable copies of buffers, submitted in one go (a plan's outputs are copied in its
+/// run's submission, so the next run cannot overwrite them before they are read).
+pub(crate) struct Staging {
+    buffers: Vec<wgpu::Buffer>,
+}
+
+impl Staging {
+    /// Records and submits the copies of each `(buffer, bytes)`: the first `bytes` bytes.
+    pub(crate) fn copy(gpu: &Gpu, sources: &[(&wgpu::Buffer, u64)]) -> Result<Self> {
+        gpu.scoped("reading back", || {
+            let mut encoder = gpu.device().create_command_encoder(&Default::default());
+            let buffers = sources
+                .iter()
+                .map(|&(source, bytes)| {
+                    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("vlbridge readback"),
+                        size: bytes,
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    });
+                    encoder.copy_buffer_to_buffer(source, 0, &staging, 0, bytes);
+                    staging
+                })
+                .collect();
+            gpu.queue().submit([encoder.finish()]);
+            Staging { buffers }
+        })
+    }
+
+    /// The bytes of copy `i`, once the GPU has written them.
+    pub(crate) async fn read(&self, gpu: &Gpu, i: usize) -> Result<Vec<u8>> {
+        let staging = &self.buffers[i];
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
         });
-        let mut encoder = gpu.device().create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, bytes);
-        gpu.queue().submit([encoder.finish()]);
-        staging
-    })?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    staging.map_async(wgpu::MapMode::Read, .., move |r| {
-        let _ = tx.send(r);
-    });
-    gpu.wait("reading back")?;
-    rx.recv()
-        .map_err(|_| Error::device("reading back", "map callback never ran"))?
-        .map_err(|e| Error::device("reading back", e.to_string()))?;
-    let data = staging.get_mapped_range(..).map_err(|e| Error::device("reading back", e.to_string()))?.to_vec();
-    staging.unmap();
-    Ok(data)
+        // Natively this runs the map callback; on the web it returns at once.
+        gpu.wait("reading back")?;
+        rx.await
+            .map_err(|_| Error::device("reading back", "map callback never ran"))?
+            .map_err(|e| Error::device("reading back", e.to_string()))?;
+        // On the web the errors of the work before the copy arrive by now.
+        gpu.check_uncaptured("reading back")?;
+        let data = staging.get_mapped_range(..).map_err(|e| Error::device("reading back", e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(data)
+    }
 }

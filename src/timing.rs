@@ -1,7 +1,7 @@
 //! Timing GPU work: timestamp queries at the compute pass's beginning and end when the device
 //! has `TIMESTAMP_QUERY`, wall clock around submit-and-wait otherwise.
 
-use std::time::Instant;
+use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;

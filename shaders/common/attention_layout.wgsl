@@ -53,7 +53,7 @@ override QK_NORM: u32 = 0u;     // 1: RMS-normalise each head of q and k (weight
 const WORKGROUP: u32 = 64u;
 const MAX_HEAD_DIM: u32 = 128u;
 // -finfo(float32).max: open_flamingo's masked_fill value.
-const FILL: f32 = -3.40282347e+38;
+const FILL: f32 = -0x1.fffffep+127f;
 
 fn keys() -> u32 {
     return params.keys_a + params.keys_b;

@@ -4,5 +4,6 @@
 alias Act = f32;
 alias Act4 = vec4<f32>;
 // Largest finite Act: what a masked logit is stored as (open_flamingo fills with the
-// dtype's -max).
-const ACT_MAX: f32 = 3.40282347e+38;
+// dtype's -max). f32 literals at its edge are written in hex: Tint reads the decimal
+// 3.40282347e+38 as a value past f32's range and rejects it.
+const ACT_MAX: f32 = 0x1.fffffep+127f;

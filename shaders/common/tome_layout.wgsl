@@ -20,7 +20,7 @@ struct Params {
 @group(0) @binding(4) var<uniform> params: Params;
 
 const WORKGROUP: u32 = 64u;
-const LOWEST: f32 = -3.40282347e+38;
+const LOWEST: f32 = -0x1.fffffep+127f;
 
 // Row `slot` of batch item b in the unit rows (A tokens in slots 0..na, B tokens after).
 fn unit_row(b: u32, slot: u32) -> u32 {

@@ -59,6 +59,12 @@ impl ConnectorPlan {
         self.named(outputs, HostTensor::new)
     }
 
+    /// [`ConnectorPlan::run`] without blocking: the form for the web.
+    pub async fn run_async(&self, inputs: &Tensors) -> Result<Tensors> {
+        let outputs = self.plan.run_async(&self.inputs_from(inputs)?).await?;
+        self.named(outputs, HostTensor::new)
+    }
+
     /// Runs on `inputs` by name with every dispatch timed on its own ([`Plan::profile`]): where
     /// a run's time goes, by kernel and by stage (tower, connector).
     pub fn profile(&self, inputs: &Tensors, timer: &Timer) -> Result<Vec<DispatchTime>> {

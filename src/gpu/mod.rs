@@ -124,8 +124,25 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 /// Every adapter the given backends expose, for `vlbridge info`.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     pollster::block_on(new_instance(backends).enumerate_adapters(backends))
+}
+
+/// The adapters [`Gpu::open`] chooses from: every one natively, the one the page's WebGPU
+/// grants in a browser (which lists none).
+async fn candidate_adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = new_instance(backends);
+    #[cfg(not(target_arch = "wasm32"))]
+    return instance.enumerate_adapters(backends).await;
+    #[cfg(target_arch = "wasm32")]
+    {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        };
+        instance.request_adapter(&options).await.into_iter().collect()
+    }
 }
 
 /// A device and queue plus what vlbridge needs to know about them. A cheap handle: clones
@@ -182,14 +199,23 @@ impl std::fmt::Debug for Gpu {
 impl Gpu {
     /// Opens the best adapter of the default backends (discrete, then integrated, then
     /// software). Reads no environment variables: `Gpu::with_options(&GpuOptions::from_env()?)`
-    /// does.
+    /// does. Native only, as [`Gpu::with_options`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         Self::with_options(&GpuOptions::default())
     }
 
-    /// Opens an adapter chosen by `options`.
+    /// Opens an adapter chosen by `options` (blocks until the device is granted; native only:
+    /// [`Gpu::open`] is the form for every target).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: &GpuOptions) -> Result<Self> {
-        let mut adapters = list_adapters(options.backends);
+        pollster::block_on(Self::open(options))
+    }
+
+    /// Opens an adapter chosen by `options`, awaiting the device: on the web the page's
+    /// WebGPU adapter, natively the best of the backends' (discrete, integrated, software).
+    pub async fn open(options: &GpuOptions) -> Result<Self> {
+        let mut adapters = candidate_adapters(options.backends).await;
         if let Some(name) = &options.adapter_name {
             let name = name.to_ascii_lowercase();
             adapters.retain(|a| a.get_info().name.to_ascii_lowercase().contains(&name));
@@ -224,7 +250,9 @@ impl Gpu {
             // cooperative-matrix GEMM uses the feature.
             desc.experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        let (device, queue) = adapter
+            .request_device(&desc)
+            .await
             .map_err(|e| Error::RequestDevice { adapter: info.name.clone(), reason: e.to_string() })?;
         let shapes = if cooperative { adapter.cooperative_matrix_properties() } else { Vec::new() };
         Ok(Self::assemble(device, queue, info, options, shapes))
@@ -346,6 +374,7 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes and returns any error wgpu
     /// reports as [`Error::Device`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
         let device = &self.inner.device;
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
@@ -356,6 +385,15 @@ impl Gpu {
         if let Some(e) = validation.or(oom) {
             return Err(Error::device(during, e.to_string()));
         }
+        self.check_uncaptured(during)?;
+        Ok(value)
+    }
+
+    /// On the web an error scope resolves only after the browser's event loop runs, so `f`
+    /// runs unscoped: errors reach the uncaptured-error sink, reported by the next check.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        let value = f();
         self.check_uncaptured(during)?;
         Ok(value)
     }
@@ -376,7 +414,8 @@ impl Gpu {
         self.wait(during)
     }
 
-    fn check_uncaptured(&self, during: &'static str) -> Result<()> {
+    /// Reports any error the device raised outside a scope since the last check.
+    pub(crate) fn check_uncaptured(&self, during: &'static str) -> Result<()> {
         let mut errors =
             self.inner.shared.uncaptured.lock().map_err(|_| Error::device(during, "error sink poisoned"))?;
         if errors.is_empty() {

@@ -5,7 +5,7 @@
 use super::{Plan, TensorId};
 use crate::dtype::{HostData, HostVec};
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Staging, Tensor};
 use crate::timing::Timer;
 
 /// One dispatch's time in [`Plan::profile`].
@@ -35,6 +35,31 @@ impl Plan {
             self.gpu.queue().submit([encoder.finish()]);
         })?;
         self.outputs.iter().map(|&id| self.own(id)?.read()).collect()
+    }
+
+    /// [`Plan::run`] without blocking, the form for the web: the outputs are copied out right
+    /// after the run, before the next can start, then awaited (natively they are ready at once).
+    pub async fn run_async(&self, inputs: &[HostData<'_>]) -> Result<Vec<HostVec>> {
+        let (staging, outputs) = {
+            let _exclusive = self.lock()?;
+            self.write_unlocked(inputs)?;
+            let outputs = self.outputs.iter().map(|&id| self.own(id)).collect::<Result<Vec<_>>>()?;
+            self.gpu.scoped("running a plan", || {
+                let mut encoder = self
+                    .gpu
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("vlbridge plan") });
+                self.encode(&mut encoder);
+                self.gpu.queue().submit([encoder.finish()]);
+            })?;
+            let sources: Vec<_> = outputs.iter().map(|t| (t.buffer(), t.byte_len())).collect();
+            (Staging::copy(&self.gpu, &sources)?, outputs)
+        };
+        let mut read = Vec::with_capacity(outputs.len());
+        for (i, t) in outputs.iter().enumerate() {
+            read.push(HostVec::decode(t.dtype(), &staging.read(&self.gpu, i).await?, t.len()));
+        }
+        Ok(read)
     }
 
     /// [`Plan::run`] for all-f32 data, outputs widened to f32.

@@ -12,7 +12,11 @@ use crate::weights::Weights;
 /// Every tensor of a safetensors file (a processor's output saved with `save_file`): floats
 /// as f32, integers (image sizes, masks, grids) as u32.
 pub fn read_tensors(path: impl AsRef<Path>) -> Result<Tensors> {
-    let file = Weights::open(path)?;
+    tensors_of(&Weights::open(path)?)
+}
+
+/// [`read_tensors`] of a safetensors file already in memory (the web; a fetched file).
+pub fn tensors_of(file: &Weights) -> Result<Tensors> {
     file.names()?
         .into_iter()
         .map(|name| {

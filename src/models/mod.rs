@@ -34,13 +34,14 @@ use std::path::Path;
 
 pub use crate::host::{HostTensor, ReferenceTensors, Tensors};
 pub use config::{ConfigClass, ConfigJson, FieldDefault, SubConfig, TextConfig, VisionConfig, config_classes};
-pub use inputs::read_tensors;
 pub(crate) use inputs::{input_f32, input_ints, input_shape_error};
+pub use inputs::{read_tensors, tensors_of};
 pub use inspection::{Inspection, TensorEntry};
 
 use crate::connectors::{ConnectorPlan, StateDict};
 use crate::dtype::{DType, HostVec};
 use crate::error::{Error, Result};
+use crate::files::ModelFiles;
 use crate::gpu::Gpu;
 use crate::graph::{DispatchTime, Graph};
 use crate::preprocess::{Preprocessor, Rgb8};
@@ -196,14 +197,22 @@ pub fn connector_tensors(dir: impl AsRef<Path>) -> Result<StateDict> {
 /// connector's dims and tensors, where they are. Reads no tensor data, needs no GPU. Every
 /// tensor the config implies must be in the checkpoint with that shape.
 pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
-    Ok(open(dir.as_ref())?.0)
+    Ok(open(&directory(dir.as_ref())?)?.0)
 }
 
-fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
-    let config = ConfigJson::read(dir)?;
+/// A folder as model files, or an error saying it is not one.
+fn directory(dir: &Path) -> Result<ModelFiles> {
+    if !dir.is_dir() {
+        return Err(Error::File { path: dir.display().to_string(), problem: "not a model directory".into() });
+    }
+    Ok(ModelFiles::Dir(dir.to_path_buf()))
+}
+
+fn open(files: &ModelFiles) -> Result<(Inspection, Box<dyn Model>, Weights)> {
+    let config = ConfigJson::read_from(files)?;
     let family = ModelFamily::detect(&config)?;
     let model = model(family, &config)?;
-    let weights = Weights::open_dir(dir)?;
+    let weights = Weights::open_model(files)?;
     let expected = model.state_dict();
     // On-disk names, or transformers' in-memory ones (`model.` in front).
     let probe = expected.tensors.first().map(|t| t.0.clone()).unwrap_or_default();
@@ -230,7 +239,7 @@ fn open(dir: &Path) -> Result<(Inspection, Box<dyn Model>, Weights)> {
     }
     let has_tower = model.tower().is_some_and(|t| t.present(&weights));
     let inspection = Inspection {
-        dir: dir.display().to_string(),
+        dir: files.name(),
         family,
         connector: model.connector(),
         dims: model.dims(),
@@ -307,6 +316,12 @@ impl Pretrained {
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run(&feeds)
     }
 
+    /// [`Pretrained::run`] without blocking: the form for the web (natively it is ready at once).
+    pub async fn run_async(&self, inputs: &Tensors) -> Result<Tensors> {
+        let built = self.build(inputs)?;
+        ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run_async(&built.feeds).await
+    }
+
     /// [`Pretrained::run`]'s plan on `inputs` with every dispatch timed on its own
     /// ([`Plan::profile`](crate::Plan::profile)): the tower's dispatches carry the stage
     /// "tower", the connector's "connector".
@@ -367,13 +382,19 @@ pub fn from_pretrained(gpu: &Gpu, dir: impl AsRef<Path>) -> Result<Pretrained> {
 
 /// [`from_pretrained`] with options.
 pub fn from_pretrained_with(gpu: &Gpu, dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Pretrained> {
-    let (inspection, model, weights) = open(dir.as_ref())?;
+    from_files(gpu, &directory(dir.as_ref())?, options)
+}
+
+/// [`from_pretrained_with`] wherever the directory's files are: a folder, or the files as bytes
+/// (the web, where a page fetches them; shards are read in place).
+pub fn from_files(gpu: &Gpu, files: &ModelFiles, options: &LoadOptions) -> Result<Pretrained> {
+    let (inspection, model, weights) = open(files)?;
     let mut weights = weights.cast(options.weights);
     if let Some(observer) = &options.observer {
         weights = weights.observed(observer.clone());
     }
     let activations = if options.f16_activations { DType::F16 } else { DType::F32 };
     let runner = model.load(gpu, &weights, activations)?;
-    let preprocessor = Preprocessor::from_pretrained(dir.as_ref()).map_err(|e| e.to_string());
+    let preprocessor = Preprocessor::from_files(files).map_err(|e| e.to_string());
     Ok(Pretrained { gpu: gpu.clone(), inspection, runner, preprocessor })
 }

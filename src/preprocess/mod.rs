@@ -17,12 +17,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use decode::file_error;
 pub use decode::{MAX_IMAGE_PIXELS, decode, decode_bytes};
 pub use resample::{Filter, Rgb8};
 
 use crate::dtype::HostVec;
 use crate::error::{Error, Result};
+use crate::files::ModelFiles;
 use crate::host::{HostTensor, Tensors};
 
 /// The fields of `preprocessor_config.json` the served processors read.
@@ -99,9 +99,14 @@ pub struct Preprocessor {
 impl Preprocessor {
     /// Reads `dir/preprocessor_config.json`.
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
-        let path = dir.as_ref().join("preprocessor_config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| file_error(&path, e.to_string()))?;
-        let c: ProcessorJson = serde_json::from_str(&text).map_err(|e| file_error(&path, e.to_string()))?;
+        Self::from_files(&ModelFiles::Dir(dir.as_ref().to_path_buf()))
+    }
+
+    /// [`Preprocessor::from_pretrained`] wherever the directory's files are.
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        let name = "preprocessor_config.json";
+        let text = files.read_text(name)?;
+        let c: ProcessorJson = serde_json::from_str(&text).map_err(|e| files.error(name, e.to_string()))?;
         let config_error = |field: &str, problem: String| Error::Config { field: field.into(), problem };
         let class = c.image_processor_type.clone().unwrap_or_default();
         let int = |v: &serde_json::Value, key: &str| v[key].as_u64().map(|n| n as usize);

@@ -32,21 +32,27 @@ pub fn linear(x: &[f64], w: &[f64], b: Option<&[f64]>, m: usize, n: usize, k: us
     assert_eq!(x.len(), m * k, "x must be [m, k]");
     assert_eq!(w.len(), n * k, "w must be [n, k]");
     let mut y = vec![0.0; m * n];
+    // One thread where the platform has no others (the web): it cannot spawn any.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(m.max(1));
     let rows_per_thread = m.div_ceil(threads).max(1);
+    let fill = |chunk: usize, out: &mut [f64]| {
+        for (r, out_row) in out.chunks_mut(n.max(1)).enumerate() {
+            let i = chunk * rows_per_thread + r;
+            let row = &x[i * k..(i + 1) * k];
+            for (j, y) in out_row.iter_mut().enumerate() {
+                let col = &w[j * k..(j + 1) * k];
+                let dot: f64 = row.iter().zip(col).map(|(a, b)| a * b).sum();
+                *y = dot + b.map_or(0.0, |b| b[j]);
+            }
+        }
+    };
+    if threads == 1 {
+        fill(0, &mut y);
+        return y;
+    }
     std::thread::scope(|scope| {
         for (chunk, out) in y.chunks_mut(rows_per_thread * n.max(1)).enumerate() {
-            scope.spawn(move || {
-                for (r, out_row) in out.chunks_mut(n.max(1)).enumerate() {
-                    let i = chunk * rows_per_thread + r;
-                    let row = &x[i * k..(i + 1) * k];
-                    for (j, y) in out_row.iter_mut().enumerate() {
-                        let col = &w[j * k..(j + 1) * k];
-                        let dot: f64 = row.iter().zip(col).map(|(a, b)| a * b).sum();
-                        *y = dot + b.map_or(0.0, |b| b[j]);
-                    }
-                }
-            });
+            scope.spawn(move || fill(chunk, out));
         }
     });
     y

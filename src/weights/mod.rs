@@ -12,6 +12,7 @@ use shard::{Shard, View};
 
 use crate::dtype::{DType, HostData};
 use crate::error::{Error, Result};
+use crate::files::ModelFiles;
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
@@ -83,6 +84,24 @@ impl std::fmt::Debug for Weights {
     }
 }
 
+/// `model.safetensors.index.json`'s shard file names (sorted, each once) and every tensor's
+/// shard among them.
+fn shard_index(text: &str) -> std::result::Result<(Vec<String>, BTreeMap<String, usize>), String> {
+    let map: ShardIndex = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let mut files: Vec<String> = map.weight_map.values().cloned().collect();
+    files.sort_unstable();
+    files.dedup();
+    for file in &files {
+        // Shards are plain file names beside the index.
+        if file.contains(['/', '\\']) || file.as_str() == ".." || file.is_empty() {
+            return Err(format!("shard name `{file}` is not a file name"));
+        }
+    }
+    let position = |file: &String| files.binary_search(file).unwrap_or_default();
+    let index = map.weight_map.iter().map(|(name, file)| (name.clone(), position(file))).collect();
+    Ok((files, index))
+}
+
 fn file_error(path: &Path, problem: impl ToString) -> Error {
     Error::File { path: path.display().to_string(), problem: problem.to_string() }
 }
@@ -116,24 +135,38 @@ impl Weights {
             return Err(file_error(dir, "neither model.safetensors.index.json nor model.safetensors is there"));
         }
         let text = std::fs::read_to_string(&index_path).map_err(|e| file_error(&index_path, e))?;
-        let map: ShardIndex = serde_json::from_str(&text).map_err(|e| file_error(&index_path, e))?;
-        let mut files: Vec<&String> = map.weight_map.values().collect();
-        files.sort_unstable();
-        files.dedup();
-        for file in &files {
-            // Shards are plain file names beside the index.
-            if file.contains(['/', '\\']) || file.as_str() == ".." || file.is_empty() {
-                return Err(file_error(&index_path, format!("shard name `{file}` is not a file name")));
-            }
-        }
-        let shards: Vec<Shard> = files.iter().map(|f| Shard::file((*f).clone(), dir.join(f))).collect();
-        let position = |file: &String| files.binary_search(&file).unwrap_or_default();
-        let index = map.weight_map.iter().map(|(name, file)| (name.clone(), position(file))).collect();
+        let (files, index) = shard_index(&text).map_err(|e| file_error(&index_path, e))?;
+        let shards: Vec<Shard> = files.iter().map(|f| Shard::file(f.clone(), dir.join(f))).collect();
         Ok(Self::assemble(dir.display().to_string(), shards, index))
+    }
+
+    /// Opens a model directory from wherever its files are: a folder ([`Weights::open_dir`]),
+    /// or the files as bytes, each shard read in place.
+    pub fn open_model(files: &ModelFiles) -> Result<Self> {
+        if let Some(dir) = files.dir() {
+            return Self::open_dir(dir);
+        }
+        let index_file = "model.safetensors.index.json";
+        if !files.has(index_file) {
+            let single = "model.safetensors";
+            if !files.has(single) {
+                let problem = "neither model.safetensors.index.json nor model.safetensors is there".into();
+                return Err(Error::File { path: files.name(), problem });
+            }
+            return Self::shared(files.read(single)?, &files.location(single));
+        }
+        let (names, index) = shard_index(&files.read_text(index_file)?).map_err(|e| files.error(index_file, e))?;
+        let shards =
+            names.iter().map(|f| Shard::in_memory(&files.location(f), files.read(f)?)).collect::<Result<Vec<_>>>()?;
+        Ok(Self::assemble(files.name(), shards, index))
     }
 
     /// Wraps safetensors bytes; `origin` names them in errors.
     pub fn from_bytes(bytes: Vec<u8>, origin: &str) -> Result<Self> {
+        Self::shared(Arc::new(bytes), origin)
+    }
+
+    fn shared(bytes: Arc<Vec<u8>>, origin: &str) -> Result<Self> {
         let shard = Shard::in_memory(origin, bytes)?;
         let index = shard.names()?.into_iter().map(|n| (n, 0)).collect();
         Ok(Self::assemble(origin.into(), vec![shard], index))

@@ -1,9 +1,10 @@
 //! One safetensors file of a checkpoint: memory-mapped on first use (a shard nobody asks a
 //! tensor of is never opened), its header parsed once; tensor data is read straight from the
-//! map, so only the pages of the tensors asked for are touched.
+//! map, so only the pages of the tensors asked for are touched. The web has no memory maps
+//! (nor files): there, a checkpoint's shards come as bytes ([`Shard::in_memory`]).
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use safetensors::SafeTensors;
 use safetensors::tensor::Metadata;
@@ -27,16 +28,34 @@ impl View<'_> {
 }
 
 enum Source {
+    #[cfg(not(target_arch = "wasm32"))]
     Map(memmap2::Mmap),
-    Owned(Vec<u8>),
+    Owned(Arc<Vec<u8>>),
 }
 
 impl Source {
     fn bytes(&self) -> &[u8] {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
             Source::Map(m) => m,
             Source::Owned(v) => v,
         }
+    }
+
+    /// The file at `path`, mapped.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn open(path: &std::path::Path) -> std::result::Result<Self, String> {
+        let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+        // SAFETY: the map is read-only and private to this process; a checkpoint modified
+        // while it is loaded is outside what any loader can guard against (candle and
+        // safetensors' own docs map checkpoints the same way).
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+        Ok(Source::Map(map))
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn open(_path: &std::path::Path) -> std::result::Result<Self, String> {
+        Err("the web has no file system: give the shard's bytes (Weights::from_bytes)".into())
     }
 }
 
@@ -60,8 +79,8 @@ impl Shard {
         Self { name, path: Some(path), loaded: OnceLock::new() }
     }
 
-    /// Bytes in memory, parsed now.
-    pub(crate) fn in_memory(name: &str, bytes: Vec<u8>) -> Result<Self> {
+    /// Bytes in memory (shared, not copied), parsed now.
+    pub(crate) fn in_memory(name: &str, bytes: Arc<Vec<u8>>) -> Result<Self> {
         let shard = Self { name: name.into(), path: None, loaded: OnceLock::new() };
         let parsed = parse(Source::Owned(bytes));
         let _ = shard.loaded.set(parsed);
@@ -77,12 +96,7 @@ impl Shard {
     fn loaded(&self) -> Result<&Loaded> {
         let loaded = self.loaded.get_or_init(|| {
             let path = self.path.as_ref().ok_or("no data")?;
-            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            // SAFETY: the map is read-only and private to this process; a checkpoint modified
-            // while it is loaded is outside what any loader can guard against (candle and
-            // safetensors' own docs map checkpoints the same way).
-            let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-            parse(Source::Map(map))
+            parse(Source::open(path)?)
         });
         loaded.as_ref().map_err(|problem| Error::File { path: self.location(), problem: problem.clone() })
     }

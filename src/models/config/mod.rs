@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
+use crate::files::ModelFiles;
 
 pub use classes::{ConfigClass, FieldDefault, SubConfig};
 
@@ -32,14 +33,18 @@ struct Head {
 impl ConfigJson {
     /// Reads `dir/config.json`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join("config.json");
-        let file_error = |problem: String| Error::File { path: path.display().to_string(), problem };
         if !dir.is_dir() {
             return Err(Error::File { path: dir.display().to_string(), problem: "not a model directory".into() });
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| file_error(e.to_string()))?;
-        let value = serde_json::from_str(&text).map_err(|e| file_error(e.to_string()))?;
-        Ok(Self::from_value(&path.display().to_string(), value))
+        Self::read_from(&ModelFiles::Dir(dir.to_path_buf()))
+    }
+
+    /// Reads the directory's `config.json` wherever its files are.
+    pub fn read_from(files: &ModelFiles) -> Result<Self> {
+        let name = "config.json";
+        let text = files.read_text(name)?;
+        let value = serde_json::from_str(&text).map_err(|e| files.error(name, e.to_string()))?;
+        Ok(Self::from_value(&files.location(name), value))
     }
 
     /// From a JSON value as a file holds it; `path` names it in errors.
