@@ -53,4 +53,20 @@ if ! command -v cargo >/dev/null; then
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy -c rustfmt
   echo "setup: Rust installed under ~/.cargo; open a new shell or run: . ~/.cargo/env" >&2
 fi
-echo "setup: mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?')"
+
+# The browser tests (scripts/browser_tests.sh): Chromium and its driver, the wasm32 target, and
+# wasm-bindgen's test runner at the version web/Cargo.toml pins (the runner must match it).
+browser_pkgs=(chromium chromium-driver)
+if ! dpkg -s "${browser_pkgs[@]}" >/dev/null 2>&1; then
+  sudo_ apt-get update -qq
+  sudo_ apt-get install -y -qq --no-install-recommends "${browser_pkgs[@]}" >/dev/null
+fi
+if command -v rustup >/dev/null; then
+  rustup target add wasm32-unknown-unknown >/dev/null 2>&1
+fi
+here="$(cd "$(dirname "$0")/.." && pwd)"
+wanted=$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' "$here/web/Cargo.toml")
+if ! wasm-bindgen-test-runner --version 2>/dev/null | grep -qF "$wanted"; then
+  cargo install -q wasm-bindgen-cli --version "$wanted"
+fi
+echo "setup: mesa-vulkan-drivers $(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || echo '?'), $(chromium --version 2>/dev/null || echo 'no chromium'), wasm-bindgen $wanted"

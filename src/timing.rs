@@ -5,7 +5,7 @@ use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::tensor::read_buffer;
+use crate::tensor::{Staging, read_buffer};
 
 /// How a [`Timer`] measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +59,31 @@ impl Timer {
         Ok(start.elapsed().as_secs_f64() * 1e3)
     }
 
+    /// [`Timer::time`] without blocking, the form for the web: records and submits now (so a
+    /// plan's lock need not be held while waiting) and returns what to await for the time.
+    pub fn submit(
+        &self,
+        record: impl FnOnce(&mut wgpu::CommandEncoder, Option<wgpu::ComputePassTimestampWrites<'_>>),
+    ) -> Result<PendingTime> {
+        let gpu = &self.gpu;
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        if let Some((set, resolve)) = &self.queries {
+            record(&mut encoder, Some(pass_writes(set, 0)));
+            encoder.resolve_query_set(set, 0..2, resolve, 0);
+            gpu.queue().submit([encoder.finish()]);
+            let staging = Staging::copy(gpu, &[(resolve, 16)])?;
+            return Ok(PendingTime { gpu: gpu.clone(), wait: Wait::Timestamps(staging) });
+        }
+        record(&mut encoder, None);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let start = Instant::now();
+        gpu.queue().submit([encoder.finish()]);
+        gpu.queue().on_submitted_work_done(move || {
+            let _ = tx.send(Instant::now());
+        });
+        Ok(PendingTime { gpu: gpu.clone(), wait: Wait::Done(start, rx) })
+    }
+
     /// Times `count` compute passes that `record(encoder, i, writes)` records one each: with
     /// timestamps, in one submission per 2048 passes (a query set's limit is 4096); with the
     /// wall clock, each submitted and waited for alone. Milliseconds per pass.
@@ -97,22 +122,52 @@ impl Timer {
         encoder.resolve_query_set(set, 0..queries, resolve, 0);
         self.gpu.queue().submit([encoder.finish()]);
         self.gpu.wait("timing")?;
-        self.durations(&read_buffer(&self.gpu, resolve, 8 * u64::from(queries))?)
+        durations(&self.gpu, &read_buffer(&self.gpu, resolve, 8 * u64::from(queries))?)
     }
+}
 
-    /// Milliseconds between each (begin, end) pair of resolved timestamps.
-    fn durations(&self, bytes: &[u8]) -> Result<Vec<f64>> {
-        let period = f64::from(self.gpu.queue().get_timestamp_period());
-        bytes
-            .chunks_exact(16)
-            .map(|pair| {
-                let [begin, end]: [u64; 2] = bytemuck::pod_read_unaligned(pair);
-                if end < begin {
-                    return Err(Error::device("timing", format!("timestamps went backwards ({begin} -> {end})")));
-                }
-                Ok((end - begin) as f64 * period / 1e6)
-            })
-            .collect()
+/// Milliseconds between each (begin, end) pair of resolved timestamps.
+fn durations(gpu: &Gpu, bytes: &[u8]) -> Result<Vec<f64>> {
+    let period = f64::from(gpu.queue().get_timestamp_period());
+    bytes
+        .chunks_exact(16)
+        .map(|pair| {
+            let [begin, end]: [u64; 2] = bytemuck::pod_read_unaligned(pair);
+            if end < begin {
+                return Err(Error::device("timing", format!("timestamps went backwards ({begin} -> {end})")));
+            }
+            Ok((end - begin) as f64 * period / 1e6)
+        })
+        .collect()
+}
+
+/// A submitted timing ([`Timer::submit`]) to await.
+pub struct PendingTime {
+    gpu: Gpu,
+    wait: Wait,
+}
+
+enum Wait {
+    /// The resolved timestamps, being copied out.
+    Timestamps(Staging),
+    /// The submission's start and the time its work was done.
+    Done(Instant, futures_channel::oneshot::Receiver<Instant>),
+}
+
+impl PendingTime {
+    /// The pass's milliseconds once the GPU is done (natively the device is polled).
+    pub async fn ms(self) -> Result<f64> {
+        match self.wait {
+            Wait::Timestamps(staging) => {
+                let bytes = staging.read(&self.gpu, 0).await?;
+                durations(&self.gpu, &bytes).map(|d| d[0])
+            }
+            Wait::Done(start, done) => {
+                self.gpu.wait("timing")?;
+                let end = done.await.map_err(|_| Error::device("timing", "work-done callback never ran"))?;
+                Ok(end.duration_since(start).as_secs_f64() * 1e3)
+            }
+        }
     }
 }
 

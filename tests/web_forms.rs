@@ -36,6 +36,9 @@ fn a_directory_as_bytes_runs_as_the_folder_does_and_async_matches_blocking() {
         let want = folder.run(&inputs).unwrap();
         let got = pollster::block_on(bytes.run_async(&inputs)).unwrap();
         assert_eq!(got, want, "{family}: bytes + async vs folder + blocking");
+        let (timed, ms) = pollster::block_on(bytes.run_timed_async(&inputs)).unwrap();
+        assert_eq!(timed, want, "{family}: the timed run's outputs");
+        assert!(ms > 0.0 && ms.is_finite(), "{family}: {ms} ms");
     }
 }
 

@@ -65,6 +65,13 @@ impl ConnectorPlan {
         self.named(outputs, HostTensor::new)
     }
 
+    /// One run on `inputs` timed by `timer` (GPU time where the device has timestamps),
+    /// without blocking.
+    pub async fn time_async(&self, inputs: &Tensors, timer: &Timer) -> Result<f64> {
+        self.plan.write_inputs(&self.inputs_from(inputs)?)?;
+        self.plan.time_async(timer).await
+    }
+
     /// Runs on `inputs` by name with every dispatch timed on its own ([`Plan::profile`]): where
     /// a run's time goes, by kernel and by stage (tower, connector).
     pub fn profile(&self, inputs: &Tensors, timer: &Timer) -> Result<Vec<DispatchTime>> {

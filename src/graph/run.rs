@@ -148,6 +148,16 @@ impl Plan {
         timer.time(|encoder, writes| self.encode_timed(encoder, writes))
     }
 
+    /// [`Plan::time`] without blocking (the form for the web): submitted under the plan's lock,
+    /// awaited after it.
+    pub async fn time_async(&self, timer: &Timer) -> Result<f64> {
+        let pending = {
+            let _exclusive = self.lock()?;
+            timer.submit(|encoder, writes| self.encode_timed(encoder, writes))?
+        };
+        pending.ms().await
+    }
+
     /// Runs the plan on the inputs last written with every dispatch in a compute pass of its
     /// own, and returns each dispatch's time by `timer`, in plan order, with its kernel and
     /// the [`Graph::set_stage`](super::Graph::set_stage) of the node it came from. The pass

@@ -284,6 +284,11 @@ impl Pretrained {
         self.inspection.family
     }
 
+    /// The device it runs on.
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// The input names [`Pretrained::run`] reads (as the upstream module calls them) on the
     /// connector path.
     pub fn input_names(&self) -> &'static [&'static str] {
@@ -320,6 +325,17 @@ impl Pretrained {
     pub async fn run_async(&self, inputs: &Tensors) -> Result<Tensors> {
         let built = self.build(inputs)?;
         ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?.run_async(&built.feeds).await
+    }
+
+    /// [`Pretrained::run_async`], then one more run of the same plan timed: the outputs and its
+    /// milliseconds, GPU time where the device has timestamps (the first run compiles the
+    /// pipelines, so the timed one does not pay for it).
+    pub async fn run_timed_async(&self, inputs: &Tensors) -> Result<(Tensors, f64)> {
+        let built = self.build(inputs)?;
+        let plan = ConnectorPlan::new(&self.gpu, built.graph, built.outputs)?;
+        let outputs = plan.run_async(&built.feeds).await?;
+        let ms = plan.time_async(&built.feeds, &Timer::new(&self.gpu)).await?;
+        Ok((outputs, ms))
     }
 
     /// [`Pretrained::run`]'s plan on `inputs` with every dispatch timed on its own

@@ -105,12 +105,43 @@ impl Model {
     /// Float32Array (integers as Uint32Array).
     pub async fn run(&self, inputs: JsValue) -> Result<JsValue, JsError> {
         let outputs = self.model.run_async(&tensors(&inputs)?).await.map_err(js_error)?;
+        tensors_object(&outputs)
+    }
+
+    /// [`Model::run`], then the same plan once more timed: resolves to `{ outputs, ms, clock }`,
+    /// `clock` being `"timestamps"` (GPU time, where the adapter has timestamp-query) or
+    /// `"wall clock"`.
+    #[wasm_bindgen(js_name = runTimed)]
+    pub async fn run_timed(&self, inputs: JsValue) -> Result<JsValue, JsError> {
+        let (outputs, ms) = self.model.run_timed_async(&tensors(&inputs)?).await.map_err(js_error)?;
+        let timestamps = self.model.gpu().features().contains(vlbridge::wgpu::Features::TIMESTAMP_QUERY);
         let object = Object::new();
-        for (name, t) in &outputs {
-            set(&object, name, &tensor_object(t)?)?;
-        }
+        set(&object, "outputs", &tensors_object(&outputs)?)?;
+        set(&object, "ms", &JsValue::from_f64(ms))?;
+        set(&object, "clock", &JsValue::from_str(if timestamps { "timestamps" } else { "wall clock" }))?;
         Ok(object.into())
     }
+
+    /// The model family (`llava`, `qwen2_vl`, ..).
+    pub fn family(&self) -> String {
+        self.model.family().model_type().to_string()
+    }
+}
+
+/// The tensors of a safetensors file (a processor's saved outputs, a model's stored outputs)
+/// as `{ name: { shape, data } }`: floats as Float32Array, integers as Uint32Array.
+#[wasm_bindgen(js_name = readSafetensors)]
+pub fn read_safetensors(bytes: Uint8Array) -> Result<JsValue, JsError> {
+    let file = vlbridge::weights::Weights::from_bytes(bytes.to_vec(), "safetensors").map_err(js_error)?;
+    tensors_object(&models::tensors_of(&file).map_err(js_error)?)
+}
+
+fn tensors_object(tensors: &Tensors) -> Result<JsValue, JsError> {
+    let object = Object::new();
+    for (name, t) in tensors {
+        set(&object, name, &tensor_object(t)?)?;
+    }
+    Ok(object.into())
 }
 
 fn js_error(e: vlbridge::Error) -> JsError {

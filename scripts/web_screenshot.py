@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Loads a page in headless Chromium through chromedriver's WebDriver API, waits until its
+title says it is done (the demo page sets "vlbridge: pass", "vlbridge: FAIL" or
+"vlbridge: error"), saves a screenshot and prints the title. Standard library only.
+
+Usage: web_screenshot.py URL OUT.png [--timeout SECONDS]
+"""
+import base64
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+PORT = 9516
+ARGS = ["--headless=new", "--enable-unsafe-webgpu", "--enable-features=Vulkan", "--no-sandbox",
+        "--disable-dev-shm-usage", "--window-size=1000,800"]
+
+
+def call(method, path, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())["value"]
+
+
+def main():
+    url, out = sys.argv[1], sys.argv[2]
+    timeout = float(sys.argv[sys.argv.index("--timeout") + 1]) if "--timeout" in sys.argv else 120.0
+    driver = subprocess.Popen(["chromedriver", f"--port={PORT}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            try:
+                call("GET", "/status")
+                break
+            except OSError:
+                time.sleep(0.2)
+        session = call("POST", "/session", {"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": ARGS}}}})
+        sid = session["sessionId"]
+        call("POST", f"/session/{sid}/url", {"url": url})
+        deadline = time.time() + timeout
+        title = ""
+        while time.time() < deadline:
+            title = call("GET", f"/session/{sid}/title")
+            if title.startswith("vlbridge: "):
+                break
+            time.sleep(0.5)
+        png = base64.b64decode(call("GET", f"/session/{sid}/screenshot"))
+        with open(out, "wb") as f:
+            f.write(png)
+        call("DELETE", f"/session/{sid}")
+        print(f"{out}: {title or 'no result before the timeout'}")
+        return 0 if title == "vlbridge: pass" else 1
+    finally:
+        driver.terminate()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
