@@ -21,6 +21,9 @@ pub struct Caps {
     pub workgroup_storage: u32,
     /// Invocations a workgroup may have.
     pub workgroup_invocations: u32,
+    /// Storage buffers a compute shader may bind (WebGPU's default limit is 10; native
+    /// drivers allow more).
+    pub storage_buffers: u32,
     /// Cooperative-matrix shapes the device lists (empty without the feature).
     pub cooperative_matrix: Vec<wgpu::CooperativeMatrixProperties>,
     /// Variants forced by [`super::GpuOptions::force_variants`], as (kernel, variant).
@@ -42,6 +45,7 @@ impl Caps {
             device_type: wgpu::DeviceType::Other,
             workgroup_storage: 0,
             workgroup_invocations: 0,
+            storage_buffers: 0,
             cooperative_matrix: Vec::new(),
             forced: forced.iter().map(|&(k, v)| (k.to_string(), v.to_string())).collect(),
             tuned: Vec::new(),

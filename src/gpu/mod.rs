@@ -303,6 +303,7 @@ impl Gpu {
             device_type: info.device_type,
             workgroup_storage: limits.max_compute_workgroup_storage_size,
             workgroup_invocations: limits.max_compute_invocations_per_workgroup,
+            storage_buffers: limits.max_storage_buffers_per_shader_stage,
             cooperative_matrix,
             forced: options.force_variants.clone(),
             tuned: tuned.map(|t| t.choices()).unwrap_or_default(),

@@ -157,10 +157,12 @@ fn epilogue_bytes(e: RowsEpilogue, inputs: &[&Meta], first: usize, rows: usize, 
 /// Whether the fused sublayers run as one dispatch each rather than as the attention, GEMM and
 /// norm dispatches they replace: on GPUs, where dispatches and stored intermediates cost; not
 /// on CPU rasterisers, where they measured 3-6x slower on whole connectors than what they
-/// replace (a workgroup's rows run on one core, its weight loads are gathers).
+/// replace (a workgroup's rows run on one core, its weight loads are gathers); nor where the
+/// device binds fewer storage buffers than they read (a browser's WebGPU allows 10).
 /// `VLBRIDGE_FORCE=sublayers=fused|split` decides instead.
 pub fn fuses_sublayers(caps: &Caps) -> bool {
-    lowering::switch(caps, "sublayers", "fused", "split", !caps.is_cpu())
+    let storage = BINDINGS.iter().filter(|a| **a != Access::Uniform).count() as u32;
+    lowering::switch(caps, "sublayers", "fused", "split", !caps.is_cpu() && caps.storage_buffers >= storage)
 }
 
 /// A sublayer as the nodes it fuses: `front` (reading the node's first `first` inputs) makes
