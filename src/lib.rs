@@ -65,6 +65,7 @@ pub mod diagnostics;
 pub mod dtype;
 pub mod error;
 pub mod files;
+pub mod golden;
 pub mod gpu;
 pub mod graph;
 pub mod host;

@@ -1,6 +1,6 @@
 //! Embeds the native suite's model directories (`../tests/data/models/<name>/`, every file)
-//! into the browser tests, which have no file system: `$OUT_DIR/models.rs` lists each
-//! directory's files as `include_bytes!`.
+//! and golden cases (`../tests/data/manifest.json` and the files beside it) into the browser
+//! tests, which have no file system: `$OUT_DIR/models.rs` lists them as `include_bytes!`.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -27,6 +27,25 @@ fn main() {
             writeln!(out, "        (\"{file_name}\", include_bytes!(\"{}\")),", path.display()).unwrap();
         }
         out.push_str("    ]),\n");
+    }
+    out.push_str("];\n");
+    // The golden cases: the manifest and every file beside it.
+    let data = root.parent().unwrap().canonicalize().unwrap();
+    let mut cases: Vec<_> = std::fs::read_dir(&data).unwrap().flatten().map(|e| e.path()).collect();
+    cases.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    cases.sort();
+    let manifest = data.join("manifest.json");
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    writeln!(
+        out,
+        "\n/// `tests/data/manifest.json`.\npub const MANIFEST: &str = include_str!(\"{}\");",
+        manifest.display()
+    )
+    .unwrap();
+    out.push_str("\n/// The golden cases' files beside it.\npub const CASES: &[File] = &[\n");
+    for file in cases {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        writeln!(out, "    (\"{name}\", include_bytes!(\"{}\")),", file.display()).unwrap();
     }
     out.push_str("];\n");
     std::fs::write(Path::new(&std::env::var("OUT_DIR").unwrap()).join("models.rs"), out).unwrap();

@@ -5,7 +5,6 @@ mod cases;
 mod demo;
 mod families;
 mod fuzz;
-mod golden;
 mod models;
 mod roofline_plot;
 mod synthetic;
@@ -139,8 +138,8 @@ fn tune(dir: Option<&std::path::Path>, runs: usize) -> vlbridge::Result<ExitCode
 fn check(manifest: &std::path::Path) -> vlbridge::Result<ExitCode> {
     let gpu = vlbridge::Gpu::with_options(&vlbridge::GpuOptions::from_env()?)?;
     println!("adapter: {}", gpu.describe());
-    let reports = golden::check_manifest(&gpu, manifest)?;
-    let summary = golden::Summary::of(&reports);
+    let reports = vlbridge::golden::check_manifest(&gpu, manifest)?;
+    let summary = vlbridge::golden::Summary::of(&reports);
     for r in &reports {
         println!("{r}");
     }

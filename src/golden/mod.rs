@@ -1,18 +1,25 @@
-//! Parity with the upstream PyTorch modules: runs the cases of a golden manifest (the format
-//! of `shared/golden/README.md`, read through serde) and compares with the outputs stored
-//! beside the inputs.
+//! Parity with the upstream PyTorch modules: the cases of a golden manifest (the format of
+//! `tests/data/README.md`, read through serde), each planned into a [`Job`] that runs, blocking
+//! natively ([`check_manifest`]) or awaited on the web ([`Job::run_async`]), and compares with
+//! the outputs stored beside the inputs.
 
 use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use vlbridge::reference::Comparison;
-use vlbridge::weights::Weights;
-use vlbridge::{Error, Gpu, Result};
 
-use crate::util::file_error;
+use crate::connectors::ConnectorPlan;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::host::Tensors;
+use crate::reference::Comparison;
+use crate::weights::Weights;
 
 mod runners;
+
+fn file_error(path: &Path, problem: impl ToString) -> Error {
+    Error::File { path: path.display().to_string(), problem: problem.to_string() }
+}
 
 /// `manifest.json`, schema version 1.
 #[derive(Debug, Deserialize)]
@@ -132,31 +139,70 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Runs every case of `manifest` on `gpu`.
+impl Manifest {
+    /// Parses `manifest.json`'s text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let doc: Manifest = serde_json::from_str(text).map_err(|e| file_error(path, e))?;
+        if doc.schema_version != 1 {
+            return Err(file_error(path, format!("schema_version {}, expected 1", doc.schema_version)));
+        }
+        Ok(doc)
+    }
+}
+
+/// A case ready to run: its plans with their inputs, and how their outputs become the
+/// comparison with upstream's.
+pub struct Job {
+    runs: Vec<(ConnectorPlan, Tensors)>,
+    finish: Box<dyn FnOnce(Vec<Tensors>) -> Result<Comparison>>,
+}
+
+impl Job {
+    /// Runs the plans, blocking (native).
+    pub fn run(self) -> Result<Comparison> {
+        let outputs = self.runs.iter().map(|(plan, inputs)| plan.run(inputs)).collect::<Result<Vec<_>>>()?;
+        (self.finish)(outputs)
+    }
+
+    /// Runs the plans without blocking (the web).
+    pub async fn run_async(self) -> Result<Comparison> {
+        let mut outputs = Vec::with_capacity(self.runs.len());
+        for (plan, inputs) in &self.runs {
+            outputs.push(plan.run_async(inputs).await?);
+        }
+        (self.finish)(outputs)
+    }
+}
+
+/// `case`'s job on `gpu` with its tensors `weights`; `None` for an op vlbridge does not
+/// implement.
+pub fn job(gpu: &Gpu, weights: &Weights, case: &ManifestCase) -> Result<Option<Job>> {
+    runners::runner(&case.op).map(|run| run(gpu, weights, case)).transpose()
+}
+
+/// What became of one case.
+pub fn outcome(result: Result<Option<Comparison>>) -> Outcome {
+    match result {
+        Ok(Some(c)) => Outcome::Compared(c),
+        Ok(None) => Outcome::Unsupported,
+        Err(e) => Outcome::Error(e.to_string()),
+    }
+}
+
+/// Runs every case of `manifest` on `gpu`, each case's file beside it (native).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn check_manifest(gpu: &Gpu, manifest: &Path) -> Result<Vec<CaseReport>> {
     let text = std::fs::read_to_string(manifest).map_err(|e| file_error(manifest, e))?;
-    let doc: Manifest = serde_json::from_str(&text).map_err(|e| file_error(manifest, e))?;
-    if doc.schema_version != 1 {
-        return Err(file_error(manifest, format!("schema_version {}, expected 1", doc.schema_version)));
-    }
+    let doc = Manifest::parse(&text, manifest)?;
     let dir = manifest.parent().unwrap_or(Path::new("."));
     Ok(doc
         .cases
         .iter()
         .map(|case| {
-            let outcome = match run_case(gpu, dir, case) {
-                Ok(Some(c)) => Outcome::Compared(c),
-                Ok(None) => Outcome::Unsupported,
-                Err(e) => Outcome::Error(e.to_string()),
-            };
-            CaseReport { name: case.name.clone(), op: case.op.clone(), outcome }
+            let result = Weights::open(dir.join(&case.file))
+                .and_then(|weights| job(gpu, &weights, case))
+                .and_then(|job| job.map(Job::run).transpose());
+            CaseReport { name: case.name.clone(), op: case.op.clone(), outcome: outcome(result) }
         })
         .collect())
-}
-
-fn run_case(gpu: &Gpu, dir: &Path, case: &ManifestCase) -> Result<Option<Comparison>> {
-    let Some(run) = runners::runner(&case.op) else {
-        return Ok(None);
-    };
-    run(gpu, &Weights::open(dir.join(&case.file))?, case).map(Some)
 }
