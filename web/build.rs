@@ -42,7 +42,7 @@ fn main() {
         manifest.display()
     )
     .unwrap();
-    out.push_str("\n/// The golden cases' files beside it.\npub const CASES: &[File] = &[\n");
+    out.push_str("\n/// The golden cases' files beside it.\npub const GOLDEN_FILES: &[File] = &[\n");
     for file in cases {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         writeln!(out, "    (\"{name}\", include_bytes!(\"{}\")),", file.display()).unwrap();

@@ -20,7 +20,7 @@ async fn golden_cases_match_upstream_in_the_browser() {
     let manifest = Manifest::parse(MANIFEST, Path::new("tests/data/manifest.json")).unwrap();
     let mut reports = Vec::new();
     for case in &manifest.cases {
-        let result = match CASES.iter().find(|(name, _)| *name == case.file) {
+        let result = match GOLDEN_FILES.iter().find(|(name, _)| *name == case.file) {
             None => Err(vlbridge::Error::File { path: case.file.clone(), problem: "not embedded".into() }),
             Some((_, bytes)) => match Weights::from_bytes(bytes.to_vec(), &case.file)
                 .and_then(|weights| golden::job(&gpu, &weights, case))
