@@ -26,12 +26,8 @@ pub struct Params {
     pub rotated: u32,
     /// Dims per head.
     pub head_dim: u32,
-    /// θ.
-    pub theta: f32,
-    /// 1: Pixtral's interleaved frequencies.
-    pub pixtral: u32,
-    /// Padding to 16 bytes.
-    pub _pad: [u32; 2],
+    /// Pair j's inverse frequency at `[j / 4][j % 4]` ([`Rope2d::frequency`]).
+    pub inverse: [[f32; 4]; 16],
 }
 
 const WORKGROUP: u32 = 256;
@@ -45,6 +41,15 @@ pub static ROPE2D: KernelSpec =
 /// The rotary family.
 pub static FAMILY: KernelFamily =
     KernelFamily { name: NAME, specs: &[&ROPE2D], fuzz: Some(fuzz), bench, precision, ..KernelFamily::BASE };
+
+/// Each pair's inverse frequency as the shader reads it, four to a `vec4`.
+fn inverse_table(op: &Rope2d) -> [[f32; 4]; 16] {
+    let mut table = [[0.0; 4]; 16];
+    for j in 0..op.head_dim / 2 {
+        table[j / 4][j % 4] = op.frequency(j).0;
+    }
+    table
+}
 
 impl Kernel for Rope2d {
     fn name(&self) -> &'static str {
@@ -74,9 +79,7 @@ impl Kernel for Rope2d {
             width: width as u32,
             rotated: (self.heads * self.head_dim) as u32,
             head_dim: self.head_dim as u32,
-            theta: self.theta,
-            pixtral: u32::from(self.frequencies == RopeFrequencies::Interleaved),
-            _pad: [0; 2],
+            inverse: inverse_table(self),
         };
         Dispatch::new(&p, u64::from(p.total).div_ceil(u64::from(WORKGROUP)))
     }

@@ -37,6 +37,9 @@ pub struct Rope2d {
     pub frequencies: RopeFrequencies,
 }
 
+/// The largest head dim: the shader holds a head's D/2 inverse frequencies in its uniform.
+pub const MAX_HEAD_DIM: usize = 128;
+
 impl Rope2d {
     /// The inverse frequency pair `j` (of a head's D/2) turns by, computed as upstream does in
     /// f32 (`1 / θ^(2k / dim)`), and the axis (0 row, 1 column) whose position it multiplies.
@@ -56,8 +59,9 @@ impl Rope2d {
         check_arity(NAME, inputs, 2)?;
         let (x, positions) = (inputs[0], inputs[1]);
         check_u32_elements(NAME, "x", &x.shape)?;
-        if self.head_dim == 0 || !self.head_dim.is_multiple_of(4) {
-            return Err(Error::shape(NAME, "head dim (a positive multiple of 4)", "4k", self.head_dim));
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(4) || self.head_dim > MAX_HEAD_DIM {
+            let what = format!("head dim (a positive multiple of 4, at most {MAX_HEAD_DIM})");
+            return Err(Error::shape(NAME, what, "4k", self.head_dim));
         }
         if self.heads == 0 {
             return Err(Error::shape(NAME, "rotated heads (at least one)", ">= 1", 0));
