@@ -87,6 +87,7 @@ fn the_photo_goes_through_processor_tower_and_connector_as_upstream() {
         let got = model.run(&inputs).unwrap();
         let want = models::read_tensors(dir(family).join("preprocess/photo_features.safetensors")).unwrap();
         let slow = &want["image_features_slow"];
+        assert_eq!(got["image_features"].shape, slow.shape, "{family}: photo -> image_features shape");
         let expected: Vec<f64> = slow.data.as_f32().unwrap().iter().map(|&v| f64::from(v)).collect();
         let cmp = reference::compare(got["image_features"].data.as_f32().unwrap(), &expected, 1e-4, 1e-3);
         assert!(cmp.passed(), "{family}: photo -> image_features vs upstream (Pillow pixels): {cmp}");
