@@ -211,7 +211,7 @@ impl Tensor {
 
     /// Bytes of its elements, rounded up to whole words (what copies move).
     pub fn byte_len(&self) -> u64 {
-        (self.len() * self.dtype.size()).next_multiple_of(4) as u64
+        (self.len() as u64 * self.dtype.size() as u64).next_multiple_of(4)
     }
 }
 

@@ -328,7 +328,13 @@ pub fn fold_grid(kernel: &'static str, count: u64, max_per_dim: u32) -> Result<[
 
 /// Bytes of `n` elements of `dtype`, as f64 for costs.
 pub(crate) fn bytes(dtype: DType, n: usize) -> f64 {
-    (dtype.size() * n) as f64
+    dtype.size() as f64 * n as f64
+}
+
+/// The product of `factors` as f64, for costs: on 32-bit targets (wasm32) a usize product of a
+/// real-size GEMM's m·n·k passes 2^32.
+pub(crate) fn product(factors: &[usize]) -> f64 {
+    factors.iter().map(|&f| f as f64).product()
 }
 
 /// Declares [`Op`] (one variant per kernel, holding its configuration), [`Op::kernel`] (the

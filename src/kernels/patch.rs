@@ -3,7 +3,7 @@
 //! the learned positions added in its epilogue. One entry point per weight dtype.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, dot_ulps, pick_storage};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, product, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::patch::NAME;
@@ -138,7 +138,7 @@ impl Kernel for PatchEmbed {
         let (m, n, k) = (p.m as usize, p.n as usize, p.k as usize);
         let a = inputs[0].dtype;
         let io = bytes(a, p.slabs as usize * inputs[0].shape[1..].iter().product::<usize>()) + bytes(a, m * n);
-        Cost { flops: 2.0 * (m * n * k) as f64, bytes: io + bytes(inputs[1].dtype, n * k) + bytes(DType::F32, m * n) }
+        Cost { flops: 2.0 * product(&[m, n, k]), bytes: io + bytes(inputs[1].dtype, n * k) + bytes(DType::F32, m * n) }
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {

@@ -7,7 +7,7 @@
 //! so each element gets 2e-5 of |x| + |partner| on top of f32 rounding.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, pick_storage};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, product};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::rope::NAME;
@@ -86,7 +86,7 @@ impl Kernel for Rope2d {
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
         let (rows, width) = rows_cols(&inputs[0].shape);
-        let rotated = (rows * self.heads * self.head_dim) as f64;
+        let rotated = product(&[rows, self.heads, self.head_dim]);
         Cost { flops: 3.0 * rotated, bytes: 2.0 * bytes(inputs[0].dtype, rows * width) + 8.0 * rows as f64 }
     }
 

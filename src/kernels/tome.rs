@@ -3,7 +3,7 @@
 //! trip. Indices are u32.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, product, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::tome::NAME;
@@ -172,12 +172,12 @@ impl Kernel for TomeStep {
         let f = |n: usize| bytes(DType::F32, n);
         let a = |n: usize| bytes(inputs[0].dtype, n);
         match self.step {
-            Step::Normalize => Cost { flops: 3.0 * (b * n * c) as f64, bytes: a(b * n * c) + f(b * n * c) },
-            Step::BestMatch => Cost { flops: 2.0 * (b * na * nb * c) as f64, bytes: f(b * n * c) },
-            Step::Score => Cost { flops: 2.0 * (b * na * c) as f64, bytes: f(2 * b * na * c) },
-            Step::Rank | Step::Place => Cost { flops: (b * na * na) as f64, bytes: f(2 * b * na) },
-            Step::MergeFeatures => Cost { flops: 2.0 * (b * n * c) as f64, bytes: a(b * (n + rows) * c) },
-            Step::MergeSizes => Cost { flops: (b * n) as f64, bytes: f(b * (n + rows)) },
+            Step::Normalize => Cost { flops: 3.0 * product(&[b, n, c]), bytes: a(b * n * c) + f(b * n * c) },
+            Step::BestMatch => Cost { flops: 2.0 * product(&[b, na, nb, c]), bytes: f(b * n * c) },
+            Step::Score => Cost { flops: 2.0 * product(&[b, na, c]), bytes: f(2 * b * na * c) },
+            Step::Rank | Step::Place => Cost { flops: product(&[b, na, na]), bytes: f(2 * b * na) },
+            Step::MergeFeatures => Cost { flops: 2.0 * product(&[b, n, c]), bytes: a(b * (n + rows) * c) },
+            Step::MergeSizes => Cost { flops: product(&[b, n]), bytes: f(b * (n + rows)) },
             Step::Source => Cost { flops: 0.0, bytes: f(b * (na + n)) },
         }
     }

@@ -4,7 +4,7 @@
 //! A failure names the kernel, its file and the compiler's message; specs whose features the
 //! adapter lacks (subgroups, cooperative matrices) or that bind more storage buffers than it
 //! allows (the fused sublayers: 11 of WebGPU's default 10, which the planner then does not
-//! choose) are counted as skipped.
+//! choose) are counted as skipped. Also: real-size costs on a 32-bit target.
 
 use vlbridge::kernels::FAMILIES;
 use vlbridge::pipeline::Access;
@@ -48,4 +48,18 @@ async fn every_shader_compiles_in_the_browser() {
     }
     console_log!("{compiled} compiled, {} skipped on this adapter: {}", skipped.len(), skipped.join(", "));
     assert!(failures.is_empty(), "{} failed to compile:\n{}", failures.len(), failures.join("\n\n"));
+}
+
+/// Costs at real size on a 32-bit target: the LLaVA projector's second GEMM is 576·4096·4096
+/// multiply-adds, past 2^32, which a usize product wraps (release) or panics on (debug, as
+/// this test is built) on wasm32.
+#[wasm_bindgen_test]
+fn real_size_costs_do_not_overflow_on_wasm32() {
+    use vlbridge::kernels::Op;
+    use vlbridge::ops::{Epilogue, GeluForm, Meta};
+    let meta = |shape: &[usize]| Meta { shape: shape.to_vec(), dtype: DType::F32 };
+    let (x, w, bias) = (meta(&[576, 4096]), meta(&[4096, 4096]), meta(&[4096]));
+    let cost = Op::Linear(Epilogue::bias_gelu(GeluForm::Erf)).cost(&[&x, &w, &bias]);
+    assert_eq!(cost.flops, 2.0 * 576.0 * 4096.0 * 4096.0);
+    assert!(cost.bytes >= 4.0 * 4096.0 * 4096.0, "{} bytes", cost.bytes);
 }

@@ -5,7 +5,7 @@ use super::{COMBINE, CombineParams, PARTIALS, Params, WORKGROUP, io_bytes, mask_
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
-use crate::kernels::{Cost, Dispatch, Kernel, KernelSpec, bytes};
+use crate::kernels::{Cost, Dispatch, Kernel, KernelSpec, bytes, product};
 use crate::ops::{Geometry, KeySplit, Mask, Meta, Operand, SplitPass};
 use crate::reference;
 
@@ -104,13 +104,13 @@ impl Kernel for KeySplit {
                 // The attention's reads; the partials instead of its output.
                 let reads = io_bytes(&g, a, self.attention.mask) - bytes(a, rows * d);
                 let written = bytes(DType::F32, rows * self.chunks as usize * self.record());
-                Cost { flops: 4.0 * (rows * keys * d) as f64, bytes: reads + written }
+                Cost { flops: 4.0 * product(&[rows, keys, d]), bytes: reads + written }
             }
             SplitPass::Combine => {
                 let [batch, heads, queries, chunks, _] = combine_dims(inputs);
                 let outputs = batch * heads * queries * self.attention.head_dim as usize;
                 let written = bytes(inputs[1].dtype, outputs);
-                Cost { flops: 3.0 * (outputs * chunks) as f64, bytes: partials(inputs[0]) + written }
+                Cost { flops: 3.0 * product(&[outputs, chunks]), bytes: partials(inputs[0]) + written }
             }
         }
     }

@@ -11,7 +11,7 @@ mod key_split;
 mod naive;
 
 use super::lowering::{Lowering, Slot};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, product, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
@@ -271,11 +271,11 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
         Mask::Keep(_) => 1.0,
         Mask::Additive => 4.0,
         // One byte per key, not per (query, key).
-        Mask::Keys | Mask::PadPairs => return (g.batch * g.keys()) as f64,
+        Mask::Keys | Mask::PadPairs => return product(&[g.batch, g.keys()]),
         // Two u32 bounds per query.
         Mask::Segments { .. } => return (8 * g.batch * g.queries) as f64,
     };
-    per_entry * (g.batch * g.queries * g.keys()) as f64
+    per_entry * product(&[g.batch, g.queries, g.keys()])
 }
 
 /// Keys each query attends, for the cost model: its segment's mean length under
@@ -384,7 +384,7 @@ impl Kernel for Attention {
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
         let g = self.geometry(inputs);
-        let flops = 4.0 * (g.rows() * attended_keys(self, &g) * g.head_dim) as f64;
+        let flops = 4.0 * product(&[g.rows(), attended_keys(self, &g), g.head_dim]);
         Cost { flops, bytes: io_bytes(&g, inputs[0].dtype, self.mask) }
     }
 

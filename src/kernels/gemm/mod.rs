@@ -15,7 +15,7 @@ pub use cases::EPILOGUES;
 pub use specs::*;
 
 use super::lowering::{self, Lowering, Slot};
-use super::{BindLimits, Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes};
+use super::{BindLimits, Cost, Dispatch, Kernel, KernelFamily, KernelSpec, bytes, product};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Caps;
@@ -272,7 +272,7 @@ impl Kernel for Epilogue {
         let out = if self.swiglu { m * n / 2 } else { m * n };
         let residual = if self.residual == Residual::None { 0.0 } else { bytes(a, out) };
         let io = bytes(a, m * k) + bytes(a, out) + residual;
-        Cost { flops: 2.0 * (m * n * k) as f64, bytes: io + bias + bytes(inputs[1].dtype, n * k) }
+        Cost { flops: 2.0 * product(&[m, n, k]), bytes: io + bias + bytes(inputs[1].dtype, n * k) }
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {

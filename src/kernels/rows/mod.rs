@@ -12,7 +12,7 @@ pub use cases::{SMALL_HEAD_DIMS, attention_case, mlp_case};
 
 use super::attention::{self, io_bytes, mask_of};
 use super::lowering::{self, Lowering, Slot};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, product, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::Caps;
@@ -249,11 +249,11 @@ impl Kernel for AttentionRows {
         let first = self.attention.arity();
         let g = self.attention.geometry(&inputs[..first]);
         let (n, width, rows) = (inputs[first].shape[0], self.attention.width() as usize, g.batch * g.queries);
-        let attention = 4.0 * (g.rows() * g.keys() * g.head_dim) as f64;
+        let attention = 4.0 * product(&[g.rows(), g.keys(), g.head_dim]);
         // The attention's output is never stored: take it out of the attention's bytes.
         let io = io_bytes(&g, inputs[0].dtype, self.attention.mask) - bytes(inputs[0].dtype, g.rows() * g.head_dim);
         Cost {
-            flops: attention + 2.0 * (rows * n * width) as f64,
+            flops: attention + 2.0 * product(&[rows, n, width]),
             bytes: io + epilogue_bytes(self.epilogue, inputs, first, rows, n),
         }
     }
@@ -347,7 +347,7 @@ impl Kernel for MlpRows {
         let w_in = inputs[1];
         let params = 4 * (hidden * usize::from(front[2].is_some()) + k * self.input_norm.map_or(0, InputNorm::inputs));
         Cost {
-            flops: 2.0 * (m * hidden * (k + n)) as f64,
+            flops: 2.0 * product(&[m, hidden, k + n]),
             bytes: bytes(inputs[0].dtype, m * k)
                 + bytes(w_in.dtype, w_in.len())
                 + params as f64
