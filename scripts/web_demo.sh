@@ -14,7 +14,7 @@ cargo build --release --lib
 wasm-bindgen --target web --no-typescript --out-dir demo/pkg target/wasm32-unknown-unknown/release/vlbridge_web.wasm
 if [ -n "$out" ]; then
   port=8765
-  (cd "$root" && python3 -m http.server "$port" --bind 127.0.0.1 >/dev/null 2>&1) &
+  python3 -m http.server "$port" --bind 127.0.0.1 --directory "$root" >/dev/null 2>&1 &
   server=$!
   trap 'kill $server' EXIT
   sleep 1

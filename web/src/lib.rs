@@ -13,6 +13,7 @@
 
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array, Uint32Array};
 use vlbridge::models::{self, LoadOptions, Pretrained};
+use vlbridge::preprocess;
 use vlbridge::{DType, Gpu, GpuOptions, HostTensor, HostVec, ModelFiles, Tensors};
 use wasm_bindgen::prelude::*;
 
@@ -120,6 +121,19 @@ impl Model {
         set(&object, "ms", &JsValue::from_f64(ms))?;
         set(&object, "clock", &JsValue::from_str(if timestamps { "timestamps" } else { "wall clock" }))?;
         Ok(object.into())
+    }
+
+    /// What the directory's image processor (its `preprocessor_config.json`, given to
+    /// [`Model::load`]) makes of `images`, each an encoded PNG, JPEG, WebP or GIF file: the
+    /// inputs [`Model::run`] takes (`pixel_values`, `image_grid_thw`, ..).
+    pub fn preprocess(&self, images: Vec<Uint8Array>) -> Result<JsValue, JsError> {
+        let decoded = images
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| preprocess::decode_bytes(&bytes.to_vec(), &format!("image {i}")))
+            .collect::<vlbridge::Result<Vec<_>>>()
+            .map_err(js_error)?;
+        tensors_object(&self.model.preprocess(&decoded).map_err(js_error)?)
     }
 
     /// The model family (`llava`, `qwen2_vl`, ..).
