@@ -6,8 +6,9 @@
 //! workgroup-memory tiles of 64 × 64 / 32 × 32, double-buffered through registers; for GPUs),
 //! `splitk` (the same file: 16 × 16 tiles with K split over four slices of the workgroup and
 //! summed in a fixed order, for thin problems) and `portable` (`shaders/gemm_portable.wgsl`:
-//! any `k`, any device). [`Kernel::choose`] picks per adapter: register blocking on CPU
-//! rasterisers, workgroup-memory tiles on GPUs, split-K where the tiles are too few to fill one.
+//! any `k`, any device; 16 × 4 register blocks, for CPU rasterisers without subgroups such as
+//! SwiftShader). [`Kernel::choose`] picks per adapter: register blocking on CPU rasterisers,
+//! workgroup-memory tiles on GPUs, split-K where the tiles are too few to fill one.
 
 mod cases;
 mod specs;
@@ -72,8 +73,9 @@ const WORKGROUP: u32 = 64;
 /// Outputs per workgroup of `gemm.wgsl`: 16 rows × (64 invocations · 4 columns).
 const TILE_M: u64 = 16;
 const TILE_N: u64 = 64 * 4;
-/// `gemm_portable.wgsl`: 4 × 4 blocks, 64 per workgroup.
-const BLOCK: u64 = 4;
+/// `gemm_portable.wgsl`: blocks of 16 rows × 4 columns, 64 per workgroup.
+const PORTABLE_ROWS: u64 = 16;
+const PORTABLE_COLS: u64 = 4;
 /// `gemm_splitk`: 16 × 16 outputs per workgroup.
 const SPLIT_TILE: u64 = 16;
 /// Fewer workgroup tiles than this leave a GPU idle: split K instead.
@@ -351,6 +353,6 @@ fn workgroups(spec: &KernelSpec, p: &Params) -> u64 {
         "tiled" => m.div_ceil(64) * n.div_ceil(64),
         "tiled32" | "coop" => m.div_ceil(32) * n.div_ceil(32),
         "splitk" => m.div_ceil(SPLIT_TILE) * n.div_ceil(SPLIT_TILE),
-        _ => (m.div_ceil(BLOCK) * n.div_ceil(BLOCK)).div_ceil(u64::from(WORKGROUP)),
+        _ => (m.div_ceil(PORTABLE_ROWS) * n.div_ceil(PORTABLE_COLS)).div_ceil(u64::from(WORKGROUP)),
     }
 }
