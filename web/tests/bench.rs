@@ -2,7 +2,8 @@
 //! them), the shapes of `vlbridge bench`'s rows: the LLaVA-1.5 projector (576 tokens, 1024 →
 //! 4096 → 4096, bf16 weights) and BLIP-2's Q-Former (32 queries of 768 over 257 tokens of 1408,
 //! 12 layers, f32 weights), random values, f32 activations, GPU time by timestamps where the
-//! adapter has them. Each prints one line of `bench name ms GFLOP/s` for `docs/benchmarks.md`.
+//! adapter has them; then the GEMM under each variant. Each prints one line of
+//! `bench name ms GFLOP/s` for `docs/benchmarks.md`.
 
 use vlbridge::connectors::{ConnectorPlan, LlavaProjector, QFormer, QFormerConfig, StateDict};
 use vlbridge::ops::GeluForm;
@@ -75,4 +76,22 @@ async fn real_size_connectors_in_the_browser() {
     let qformer = QFormer::from_weights(&gpu, &checkpoint(&QFormer::state_dict(&q), DType::F32), q).unwrap();
     let plan = qformer.plan(&gpu, 1, 257).unwrap();
     time(&gpu, "qformer 32x768 over 257x1408, 12 layers", &plan, &features(&plan), 3).await;
+}
+
+/// The projector's GEMMs (576 × 1024 → 1024 → 1024, f32) as the heuristic plans them for the
+/// page's adapter, then under each GEMM variant that runs without subgroups, forced: the
+/// browser's counterpart of `vlbridge bench --variants`, showing whether the choice is the best.
+#[wasm_bindgen_test]
+#[ignore]
+async fn gemm_variants_in_the_browser() {
+    for variant in ["", "portable", "splitk", "tiled32", "tiled"] {
+        let force_variants = if variant.is_empty() { vec![] } else { vec![("linear".into(), variant.into())] };
+        let gpu = Gpu::open(&GpuOptions { force_variants, ..GpuOptions::default() }).await.unwrap();
+        let weights = checkpoint(&LlavaProjector::state_dict([1024, 1024, 1024], true), DType::F32);
+        let projector = LlavaProjector::from_weights(&gpu, &weights, GeluForm::Erf).unwrap();
+        let plan = projector.plan(&gpu, 1, 576).unwrap();
+        let variants = plan.plan().variants().join(", ");
+        let chosen = if variant.is_empty() { format!("chosen ({variants})") } else { format!("forced {variants}") };
+        time(&gpu, &format!("linear x2 576x1024-1024-1024 {chosen}"), &plan, &features(&plan), 2).await;
+    }
 }
