@@ -1,6 +1,6 @@
-//! The layers of `src/` point one way: models → connectors → tune, diagnostics → graph →
-//! kernels → reference → ops → core (weights, timing, tensor, gpu, tune_table, pipeline, host,
-//! dtype, error), each module taking only from the ones under it. Reads every `crate::` path in the
+//! The layers of `src/` point one way: golden → models → connectors → tune, diagnostics →
+//! graph → kernels → reference → ops → core (weights, timing, tensor, gpu, tune_table, pipeline,
+//! files, host, dtype, error), each module taking only from the ones under it. Reads every `crate::` path in the
 //! code of `src/` (comments left out) and fails on an arrow that points up or sideways.
 
 use std::path::Path;
@@ -10,6 +10,7 @@ const LAYERS: &[&str] = &[
     "error",
     "dtype",
     "host",
+    "files",
     "pipeline",
     "tune_table",
     "gpu",
@@ -27,6 +28,7 @@ const LAYERS: &[&str] = &[
     "connectors",
     "towers",
     "models",
+    "golden",
 ];
 
 /// The module a file of `src/` belongs to (`src/gpu/caps.rs` → `gpu`); `lib.rs` is the root.
