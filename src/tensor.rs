@@ -22,6 +22,9 @@ use crate::gpu::Gpu;
 /// assert_eq!(rows.read()?.as_u32(), Some(&[7u32, 0, 2][..]));
 /// // Wrong element counts are errors, not truncations.
 /// assert!(Tensor::from_f32(&gpu, &[2, 2], &[1.0]).is_err());
+/// // A reshape shares the buffer; it keeps the element count.
+/// assert_eq!(t.reshape(&[1, 4])?.to_f32()?, [1.0, 2.0, 3.0, 4.0]);
+/// assert!(t.reshape(&[3]).is_err());
 /// # Ok(())
 /// # }
 /// ```
@@ -100,6 +103,15 @@ impl Tensor {
             return Err(Error::shape("tensor", "buffer usage", "STORAGE", format!("{:?}", buffer.usage())));
         }
         Ok(Self { gpu: gpu.clone(), buffer, shape: shape.to_vec(), dtype })
+    }
+
+    /// The same buffer under another shape of the same element count (no copy).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Self> {
+        let len = element_count("tensor", shape)?;
+        if len != self.len() {
+            return Err(Error::shape("tensor", "reshaped element count", self.len(), len));
+        }
+        Ok(Self { shape: shape.to_vec(), ..self.clone() })
     }
 
     /// Overwrites the contents with `data` of the same element count (f32 data is rounded

@@ -1,7 +1,8 @@
 //! The layers of `src/` point one way: golden → models → connectors → tune, diagnostics →
 //! graph → kernels → reference → ops → core (weights, timing, tensor, gpu, tune_table, pipeline,
-//! files, host, dtype, error), each module taking only from the ones under it. Reads every `crate::` path in the
-//! code of `src/` (comments left out) and fails on an arrow that points up or sideways.
+//! files, host, dtype, error), each module taking only from the ones under it. Reads every
+//! `crate::` path in the code of `src/` (comments left out) and fails on an arrow that points up
+//! or sideways.
 
 use std::path::Path;
 

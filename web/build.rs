@@ -1,8 +1,8 @@
 //! Embeds the native suite's data into the browser tests, which have no file system:
 //! `$OUT_DIR/models.rs` lists, as `include_bytes!`, the model directories
 //! (`../tests/data/models/<name>/`), the vision directories (`../tests/data/vision/<name>/`,
-//! their top-level files and the photo with its features from `preprocess/`) and the golden cases (`../tests/data/manifest.json` and the files
-//! beside it).
+//! their top-level files and the photo with its features from `preprocess/`) and the golden
+//! cases (`../tests/data/manifest.json` and the files beside it).
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

@@ -281,9 +281,16 @@ impl QFormer {
     /// Q-Former's last hidden state. Marks neither as an output.
     pub fn add_to(&self, g: &mut Graph, image: TensorId) -> Result<(TensorId, Option<TensorId>)> {
         let batch = g.shape(image).map_or(1, |s| s[0]);
-        let queries = activation_constant(g, "query_states", &self.query_states, self.activations)?;
-        // Even for one image: upstream's outputs are [batch, queries, width].
-        let mut h = g.add(Repeat { times: batch }, &[queries])?;
+        // Upstream's outputs are [batch, queries, width]: one image takes the queries as
+        // [1, queries, width] (no copy), more take copies.
+        let queries = match batch {
+            1 => self.query_states.reshape(&[&[1], self.query_states.shape()].concat())?,
+            _ => self.query_states.clone(),
+        };
+        let mut h = activation_constant(g, "query_states", &queries, self.activations)?;
+        if batch > 1 {
+            h = g.add(Repeat { times: batch }, &[h])?;
+        }
         let heads = self.config.num_attention_heads as u32;
         let d = head_dim(NAME, self.hidden, self.config.num_attention_heads)?;
         let width = heads * d;

@@ -2,7 +2,7 @@
 //! element: `k × k` average pooling and LLaVA-OneVision's bilinear halving.
 
 use super::cases::{BenchCase, Case, CaseRng, CaseTarget, SUBNORMAL_FLOOR, Tolerance, huge_for, max_abs, pick_storage};
-use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, product, wgsl};
+use super::{Cost, Dispatch, Kernel, KernelFamily, KernelSpec, Op, bytes, wgsl};
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::ops::{AvgPool, BilinearHalf, Meta, Operand};
@@ -126,7 +126,7 @@ impl Kernel for AvgPool {
     }
 
     fn cost(&self, inputs: &[&Meta]) -> Cost {
-        cost(inputs, self.output_grid(), product(&[self.k, self.k]))
+        cost(inputs, self.output_grid(), (self.k * self.k) as f64)
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {

@@ -273,7 +273,7 @@ fn mask_bytes(g: &Geometry, mask: Mask) -> f64 {
         // One byte per key, not per (query, key).
         Mask::Keys | Mask::PadPairs => return product(&[g.batch, g.keys()]),
         // Two u32 bounds per query.
-        Mask::Segments { .. } => return (8 * g.batch * g.queries) as f64,
+        Mask::Segments { .. } => return 8.0 * product(&[g.batch, g.queries]),
     };
     per_entry * product(&[g.batch, g.queries, g.keys()])
 }
