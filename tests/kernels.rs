@@ -11,7 +11,7 @@ use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::kernels::cases::INPUT_NORM_EPS;
 use vlbridge::kernels::gemm::EPILOGUES;
-use vlbridge::ops::{Epilogue, GeluForm, InputNorm, LayerNorm, RmsNorm};
+use vlbridge::ops::{Epilogue, GeluForm, InputNorm, LayerNorm, RmsNorm, RotaryPairs};
 use vlbridge::reference;
 use vlbridge::{DType, Gpu, Graph, Plan, Tensor};
 
@@ -20,14 +20,23 @@ fn tolerance(k: usize) -> (f64, f64) {
 }
 
 /// The linear kernel's epilogues as its fuzz cases draw them (`kernels::gemm::EPILOGUES`), with
-/// or without a row scale and an input norm of each kind.
+/// or without a row scale and an input norm of each kind; one in five a rotary turn instead
+/// (after the bias, with or without the input norm: the rotary towers' QKV GEMM) of 1-3 heads
+/// of 2-16 dims.
 fn epilogue() -> impl Strategy<Value = Epilogue> {
     let base = prop::sample::select(EPILOGUES.to_vec());
     let norms = (prop::sample::select(INPUT_NORM_EPS.to_vec()), 0..3usize)
         .prop_map(|(eps, kind)| InputNorm::each_kind(eps)[kind]);
-    (base, any::<bool>(), prop::option::of(norms)).prop_map(|(e, scaled, norm)| {
-        let e = if scaled { e.with_row_scale() } else { e };
-        Epilogue { input_norm: norm, ..e }
+    let rotary = prop::option::weighted(0.2, (1..4usize, 1..9usize));
+    (base, any::<bool>(), prop::option::of(norms), rotary).prop_map(|(e, scaled, norm, rotary)| match rotary {
+        Some((heads, half)) => {
+            let pairs = RotaryPairs { heads, head_dim: 2 * half };
+            Epilogue { bias: e.bias, input_norm: norm, ..Epilogue::NONE.with_rotary(pairs) }
+        }
+        None => {
+            let e = if scaled { e.with_row_scale() } else { e };
+            Epilogue { input_norm: norm, ..e }
+        }
     })
 }
 
@@ -43,6 +52,8 @@ struct LinearCase {
     scale: Vec<f32>,
     /// The input norm's weight and bias, `[k]` each.
     norm: (Vec<f32>, Vec<f32>),
+    /// Each row's (cos, sin) per rotary pair, read when the epilogue turns pairs.
+    table: Vec<f32>,
     epilogue: Epilogue,
     /// Storage of the weight; `w` holds the values it represents exactly.
     weights: DType,
@@ -58,15 +69,20 @@ fn linear_case_up_to(max_m: usize) -> impl Strategy<Value = LinearCase> {
     let dtypes = prop::sample::select(vec![DType::F32, DType::F16, DType::BF16]);
     (edge_size(max_m), edge_size(300), edge_size(96), epilogue(), dtypes).prop_flat_map(
         |(m, n, k, epilogue, weights)| {
-            // SwiGLU reads gate/up pairs of weight rows.
+            // SwiGLU reads gate/up pairs of weight rows; a rotary turn needs its heads.
             let n = if epilogue.swiglu { 2 * n } else { n };
+            let n = epilogue.rotary.map_or(n, |r| n.max(r.channels()));
+            let pairs = epilogue.rotary.map_or(0, |r| r.head_dim / 2);
             let spread = 1.0 / (k as f32).sqrt();
             let data = (values(m * k, 1.0), values(n * k, spread * 1.7), values(n, 0.5), values(m, 1.0));
-            (data, values(k, 1.5), values(k, 0.5)).prop_map(move |((x, w, b, scale), nw, nb)| {
-                // The reference sees exactly the values the narrow storage holds.
-                let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
-                LinearCase { m, n, k, x, w, b, scale, norm: (nw, nb), epilogue, weights }
-            })
+            (data, values(k, 1.5), values(k, 0.5), values(m * pairs, 100.0)).prop_map(
+                move |((x, w, b, scale), nw, nb, angles)| {
+                    // The reference sees exactly the values the narrow storage holds.
+                    let w = w.iter().map(|&v| vlbridge::dtype::round_to(weights, f64::from(v)) as f32).collect();
+                    let table = angles.iter().flat_map(|a| [a.cos(), a.sin()]).collect();
+                    LinearCase { m, n, k, x, w, b, scale, norm: (nw, nb), table, epilogue, weights }
+                },
+            )
         },
     )
 }
@@ -87,6 +103,9 @@ fn run_linear(gpu: &Gpu, c: &LinearCase) -> Option<Vec<f32>> {
     }
     if c.epilogue.row_scale {
         inputs.push(g.constant("scale", &Tensor::from_f32(gpu, &[c.m], &c.scale).unwrap()));
+    }
+    if let Some(r) = c.epilogue.rotary {
+        inputs.push(g.constant("table", &Tensor::from_f32(gpu, &[c.m, r.head_dim / 2, 2], &c.table).unwrap()));
     }
     if let Some(norm) = c.epilogue.input_norm {
         inputs.push(g.constant("norm_w", &Tensor::from_f32(gpu, &[c.k], &c.norm.0).unwrap()));
@@ -117,7 +136,10 @@ fn reference_linear(c: &LinearCase) -> Vec<f64> {
             reference::rms_norm(&to_f64(&c.x), &nw, c.k, f64::from(eps), f64::from(u8::from(unit_offset)))
         }
     };
-    let y = reference::linear(&x, &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
+    let mut y = reference::linear(&x, &to_f64(&c.w), c.epilogue.has_bias().then_some(&bias[..]), c.m, c.n, c.k);
+    if let Some(r) = c.epilogue.rotary {
+        reference::rotate_pairs(&mut y, &to_f64(&c.table), c.n, r);
+    }
     let mut y: Vec<f64> = match c.epilogue.activation {
         _ if c.epilogue.swiglu => reference::swiglu_pairs(&y, c.epilogue.activation),
         Some(form) => y.into_iter().map(|v| reference::gelu(form, v)).collect(),
@@ -137,6 +159,10 @@ fn check_linear(gpu: &Gpu, c: &LinearCase) -> Result<(), TestCaseError> {
     if c.epilogue.input_norm.is_some() {
         // Normalised inputs have rms 1 (entries up to √k): dot products √k times larger.
         atol *= (c.k as f64).sqrt();
+    }
+    if c.epilogue.rotary.is_some() {
+        // A turned output combines two dot products, each with its own rounding.
+        atol *= 2.0;
     }
     let cmp = reference::compare(&got, &reference_linear(c), atol, rtol);
     prop_assert!(cmp.passed(), "{}x{}x{} {:?}: {cmp}", c.m, c.n, c.k, c.epilogue);

@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{edge_size, gpu, run_case, to_f64, values};
+use common::{edge_size, forced_gpu, gpu, run_case, to_f64, values};
 use ntest::timeout;
 use proptest::prelude::*;
 use vlbridge::kernels::{CaseRng, CaseTarget, FAMILIES};
-use vlbridge::ops::{Attention, Concat, PatchEmbed, Rope2d, RopeFrequencies};
+use vlbridge::ops::{Attention, Concat, Epilogue, GeluForm, PatchEmbed, Rope2d, RopeFrequencies, RotaryPairs};
 use vlbridge::{DType, Graph, Plan, Tensor, reference};
 
 fn target() -> CaseTarget {
@@ -42,8 +42,8 @@ proptest! {
 
     #[test]
     #[timeout(300_000)]
-    fn rope2d_cases_match_reference(seed in any::<u64>()) {
-        fuzz_case("rope2d", seed)?;
+    fn rotary_pairs_cases_match_reference(seed in any::<u64>()) {
+        fuzz_case("rotary_pairs", seed)?;
     }
 
     /// Conv2d by hand (an independent loop order) against the kernel, f32 weights: a swapped
@@ -167,49 +167,85 @@ fn token_copies_reject_shapes_that_do_not_fit() {
     assert_eq!(g.shape(gathered), Some(&[3, 2, 3][..]), "the index's shape, then the row");
 }
 
-/// One head of 4 dims turned by hand: pair 0 (dims 0 and 2) by the patch's row, pair 1 (dims 1
-/// and 3) by its column, at frequency 1 (Qwen2-VL) or θ^(-1/2) = 0.01 (Pixtral's odd-indexed
-/// one); a third head of the row is copied. A swapped axis, partner or sign fails.
+/// Heads of 4 dims turned by hand in upstream's order: pair 0 (dims 0 and 2) by the patch's
+/// row, pair 1 (dims 1 and 3) by its column, at frequency 1 (Qwen2-VL) or θ^(-1/2) = 0.01
+/// (Pixtral's odd-indexed one); a third head of the row is copied. The heads run through a
+/// GEMM of identity weight rows in paired order (as the towers store their QKV weights) that
+/// turns them in its epilogue, or, forced, in a node after it; its output read back in
+/// upstream's order must be the hand-turned row. A swapped axis, partner, sign or order fails.
 #[test]
 #[timeout(60_000)]
-fn rope2d_turns_each_pair_by_its_axis_and_frequency() {
-    let gpu = gpu();
+fn rotary_turn_in_paired_order_is_upstreams_rotate_half() {
     let positions: [u32; 4] = [3, 7, 11, 2];
-    for (frequencies, column) in [(RopeFrequencies::Axial, 1.0f64), (RopeFrequencies::Interleaved, 0.01)] {
-        let op = Rope2d { head_dim: 4, heads: 2, theta: 10000.0, frequencies };
-        let mut g = Graph::new();
-        let x = g.input("x", &[2, 12]).unwrap();
-        let p = g.constant("positions", &Tensor::from_data(gpu, &[2, 2], DType::U32, (&positions[..]).into()).unwrap());
-        let y = g.add(op, &[x, p]).unwrap();
-        g.output(y).unwrap();
-        // Row 0: head 0 = e0, head 1 = e1, head 2 copied; row 1 the same.
-        let row: [f32; 12] = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 5.0, 6.0, 7.0, 8.0];
-        let data = [row, row].concat();
-        let got = Plan::new(gpu, &g).unwrap().run_f32(&[&data]).unwrap().remove(0);
-        for (r, pos) in positions.chunks(2).enumerate() {
-            let (a_row, a_col) = (f64::from(pos[0]), column * f64::from(pos[1]));
-            let want = [a_row.cos(), 0.0, a_row.sin(), 0.0, 0.0, a_col.cos(), 0.0, a_col.sin(), 5.0, 6.0, 7.0, 8.0];
-            let cmp = reference::compare(&got[r * 12..(r + 1) * 12], &want, 1e-5, 1e-5);
-            assert!(cmp.passed(), "{frequencies:?} row {r}: {cmp}");
+    for (gpu, dispatches) in [(gpu(), 1), (forced_gpu("rope", "separate"), 2)] {
+        for (frequencies, column) in [(RopeFrequencies::Axial, 1.0f64), (RopeFrequencies::Interleaved, 0.01)] {
+            let rope = Rope2d { head_dim: 4, heads: 2, theta: 10000.0, frequencies };
+            let order = rope.paired_rows(12);
+            let identity: Vec<f32> =
+                order.iter().flat_map(|&r| (0..12).map(move |c| f32::from(u8::from(c == r)))).collect();
+            let mut g = Graph::new();
+            let x = g.input("x", &[2, 12]).unwrap();
+            let w = g.constant("w", &Tensor::from_f32(gpu, &[12, 12], &identity).unwrap());
+            let table = Tensor::from_f32(gpu, &[2, 2, 2], &rope.table(&positions).unwrap()).unwrap();
+            let t = g.constant("table", &table);
+            let y = g.add(Epilogue::NONE.with_rotary(rope.pairs()), &[x, w, t]).unwrap();
+            g.output(y).unwrap();
+            // Both partners of every pair non-zero; head 2 copied; row 1 the same.
+            let row: [f32; 12] = [1.0, 2.0, 3.0, -4.0, -1.0, 0.5, 2.0, -3.0, 5.0, 6.0, 7.0, 8.0];
+            let plan = Plan::new(gpu, &g).unwrap();
+            assert_eq!(plan.dispatches().len(), dispatches, "{:?}", plan.dispatches());
+            let paired = plan.run_f32(&[&[row, row].concat()]).unwrap().remove(0);
+            for (r, pos) in positions.chunks(2).enumerate() {
+                let mut got = [0.0f32; 12];
+                for (i, &source) in order.iter().enumerate() {
+                    got[source] = paired[r * 12 + i];
+                }
+                // rotate_half: dim d < 2 pairs with d + 2; dim 0's pair turns by the row, dim 1's
+                // by the column.
+                let angles = [f64::from(pos[0]), column * f64::from(pos[1])];
+                let mut want: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+                for head in 0..2 {
+                    for d in 0..2 {
+                        let (lo, hi) = (f64::from(row[4 * head + d]), f64::from(row[4 * head + d + 2]));
+                        let (cos, sin) = (angles[d].cos(), angles[d].sin());
+                        want[4 * head + d] = lo * cos - hi * sin;
+                        want[4 * head + d + 2] = hi * cos + lo * sin;
+                    }
+                }
+                let cmp = reference::compare(&got, &want, 1e-6, 1e-6);
+                assert!(cmp.passed(), "{frequencies:?} row {r}, {dispatches} dispatches: {cmp}");
+            }
         }
     }
 }
 
 #[test]
 #[timeout(60_000)]
-fn rope2d_rejects_what_it_cannot_turn() {
+fn rotary_pairs_reject_what_they_cannot_turn() {
     let mut g = Graph::new();
     let x = g.input("x", &[5, 24]).unwrap();
-    let p = g.input_as("positions", &[5, 2], DType::U32).unwrap();
-    let op = |head_dim, heads| Rope2d { head_dim, heads, theta: 10000.0, frequencies: RopeFrequencies::Axial };
-    let e = g.add(op(6, 1), &[x, p]).unwrap_err().to_string();
-    assert!(e.contains("multiple of 4"), "{e}");
-    let e = g.add(op(8, 4), &[x, p]).unwrap_err().to_string();
+    let table = |g: &mut Graph, name: &str, shape: &[usize]| g.input(name, shape).unwrap();
+    let t4 = table(&mut g, "t4", &[5, 4, 2]);
+    let op = |heads, head_dim| RotaryPairs { heads, head_dim };
+    let e = g.add(op(1, 7), &[x, t4]).unwrap_err().to_string();
+    assert!(e.contains("even"), "{e}");
+    let e = g.add(op(4, 8), &[x, t4]).unwrap_err().to_string();
     assert!(e.contains("channels"), "{e}");
-    let wrong = g.input_as("rows", &[4, 2], DType::U32).unwrap();
-    let e = g.add(op(8, 3), &[x, wrong]).unwrap_err().to_string();
-    assert!(e.contains("positions"), "{e}");
-    let floats = g.input("float_positions", &[5, 2]).unwrap();
-    let e = g.add(op(8, 3), &[x, floats]).unwrap_err().to_string();
-    assert!(e.contains("u32"), "{e}");
+    let short = table(&mut g, "short", &[4, 4, 2]);
+    let e = g.add(op(3, 8), &[x, short]).unwrap_err().to_string();
+    assert!(e.contains("rotary table"), "{e}");
+    let ints = g.input_as("ints", &[5, 4, 2], DType::U32).unwrap();
+    let e = g.add(op(3, 8), &[x, ints]).unwrap_err().to_string();
+    assert!(e.contains("f32"), "{e}");
+    assert!(g.add(op(3, 8), &[x, t4]).is_ok());
+    // In a GEMM: only after a bias (and an input norm); a GELU after it is refused.
+    let w = g.input("w", &[24, 24]).unwrap();
+    let gelu = Epilogue::bias_gelu(GeluForm::Erf).with_rotary(op(3, 8));
+    let b = g.input("b", &[24]).unwrap();
+    let e = g.add(gelu, &[x, w, b, t4]).unwrap_err().to_string();
+    assert!(e.contains("rotary epilogue"), "{e}");
+    assert!(g.add(Epilogue::BIAS.with_rotary(op(3, 8)), &[x, w, b, t4]).is_ok());
+    let rope = |head_dim| Rope2d { head_dim, heads: 1, theta: 10000.0, frequencies: RopeFrequencies::Axial };
+    let e = rope(6).table(&[0, 0]).unwrap_err().to_string();
+    assert!(e.contains("multiple of 4"), "{e}");
 }

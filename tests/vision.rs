@@ -84,6 +84,16 @@ fn rotary_towers_with_fused_sublayers() {
     }
 }
 
+/// The rotary turn as a node of its own after the QKV GEMM (`rope=separate`, the measured
+/// baseline of the epilogue the towers run by default): the same upstream outputs.
+#[test]
+#[timeout(300_000)]
+fn rotary_towers_with_the_turn_after_the_gemm() {
+    for family in ["qwen2_vl", "qwen2_5_vl", "mistral3"] {
+        check_on(common::forced_gpu("rope", "separate"), family);
+    }
+}
+
 #[test]
 #[timeout(300_000)]
 fn internvl_layer_scaled_tower_and_pixel_shuffle() {

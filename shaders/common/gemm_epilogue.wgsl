@@ -8,6 +8,9 @@
 //   v = silu(acc_gate + bias) · (acc_up + bias)            (SWIGLU: columns 2i, 2i+1 -> i;
 //                                                           ACTIVATION's GELU for silu if set)
 //   v = row_scale[row] · v                                 (ROW_SCALE)
+//   (v₂ⱼ, v₂ⱼ₊₁) → (v₂ⱼ c − v₂ⱼ₊₁ s, v₂ⱼ₊₁ c + v₂ⱼ s)         (ROTARY: after the bias, the first
+//                                                           ROTARY columns in adjacent pairs,
+//                                                           (c, s) = rotary[row, pair of head])
 //   y = v | residual + v | residual + tanh(gate[0]) · v     (RESIDUAL 0 | 1 | 2)
 //   y = residual + gate[col] · v                           (RESIDUAL 3: a per-column layer scale)
 // The gate is read from a 1-element buffer, not baked in, so changing it needs no re-plan;
@@ -47,6 +50,12 @@ override NORM_A: u32 = 0u;        // x normalised as loaded: 0 no, 1 LayerNorm, 
 override NORM_OFFSET: f32 = 0.0;  // NORM_A = 2: 1 scales by 1 + w
 @group(0) @binding(8) var<storage, read> norm_weight: array<f32>;
 @group(0) @binding(9) var<storage, read> norm_bias: array<f32>;
+
+override ROTARY: u32 = 0u;       // leading output columns turned in adjacent pairs; 0: none
+override ROTARY_HEAD: u32 = 2u;  // dims per turned head
+// [m, ROTARY_HEAD / 2, 2]: each row's (cos, sin) per pair of a head. Scalars, not vec2: an
+// unused binding is bound to x, which may be a single 4-byte element.
+@group(0) @binding(10) var<storage, read> rotary: array<f32>;
 
 // The centre of a row for NORM_A: its mean (from `sum`) for LayerNorm, 0 for RMSNorm.
 fn norm_centre(sum: f32, k: u32) -> f32 {
@@ -115,13 +124,25 @@ fn out_index(row: u32, col: u32, y_stride: u32) -> u32 {
 
 // Stores the output of weight row `col` of this dispatch for x row `row` from its accumulator
 // `v`; with SWIGLU an even `col` stores the pair (gate `v`, up `v_next`) once and an odd one
-// nothing. Nothing outside y.
+// nothing, and likewise a turned ROTARY pair is stored, both columns, by its even one.
+// Nothing outside y.
 fn store(row: u32, col: u32, v: f32, v_next: f32) {
     if row >= params.m || col >= params.n {
         return;
     }
     let c = params.y_col + col;
     let out = out_index(row, c, params.y_stride);
+    if c < ROTARY {
+        // A turned pair (c, c + 1): the even column stores both (y_col is even).
+        if c % 2u == 0u {
+            let t = 2u * (row * (ROTARY_HEAD / 2u) + (c % ROTARY_HEAD) / 2u);
+            let a = biased(v, c);
+            let b = biased(v_next, c + 1u);
+            y[out] = Act(a * rotary[t] - b * rotary[t + 1u]);
+            y[out + 1u] = Act(b * rotary[t] + a * rotary[t + 1u]);
+        }
+        return;
+    }
     if SWIGLU != 0u {
         if col % 2u == 0u {
             y[out] = Act(epilogue_swiglu(v, v_next, out, row, c));

@@ -406,8 +406,8 @@ registry! {
     Concat(crate::ops::Concat) => concat::FAMILY,
     /// A ViT's patch embedding with class token and positions, reading patches in place.
     PatchEmbed(crate::ops::PatchEmbed) => patch::FAMILY,
-    /// 2D rotary position embedding of query and key heads (Qwen2-VL, Pixtral).
-    Rope2d(crate::ops::Rope2d) => rope::FAMILY,
+    /// Adjacent channel pairs turned by a per-row table (2D rotary embedding: Qwen2-VL, Pixtral).
+    RotaryPairs(crate::ops::RotaryPairs) => rope::FAMILY,
     /// AnyRes packing of one image's tile features with the newline vector.
     AnyRes(crate::ops::AnyResLayout) => anyres::FAMILY,
     /// Roofline microbenchmark: peak FMA throughput.

@@ -5,7 +5,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
-use crate::ops::{Convert, Epilogue, GeluForm, InputNorm, LayerNorm, Residual, RmsNorm};
+use crate::ops::{Convert, Epilogue, GeluForm, InputNorm, LayerNorm, Residual, RmsNorm, Rope2d};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -14,6 +14,30 @@ use crate::weights::Weights;
 pub(crate) struct Linear {
     pub(crate) weight: Tensor,
     pub(crate) bias: Option<Tensor>,
+}
+
+/// The `{prefix}.weight` names of stacked projections over `in_features` (checked), their
+/// biases (f32) when `bias`, and the rows they stack to.
+fn stacked(
+    weights: &Weights,
+    prefixes: &[&str],
+    in_features: usize,
+    bias: bool,
+) -> Result<(Vec<String>, Vec<f32>, usize)> {
+    let (mut names, mut b, mut rows) = (Vec::new(), Vec::new(), 0);
+    for prefix in prefixes {
+        let name = format!("{prefix}.weight");
+        let shape = weights.shape(&name)?;
+        if shape.len() != 2 || shape[1] != in_features {
+            return Err(Error::Weights { name, problem: format!("shape {shape:?}, expected [out, {in_features}]") });
+        }
+        if bias {
+            b.extend(weights.f32(&format!("{prefix}.bias"), Some(&[shape[0]]))?);
+        }
+        names.push(name);
+        rows += shape[0];
+    }
+    Ok((names, b, rows))
 }
 
 /// What a linear node adds after its activation.
@@ -53,28 +77,37 @@ impl Linear {
         in_features: usize,
         bias: bool,
     ) -> Result<Self> {
-        let (mut names, mut b, mut rows) = (Vec::new(), Vec::new(), 0);
-        for prefix in prefixes {
-            let name = format!("{prefix}.weight");
-            let shape = weights.shape(&name)?;
-            if shape.len() != 2 || shape[1] != in_features {
-                return Err(Error::Weights {
-                    name,
-                    problem: format!("shape {shape:?}, expected [out, {in_features}]"),
-                });
-            }
-            if bias {
-                b.extend(weights.f32(&format!("{prefix}.bias"), Some(&[shape[0]]))?);
-            }
-            names.push(name);
-            rows += shape[0];
-        }
+        let (names, b, rows) = stacked(weights, prefixes, in_features, bias)?;
         // Weights keep their checkpoint dtype (the GEMMs read f16 and bf16); biases are f32.
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         Ok(Self {
             weight: weights.upload_rows(gpu, &names, &[rows, in_features])?,
             bias: if bias { Some(Tensor::from_f32(gpu, &[rows], &b)?) } else { None },
         })
+    }
+
+    /// [`Linear::concat`] of a fused `[q | k | v]` projection with each rotated head's rows in
+    /// `rope`'s paired order ([`Rope2d::paired_rows`]), so that the GEMM can turn its query and
+    /// key outputs in its epilogue ([`Epilogue::rotary`]).
+    pub(crate) fn concat_paired(
+        gpu: &Gpu,
+        weights: &Weights,
+        prefixes: &[&str],
+        in_features: usize,
+        (bias, rope): (bool, &Rope2d),
+    ) -> Result<Self> {
+        let (names, b, rows) = stacked(weights, prefixes, in_features, bias)?;
+        if rows < rope.heads * rope.head_dim {
+            let problem = format!("{rows} rows, fewer than the {} heads of {} it turns", rope.heads, rope.head_dim);
+            return Err(Error::Weights { name: names.join(", "), problem });
+        }
+        let order = rope.paired_rows(rows);
+        let reorder =
+            |v: &[f32], k: usize| -> Vec<f32> { order.iter().flat_map(|&r| &v[r * k..(r + 1) * k]).copied().collect() };
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let weight =
+            weights.upload_arranged(gpu, &names, &[rows, in_features], |v| reorder(&v.concat(), in_features))?;
+        Ok(Self { weight, bias: if bias { Some(Tensor::from_f32(gpu, &[rows], &reorder(&b, 1))?) } else { None } })
     }
 
     /// From tensors already on the GPU: weight `[out, in]` (any float), bias `[out]` (f32).

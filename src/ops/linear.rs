@@ -1,7 +1,7 @@
 //! `nn.Linear` with a fused epilogue: `y = residual (+ tanh(gate)· | λ[col]·) scale[row] · act(x·Wᵀ + b)`,
 //! or SwiGLU's `silu(gate) · up` from one GEMM over interleaved gate/up weights.
 
-use super::{GeluForm, Meta, check_arity, check_u32_elements, rows_cols};
+use super::{GeluForm, Meta, RotaryPairs, check_arity, check_u32_elements, rows_cols};
 use crate::error::{Error, Result};
 
 /// Name in errors and reports.
@@ -83,8 +83,8 @@ pub enum Residual {
 /// `residual (+ tanh(gate)·) scale[row] · activation(acc + bias)`, and to x as it is loaded
 /// (`input_norm`). The op's inputs: x `[.., K]`, the weight `[N, K]` (PyTorch's `nn.Linear`
 /// layout), then in this order the bias `[N]`, the residual (the output's shape), the gate
-/// `[1]`, the row scale (one f32 per output row) and the input norm's weight and bias `[K]`,
-/// each when the op has it.
+/// `[1]`, the row scale (one f32 per output row), the rotary table and the input norm's
+/// weight and bias `[K]`, each when the op has it.
 ///
 /// With `swiglu` the weight's rows interleave two projections, `[gate₀, up₀, gate₁, up₁, ..]`
 /// (see [`interleave_rows`]), and output column `i` is `silu(gate_i + b) · (up_i + b)`: Llama's
@@ -105,6 +105,10 @@ pub struct Epilogue {
     pub residual: Residual,
     /// Normalises each row of x on the way in.
     pub input_norm: Option<InputNorm>,
+    /// Turns adjacent output pairs of the leading heads by a per-row (cos, sin) table after
+    /// the bias ([`RotaryPairs`]: the rotary towers' queries and keys). Only with a bias and
+    /// an input norm: nothing else follows or precedes it in those towers.
+    pub rotary: Option<RotaryPairs>,
 }
 
 impl Epilogue {
@@ -116,6 +120,7 @@ impl Epilogue {
         row_scale: false,
         residual: Residual::None,
         input_norm: None,
+        rotary: None,
     };
     /// `x·Wᵀ + b`
     pub const BIAS: Epilogue = Epilogue { bias: true, ..Self::NONE };
@@ -137,6 +142,11 @@ impl Epilogue {
         Epilogue { input_norm: Some(norm), ..self }
     }
 
+    /// The same op turning its leading heads' output pairs by a table input ([`RotaryPairs`]).
+    pub const fn with_rotary(self, rotary: RotaryPairs) -> Epilogue {
+        Epilogue { rotary: Some(rotary), ..self }
+    }
+
     /// The same epilogue with a per-row scale before the residual.
     pub const fn with_row_scale(self) -> Epilogue {
         Epilogue { row_scale: true, ..self }
@@ -152,6 +162,7 @@ impl Epilogue {
         2 + usize::from(self.bias)
             + self.residual_inputs()
             + usize::from(self.row_scale)
+            + usize::from(self.rotary.is_some())
             + self.input_norm.map_or(0, InputNorm::inputs)
     }
 
@@ -163,18 +174,19 @@ impl Epilogue {
         }
     }
 
-    /// The input index of (x, weight, bias, residual, gate, row scale, norm weight, norm
-    /// bias); `None` where absent.
-    pub fn slots(self) -> [Option<usize>; 8] {
+    /// The input index of (x, weight, bias, residual, gate, row scale, rotary table, norm
+    /// weight, norm bias); `None` where absent.
+    pub fn slots(self) -> [Option<usize>; 9] {
         let mut next = 2..;
         let mut take = |present: bool| if present { next.next() } else { None };
         let bias = take(self.bias);
         let residual = take(self.residual != Residual::None);
         let gate = take(matches!(self.residual, Residual::Gated | Residual::Scaled));
         let row_scale = take(self.row_scale);
+        let rotary = take(self.rotary.is_some());
         let norm_weight = take(self.input_norm.is_some());
         let norm_bias = take(matches!(self.input_norm, Some(InputNorm::Layer { .. })));
-        [Some(0), Some(1), bias, residual, gate, row_scale, norm_weight, norm_bias]
+        [Some(0), Some(1), bias, residual, gate, row_scale, rotary, norm_weight, norm_bias]
     }
 
     /// Checks x `[.., K]`, weight `[N, K]`, bias `[N]`, residual and gate; returns y `[.., N]`
@@ -226,7 +238,16 @@ impl Epilogue {
         {
             return Err(Error::shape(NAME, "row scale elements (one per row)", m, format!("{:?}", inputs[r].shape)));
         }
-        for slot in [slots[6], slots[7]].into_iter().flatten() {
+        if let (Some(rotary), Some(t)) = (self.rotary, slots[6]) {
+            let alone = self.activation.is_none() && !self.swiglu && !self.row_scale && self.residual == Residual::None;
+            if !alone {
+                let what =
+                    "rotary epilogue (a bias and an input norm only; no activation, SwiGLU, row scale or residual)";
+                return Err(Error::shape(NAME, what, "none of them", format!("{self:?}")));
+            }
+            rotary.check_table(NAME, m, w[0], inputs[t])?;
+        }
+        for slot in [slots[7], slots[8]].into_iter().flatten() {
             if inputs[slot].shape.as_slice() != [k] {
                 let got = format!("{:?}", inputs[slot].shape);
                 return Err(Error::shape(NAME, "input norm parameter shape", format!("[{k}]"), got));

@@ -25,7 +25,7 @@ pub use linear::{Epilogue, InputNorm, Residual, interleave_rows};
 pub use norm::{LayerNorm, RmsNorm};
 pub use patch::PatchEmbed;
 pub use pool::{AvgPool, BilinearHalf};
-pub use rope::{Rope2d, RopeFrequencies};
+pub use rope::{Rope2d, RopeFrequencies, RotaryPairs};
 pub use rows::{AttentionRows, EpilogueSlots, MlpRows, RowsEpilogue};
 pub use shuffle::{ChannelOrder, ImageGrid, PixelShuffle};
 pub use tome::{Step, Tome, TomeStep};

@@ -7,6 +7,7 @@ mod compress;
 mod linear;
 mod norm;
 mod patch;
+mod rotary;
 
 pub use attention::{
     MASK_FILL, MaskInput, attention, attention_combine, attention_partials, attention_scores, softmax_rows,
@@ -19,3 +20,4 @@ pub use compress::{
 pub use linear::{epilogue, gelu, gelu_erf, gelu_tanh, layer_scale, linear, mlp, scale_rows, silu, swiglu_pairs};
 pub use norm::{layer_norm, rms_norm};
 pub use patch::{PatchInputs, patch_embed};
+pub use rotary::rotate_pairs;

@@ -43,6 +43,12 @@ pub struct PixtralConfig {
 }
 
 impl PixtralConfig {
+    /// The 2D rotary turn of its query and key heads.
+    pub fn rope(&self) -> Rope2d {
+        let head_dim = self.hidden / self.heads.max(1);
+        Rope2d { head_dim, heads: 2 * self.heads, theta: self.theta, frequencies: RopeFrequencies::Interleaved }
+    }
+
     /// Reads a `vision_config`; `field` names it in errors.
     pub fn from_json(field: &str, v: &serde_json::Value) -> Result<Self> {
         let config_error = |key: &str, problem: String| Error::Config { field: format!("{field}.{key}"), problem };
@@ -205,13 +211,14 @@ impl PixtralTower {
         let patch = weights.upload_rows(gpu, &[Self::PROBE], &[c, config.row_width()])?;
         let patch = Linear::from_tensors("pixtral_vision", patch, None)?;
         let ln_pre = Norm::load_rms(gpu, weights, "ln_pre", c, RmsNorm::new(EPS))?;
+        let rope = config.rope();
         let layers = (0..depth.min(config.layers))
             .map(|i| {
                 let at = |leaf: &str| format!("transformer.layers.{i}.{leaf}");
                 let qkv = ["q_proj", "k_proj", "v_proj"].map(|x| at(&format!("attention.{x}")));
                 let layer = RotaryLayer {
                     norm1: Norm::load_rms(gpu, weights, &at("attention_norm"), c, RmsNorm::new(EPS))?,
-                    qkv: Linear::concat(gpu, weights, &qkv.each_ref().map(String::as_str), c, false)?,
+                    qkv: Linear::concat_paired(gpu, weights, &qkv.each_ref().map(String::as_str), c, (false, &rope))?,
                     proj: Linear::load(gpu, weights, &at("attention.o_proj"), c, false)?,
                     norm2: Norm::load_rms(gpu, weights, &at("ffn_norm"), c, RmsNorm::new(EPS))?,
                     ffn: FeedForward::swiglu(gpu, weights, &at("feed_forward"), (c, f), false, config.gate)?,
@@ -250,13 +257,7 @@ impl PixtralTower {
     /// was loaded for as `[tokens, C]`, the images' tokens one after the other.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, rows: TensorId, layout: &PixtralLayout) -> Result<TensorId> {
         let (heads, d) = (self.config.heads, self.config.hidden / self.config.heads);
-        let rope = Rope2d {
-            head_dim: d,
-            heads: 2 * heads,
-            theta: self.config.theta,
-            frequencies: RopeFrequencies::Interleaved,
-        };
-        let rope = (rope, rotary::positions(gpu, g, &layout.positions)?);
+        let rope = rotary::table(gpu, g, &self.config.rope(), &layout.positions)?;
         let lengths: Vec<usize> = layout.grids.iter().map(|(h, w)| h * w).collect();
         let segments = Segments::new(gpu, g, "attention.images", (heads, d), &lengths)?;
         let embedded = self.patch.add(g, "patch_conv", rows, None, Skip::None)?;

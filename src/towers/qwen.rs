@@ -74,6 +74,12 @@ pub struct QwenConfig {
 const EPS: f32 = 1e-6;
 
 impl QwenConfig {
+    /// The 2D rotary turn of its query and key heads.
+    pub fn rope(&self) -> Rope2d {
+        let head_dim = self.hidden / self.heads.max(1);
+        Rope2d { head_dim, heads: 2 * self.heads, theta: self.theta, frequencies: RopeFrequencies::Axial }
+    }
+
     /// Reads a `vision_config`; `field` names it in errors.
     pub fn from_json(kind: QwenKind, field: &str, v: &serde_json::Value) -> Result<Self> {
         let config_error = |key: &str, problem: String| Error::Config { field: format!("{field}.{key}"), problem };
@@ -365,7 +371,7 @@ impl QwenTower {
                 };
                 let layer = RotaryLayer {
                     norm1: norm("norm1")?,
-                    qkv: Linear::load(gpu, weights, &at("attn.qkv"), c, true)?,
+                    qkv: Linear::concat_paired(gpu, weights, &[&at("attn.qkv")], c, (true, &config.rope()))?,
                     proj: Linear::load(gpu, weights, &at("attn.proj"), c, true)?,
                     norm2: norm("norm2")?,
                     ffn,
@@ -400,9 +406,7 @@ impl QwenTower {
     /// the same order.
     pub fn add_to(&self, gpu: &Gpu, g: &mut Graph, pixels: TensorId, layout: &QwenLayout) -> Result<TensorId> {
         let (heads, d) = (self.config.heads, self.config.hidden / self.config.heads);
-        let rope =
-            Rope2d { head_dim: d, heads: 2 * heads, theta: self.config.theta, frequencies: RopeFrequencies::Axial };
-        let rope = (rope, rotary::positions(gpu, g, &layout.positions)?);
+        let rope = rotary::table(gpu, g, &self.config.rope(), &layout.positions)?;
         let full = Segments::new(gpu, g, "attention.frames", (heads, d), &layout.frames)?;
         let windowed = layout.windows.as_deref().map(|w| Segments::new(gpu, g, "attention.windows", (heads, d), w));
         let windowed = windowed.transpose()?;

@@ -1,5 +1,6 @@
 //! The pre-norm layer the rotary towers share (Qwen2-VL, Qwen2.5-VL, Pixtral): the QKV GEMM
-//! with its input norm, the 2D rotary turn of its query and key heads, block-diagonal
+//! with its input norm and, in its epilogue, the 2D rotary turn of its query and key heads
+//! (their weight rows stored in paired order, [`Rope2d::paired_rows`]), block-diagonal
 //! attention from a segment table with the output projection and residual, and a GELU or
 //! SwiGLU feed-forward with its residual.
 
@@ -8,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, TensorId};
 use crate::nn::{Linear, Mlp, Norm, Skip};
-use crate::ops::{Attention, Epilogue, GeluForm, Rope2d, interleave_rows, segment_bounds};
+use crate::ops::{Attention, Epilogue, GeluForm, Rope2d, RotaryPairs, interleave_rows, segment_bounds};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 
@@ -59,7 +60,9 @@ impl FeedForward {
     }
 }
 
-/// One layer: `x += proj(attention(rope(qkv(norm1 x))))`, `x += ffn(norm2 x)`.
+/// One layer: `x += proj(attention(rope(qkv(norm1 x))))`, `x += ffn(norm2 x)`; `qkv` holds
+/// its query and key rows in paired order ([`Linear::concat_paired`]), which attention's
+/// scores do not see.
 #[derive(Debug, Clone)]
 pub(super) struct RotaryLayer {
     pub(super) norm1: Norm,
@@ -80,17 +83,18 @@ impl RotaryLayer {
         Ok(())
     }
 
-    /// Adds the layer on `h` `[1, rows, C]` with `rope` over `positions` and `segments`.
+    /// Adds the layer on `h` `[1, rows, C]` with the rotary turn by `table` ([`table`]) and
+    /// `segments`.
     pub(super) fn add(
         &self,
         g: &mut Graph,
         name: &str,
         h: TensorId,
-        (rope, positions): (Rope2d, TensorId),
+        (pairs, table): (RotaryPairs, TensorId),
         segments: Segments,
     ) -> Result<TensorId> {
-        let qkv = self.qkv.add_normed(g, &format!("{name}.qkv"), &self.norm1, h, None, Skip::None)?;
-        let turned = g.add(rope, &[qkv, positions])?;
+        let epilogue = Epilogue::NONE.with_rotary(pairs);
+        let turned = self.qkv.add_normed_with(g, &format!("{name}.qkv"), &self.norm1, h, epilogue, &[table])?;
         let sources = [turned, turned, segments.table];
         let h =
             self.proj.add_after_attention(g, &format!("{name}.proj"), segments.attention, &sources, Some(h), None)?;
@@ -151,8 +155,9 @@ pub(super) fn theta(v: &serde_json::Value) -> f32 {
     v["rope_parameters"]["rope_theta"].as_f64().or_else(|| v["rope_theta"].as_f64()).unwrap_or(1e4) as f32
 }
 
-/// Each row's (row, column) `[rows, 2]` as a graph constant.
-pub(super) fn positions(gpu: &Gpu, g: &mut Graph, positions: &[u32]) -> Result<TensorId> {
-    let t = Tensor::from_data(gpu, &[positions.len() / 2, 2], DType::U32, positions.into())?;
-    Ok(g.constant("rotary.positions", &t))
+/// `rope`'s turn of each row from its (row, column) in `positions` (`[rows, 2]`): the pairs
+/// and their (cos, sin) table `[rows, D/2, 2]` as a graph constant.
+pub(super) fn table(gpu: &Gpu, g: &mut Graph, rope: &Rope2d, positions: &[u32]) -> Result<(RotaryPairs, TensorId)> {
+    let t = Tensor::from_f32(gpu, &[positions.len() / 2, rope.head_dim / 2, 2], &rope.table(positions)?)?;
+    Ok((rope.pairs(), g.constant("rotary.table", &t)))
 }

@@ -57,6 +57,11 @@ pub struct Args {
     /// The one-layer check then allows f16 storage's rounding (1e-2).
     #[arg(long)]
     tower_f16: bool,
+    /// Also plan each tower with its rotary turn as a node of its own after the QKV GEMM
+    /// (`rope=separate`) and time it interleaved with the fused plan: the measurement behind
+    /// fusing the turn into the GEMM's epilogue. Towers without a turn time the same plan twice.
+    #[arg(long)]
+    rope_separate: bool,
 }
 
 impl Args {
@@ -362,10 +367,20 @@ fn tower_rows(gpu: &Gpu, args: &Args, pattern: &str) -> Result<()> {
         let plan = vlbridge::Plan::new(gpu, &g)?;
         plan.run_f32(&[&pixels])?;
         let first_ms = start.elapsed().as_secs_f64() * 1e3;
-        let (mut tower_ms, mut gemm_ms) = (Vec::new(), Vec::new());
+        let separate = match args.rope_separate {
+            true => Some(vlbridge::Plan::new(&gpu.with_forced("rope", "separate"), &g)?),
+            false => None,
+        };
+        if let Some(p) = &separate {
+            p.run_f32(&[&pixels])?;
+        }
+        let (mut tower_ms, mut gemm_ms, mut separate_ms) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..args.runs.max(1) {
             gemm_ms.push(projector.time(&timer)?);
             tower_ms.push(plan.time(&timer)?);
+            if let Some(p) = &separate {
+                separate_ms.push(p.time(&timer)?);
+            }
         }
         let median_ms = median(&mut tower_ms).unwrap_or(first_ms);
         let gemm_rate = projector.cost().flops / (median(&mut gemm_ms).unwrap_or(f64::INFINITY) * 1e6);
@@ -399,6 +414,15 @@ fn tower_rows(gpu: &Gpu, args: &Args, pattern: &str) -> Result<()> {
             if c.passed() { "ok" } else { "FAIL" }
         );
         println!("{:<48} time by kernel: {shares}", "");
+        if let (Some(p), Some(ms)) = (&separate, median(&mut separate_ms)) {
+            println!(
+                "{:<48} rope separate: {} dispatches, median {ms:.1} ms; fused {:.3}x its speed; time by kernel: {}",
+                "",
+                p.dispatches().len(),
+                ms / median_ms,
+                time_by_kernel(&p.profile(&timer)?)
+            );
+        }
     }
     if passed { Ok(()) } else { Err(vlbridge::Error::Graph("a tower failed its reference check".into())) }
 }

@@ -7,7 +7,7 @@ use crate::kernels::cases::{
     BenchCase, Case, CaseRng, CaseTarget, INPUT_NORM_EPS, SUBNORMAL_FLOOR, Tolerance, dot_ulps, huge_for, normed_rows,
     pick_storage,
 };
-use crate::ops::{Epilogue, GeluForm, InputNorm, Residual};
+use crate::ops::{Epilogue, GeluForm, InputNorm, Residual, RotaryPairs};
 use crate::reference;
 
 /// The epilogues the linear kernel fuses, before a row scale or an input norm is added: the
@@ -32,12 +32,18 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     if rng.bool(0.2) {
         epilogue = epilogue.with_row_scale();
     }
+    // The rotary towers' QKV GEMM: a turn after the bias, nothing after it.
+    if rng.bool(0.15) {
+        let pairs = RotaryPairs { heads: rng.range(1, 3), head_dim: 2 * rng.range(1, 40) };
+        epilogue = Epilogue { bias: rng.bool(0.5), ..Epilogue::NONE.with_rotary(pairs) };
+    }
     if rng.bool(0.25) {
         let eps = rng.pick(&INPUT_NORM_EPS);
         epilogue = epilogue.with_input_norm(rng.pick(&InputNorm::each_kind(eps)));
     }
-    // SwiGLU reads gate/up pairs of weight rows.
+    // SwiGLU reads gate/up pairs of weight rows; a rotary turn needs its heads.
     let n = if epilogue.swiglu { 2 * n } else { n };
+    let n = epilogue.rotary.map_or(n, |r| n.max(r.channels()));
     let x = rng.values(m * k, kind, huge_for(storage, 1e15), inject);
     let w = rng.normals(n * k, 1.0 / (k as f32).sqrt());
     let b = rng.normals(n, 0.1);
@@ -55,6 +61,11 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     }
     if epilogue.row_scale {
         inputs.push(c.constant("row_scale", &[m], DType::F32, scale.clone()));
+    }
+    let angles = rng.normals(m * epilogue.rotary.map_or(0, |r| r.head_dim / 2), 100.0);
+    if let Some(r) = epilogue.rotary {
+        let table: Vec<f32> = angles.iter().flat_map(|a| [a.cos(), a.sin()]).collect();
+        inputs.push(c.constant("table", &[m, r.head_dim / 2, 2], DType::F32, table));
     }
     let (norm_w, norm_b) = (rng.normals(k, 1.0), rng.normals(k, 0.5));
     if let Some(norm) = epilogue.input_norm {
@@ -84,6 +95,16 @@ pub(super) fn fuzz(rng: &mut CaseRng, target: &CaseTarget) -> Result<Case> {
     // silu(g)·u: each factor's rounding times the other's size (|silu'| <= 1.1).
     let mut extra: Vec<f64> = if epilogue.swiglu {
         magnitude.chunks(2).map(|p| 2.1 * ulps * p[0] * p[1]).collect()
+    } else if let Some(r) = epilogue.rotary {
+        // A turned output combines its own and its partner's dot product (|cos|, |sin| <= 1),
+        // then two f32 products and a sum.
+        (0..m * n)
+            .map(|i| {
+                let col = i % n;
+                let partner = if col < r.channels() { magnitude[i - col + (col ^ 1)] } else { 0.0 };
+                (ulps + 3e-7) * (magnitude[i] + partner)
+            })
+            .collect()
     } else {
         magnitude.iter().map(|v| ulps * v).collect()
     };

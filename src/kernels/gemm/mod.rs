@@ -117,32 +117,58 @@ pub fn fuses_input_norms(caps: &Caps) -> bool {
     lowering::switch(caps, "input_norm", "fused", "separate", !caps.is_cpu())
 }
 
+/// Whether the rotary towers' QKV GEMM turns its query and key pairs in its epilogue (one
+/// dispatch, each turn computed once from two accumulators an invocation already holds)
+/// rather than in a [`crate::ops::RotaryPairs`] node after it, which reads and writes the whole
+/// QKV activation again: everywhere, as measured on llvmpipe (`vlbridge demo --towers ..
+/// --rope-separate`). `VLBRIDGE_FORCE=rope=fused|separate` decides instead.
+pub fn fuses_rotary(caps: &Caps) -> bool {
+    lowering::switch(caps, "rope", "fused", "separate", true)
+}
+
 impl Kernel for Epilogue {
     fn name(&self) -> &'static str {
         NAME
     }
 
     /// On a device that does not fuse input norms ([`fuses_input_norms`]): the norm as a node
-    /// of its own, then the GEMM without it.
-    fn lower(&self, caps: &Caps, inputs: &[&Meta], _output: &Meta) -> Result<Option<Lowering>> {
-        let [.., Some(weight), bias] = self.slots() else { return Ok(None) };
-        if fuses_input_norms(caps) {
+    /// of its own, then the GEMM without it; where rotary turns are not fused
+    /// ([`fuses_rotary`]): the GEMM without its turn, then a [`crate::ops::RotaryPairs`] node.
+    fn lower(&self, caps: &Caps, inputs: &[&Meta], output: &Meta) -> Result<Option<Lowering>> {
+        let split_norm = self.input_norm.is_some() && !fuses_input_norms(caps);
+        let split_rotary = self.rotary.is_some() && !fuses_rotary(caps);
+        if !split_norm && !split_rotary {
             return Ok(None);
         }
-        let mut l = Lowering::default();
-        let normed = l.temp("input_norm", inputs[0].clone());
-        match self.input_norm {
-            Some(InputNorm::Layer { eps }) => {
-                let b = bias.unwrap_or(weight);
-                l.node(LayerNorm::new(eps), vec![Slot::Input(0), Slot::Input(weight), Slot::Input(b)], normed);
+        let slots = self.slots();
+        let (mut l, mut gemm, mut x) = (Lowering::default(), *self, Slot::Input(0));
+        if let (true, Some(norm), Some(weight)) = (split_norm, self.input_norm, slots[7]) {
+            let normed = l.temp("input_norm", inputs[0].clone());
+            match norm {
+                InputNorm::Layer { eps } => {
+                    let b = slots[8].unwrap_or(weight);
+                    l.node(LayerNorm::new(eps), vec![Slot::Input(0), Slot::Input(weight), Slot::Input(b)], normed);
+                }
+                InputNorm::Rms { eps, unit_offset } => {
+                    let op = RmsNorm { unit_offset, ..RmsNorm::new(eps) };
+                    l.node(op, vec![Slot::Input(0), Slot::Input(weight)], normed);
+                }
             }
-            Some(InputNorm::Rms { eps, unit_offset }) => {
-                l.node(RmsNorm { unit_offset, ..RmsNorm::new(eps) }, vec![Slot::Input(0), Slot::Input(weight)], normed);
-            }
-            None => return Ok(None),
+            gemm.input_norm = None;
+            x = normed;
         }
-        let rest = (1..weight).map(Slot::Input);
-        l.node(Epilogue { input_norm: None, ..*self }, std::iter::once(normed).chain(rest).collect(), Slot::Output);
+        let turn = if split_rotary { gemm.rotary.take().zip(slots[6]) } else { None };
+        // The GEMM keeps the inputs its remaining epilogue reads, in the same order.
+        let kept = gemm.slots().into_iter().zip(slots).filter_map(|(new, old)| new.and(old));
+        let gemm_inputs = std::iter::once(x).chain(kept.skip(1).map(Slot::Input)).collect();
+        match turn {
+            Some((pairs, table)) => {
+                let unturned = l.temp("unturned", output.clone());
+                l.node(gemm, gemm_inputs, unturned);
+                l.node(pairs, vec![unturned, Slot::Input(table)], Slot::Output);
+            }
+            None => l.node(gemm, gemm_inputs, Slot::Output),
+        }
         Ok(Some(l))
     }
 
@@ -233,6 +259,8 @@ impl Kernel for Epilogue {
                     Some(InputNorm::Rms { .. }) => 2.0,
                 },
             ),
+            ("ROTARY", self.rotary.map_or(0.0, |r| r.channels() as f64)),
+            ("ROTARY_HEAD", self.rotary.map_or(2.0, |r| r.head_dim as f64)),
             (
                 "NORM_OFFSET",
                 if matches!(self.input_norm, Some(InputNorm::Rms { unit_offset: true, .. })) { 1.0 } else { 0.0 },
@@ -247,8 +275,11 @@ impl Kernel for Epilogue {
         .collect()
     }
 
+    /// The read bindings in binding order: the rotary table is the last binding (10) but sits
+    /// before the norm parameters among the inputs.
     fn read_slots(&self, _spec: &KernelSpec) -> Vec<Option<usize>> {
-        self.slots().to_vec()
+        let s = self.slots();
+        vec![s[0], s[1], s[2], s[3], s[4], s[5], s[7], s[8], s[6]]
     }
 
     /// One dispatch, or several over row ranges of a weight larger than one binding.
@@ -274,15 +305,19 @@ impl Kernel for Epilogue {
         let out = if self.swiglu { m * n / 2 } else { m * n };
         let residual = if self.residual == Residual::None { 0.0 } else { bytes(a, out) };
         let io = bytes(a, m * k) + bytes(a, out) + residual;
-        Cost { flops: 2.0 * product(&[m, n, k]), bytes: io + bias + bytes(inputs[1].dtype, n * k) }
+        let (turns, table) = match (self.rotary, self.slots()[6]) {
+            (Some(r), Some(t)) => (3.0 * product(&[m, r.channels()]), bytes(DType::F32, inputs[t].len())),
+            _ => (0.0, 0.0),
+        };
+        Cost { flops: 2.0 * product(&[m, n, k]) + turns, bytes: io + bias + table + bytes(inputs[1].dtype, n * k) }
     }
 
     fn reference(&self, inputs: &[&[f64]], metas: &[&Meta]) -> Vec<f64> {
         let (m, n, k) = dims(metas);
         let slot = |i: usize| self.slots()[i].map(|s| inputs[s]);
-        let x = match (self.input_norm, slot(6)) {
+        let x = match (self.input_norm, slot(7)) {
             (Some(InputNorm::Layer { eps }), Some(w)) => {
-                reference::layer_norm(inputs[0], w, slot(7).unwrap_or_default(), k, f64::from(eps))
+                reference::layer_norm(inputs[0], w, slot(8).unwrap_or_default(), k, f64::from(eps))
             }
             (Some(InputNorm::Rms { eps, unit_offset }), Some(w)) => {
                 reference::rms_norm(inputs[0], w, k, f64::from(eps), f64::from(u8::from(unit_offset)))
@@ -290,6 +325,9 @@ impl Kernel for Epilogue {
             _ => inputs[0].to_vec(),
         };
         let mut y = reference::linear(&x, inputs[1], slot(2), m, n, k);
+        if let (Some(rotary), Some(table)) = (self.rotary, slot(6)) {
+            reference::rotate_pairs(&mut y, table, n, rotary);
+        }
         if self.swiglu {
             y = reference::swiglu_pairs(&y, self.activation);
         } else if let Some(form) = self.activation {
@@ -321,8 +359,8 @@ fn weight_chunks(epilogue: &Epilogue, inputs: &[&Meta], limits: &BindLimits) -> 
     // of alignment / gcd(row_bytes, alignment).
     let alignment = limits.offset_alignment.max(1);
     let step = (alignment / gcd(row_bytes, alignment)) as usize;
-    // SwiGLU's gate/up pairs stay in one chunk.
-    let step = if epilogue.swiglu { step.next_multiple_of(2) } else { step };
+    // SwiGLU's gate/up pairs and rotary pairs stay in one chunk.
+    let step = if epilogue.swiglu || epilogue.rotary.is_some() { step.next_multiple_of(2) } else { step };
     rows -= rows % step.max(1);
     if rows == 0 {
         return Err(Error::Limit {

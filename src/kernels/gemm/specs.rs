@@ -9,7 +9,8 @@ const PORTABLE_SOURCE: &str = include_str!("../../../shaders/gemm_portable.wgsl"
 const TILED_SOURCE: &str = include_str!("../../../shaders/gemm_tiled.wgsl");
 const COOP_SOURCE: &str = include_str!("../../../shaders/gemm_coop.wgsl");
 
-/// x, weight, bias, residual, gate, y, params, row scale, input norm weight and bias.
+/// x, weight, bias, residual, gate, y, params, row scale, input norm weight and bias, rotary
+/// table.
 const BINDINGS: &[Access] = &[
     Access::Read,
     Access::Read,
@@ -18,6 +19,7 @@ const BINDINGS: &[Access] = &[
     Access::Read,
     Access::ReadWrite,
     Access::Uniform,
+    Access::Read,
     Access::Read,
     Access::Read,
     Access::Read,
