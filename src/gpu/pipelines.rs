@@ -8,13 +8,26 @@ use crate::pipeline::{Access, Pipeline, PipelineDesc};
 
 impl Gpu {
     /// Returns the pipeline for `desc`, building it on first use. A device without the
-    /// features the shader needs is [`Error::Unsupported`]; a shader that does not compile is
+    /// features the shader needs is [`Error::Unsupported`], one binding fewer storage buffers
+    /// than it reads and writes is [`Error::Limit`]; a shader that does not compile is
     /// [`Error::ShaderCompile`].
     pub fn pipeline(&self, desc: &PipelineDesc<'_>) -> Result<Arc<Pipeline>> {
         if !self.features().contains(desc.features) {
             return Err(Error::Unsupported {
                 kernel: desc.label,
                 what: format!("device features {:?}", desc.features - self.features()),
+            });
+        }
+        // A host's device may have been requested with fewer storage buffers than a kernel
+        // binds (WebGPU's default is 8; the GEMMs bind 10): said here, not as a device error.
+        let storage = desc.bindings.iter().filter(|a| **a != Access::Uniform).count() as u64;
+        let max = u64::from(self.device().limits().max_storage_buffers_per_shader_stage);
+        if storage > max {
+            return Err(Error::Limit {
+                kernel: desc.label,
+                limit: "storage buffers per shader stage",
+                requested: storage,
+                max,
             });
         }
         let key = desc.key();
